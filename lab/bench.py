@@ -1,0 +1,148 @@
+"""`lab bench`: speed as ratios measured in one process, so the machine's own speed cancels out.
+
+- train: labgpt vs `transformers.LlamaForCausalLM` of the same shape on the same batches (goal >= 1.0)
+- generate: our engine vs HF `generate` on the same model, batch 16 (goal >= 2)
+Timed blocks alternate between the two contenders so background load hits both alike.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+
+from lab.engine import SamplingParams, generate
+from lab.export import to_llama
+from lab.model import LabGPTConfig, LabGPTForCausalLM
+from lab.presets import Preset
+
+
+def _shape_config(preset: Preset, vocab_size: int) -> LabGPTConfig:
+    s = preset.model
+    return LabGPTConfig(
+        vocab_size=vocab_size, hidden_size=s.hidden_size, intermediate_size=s.intermediate_size or None,
+        num_hidden_layers=s.num_hidden_layers, num_attention_heads=s.num_attention_heads,
+        num_key_value_heads=s.num_key_value_heads, max_position_embeddings=s.max_position_embeddings,
+        tie_word_embeddings=s.tie_word_embeddings, use_cache=False,
+    )
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class _SavedBytes:
+    """Bytes of tensors autograd saves for backward: the activation memory, the same measure on CPU and GPU."""
+
+    def __init__(self):
+        self.total = 0
+
+    def __enter__(self):
+        def pack(t):
+            self.total += t.numel() * t.element_size()
+            return t
+
+        self.hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
+        self.hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.hooks.__exit__(*exc)
+
+
+def bench_train(preset: Preset, steps: int = 20, vocab_size: int | None = None, device: str = "auto") -> dict:
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    cfg = preset.pretrain
+    vocab = vocab_size or preset.tokenizer.vocab_size
+    torch.manual_seed(0)
+    ours = LabGPTForCausalLM(_shape_config(preset, vocab)).to(dev).train()
+    llama = to_llama(ours).to(dev).train()
+    llama.config.use_cache = False
+    use_bf16 = dev.type == "cuda"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
+    contenders = {"labgpt": ours, "llama": llama}
+    if cfg.compile and dev.type == "cuda":
+        contenders = {k: torch.compile(m) for k, m in contenders.items()}
+    optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-4, fused=dev.type == "cuda") for k, m in contenders.items()}
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randint(0, vocab, (cfg.batch_size, cfg.seq_len + 1), generator=gen) for _ in range(4)]
+
+    def step(name, i, measure=None):
+        batch = batches[i % len(batches)].to(dev)
+        with measure or nullcontext(), autocast:
+            logits = contenders[name](input_ids=batch[:, :-1]).logits
+        loss = F.cross_entropy(logits.float().view(-1, vocab), batch[:, 1:].reshape(-1))
+        loss.backward()
+        optimizers[name].step()
+        optimizers[name].zero_grad(set_to_none=True)
+
+    memory = {}
+    for name in contenders:  # warm-up (and compilation), then one measured step for memory
+        for i in range(3):
+            step(name, i)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        saved = _SavedBytes()
+        step(name, 0, saved)
+        _sync(dev)
+        memory[name] = {"activation_mb": saved.total / 2**20}
+        if dev.type == "cuda":
+            memory[name]["peak_allocated_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    elapsed = {name: 0.0 for name in contenders}
+    block = 5
+    for start in range(0, steps, block):
+        for name in contenders:
+            _sync(dev)
+            t0 = time.perf_counter()
+            for i in range(start, min(steps, start + block)):
+                step(name, i)
+            _sync(dev)
+            elapsed[name] += time.perf_counter() - t0
+    tokens = steps * cfg.batch_size * cfg.seq_len
+    tps = {name: tokens / elapsed[name] for name in contenders}
+    return {
+        "device": str(dev), "shape": preset.model.__dict__, "batch": cfg.batch_size, "seq_len": cfg.seq_len,
+        "parameters": ours.config.num_parameters(), "tokens_per_s": tps, "ratio": tps["labgpt"] / tps["llama"],
+        "memory": memory,
+    }
+
+
+@torch.no_grad()
+def bench_generate(model=None, preset: Preset | None = None, batch: int = 16, prompt_len: int = 32,
+                   new_tokens: int = 128, rounds: int = 3, device: str = "auto") -> dict:
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    if model is None:
+        torch.manual_seed(0)
+        model = LabGPTForCausalLM(_shape_config(preset or Preset(), (preset or Preset()).tokenizer.vocab_size))
+    model = model.to(dev).eval()
+    if dev.type == "cuda":
+        model = model.to(torch.bfloat16)
+    model.config.use_cache = True
+    vocab = model.config.vocab_size
+    gen = torch.Generator().manual_seed(0)
+    prompts = [[1] + torch.randint(7, vocab, (prompt_len - 1,), generator=gen).tolist() for _ in range(batch)]
+    ids = torch.tensor(prompts, device=dev)
+    params = SamplingParams(max_new_tokens=new_tokens)  # greedy, no stop token: both produce every token
+
+    def ours():
+        return generate(model, prompts, params)
+
+    def hf():
+        return model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                              min_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
+
+    same = [o for o in ours()] == hf()[:, prompt_len:].tolist()
+    elapsed = {"engine": 0.0, "hf_generate": 0.0}
+    for _ in range(rounds):
+        for name, fn in (("engine", ours), ("hf_generate", hf)):
+            _sync(dev)
+            t0 = time.perf_counter()
+            fn()
+            _sync(dev)
+            elapsed[name] += time.perf_counter() - t0
+    tps = {k: rounds * batch * new_tokens / v for k, v in elapsed.items()}
+    return {"device": str(dev), "batch": batch, "prompt_len": prompt_len, "new_tokens": new_tokens,
+            "tokens_per_s": tps, "ratio": tps["engine"] / tps["hf_generate"], "same_greedy_tokens": same}

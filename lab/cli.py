@@ -1,0 +1,187 @@
+"""The `lab` command line (typer + rich). Every command turns bad input into one `error:` line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lab.errors import LabError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="An RL-for-reasoning and hallucination-study lab on a model we build ourselves.")
+bench_app = typer.Typer(no_args_is_help=True, help="Speed as ratios against the field's reference code.")
+app.add_typer(bench_app, name="bench")
+console = Console()
+
+PresetOpt = typer.Option("tiny", "--preset", "-p", help="tiny (2 CPU cores) or gpu (one H100-class GPU)")
+NameOpt = typer.Option(None, "--name", help="run name (default: the preset's)")
+SetOpt = typer.Option([], "--set", "-s", help="override a setting, e.g. --set pretrain.lr=1e-3 (repeatable)")
+RunsOpt = typer.Option(Path("runs"), "--runs-dir", help="where run directories live")
+
+
+def _preset(name: str, overrides: list[str]):
+    from lab.presets import get_preset
+
+    return get_preset(name, overrides)
+
+
+@app.command()
+def pipeline(preset: str = PresetOpt, name: Optional[str] = NameOpt, set: list[str] = SetOpt,
+             runs_dir: Path = RunsOpt, until: Optional[str] = typer.Option(None, help="stop after this stage")):
+    """Run every stage into runs/<name>/ (complete stages are skipped; a killed run resumes)."""
+    from lab.pipeline import run_pipeline
+
+    run = run_pipeline(_preset(preset, set), runs_dir, name, until)
+    report = run.stage_dir("report") / "report.md"
+    if report.exists():
+        console.print(f"report: {report}  (and report.html)")
+
+
+@app.command()
+def pretrain(preset: str = PresetOpt, name: Optional[str] = NameOpt, set: list[str] = SetOpt, runs_dir: Path = RunsOpt,
+             restart: bool = typer.Option(False, help="ignore the last checkpoint and start over"),
+             stop_at: Optional[int] = typer.Option(None, help="stop after this step, as if killed (resume later)")):
+    """Data, tokenizer and base-model pretraining; resumes from the last checkpoint by default."""
+    from lab.pipeline import run_pipeline
+    from lab.pretrain import pretrain as run_pretrain
+    from lab.runs import Run
+
+    cfg = _preset(preset, set)
+    run = run_pipeline(cfg, runs_dir, name, until="tokenizer")
+    result = run_pretrain(Run(run.root), cfg, stop_at=stop_at, restart=restart)
+    console.print(f"step {result['step']}  loss {result['loss']:.4f}")
+
+
+@app.command()
+def sample(stage: Path = typer.Argument(..., help="RUN/STAGE, e.g. runs/tiny/base"),
+           prompt: list[str] = typer.Option([], "--prompt", help="prompt text (repeatable)"),
+           max_new_tokens: int = 48, temperature: float = 0.8, top_k: int = 50, seed: int = 0):
+    """Sample continuations from a stage's checkpoint."""
+    from lab.engine import SamplingParams, generate_text
+    from lab.loading import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(stage)
+    prompts = prompt or ["Mira"]
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
+                            stop_token_ids=(tokenizer.eos_token_id,))
+    for p, text in zip(prompts, generate_text(model, tokenizer, prompts, params)):
+        console.print(f"[bold]{p}[/bold]{text}")
+
+
+@app.command()
+def export(stage: Path = typer.Argument(..., help="RUN/STAGE to export"), out: Path = typer.Argument(...),
+           format: str = typer.Option("llama", "--format", help="llama")):
+    """Write a checkpoint plain transformers.LlamaForCausalLM loads (no trust_remote_code)."""
+    from lab.export import export as run_export
+
+    console.print(f"exported to {run_export(stage, out, format)}")
+
+
+@app.command()
+def status(run_dir: Path = typer.Argument(..., help="a run directory, e.g. runs/tiny")):
+    """Which stages of a run are complete."""
+    from lab.pipeline import STAGE_NAMES
+    from lab.runs import Run
+
+    run = Run.open_existing(run_dir)
+    table = Table("stage", "state", "details")
+    for stage in STAGE_NAMES:
+        info = run.completion(stage)
+        state = "complete" if info else ("started" if run.stage_dir(stage).exists() else "-")
+        table.add_row(stage, state, json.dumps({k: v for k, v in info.items() if k != "finished"})[:80] if info else "")
+    console.print(table)
+
+
+@app.command()
+def presets(name: Optional[str] = typer.Argument(None, help="show one preset's settings")):
+    """List presets, or every setting of one (each can be overridden with --set)."""
+    from lab.presets import PRESETS, field_paths
+
+    if name is None:
+        for key in PRESETS:
+            console.print(key)
+        return
+    preset = _preset(name, [])
+    for path in field_paths(preset):
+        value = preset
+        for part in path.split("."):
+            value = getattr(value, part)
+        console.print(f"{path} = {value!r}")
+
+
+@app.command()
+def data(in_dir: Path = typer.Argument(..., help="folder of .html/.warc/.jsonl files"),
+         out: Path = typer.Option(..., "--out", help="output folder")):
+    """Clean a folder of web text: URL filter, extraction, language ID, quality, PII, dedup."""
+    from tasks.webtext import run_pipeline as run_webtext
+
+    report = run_webtext(in_dir, out)
+    console.print(f"kept {report.get('kept', '?')} documents; report in {out / 'report.md'}")
+
+
+@app.command()
+def report(runs: list[Path] = typer.Argument(..., help="one or more run directories"),
+           out: Optional[Path] = typer.Option(None, "--out", help="default: RUN/report")):
+    """Write report.md and a self-contained report.html for one run, or several side by side."""
+    from lab.runs import Run
+    from reports.report import write_report
+
+    opened = [Run.open_existing(r) for r in runs]
+    target = out or opened[0].stage_dir("report")
+    write_report(opened, target)
+    console.print(f"report: {target / 'report.md'}")
+
+
+@bench_app.command("train")
+def bench_train(preset: str = PresetOpt, set: list[str] = SetOpt, steps: int = 20,
+                device: str = typer.Option("auto", help="auto, cpu or cuda")):
+    """Training tokens/s: labgpt vs transformers' LlamaForCausalLM of the same shape (goal >= 1.0)."""
+    from lab.bench import bench_train as run
+
+    result = run(_preset(preset, set), steps=steps, device=device)
+    tps = result["tokens_per_s"]
+    console.print(f"{result['device']}  {result['parameters']:,} parameters  batch {result['batch']} x {result['seq_len']}")
+    for name, value in tps.items():
+        mem = result["memory"][name]
+        console.print(f"  {name:8s} {value:12,.0f} tokens/s   activations {mem['activation_mb']:.0f} MB"
+                      + (f"   peak {mem['peak_allocated_mb']:.0f} MB" if "peak_allocated_mb" in mem else ""))
+    console.print(f"  ratio labgpt/llama = {result['ratio']:.2f}  (goal >= 1.0)")
+
+
+@bench_app.command("generate")
+def bench_generate(preset: str = PresetOpt, set: list[str] = SetOpt,
+                   model: Optional[Path] = typer.Option(None, help="RUN/STAGE (default: a random model of the preset's shape)"),
+                   batch: int = 16, new_tokens: int = 128, device: str = typer.Option("auto")):
+    """Generation tokens/s: our engine vs HF generate on the same model, batch 16 (goal >= 2)."""
+    from lab.bench import bench_generate as run
+
+    loaded = None
+    if model is not None:
+        from lab.loading import load_model_and_tokenizer
+
+        loaded, _ = load_model_and_tokenizer(model)
+    result = run(model=loaded, preset=_preset(preset, set), batch=batch, new_tokens=new_tokens, device=device)
+    for name, value in result["tokens_per_s"].items():
+        console.print(f"  {name:12s} {value:12,.0f} tokens/s")
+    console.print(f"  ratio engine/hf = {result['ratio']:.2f}  (goal >= 2); identical greedy tokens: {result['same_greedy_tokens']}")
+
+
+def main() -> None:
+    try:
+        app()
+    except LabError as e:
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted; run the same command again to resume from the last checkpoint")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

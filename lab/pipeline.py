@@ -1,0 +1,118 @@
+"""The stage graph and `lab pipeline`: every stage into one run directory, resumable.
+
+A stage is a function (run, preset) -> None that reads its parents' folders and writes its own, and
+marks itself complete last. Complete stages are skipped; a stage that fails stops the pipeline with
+its name and the reason in one line, keeping every completed stage (and its own last checkpoint).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+
+from lab.errors import LabError
+from lab.presets import Preset
+from lab.runs import Run, write_json
+
+console = Console(stderr=True)
+
+
+def stage_data(run: Run, preset: Preset) -> None:
+    from tasks.corpus import build_corpus, load_text_files, save_corpus
+    from tasks.world import build_world
+
+    out = run.stage_dir("data")
+    world = build_world(preset.data.world)
+    train, heldout, manifest = build_corpus(world, preset.data.corpus)
+    if preset.data.source == "files":
+        if not preset.data.corpus_paths:
+            raise LabError("data.source=files needs data.corpus_paths (files or folders of .txt/.jsonl/.parquet)")
+        user_docs = load_text_files([Path(p) for p in preset.data.corpus_paths])
+        split = max(1, len(user_docs) // 50)  # 2% of the user's documents for held-out loss
+        train, heldout = user_docs[split:], user_docs[:split]
+        manifest = {"source": "files", "paths": list(preset.data.corpus_paths), "documents": len(user_docs)}
+    elif preset.data.source != "world":
+        raise LabError(f"unknown data.source '{preset.data.source}'; valid: world, files")
+    save_corpus(out, train, heldout, manifest)
+    run.mark_complete("data", {"train_docs": len(train), "heldout_docs": len(heldout)})
+
+
+def stage_tokenizer(run: Run, preset: Preset) -> None:
+    from lab.tokenizer import save_tokenizer, train_tokenizer
+    from tasks.corpus import load_corpus
+
+    corpus = load_corpus(run.require("data"))
+    tokenizer = train_tokenizer(
+        (doc for doc in corpus["train"]["text"]),
+        vocab_size=preset.tokenizer.vocab_size,
+        min_frequency=preset.tokenizer.min_frequency,
+        model_max_length=preset.model.max_position_embeddings,
+    )
+    save_tokenizer(tokenizer, run.stage_dir("tokenizer"))
+    run.mark_complete("tokenizer", {"vocab_size": len(tokenizer)})
+
+
+def stage_base(run: Run, preset: Preset) -> None:
+    from lab.pretrain import pretrain
+
+    pretrain(run, preset)
+
+
+def stage_report(run: Run, preset: Preset) -> None:
+    from reports.report import write_report
+
+    write_report([run], run.stage_dir("report"))
+    run.mark_complete("report")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    parents: tuple[str, ...]
+    fn: Callable[[Run, Preset], None]
+
+
+STAGES = [
+    Stage("data", (), stage_data),
+    Stage("tokenizer", ("data",), stage_tokenizer),
+    Stage("base", ("tokenizer",), stage_base),
+    Stage("report", ("base",), stage_report),
+]
+STAGE_NAMES = [s.name for s in STAGES]
+
+
+def run_pipeline(preset: Preset, runs_dir: Path = Path("runs"), name: str | None = None,
+                 until: str | None = None, force: tuple[str, ...] = ()) -> Run:
+    if until is not None and until not in STAGE_NAMES:
+        raise LabError(f"unknown stage '{until}'; stages: {', '.join(STAGE_NAMES)}")
+    run = Run.create_or_open(Path(runs_dir) / (name or preset.name), preset)
+    console.print(f"[bold]run[/bold] {run.root}  (preset {preset.name})")
+    for stage in STAGES:
+        if run.is_complete(stage.name) and stage.name not in force:
+            console.print(f"  [green]✓[/green] {stage.name} (complete, skipped)")
+        else:
+            console.print(f"  [cyan]→[/cyan] {stage.name}")
+            t0 = time.perf_counter()
+            try:
+                stage.fn(run, preset)
+            except LabError as e:
+                raise LabError(f"stage '{stage.name}' stopped: {e}") from None
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:
+                log = run.stage_dir(stage.name) / "logs" / "error.log"
+                log.parent.mkdir(parents=True, exist_ok=True)
+                log.write_text(traceback.format_exc())
+                raise LabError(f"stage '{stage.name}' failed: {type(e).__name__}: {e} (traceback in {log}); "
+                               "completed stages are kept, run the same command to continue") from None
+            timing = run.stage_dir(stage.name) / "timing.json"
+            write_json(timing, {"seconds": time.perf_counter() - t0})
+            console.print(f"  [green]✓[/green] {stage.name} ({time.perf_counter() - t0:.1f} s)")
+        if stage.name == until:
+            break
+    return run

@@ -1,0 +1,65 @@
+"""Training logs: JSONL (the source of truth for reports), TensorBoard, and a rich progress bar."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class TrainLogger:
+    def __init__(self, log_dir: Path, enabled: bool, total: int, start: int = 0, title: str = "train", quiet=False):
+        self.enabled, self.records, self.last = enabled, [], {}
+        self.last_logged_step = start if start else None
+        if not enabled:
+            return
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.file = open(log_dir / "train.jsonl", "a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(log_dir / "tensorboard"))
+        except ImportError:  # tensorboard is optional at run time
+            self.tb = None
+        self.progress = Progress(
+            TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            console=Console(stderr=True), disable=quiet, transient=False,
+        )
+        self.task = self.progress.add_task(title, total=total, completed=start, status="")
+        self.progress.start()
+
+    def log(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        self.records.append(record)
+        self.last.update(record)
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        step = record["step"]
+        if self.tb:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                    self.tb.add_scalar(key, value, step)
+        if "loss" in record:
+            self.last_logged_step = step
+            status = f"loss {record['loss']:.3f}  {record['tokens_per_s']:,.0f} tok/s"
+            if "mfu" in record:
+                status += f"  MFU {record['mfu']:.1%}"
+            if "heldout_loss" in self.last:
+                status += f"  held-out {self.last['heldout_loss']:.3f}"
+            self.progress.update(self.task, completed=step, status=status)
+
+    def mean(self, key: str) -> float | None:
+        values = [r[key] for r in self.records if key in r]
+        return sum(values) / len(values) if values else None
+
+    def close(self) -> None:
+        if self.enabled:
+            self.progress.stop()
+            self.file.close()
+            if self.tb:
+                self.tb.close()

@@ -1,0 +1,130 @@
+"""labgpt as a transformers model: each gotcha from DESIGN.md pinned by a test."""
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+from lab.model import LabGPTConfig, LabGPTForCausalLM, LabGPTForSequenceClassification, LabGPTModel
+
+
+def ids(batch=2, length=12, vocab=97, seed=0):
+    return torch.randint(3, vocab, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+def test_config_carries_what_trl_and_generate_read(tiny_config):
+    assert (tiny_config.pad_token_id, tiny_config.bos_token_id, tiny_config.eos_token_id) == (0, 1, 2)
+    assert tiny_config.tie_word_embeddings is True and tiny_config.use_cache is True
+    assert tiny_config.num_hidden_layers == 2
+    assert LabGPTConfig.auto_map == {}
+    assert isinstance(LabGPTForCausalLM._tied_weights_keys, dict)
+
+
+def test_parameter_count_formula_matches_the_module(tiny_config):
+    model = LabGPTForCausalLM(tiny_config)
+    assert sum(p.numel() for p in model.parameters()) == tiny_config.num_parameters()
+    untied = LabGPTConfig(**{**tiny_config.to_dict(), "tie_word_embeddings": False})
+    assert sum(p.numel() for p in LabGPTForCausalLM(untied).parameters()) == untied.num_parameters()
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError, match="multiple"):
+        LabGPTConfig(hidden_size=30, num_attention_heads=4)
+    with pytest.raises(ValueError, match="multiple"):
+        LabGPTConfig(hidden_size=32, num_attention_heads=4, num_key_value_heads=3)
+
+
+def test_auto_classes_load_a_saved_model(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), LabGPTConfig)
+    assert isinstance(AutoModel.from_pretrained(tmp_path), LabGPTModel)
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert isinstance(reloaded, LabGPTForCausalLM)
+    x = ids()
+    # RoPE is computed in forward, not held in a buffer that from_pretrained leaves uninitialised.
+    assert torch.equal(reloaded(x).logits, tiny_model(x).logits)
+    assert reloaded.lm_head.weight.data_ptr() == reloaded.model.embed_tokens.weight.data_ptr()
+    classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=1)
+    assert isinstance(classifier, LabGPTForSequenceClassification)
+
+
+def test_left_padding_without_position_ids_matches_the_unpadded_sequence(tiny_model):
+    # GRPO passes left-padded batches with a mask and no position ids.
+    x = ids(1, 10)
+    padded = torch.cat([torch.zeros(1, 4, dtype=torch.long), x], 1)
+    mask = torch.cat([torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 10, dtype=torch.long)], 1)
+    alone = tiny_model(x).logits
+    batched = tiny_model(padded, attention_mask=mask).logits[:, 4:]
+    assert torch.allclose(alone, batched, atol=1e-5)
+    assert tiny_model(x, attention_mask=None).logits.shape == (1, 10, 97)
+
+
+def test_kv_cache_matches_full_forward(tiny_model):
+    x = ids(2, 9)
+    full = tiny_model(x, use_cache=False).logits
+    out = tiny_model(x[:, :5], use_cache=True)
+    step = tiny_model(x[:, 5:], past_key_values=out.past_key_values, use_cache=True)
+    assert torch.allclose(step.logits, full[:, 5:], atol=1e-5)
+
+
+def test_hf_generate_with_cache_equals_argmax_without(tiny_model):
+    x = ids(1, 6)
+    generated = tiny_model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=8, do_sample=False,
+                                    eos_token_id=None)
+    seq = x
+    for _ in range(8):
+        nxt = tiny_model(seq, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
+        seq = torch.cat([seq, nxt], 1)
+    assert torch.equal(generated, seq)
+
+
+def test_eager_attention_matches_sdpa_and_returns_weights(tiny_config):
+    torch.manual_seed(0)
+    sdpa = LabGPTForCausalLM(tiny_config).eval()
+    eager = LabGPTForCausalLM(tiny_config).eval()
+    eager.load_state_dict(sdpa.state_dict())
+    eager.set_attn_implementation("eager")
+    x = ids(2, 11)
+    mask = torch.ones_like(x)
+    mask[0, :3] = 0
+    out = eager(x, attention_mask=mask, output_attentions=True)
+    assert torch.allclose(out.logits[1], sdpa(x, attention_mask=mask).logits[1], atol=1e-5)
+    assert torch.allclose(out.logits[0, 3:], sdpa(x, attention_mask=mask).logits[0, 3:], atol=1e-5)
+    weights = out.attentions[0]
+    assert weights.shape == (2, 4, 11, 11)
+    assert torch.allclose(weights.sum(-1), torch.ones(2, 4, 11), atol=1e-5)
+    assert weights[1].triu(1).abs().max() == 0  # causal
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_config):
+    torch.manual_seed(0)
+    model = LabGPTForCausalLM(tiny_config).train()
+    x = ids(2, 12)
+    model(x, labels=x, use_cache=False).loss.backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.gradient_checkpointing_enable()
+    assert model.is_gradient_checkpointing
+    model(x, labels=x, use_cache=False).loss.backward()
+    for a, p in zip(plain, model.parameters()):
+        assert torch.allclose(a, p.grad, atol=1e-6)
+
+
+def test_sequence_classification_scores_the_last_real_token(tiny_config):
+    torch.manual_seed(0)
+    rm = LabGPTForSequenceClassification(LabGPTConfig(**{**tiny_config.to_dict(), "num_labels": 1})).eval()
+    x = ids(1, 8)
+    right_padded = torch.cat([x, torch.zeros(1, 3, dtype=torch.long)], 1)
+    mask = (right_padded != 0).long()
+    assert torch.allclose(rm(x).logits, rm(right_padded, attention_mask=mask).logits, atol=1e-5)
+
+
+def test_lora_with_explicit_target_modules(tiny_model):
+    from peft import LoraConfig, get_peft_model
+
+    lora = get_peft_model(tiny_model, LoraConfig(r=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
+                                                                      "gate_proj", "up_proj", "down_proj"]))
+    trainable = [n for n, p in lora.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    x = ids()
+    lora(x, labels=x).loss.backward()
+    assert all(p.grad is not None for n, p in lora.named_parameters() if p.requires_grad)
