@@ -17,6 +17,7 @@ from lab.engine import SamplingParams, generate
 from lab.export import to_llama
 from lab.model import LabGPTConfig, LabGPTForCausalLM
 from lab.presets import Preset
+from lab.pretrain import peak_flops
 
 
 def _shape_config(preset: Preset, vocab_size: int) -> LabGPTConfig:
@@ -103,7 +104,9 @@ def bench_train(preset: Preset, steps: int = 20, vocab_size: int | None = None, 
             elapsed[name] += time.perf_counter() - t0
     tokens = steps * cfg.batch_size * cfg.seq_len
     tps = {name: tokens / elapsed[name] for name in contenders}
-    return {
+    peak = peak_flops(cfg, dev)
+    mfu = {name: ours.config.flops_per_token(cfg.seq_len) * v / peak for name, v in tps.items()} if peak else None
+    return {"mfu": mfu,
         "device": str(dev), "shape": preset.model.__dict__, "batch": cfg.batch_size, "seq_len": cfg.seq_len,
         "parameters": ours.config.num_parameters(), "tokens_per_s": tps, "ratio": tps["labgpt"] / tps["llama"],
         "memory": memory,

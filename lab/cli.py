@@ -152,6 +152,8 @@ def bench_train(preset: str = PresetOpt, set: list[str] = SetOpt, steps: int = 2
         console.print(f"  {name:8s} {value:12,.0f} tokens/s   activations {mem['activation_mb']:.0f} MB"
                       + (f"   peak {mem['peak_allocated_mb']:.0f} MB" if "peak_allocated_mb" in mem else ""))
     console.print(f"  ratio labgpt/llama = {result['ratio']:.2f}  (goal >= 1.0)")
+    if result["mfu"]:
+        console.print("  MFU " + ", ".join(f"{k} {v:.1%}" for k, v in result["mfu"].items()))
 
 
 @bench_app.command("generate")

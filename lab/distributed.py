@@ -25,7 +25,9 @@ class Distributed:
         rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
         use_cuda = torch.cuda.is_available() if device_name == "auto" else device_name.startswith("cuda")
         if use_cuda:
-            device = torch.device("cuda", local_rank) if world_size > 1 else torch.device(device_name if device_name != "auto" else "cuda")
+            device = torch.device("cuda", local_rank if world_size > 1 else 0)
+            if device_name.startswith("cuda:"):
+                device = torch.device(device_name)
             torch.cuda.set_device(device)
         else:
             device = torch.device("cpu")

@@ -21,7 +21,10 @@ from transformers import (
     PretrainedConfig,
     PreTrainedModel,
 )
-from transformers import initialization as init
+try:
+    from transformers import initialization as init
+except ImportError:  # older transformers 5.x: plain torch init (no lazy-loading guard needed there)
+    from torch.nn import init
 from transformers.cache_utils import DynamicCache
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GenericForSequenceClassification, GradientCheckpointingLayer

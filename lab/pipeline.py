@@ -63,6 +63,21 @@ def stage_base(run: Run, preset: Preset) -> None:
     pretrain(run, preset)
 
 
+def stage_knowledge(run: Run, preset: Preset) -> None:
+    from evals.knowledge import run_probe
+    from lab.loading import load_model_and_tokenizer
+    from tasks.world import build_world
+
+    model, tokenizer = load_model_and_tokenizer(run.require("base"))
+    rows = run_probe(model, tokenizer, build_world(preset.data.world), run.stage_dir(KNOWLEDGE))
+    top = max(r["k"] for r in rows)
+    acc = {r["k"]: r["accuracy"]["value"] for r in rows if r["phrasing"] == "corpus"}
+    run.mark_complete(KNOWLEDGE, {"accuracy_k0": acc.get(0), f"accuracy_k{top}": acc[top]})
+
+
+KNOWLEDGE = "experiments/knowledge"
+
+
 def stage_report(run: Run, preset: Preset) -> None:
     from reports.report import write_report
 
@@ -75,13 +90,15 @@ class Stage:
     name: str
     parents: tuple[str, ...]
     fn: Callable[[Run, Preset], None]
+    always: bool = False  # cheap stages that summarise others (the report) are rebuilt on every run
 
 
 STAGES = [
     Stage("data", (), stage_data),
     Stage("tokenizer", ("data",), stage_tokenizer),
     Stage("base", ("tokenizer",), stage_base),
-    Stage("report", ("base",), stage_report),
+    Stage(KNOWLEDGE, ("base",), stage_knowledge),
+    Stage("report", ("base",), stage_report, always=True),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 
@@ -93,7 +110,7 @@ def run_pipeline(preset: Preset, runs_dir: Path = Path("runs"), name: str | None
     run = Run.create_or_open(Path(runs_dir) / (name or preset.name), preset)
     console.print(f"[bold]run[/bold] {run.root}  (preset {preset.name})")
     for stage in STAGES:
-        if run.is_complete(stage.name) and stage.name not in force:
+        if run.is_complete(stage.name) and stage.name not in force and not stage.always:
             console.print(f"  [green]✓[/green] {stage.name} (complete, skipped)")
         else:
             console.print(f"  [cyan]→[/cyan] {stage.name}")

@@ -24,7 +24,7 @@ from lab.errors import LabError
 from lab.model import LabGPTConfig, LabGPTForCausalLM
 from lab.presets import Preset, PretrainSettings
 from lab.runs import Run, atomic_dir, write_json
-from lab.tokenizer import encode_text, load_tokenizer
+from lab.tokenizer import encode_texts, load_tokenizer
 
 STAGE = "base"
 # bf16 dense peak of the GPUs this lab is tuned on; MFU on other hardware needs pretrain.peak_tflops.
@@ -56,11 +56,11 @@ def tokenize_documents(tokenizer, texts, path: Path) -> int:
     """Write `<|bos|> doc <|eos|>` for every document into one flat token file (uint16 when it fits)."""
     dtype = np.uint16 if len(tokenizer) < 2**16 else np.uint32
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    chunks, total = [], 0
-    for text in texts:
-        ids = [bos, *encode_text(tokenizer, text), eos]
-        chunks.append(np.asarray(ids, dtype=dtype))
-        total += len(ids)
+    chunks, total, texts = [], 0, list(texts)
+    for start in range(0, len(texts), 1024):
+        for ids in encode_texts(tokenizer, texts[start : start + 1024]):
+            chunks.append(np.asarray([bos, *ids, eos], dtype=dtype))
+            total += len(ids) + 2
     tmp = path.with_name(path.name + ".tmp")
     np.concatenate(chunks or [np.zeros(0, dtype)]).tofile(tmp)
     os.replace(tmp, path)
@@ -307,7 +307,7 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
         dist.barrier()
     logger.close()
 
-    result = {"step": step + 1 if end > start else start, "loss": loss_value}
+    result = {"step": step + 1 if end > start else start, "loss": loss_value, "model": model}
     if (end == cfg.max_steps) and dist.is_main:
         config.use_cache = True
         model.config.use_cache = True

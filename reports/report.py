@@ -97,6 +97,16 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _markdown_table_html(text: str) -> str:
+    """Render the simple pipe tables this package writes (plus trailing prose) as HTML."""
+    lines = [l for l in text.splitlines() if l.strip()]
+    table = [l for l in lines if l.startswith("|")]
+    prose = [l for l in lines if not l.startswith("|")]
+    rows = [[c.strip() for c in l.strip("|").split("|")] for l in table if not set(l) <= set("|-: ")]
+    out = _html_table(rows[0], rows[1:]) if rows else ""
+    return out + "".join(f"<p>{html.escape(p)}</p>" for p in prose)
+
+
 def write_report(runs: list[Run], out: Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -107,6 +117,17 @@ def write_report(runs: list[Run], out: Path) -> Path:
     curve = loss_curve(runs)
     sections.append(("Pretraining", [("figure", ("loss_curve", curve, "Training and held-out loss"))] if curve
                      else [("text", "The base stage has not run yet.")]))
+    for run in runs:
+        knowledge = run.stage_dir("experiments/knowledge")
+        if (knowledge / "table.md").exists():
+            data = base64.b64encode((knowledge / "knowledge_vs_exposure.png").read_bytes()).decode()
+            sections.append((f"Knowledge vs exposure ({run.name})", [
+                ("text", "Greedy completions of fact prompts about every person, by how many times their "
+                         "biography appeared in pretraining (k). k = 0 people were never seen: any fluent "
+                         "answer about them is invented."),
+                ("markdown", (knowledge / "table.md").read_text()),
+                ("figure", (f"knowledge_{run.name}", data, "Recall by exposure, in corpus and novel phrasings")),
+            ]))
     sample_rows = []
     for run in runs:
         for r in _jsonl(run.stage_dir("base") / "samples.jsonl"):
@@ -132,6 +153,9 @@ def write_report(runs: list[Run], out: Path) -> Path:
                 md += [f"![{caption}]({name}.png)", ""]
                 body.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
                             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            elif kind == "markdown":
+                md += [str(payload), ""]
+                body.append(_markdown_table_html(str(payload)))
             else:
                 md += [str(payload), ""]
                 body.append(f"<p>{html.escape(str(payload))}</p>")

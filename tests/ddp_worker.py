@@ -1,0 +1,28 @@
+"""Run under torchrun by tests/test_pretrain.py: pretrain a few steps, write this rank's weight checksum."""
+
+import json
+import os
+import sys
+
+import torch
+
+from lab.presets import get_preset
+from lab.pretrain import pretrain
+from lab.runs import Run
+
+run_dir, overrides = sys.argv[1], sys.argv[2:]
+rank = int(os.environ["RANK"])
+preset = get_preset("tiny", overrides)
+torch.manual_seed(preset.seed)
+result = pretrain(Run(run_dir), preset, quiet=True)
+model = result["model"]
+checksum = float(sum(p.double().sum() * (i + 1) for i, p in enumerate(model.parameters())))
+torch.manual_seed(preset.seed)
+from lab.pretrain import model_config  # noqa: E402
+from lab.model import LabGPTForCausalLM  # noqa: E402
+from lab.tokenizer import load_tokenizer  # noqa: E402
+
+initial_model = LabGPTForCausalLM(model_config(preset, load_tokenizer(Run(run_dir).stage_dir("tokenizer"))))
+initial = float(sum(p.double().sum() * (i + 1) for i, p in enumerate(initial_model.parameters())))
+with open(os.path.join(run_dir, f"rank{rank}.json"), "w") as f:
+    json.dump({"step": result["step"], "weights": checksum, "initial": initial}, f)

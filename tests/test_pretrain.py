@@ -1,0 +1,104 @@
+"""Pretraining: resume continues bit for bit, DDP keeps ranks identical, bad input is one clear error."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lab.errors import LabError
+from lab.pipeline import run_pipeline
+from lab.presets import get_preset
+from lab.pretrain import lr_at, pretrain
+from lab.runs import Run
+
+SMALL = ["data.world.people_per_exposure=4", "data.world.exposures=0,1,2", "data.corpus.narratives=40",
+         "data.corpus.heldout_docs=8", "tokenizer.vocab_size=300", "model.hidden_size=32",
+         "model.num_hidden_layers=2", "model.num_attention_heads=4", "model.num_key_value_heads=2",
+         "pretrain.seq_len=32", "pretrain.batch_size=4", "pretrain.max_steps=20", "pretrain.warmup_steps=3",
+         "pretrain.eval_every=10", "pretrain.eval_batches=2", "pretrain.ckpt_every=5", "pretrain.log_every=5",
+         "sample.max_new_tokens=8"]
+
+
+def small_preset(*extra):
+    return get_preset("tiny", SMALL + list(extra))
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A run with its data and tokenizer stages done (shared by the tests that pretrain)."""
+    root = tmp_path_factory.mktemp("runs")
+    run_pipeline(small_preset(), root, "r", until="tokenizer")
+    return root / "r"
+
+
+def fresh_copy(prepared, tmp_path, name):
+    import shutil
+
+    target = tmp_path / name
+    shutil.copytree(prepared, target, ignore=shutil.ignore_patterns("base"))
+    return Run(target)
+
+
+def test_resume_after_a_kill_continues_the_same_loss_curve(prepared, tmp_path):
+    straight = pretrain(fresh_copy(prepared, tmp_path, "a"), small_preset(), quiet=True)
+    run = fresh_copy(prepared, tmp_path, "b")
+    killed = pretrain(run, small_preset(), stop_at=13, quiet=True)  # checkpoint at 10, steps 11-13 lost
+    assert killed["step"] == 13 and not run.is_complete("base")
+    resumed = pretrain(run, small_preset(), quiet=True)
+    assert run.is_complete("base")
+    assert resumed["loss"] == straight["loss"]  # bitwise: same data order, optimizer and RNG state
+    for a, b in zip(straight["model"].parameters(), resumed["model"].parameters()):
+        assert torch.equal(a, b)
+    log = [json.loads(line) for line in (run.stage_dir("base") / "logs" / "train.jsonl").read_text().splitlines()]
+    assert any("heldout_loss" in r for r in log) and all("tokens_per_s" in r for r in log if "loss" in r)
+
+
+def test_the_base_stage_is_a_loadable_hf_model_with_samples(prepared, tmp_path):
+    from lab.loading import load_model_and_tokenizer
+
+    run = fresh_copy(prepared, tmp_path, "c")
+    pretrain(run, small_preset(), quiet=True)
+    model, tokenizer = load_model_and_tokenizer(run.stage_dir("base"))
+    assert model.config.vocab_size == len(tokenizer)
+    samples = (run.stage_dir("base") / "samples.jsonl").read_text().splitlines()
+    assert len(samples) == len(small_preset().sample.prompts)
+    summary = json.loads((run.stage_dir("base") / "summary.json").read_text())
+    assert summary["parameters"] == model.config.num_parameters()
+
+
+def test_a_checkpoint_of_another_shape_is_refused(prepared, tmp_path):
+    run = fresh_copy(prepared, tmp_path, "d")
+    pretrain(run, small_preset(), stop_at=5, quiet=True)
+    with pytest.raises(LabError, match="hidden_size=32 but the settings ask for hidden_size=64"):
+        pretrain(run, small_preset("model.hidden_size=64"), quiet=True)
+
+
+def test_lr_schedules_warm_up_then_decay_to_the_floor():
+    cfg = small_preset("pretrain.max_steps=100", "pretrain.warmup_steps=10").pretrain
+    lrs = [lr_at(s, cfg) for s in range(100)]
+    assert lrs[0] < lrs[9] == pytest.approx(cfg.lr)
+    assert lrs[-1] == pytest.approx(cfg.lr * cfg.min_lr_ratio, rel=0.01)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    cfg.schedule = "wsd"
+    wsd = [lr_at(s, cfg) for s in range(100)]
+    assert wsd[50] == cfg.lr and wsd[-1] < cfg.lr * 0.2
+
+
+def test_ddp_with_two_gloo_processes_keeps_both_ranks_identical(prepared, tmp_path):
+    run = fresh_copy(prepared, tmp_path, "ddp")
+    worker = Path(__file__).with_name("ddp_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+         str(worker), str(run.root), *SMALL, "pretrain.max_steps=6"],
+        capture_output=True, text=True, timeout=240, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sums = [json.loads((run.root / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert sums[0]["step"] == sums[1]["step"] == 6
+    assert sums[0]["weights"] == sums[1]["weights"]  # gradients were all-reduced every step
+    assert sums[0]["initial"] != sums[0]["weights"]  # and they did train
