@@ -110,10 +110,15 @@ class LabGPTRMSNorm(nn.Module):
         self.variance_epsilon = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalise in fp32 like Llama, so exported checkpoints give the same logits; the fused
-        # kernel computes exactly Llama's x * rsqrt(mean(x^2) + eps) in fewer passes.
-        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.variance_epsilon)
-        return self.weight * normed.to(x.dtype)
+        # Normalise in fp32 like Llama, so exported checkpoints give the same logits. Eager mode gets
+        # the fused kernel (fewer passes over memory); under torch.compile the decomposed form lets
+        # inductor fuse the norm with its neighbours, which the opaque fused kernel would block.
+        dtype, x = x.dtype, x.float()
+        if torch.compiler.is_compiling():
+            normed = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
+        else:
+            normed = F.rms_norm(x, (x.shape[-1],), eps=self.variance_epsilon)
+        return self.weight * normed.to(dtype)
 
 
 def rope_cos_sin(config: LabGPTConfig, position_ids: torch.Tensor, dtype: torch.dtype):

@@ -243,8 +243,8 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
     use_bf16 = device.type == "cuda" and cfg.dtype in ("auto", "bfloat16")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
     forward_model = dist.wrap(model)
-    if cfg.compile and device.type == "cuda":
-        forward_model = torch.compile(forward_model)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls outside autocast (none by design) use TF32
 
     tokens_per_step = cfg.batch_size * cfg.seq_len * cfg.grad_accum * dist.world_size
     flops_per_token = config.flops_per_token(cfg.seq_len)
@@ -257,6 +257,11 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
         with autocast:
             logits = m(input_ids=x).logits
         return F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1))
+
+    if cfg.compile and device.type == "cuda":
+        # Compile forward and loss together, so the fp32 upcast and log-softmax over the vocabulary
+        # fuse instead of materialising a float copy of every logit.
+        loss_on = torch.compile(loss_on)
 
     @torch.no_grad()
     def heldout_loss() -> float:
