@@ -122,7 +122,9 @@ def data(in_dir: Path = typer.Argument(..., help="folder of .html/.warc/.jsonl f
     from tasks.webtext import run_pipeline as run_webtext
 
     report = run_webtext(in_dir, out)
-    console.print(f"kept {report.get('kept', '?')} documents; report in {out / 'report.md'}")
+    console.print(f"kept {report['documents_kept']} of {report['documents_in']} documents; "
+                  f"report in {out / 'report.md'}; use it with --set data.source=files "
+                  f"--set data.corpus_paths={out / 'dataset'}")
 
 
 @app.command()

@@ -21,7 +21,8 @@ class DataSettings:
     source: str = "world"
     corpus_paths: tuple[str, ...] = ()
     world: WorldConfig = field(default_factory=WorldConfig)
-    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    # math and spelling walkthroughs join the world text (issue: the pretraining mix)
+    corpus: CorpusConfig = field(default_factory=lambda: CorpusConfig(extra_sources={"math": 600, "spelling": 600}))
 
 
 @dataclass
@@ -94,7 +95,8 @@ def gpu() -> Preset:
     # ~120M parameters (d=768, 12 layers, GQA 12/4), 1024-token context, 48k vocabulary.
     return Preset(
         name="gpu",
-        data=DataSettings(world=WorldConfig(people_per_exposure=400), corpus=CorpusConfig(narratives=20000, heldout_docs=1000)),
+        data=DataSettings(world=WorldConfig(people_per_exposure=400), corpus=CorpusConfig(
+            narratives=20000, heldout_docs=1000, extra_sources={"math": 20000, "spelling": 20000})),
         tokenizer=TokenizerSettings(vocab_size=32768),
         model=ModelShape(
             hidden_size=768, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=4, max_position_embeddings=1024

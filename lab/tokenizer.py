@@ -144,8 +144,8 @@ def encode_texts(tokenizer: PreTrainedTokenizerFast, texts: Iterable[str]) -> li
 
 
 def decode_ids(tokenizer: PreTrainedTokenizerFast, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
-    # int() so numpy/torch scalars decode too
-    return tokenizer.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False)
+    ids = [int(i) for i in ids]  # numpy/torch scalars too
+    return tokenizer.decode(ids, skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False)
 
 
 def special_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:

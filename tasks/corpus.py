@@ -1,27 +1,40 @@
 """The pretraining mix: world biographies by exposure, narratives, and registered extra sources.
 
-Saved as a `datasets` DatasetDict with a manifest of exactly what went in: documents and characters
-per source, and for every person the exposure k realised in the corpus (checked against the world).
-Users who bring their own text load it with `load_text_files`.
+Saved as a `datasets` DatasetDict ("train", "heldout") with a manifest of exactly what went in:
+documents and characters per source, and for every person the exposure k realised in the corpus
+(counted from the text itself and checked against the world). Held-out documents are fresh
+narratives: held-out loss must not reward memorised biographies.
+
+Users who bring their own text load it with `load_text_files`: a .txt file is ONE document (a web
+page or a book chapter should not be cut at its blank lines), a .jsonl file has one document per
+line in its "text" field, a .parquet file one per row of its "text" column.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import random
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from lab.errors import LabError
-from tasks.world import World
+from tasks.world import World, seeded_rng
 
-# name -> fn(n, rng) -> list of documents; math and spelling walkthroughs register here.
+# name -> fn(n, rng) -> n documents; math and spelling walkthroughs register themselves here.
 SOURCES: dict[str, Callable[[int, random.Random], list[str]]] = {}
+# Modules that register sources when imported: loaded on demand, so a config can name their sources
+# without the caller importing them first.
+SOURCE_MODULES = ("tasks.math", "tasks.spelling")
+TEXT_SUFFIXES = (".txt", ".jsonl", ".parquet")
 
 
-def register_source(name: str):
-    def wrap(fn):
+def register_source(name: str) -> Callable:
+    """Decorator: make a document generator available as `CorpusConfig.extra_sources[name]`."""
+
+    def wrap(fn: Callable[[int, random.Random], list[str]]) -> Callable[[int, random.Random], list[str]]:
         SOURCES[name] = fn
         return fn
 
@@ -31,107 +44,195 @@ def register_source(name: str):
 @dataclass
 class CorpusConfig:
     narratives: int = 300
-    heldout_docs: int = 64
+    heldout_docs: int = 64  # narratives set aside for held-out loss
     seed: int = 0
-    extra_sources: dict[str, int] = field(default_factory=dict)
+    extra_sources: dict[str, int] = field(default_factory=dict)  # registered source name -> documents
+
+
+def _check(cfg: CorpusConfig) -> None:
+    if cfg.narratives < 0:
+        raise LabError(f"corpus.narratives must be >= 0, got {cfg.narratives}")
+    if cfg.heldout_docs < 1:
+        raise LabError(f"corpus.heldout_docs must be >= 1 (held-out loss needs documents), got {cfg.heldout_docs}")
+    if set(cfg.extra_sources) - set(SOURCES):
+        for module in SOURCE_MODULES:
+            try:
+                importlib.import_module(module)
+            except ImportError:  # a generator whose own dependency is missing simply offers no sources
+                pass
+    for name, count in cfg.extra_sources.items():
+        if name not in SOURCES:
+            valid = ", ".join(sorted(SOURCES)) or "none registered"
+            raise LabError(f"unknown corpus source '{name}'; valid: {valid}")
+        if count < 0:
+            raise LabError(f"corpus.extra_sources['{name}'] must be >= 0, got {count}")
 
 
 def build_corpus(world: World, cfg: CorpusConfig) -> tuple[list[dict], list[dict], dict]:
-    rng = random.Random(cfg.seed)
+    """(train_docs, heldout_docs, manifest); each doc is {"text", "source", "person"}."""
+    _check(cfg)
     train = [{"text": world.biography(p, v), "source": "biography", "person": p.name}
              for p in world.people for v in range(p.k)]
-    train += [{"text": t, "source": "narrative", "person": ""} for t in world.narratives(cfg.narratives, rng)]
-    for name, count in cfg.extra_sources.items():
-        if name not in SOURCES:
-            raise LabError(f"unknown corpus source '{name}'; valid: {', '.join(sorted(SOURCES)) or 'none registered'}")
-        train += [{"text": t, "source": name, "person": ""} for t in SOURCES[name](count, random.Random(cfg.seed + 1))]
-    rng.shuffle(train)
-    # Held-out documents are fresh narratives: held-out loss must not reward memorised biographies.
-    heldout = [{"text": t, "source": "narrative", "person": ""}
-               for t in world.narratives(cfg.heldout_docs, random.Random(cfg.seed + 10_000))]
-    exposure = {p.name: 0 for p in world.people}
-    for doc in train:
-        if doc["source"] == "biography":
-            exposure[doc["person"]] += 1
-    manifest = {
-        "documents": _count(train, lambda d: 1),
-        "characters": _count(train, lambda d: len(d["text"])),
+    stories = world.narratives(cfg.narratives, seeded_rng("narratives", world.cfg.seed, cfg.seed))
+    train += [{"text": t, "source": "narrative", "person": ""} for t in stories]
+    for name in sorted(cfg.extra_sources):
+        # One stream per source: adding a source never changes the documents of another.
+        docs = SOURCES[name](cfg.extra_sources[name], seeded_rng("source", name, cfg.seed))
+        if not all(isinstance(t, str) for t in docs):
+            raise LabError(f"corpus source '{name}' must return a list of strings")
+        train += [{"text": t, "source": name, "person": ""} for t in docs]
+    seeded_rng("shuffle", world.cfg.seed, cfg.seed).shuffle(train)
+
+    seen_text = set(stories)
+    heldout_rng = seeded_rng("heldout", world.cfg.seed, cfg.seed)
+    heldout: list[dict] = []
+    for _ in range(100 * cfg.heldout_docs):  # bounded: a tiny world may not have enough distinct stories
+        if len(heldout) == cfg.heldout_docs:
+            break
+        text = world.narratives(1, heldout_rng)[0]
+        if text not in seen_text:  # a held-out story also in train would measure memorisation
+            seen_text.add(text)
+            heldout.append({"text": text, "source": "narrative", "person": ""})
+
+    exposure = _realised_exposure(world, train, heldout)
+    return train, heldout, {
+        "documents": _per_source(train, lambda d: 1),
+        "characters": _per_source(train, lambda d: len(d["text"])),
+        "total_documents": len(train),
+        "total_characters": sum(len(d["text"]) for d in train),
         "heldout_documents": len(heldout),
+        "heldout_characters": sum(len(d["text"]) for d in heldout),
         "exposure": exposure,
         "world": asdict(world.cfg),
         "corpus": asdict(cfg),
     }
-    return train, heldout, manifest
 
 
-def _count(docs: list[dict], weight) -> dict[str, int]:
+def _realised_exposure(world: World, train: list[dict], heldout: list[dict]) -> dict[str, int]:
+    """Biographies naming each person, counted from the text; unseen people must be named nowhere."""
+    exposure = {p.name: 0 for p in world.people}
+    unseen = {p.name for p in world.unseen_people()}
+    for doc in train + heldout:
+        names = world.names_in(doc["text"])
+        if names & unseen:
+            raise LabError(f"a '{doc['source']}' document names the unseen person {sorted(names & unseen)[0]}; "
+                           "people with k = 0 must not appear anywhere in the corpus")
+        if doc["source"] == "biography":
+            for name in names:
+                exposure[name] += 1
+    wrong = [p.name for p in world.people if exposure[p.name] != p.k]
+    if wrong:  # a bug here would silently corrupt the knowledge-vs-exposure curve
+        raise RuntimeError(f"realised exposure differs from assigned k for {len(wrong)} people, e.g. {wrong[0]}")
+    return exposure
+
+
+def _per_source(docs: list[dict], weight: Callable[[dict], int]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for d in docs:
         counts[d["source"]] = counts.get(d["source"], 0) + weight(d)
     return counts
 
 
-def save_corpus(directory: Path, train: list[dict], heldout: list[dict], manifest: dict) -> None:
-    from datasets import Dataset, DatasetDict
+def save_corpus(directory: Path, train_docs: list[dict], heldout_docs: list[dict], manifest: dict) -> None:
+    """`directory/corpus` (a DatasetDict with "train" and "heldout") and `directory/manifest.json`."""
+    from datasets import Dataset, DatasetDict, Features, Value
 
+    if not train_docs:
+        raise LabError("the corpus is empty: no training documents")
+    if not heldout_docs:  # `datasets` cannot save an empty split, and held-out loss needs one document
+        raise LabError("the corpus has no held-out documents")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    if not train:
-        raise LabError("the corpus is empty: no training documents")
-    columns = lambda docs: {k: [d.get(k, "") for d in docs] for k in ("text", "source", "person")}  # noqa: E731
-    DatasetDict({"train": Dataset.from_dict(columns(train)), "heldout": Dataset.from_dict(columns(heldout))}
-                ).save_to_disk(str(directory / "corpus"))
+    # Explicit string features: the schema never depends on what the first documents happen to hold.
+    features = Features({"text": Value("string"), "source": Value("string"), "person": Value("string")})
+
+    def table(docs: list[dict]) -> Dataset:
+        return Dataset.from_dict({k: [str(d.get(k, "")) for d in docs] for k in features}, features=features)
+
+    DatasetDict({"train": table(train_docs), "heldout": table(heldout_docs)}).save_to_disk(str(directory / "corpus"))
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def load_corpus(directory: Path):
+    """The DatasetDict written by `save_corpus`."""
     from datasets import load_from_disk
 
     path = Path(directory) / "corpus"
-    if not path.exists():
-        raise LabError(f"{directory} holds no corpus (missing {path})")
+    if not path.is_dir():
+        raise LabError(f"{directory} holds no corpus (missing {path}); run the data stage first")
     return load_from_disk(str(path))
 
 
-def load_text_files(paths: list[Path]) -> list[dict]:
-    """Documents from .txt (a whole file is one document), .jsonl (field "text") and .parquet (column "text").
-
-    Folders are searched recursively. Bad JSONL lines are skipped and reported with file:line."""
+def read_text_files(paths: Iterable[Path]) -> tuple[list[dict], list[str]]:
+    """(documents, bad JSONL lines as "file:line"); folders are searched recursively for .txt/.jsonl/.parquet."""
     files: list[Path] = []
     for path in map(Path, paths):
         if not path.exists():
             raise LabError(f"corpus path {path} does not exist")
-        files += sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".jsonl", ".parquet")) if path.is_dir() else [path]
-    docs, bad = [], []
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
+        elif path.suffix not in TEXT_SUFFIXES:
+            raise LabError(f"{path} is not a .txt, .jsonl or .parquet file")
+        else:
+            files.append(path)
+    docs: list[dict] = []
+    bad: list[str] = []
+    for path in map(Path, paths):  # a `datasets` folder saved by `lab data` (or save_to_disk) is one source
+        if path.is_dir() and (path / "dataset_info.json").exists():
+            from datasets import load_from_disk
+
+            dataset = load_from_disk(str(path))
+            if "text" not in dataset.column_names:
+                raise LabError(f"dataset {path} has no 'text' column")
+            docs += [{"text": t, "source": path.name, "person": ""} for t in dataset["text"] if t and t.strip()]
+            files = [f for f in files if path not in f.parents]
     for f in files:
         if f.suffix == ".parquet":
-            import pandas as pd
-
-            frame = pd.read_parquet(f)
-            if "text" not in frame:
-                raise LabError(f"{f} has no 'text' column")
-            docs += [{"text": t, "source": f.name, "person": ""} for t in frame["text"] if isinstance(t, str) and t.strip()]
+            docs += [{"text": t, "source": f.name, "person": ""} for t in _parquet_texts(f)]
             continue
         try:
             content = f.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise LabError(f"{f} is not UTF-8 text") from None
-        if f.suffix == ".jsonl":
-            for i, line in enumerate(content.splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    text = json.loads(line).get("text")
-                except (json.JSONDecodeError, AttributeError):
-                    text = None
-                if isinstance(text, str) and text.strip():
-                    docs.append({"text": text, "source": f.name, "person": ""})
-                else:
-                    bad.append(f"{f}:{i}")
-        elif content.strip():
-            docs.append({"text": content, "source": f.name, "person": ""})
+        if f.suffix == ".txt":
+            if content.strip():
+                docs.append({"text": content, "source": f.name, "person": ""})
+            continue
+        for i, line in enumerate(content.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                record = None
+            text = record.get("text") if isinstance(record, dict) else None
+            if not isinstance(text, str):
+                bad.append(f"{f}:{i}")
+            elif text.strip():
+                docs.append({"text": text, "source": f.name, "person": ""})
+    return docs, bad
+
+
+def _parquet_texts(path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise LabError(f"{path} is not a readable parquet file ({type(e).__name__})") from None
+    if "text" not in table.column_names:
+        raise LabError(f"{path} has no 'text' column (columns: {', '.join(table.column_names)})")
+    return [t for t in table.column("text").to_pylist() if isinstance(t, str) and t.strip()]
+
+
+def load_text_files(paths: Iterable[Path]) -> list[dict]:
+    """Documents from the user's own files; bad JSONL lines are skipped and reported, never fatal."""
+    paths = list(paths)
+    docs, bad = read_text_files(paths)
     if bad:
-        print(f"skipped {len(bad)} bad JSONL lines (no 'text' field or invalid JSON), first: {', '.join(bad[:5])}")
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        print(f"warning: skipped {len(bad)} JSONL lines without a string 'text' field or with invalid JSON: "
+              f"{', '.join(bad[:5])}{more}", file=sys.stderr)
     if not docs:
         raise LabError("the corpus is empty: no text found in " + ", ".join(map(str, paths)))
     return docs

@@ -5,14 +5,16 @@ exact integer / Fraction arithmetic and writes a short, regular worked solution 
 imitate: column arithmetic one digit per line, one operation per line everywhere else. The parameters
 go into `extras` so a verifier can recompute the answer without parsing the question.
 
-Train and held-out are disjoint by question text: a problem's split is a hash of its question, so the
-same question can never land on both sides, whatever the seed. `generate` walks one seeded stream and
-keeps the problems of the requested split, so the first k of `generate(cfg, n)` equal `generate(cfg, k)`.
+Train and held-out are disjoint: a problem's split is a hash of its task and parameters (which the
+question shows in full), so neither the same question nor a rewording of the same calculation can land
+on both sides, whatever the seed. `generate` walks one seeded stream and keeps the problems of the
+requested split, so the first k of `generate(cfg, n)` equal `generate(cfg, k)`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -20,6 +22,7 @@ from math import gcd, lcm
 from typing import Callable
 
 from lab.errors import LabError
+from tasks.corpus import register_source
 
 BANDS = (1, 2, 3, 4)
 SPLITS = ("train", "heldout")
@@ -51,9 +54,16 @@ class Draft:
 
 
 def split_of(text: str) -> str:
-    """The split of a question (or a word), fixed by its text alone so the splits can never overlap."""
+    """The split of a text (a problem key, a word), fixed by the text alone so the splits can never overlap."""
     bucket = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") % 100
     return "heldout" if bucket < HELDOUT_PERCENT else "train"
+
+
+def split_key(task: str, params: dict) -> str:
+    """What decides a problem's split: its task and numbers, not its wording. The question shows every
+    parameter, so one question text always has one key (disjoint by text), and a rephrased or renamed
+    copy of a held-out calculation ("Compute 3 + 4." for "What is 3 + 4?") cannot leak into train."""
+    return task + "|" + json.dumps(params, sort_keys=True)
 
 
 def terms(*pairs: tuple[int, str]) -> str:
@@ -77,6 +87,11 @@ def _digit(digits: list[int], i: int) -> int:
 
 def _digits(n: int) -> list[int]:
     return [int(c) for c in reversed(str(n))]
+
+
+def _apply(a: int, op: str, b: int) -> int:
+    """Whole-number arithmetic; callers make sure a division is exact."""
+    return a + b if op == "+" else a - b if op == "-" else a * b if op == "*" else a // b
 
 
 def _inverse(a: int, op: str, b: int, v: int) -> str:
@@ -149,7 +164,7 @@ def arithmetic(rng: random.Random, band: int) -> Draft:
         a, b = b, a  # keep results non-negative so the column procedure never flips sign
     if op == "*" and db == 1:
         b = max(b, 2)
-    v = {"+": a + b, "-": a - b, "*": a * b}[op]
+    v = _apply(a, op, b)
     steps = ["Work column by column from the right."] + {"+": add_steps, "-": sub_steps, "*": mul_steps}[op](a, b)
     question = rng.choice(["What is {}?", "Compute {}.", "Calculate {}."]).format(f"{a} {op} {b}")
     return Draft(question, str(v), steps + [f"Result: {v}."], f"Check: {_inverse(a, op, b, v)}. Correct.",
@@ -176,7 +191,7 @@ def _evaluate(toks: list[str]) -> tuple[int, list[str], tuple] | None:
         a, op, b = int(toks[i - 1]), toks[i], int(toks[i + 1])
         if op == "/" and (b == 0 or a % b):
             return None
-        v = {"+": a + b, "-": a - b, "*": a * b, "/": a // b if b else 0}[op]
+        v = _apply(a, op, b)
         if v < 0:
             return None
         toks = toks[:i - 1] + [str(v)] + toks[i + 2:]
@@ -243,7 +258,7 @@ def fractions(rng: random.Random, band: int) -> Draft:
             d1, d2, n1, n2, op = rng.randint(2, 9), rng.randint(2, 9), rng.randint(1, 9), rng.randint(1, 9), rng.choice("*/")
         x, y = Fraction(n1, d1), Fraction(n2, d2)
         v = {"+": x + y, "-": x - y, "*": x * y, "/": x / y}[op]
-        # operands in lowest terms, distinct denominators in band 3, and a proper positive fraction answer
+        # operands in lowest terms, distinct denominators in band 3, and a positive answer that is not whole
         if gcd(n1, d1) == gcd(n2, d2) == 1 and (band != 3 or d1 != d2) and v > 0 and v.denominator > 1:
             break
     if op in "+-" and d1 == d2:
@@ -266,7 +281,7 @@ def fractions(rng: random.Random, band: int) -> Draft:
     inv = {"+": "-", "-": "+", "*": "/", "/": "*"}[op]
     shown = f"{x} divided by {y}" if op == "/" else f"{x} {op} {y}"  # "2/5 / 7/6" would be ambiguous
     return Draft(f"What is {shown}? Give the answer as a fraction in lowest terms.", str(v), steps,
-                 f"Check: {v} {inv} {y} = {x}. Correct.", {"op": op, "a": [n1, d1], "b": [n2, d2]})
+                 f"Check: ({v}) {inv} ({y}) = {x}. Correct.", {"op": op, "a": [n1, d1], "b": [n2, d2]})
 
 
 # ----- percentages -----------------------------------------------------------------------------------
@@ -292,7 +307,7 @@ def percentages(rng: random.Random, band: int) -> Draft:
     if kind == "what_percent":
         steps = [f"Divide the part by the whole and multiply by 100: {part} * 100 / {base}.",
                  f"{part} * 100 = {part * 100}.", f"{part * 100} / {base} = {p}."]
-        check = f"Check: {p}% of {base} is {p} * {base} / 100 = {part}. Correct."
+        check = f"Check: {p} * {base} / 100 = {part}, so {p}% of {base} is {part}. Correct."
         return Draft(f"What percent of {base} is {part}?", f"{p}%", steps, check, extras | {"part": part})
     item = rng.choice(["jacket", "bike", "lamp", "chair", "game", "backpack"])
     v = base + part if kind == "increase" else base - part
@@ -322,7 +337,7 @@ def linear_equations(rng: random.Random, band: int) -> Draft:
         steps.append(f"Divide both sides by {k}: x = {x}.")
     question = f"Solve {terms((a, 'x'), (b, ''))} = {terms((c, 'x'), (d, '')) if c else d}."
     check = f"Check: {terms((a, f'({x})'), (b, ''))} = {a * x + b}"
-    check += f" and {terms((c, f'({x})'), (d, ''))} = {a * x + b}. Correct." if c else f". Correct."
+    check += f" and {terms((c, f'({x})'), (d, ''))} = {a * x + b}. Correct." if c else ". Correct."
     return Draft(question, f"x = {x}", steps, check, {"a": a, "b": b, "c": c, "d": d})
 
 
@@ -439,7 +454,7 @@ def word_problems(rng: random.Random, band: int) -> Draft:
         goods = rng.choice(["muffins", "loaves", "pies", "cookies", "rolls"])
         rate, hours = R((2, 9), (6, 24)), R((2, 5), (3, 8))
         made = rate * hours
-        bag = rng.randint(2, 6) if three else 1
+        bag = rng.randint(2, min(6, made - 1)) if three else 1
         left = bag * rng.randint(1, (made - 1) // bag)  # whole bags only, and something is always sold
         story = f"{name} bakes {rate} {goods} every hour for {hours} hours and sells {made - left} of them."
         chain, extras = [(rate, "*", hours, f"{name} bakes"), (made, "-", made - left, "Left after selling:")], \
@@ -450,10 +465,9 @@ def word_problems(rng: random.Random, band: int) -> Draft:
             chain.append((left, "/", bag, "Bags filled:"))
         else:
             story += f" How many {goods} are left?"
-    ops = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a // b}
-    steps = [f"{lead} {a} {op} {b} = {ops[op](a, b)}." for a, op, b, lead in chain]
+    steps = [f"{lead} {a} {op} {b} = {_apply(a, op, b)}." for a, op, b, lead in chain]
     a, op, b, _ = chain[-1]
-    v = ops[op](a, b)
+    v = _apply(a, op, b)
     return Draft(story, str(v), steps, f"Check: {_inverse(a, op, b, v)}. Correct.",
                  {"kind": kind, "steps": len(chain)} | extras)
 
@@ -497,7 +511,7 @@ def generate(cfg: MathConfig, n: int, split: str = "train") -> list[Problem]:
     """n problems of one split, deterministic in (cfg, split). Duplicates within a split are allowed:
     band 1 has only a few hundred distinct questions, and training data may repeat."""
     validate(cfg, split)
-    rng = random.Random(cfg.seed)  # one stream for both splits; the question hash decides which keeps it
+    rng = random.Random(cfg.seed)  # one stream for both splits; the key's hash decides which keeps it
     out: list[Problem] = []
     for _ in range(1000 * n + 10_000):
         if len(out) >= n:
@@ -505,7 +519,7 @@ def generate(cfg: MathConfig, n: int, split: str = "train") -> list[Problem]:
         task, band = rng.choice(cfg.tasks), rng.choice(cfg.bands)
         draft = TASKS[task](rng, band)
         checked = rng.random() < cfg.check_share  # drawn for every draft so the stream never depends on split
-        if split_of(draft.question) != split:
+        if split_of(split_key(task, draft.extras)) != split:
             continue
         lines = draft.steps + ([draft.check] if checked else []) + [f"Answer: {draft.answer}"]
         out.append(Problem(id=f"math-{split}-{cfg.seed}-{len(out):06d}", task=task, difficulty=band,
@@ -514,3 +528,9 @@ def generate(cfg: MathConfig, n: int, split: str = "train") -> list[Problem]:
     if len(out) < n:
         raise LabError(f"found only {len(out)} of {n} {split} problems for tasks {cfg.tasks} and bands {cfg.bands}")
     return out
+
+
+@register_source("math")
+def math_documents(n: int, rng: random.Random) -> list[str]:
+    """Worked solutions for the pretraining mix, from the train split only (held-out problems stay unseen)."""
+    return [f"{p.question}\n{p.solution}" for p in generate(MathConfig(seed=rng.randrange(2**31)), n)]

@@ -45,17 +45,15 @@ def kind_of(path: Path) -> str | None:
     return None
 
 
-def find_inputs(in_dir: Path, skip: Path | None = None) -> list[Path]:
-    """Input files under in_dir in sorted order (the output's order depends on it). `skip` is the
-    output folder, in case it lies inside the input folder."""
+def find_inputs(in_dir: Path) -> list[Path]:
+    """Input files anywhere under in_dir, in sorted order (the output's order depends on it). An
+    output folder inside in_dir is harmless: it holds no .html/.warc/.jsonl files."""
     if not in_dir.exists():
         raise LabError(f"input folder {in_dir} does not exist")
     if not in_dir.is_dir():
         raise LabError(f"input {in_dir} is not a folder")
     files = []
     for path in in_dir.rglob("*"):
-        if skip is not None and path.is_relative_to(skip):
-            continue
         if path.name in MANIFESTS or not path.is_file() or kind_of(path) is None:
             continue
         files.append(path)
@@ -135,9 +133,9 @@ def _read_jsonl_file(path: Path, rel: str, url: str | None) -> Iterator[RawDoc |
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line.strip())
             except json.JSONDecodeError as e:
-                yield BadDoc(where, "not_json", f"not JSON ({e.msg})")
+                yield BadDoc(where, "not_json", f"not JSON ({e.msg}, column {e.colno})")
                 continue
             if not isinstance(row, dict) or not isinstance(row.get("text"), str):
                 yield BadDoc(where, "missing_text", 'no string field "text"')

@@ -1,0 +1,134 @@
+"""The corpus: exposure exactly as assigned, unseen people nowhere, saved and loaded, user files read."""
+
+import json
+
+import pytest
+
+from lab.errors import LabError
+from tasks.corpus import (SOURCES, CorpusConfig, build_corpus, load_corpus, load_text_files, read_text_files,
+                          register_source, save_corpus)
+from tasks.world import NOVEL_TEMPLATES, WorldConfig, build_world
+
+CFG = WorldConfig(people_per_exposure=10, exposures=(0, 1, 2, 4, 16))
+
+
+@pytest.fixture(scope="module")
+def world():
+    return build_world(CFG)
+
+
+@pytest.fixture(scope="module")
+def corpus(world):
+    return build_corpus(world, CorpusConfig(narratives=50, heldout_docs=10))
+
+
+def test_exposure_is_exact_and_unseen_people_never_appear(world, corpus):
+    train, heldout, manifest = corpus
+    text = "\n".join(d["text"] for d in train + heldout).lower()
+    for p in world.unseen_people():
+        assert p.name.lower() not in text
+    for p in world.people:
+        assert manifest["exposure"][p.name] == p.k
+        assert sum(d["person"] == p.name for d in train) == p.k
+        assert sum(p.name in d["text"] for d in train if d["source"] == "biography") == p.k
+    assert manifest["documents"] == {"biography": 10 * (1 + 2 + 4 + 16), "narrative": 50}
+    assert manifest["total_characters"] == sum(manifest["characters"].values()) == sum(len(d["text"]) for d in train)
+
+
+def test_heldout_docs_are_fresh_narratives(corpus):
+    train, heldout, manifest = corpus
+    assert len(heldout) == manifest["heldout_documents"] == 10
+    assert all(d["source"] == "narrative" and d["person"] == "" for d in heldout)
+    assert not {d["text"] for d in heldout} & {d["text"] for d in train}
+
+
+def test_novel_prompts_never_appear_in_the_corpus(world, corpus):
+    train, heldout, _ = corpus
+    text = "\n".join(d["text"] for d in train + heldout)
+    for template in NOVEL_TEMPLATES.values():
+        before, after = template.split("{n}")
+        assert (before.strip() or after.strip()) not in text
+
+
+def test_corpus_is_deterministic_and_shuffled(world, corpus):
+    cfg = CorpusConfig(narratives=50, heldout_docs=10)
+    assert build_corpus(world, cfg) == corpus
+    sources = [d["source"] for d in corpus[0]]
+    assert sources != sorted(sources)
+    other = build_corpus(world, CorpusConfig(narratives=50, heldout_docs=10, seed=1))[0]
+    assert [d["text"] for d in other] != [d["text"] for d in corpus[0]]
+
+
+def test_extra_sources_plug_in_and_unknown_ones_are_an_error(world):
+    @register_source("test_counting")
+    def counting(n, rng):
+        return [f"{rng.randint(0, 9)} plus one is a number." for _ in range(n)]
+
+    try:
+        train, _, manifest = build_corpus(world, CorpusConfig(narratives=5, heldout_docs=2,
+                                                             extra_sources={"test_counting": 7}))
+        assert manifest["documents"]["test_counting"] == 7
+        assert sum(d["source"] == "test_counting" for d in train) == 7
+        with pytest.raises(LabError, match="unknown corpus source 'poetry'.*test_counting"):
+            build_corpus(world, CorpusConfig(extra_sources={"poetry": 3}))
+
+        unseen = world.unseen_people()[0].name
+        register_source("test_leaky")(lambda n, rng: [f"A note about {unseen}."] * n)
+        with pytest.raises(LabError, match="unseen person"):
+            build_corpus(world, CorpusConfig(narratives=5, heldout_docs=2, extra_sources={"test_leaky": 1}))
+    finally:
+        SOURCES.pop("test_counting", None)
+        SOURCES.pop("test_leaky", None)
+    with pytest.raises(LabError, match="narratives must be >= 0"):
+        build_corpus(world, CorpusConfig(narratives=-1))
+    with pytest.raises(LabError, match="heldout_docs must be >= 1"):
+        build_corpus(world, CorpusConfig(heldout_docs=0))
+
+
+def test_save_load_round_trip(world, corpus, tmp_path):
+    train, heldout, manifest = corpus
+    save_corpus(tmp_path / "data", train, heldout, manifest)
+    loaded = load_corpus(tmp_path / "data")
+    assert set(loaded) == {"train", "heldout"}
+    assert loaded["train"].to_list() == train and loaded["heldout"].to_list() == heldout
+    saved = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    assert saved["exposure"] == manifest["exposure"] and saved["world"]["exposures"] == list(CFG.exposures)
+    with pytest.raises(LabError, match="no held-out documents"):
+        save_corpus(tmp_path / "noheld", train[:3], [], {})
+    with pytest.raises(LabError, match="holds no corpus"):
+        load_corpus(tmp_path / "nowhere")
+
+
+def test_user_files_txt_jsonl_parquet(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "u" / "deep").mkdir(parents=True)
+    (tmp_path / "u" / "a.txt").write_text("A whole document.\n\nStill the same document.")
+    (tmp_path / "u" / "b.jsonl").write_text('{"text": "one"}\nnot json\n\n{"nope": 1}\n{"text": 5}\n{"text": "two"}\n')
+    pq.write_table(pa.table({"text": ["three", None, "four"], "id": [1, 2, 3]}), tmp_path / "u" / "deep" / "c.parquet")
+    (tmp_path / "u" / "ignored.csv").write_text("text\nnot read\n")
+    docs, bad = read_text_files([tmp_path / "u"])
+    assert sorted(d["text"] for d in docs) == ["A whole document.\n\nStill the same document.", "four", "one",
+                                               "three", "two"]
+    assert bad == [f"{tmp_path / 'u' / 'b.jsonl'}:{i}" for i in (2, 4, 5)]
+    assert len(load_text_files([tmp_path / "u"])) == 5
+    err = capsys.readouterr().err
+    assert "skipped 3 JSONL lines" in err and "b.jsonl:2" in err
+
+
+def test_user_file_errors_name_the_problem(tmp_path):
+    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(LabError, match="bad.txt is not UTF-8"):
+        load_text_files([tmp_path / "bad.txt"])
+    with pytest.raises(LabError, match="missing.*does not exist"):
+        load_text_files([tmp_path / "missing"])
+    (tmp_path / "empty.jsonl").write_text('{"text": ""}\n')
+    with pytest.raises(LabError, match="the corpus is empty"):
+        load_text_files([tmp_path / "empty.jsonl"])
+    (tmp_path / "notext.parquet").write_bytes(b"")
+    with pytest.raises(LabError, match="notext.parquet"):
+        load_text_files([tmp_path / "notext.parquet"])
+    (tmp_path / "data.csv").write_text("a,b\n")
+    with pytest.raises(LabError, match="data.csv is not a .txt"):
+        load_text_files([tmp_path / "data.csv"])
