@@ -17,7 +17,7 @@ from lab.engine import SamplingParams, generate_text
 from tasks.world import VALUES, World
 
 
-def _normal(text: str) -> str:
+def normalise(text: str) -> str:
     return " ".join(text.lower().replace(".", " ").replace(",", " ").split())
 
 
@@ -32,10 +32,10 @@ def probe(model, tokenizer, world: World, batch_size: int = 128, max_new_tokens:
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
         for item, completion in zip(batch, generate_text(model, tokenizer, [i["prompt"] for i in batch], params)):
-            answer = _normal(completion)
+            answer = normalise(completion)
             item["completion"] = completion
-            item["correct"] = answer.startswith(_normal(item["gold"]))
-            item["plausible"] = any(answer.startswith(_normal(v)) for v in VALUES[item["attribute"]])
+            item["correct"] = answer.startswith(normalise(item["gold"]))
+            item["plausible"] = any(answer.startswith(normalise(v)) for v in VALUES[item["attribute"]])
     return items
 
 

@@ -75,6 +75,34 @@ def sample(stage: Path = typer.Argument(..., help="RUN/STAGE, e.g. runs/tiny/bas
 
 
 @app.command()
+def chat(stage: Path = typer.Argument(..., help="RUN/STAGE, e.g. runs/tiny/sft-idk"),
+         prompt: Optional[str] = typer.Option(None, "--prompt", help="answer one message and exit (for scripts)"),
+         tools: bool = typer.Option(True, "--tools/--no-tools", help="let the model call python, calculator, lookup"),
+         system: Optional[str] = typer.Option(None, help="system message (default: the run's identity)"),
+         temperature: float = 0.0, max_new_tokens: int = 96, seed: int = 0):
+    """Chat with a stage's checkpoint; tool calls run in the sandbox and show inline."""
+    from lab.chat_session import ChatSession
+
+    session = ChatSession(stage, tools=tools, system=system, temperature=temperature,
+                          max_new_tokens=max_new_tokens, seed=seed)
+    if prompt is not None:
+        session.show(session.ask(prompt))
+        return
+    console.print(f"[dim]{stage}: empty line or Ctrl-D to quit; /reset starts over[/dim]")
+    while True:
+        try:
+            message = console.input("[bold cyan]you>[/bold cyan] ")
+        except EOFError:
+            break
+        if not message.strip():
+            break
+        if message.strip() == "/reset":
+            session.reset()
+            continue
+        session.show(session.ask(message))
+
+
+@app.command()
 def export(stage: Path = typer.Argument(..., help="RUN/STAGE to export"), out: Path = typer.Argument(...),
            format: str = typer.Option("llama", "--format", help="llama")):
     """Write a checkpoint plain transformers.LlamaForCausalLM loads (no trust_remote_code)."""

@@ -78,6 +78,34 @@ def stage_knowledge(run: Run, preset: Preset) -> None:
 KNOWLEDGE = "experiments/knowledge"
 
 
+def stage_sft(variant: str):
+    def run_stage(run: Run, preset: Preset) -> None:
+        from lab.sft import sft
+
+        sft(run, preset, variant)
+
+    return run_stage
+
+
+def stage_evals(run: Run, preset: Preset) -> None:
+    """Evals on every model stage (the suites grow with the eval harness)."""
+    from evals.hallucination import run_suite
+    from lab.loading import load_model_and_tokenizer
+    from tasks.identity import system_message
+    from tasks.world import build_world
+
+    world = build_world(preset.data.world)
+    summary = {}
+    for stage in ("sft", "sft-idk"):
+        if not run.is_complete(stage):
+            continue
+        model, tokenizer = load_model_and_tokenizer(run.stage_dir(stage))
+        results = run_suite(model, tokenizer, world, run.stage_dir(stage) / "evals" / "hallucination",
+                            system=system_message(preset.sft.identity))
+        summary[stage] = {"unseen_hallucination": results["hallucination_rate_unseen"]["value"]}
+    run.mark_complete("evals", summary)
+
+
 def stage_report(run: Run, preset: Preset) -> None:
     from reports.report import write_report
 
@@ -98,6 +126,9 @@ STAGES = [
     Stage("tokenizer", ("data",), stage_tokenizer),
     Stage("base", ("tokenizer",), stage_base),
     Stage(KNOWLEDGE, ("base",), stage_knowledge),
+    Stage("sft", ("base",), stage_sft("sft")),
+    Stage("sft-idk", ("base",), stage_sft("sft-idk")),
+    Stage("evals", ("sft", "sft-idk"), stage_evals),
     Stage("report", ("base",), stage_report, always=True),
 ]
 STAGE_NAMES = [s.name for s in STAGES]

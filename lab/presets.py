@@ -11,7 +11,9 @@ import typing
 from dataclasses import dataclass, field
 
 from lab.errors import LabError
+from tasks.chat import ChatMixture
 from tasks.corpus import CorpusConfig
+from tasks.identity import Identity
 from tasks.world import WorldConfig
 
 
@@ -22,7 +24,7 @@ class DataSettings:
     corpus_paths: tuple[str, ...] = ()
     world: WorldConfig = field(default_factory=WorldConfig)
     # math and spelling walkthroughs join the world text (issue: the pretraining mix)
-    corpus: CorpusConfig = field(default_factory=lambda: CorpusConfig(extra_sources={"math": 600, "spelling": 600}))
+    corpus: CorpusConfig = field(default_factory=lambda: CorpusConfig(extra_sources={"math": 300, "spelling": 300}))
 
 
 @dataclass
@@ -48,7 +50,7 @@ class PretrainSettings:
     seq_len: int = 128
     batch_size: int = 16  # sequences per micro-batch (per process under DDP)
     grad_accum: int = 1
-    max_steps: int = 1500
+    max_steps: int = 2000
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 50
@@ -69,6 +71,28 @@ class PretrainSettings:
 
 
 @dataclass
+class SFTSettings:
+    epochs: float = 2.0
+    lr: float = 1e-3
+    batch_size: int = 32
+    grad_accum: int = 1
+    max_length: int = 384
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    log_every: int = 10
+    ckpt_every: int = 100
+    lora_r: int = 0  # 0 = full fine-tune; > 0 = LoRA of this rank (peft), merged into the saved model
+    lora_alpha: int = 16
+    # knowledge probing for sft-idk: a question is known if >= known_threshold of probe_samples are correct
+    probe_samples: int = 8
+    probe_temperature: float = 0.7
+    known_threshold: float = 0.5
+    mixture: ChatMixture = field(default_factory=lambda: ChatMixture(
+        qa=1500, math=300, spelling=300, tool_use=300, identity=150, context=200))
+    identity: Identity = field(default_factory=Identity)
+
+
+@dataclass
 class SampleSettings:
     prompts: tuple[str, ...] = ("Mira", "In 1988,", "The university of")
     max_new_tokens: int = 48
@@ -84,6 +108,7 @@ class Preset:
     tokenizer: TokenizerSettings = field(default_factory=TokenizerSettings)
     model: ModelShape = field(default_factory=ModelShape)
     pretrain: PretrainSettings = field(default_factory=PretrainSettings)
+    sft: SFTSettings = field(default_factory=SFTSettings)
     sample: SampleSettings = field(default_factory=SampleSettings)
 
 

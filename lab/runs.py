@@ -133,12 +133,15 @@ class Run:
                     f"{root} was written by run format {version}, this lab reads format {RUN_FORMAT_VERSION}; "
                     "use another --name"
                 )
-            if stored["settings"] != settings:
-                diff = sorted(_diff_keys(stored["settings"], settings))
+            diff = sorted(_diff_keys(stored["settings"], settings))
+            if diff:
                 raise LabError(
                     f"run {root} exists with different settings ({', '.join(diff[:5])}); "
                     "use another --name or the same --set options"
                 )
+            if stored["settings"] != settings:  # settings added by a newer lab take their defaults
+                stored["settings"] = settings
+                write_json(run.config_path, stored)
             return run
         run.root.mkdir(parents=True, exist_ok=True)
         write_json(
@@ -167,13 +170,14 @@ class Run:
         return run
 
 
-def _diff_keys(a: dict, b: dict, prefix: str = "") -> set[str]:
+def _diff_keys(stored: dict, new: dict, prefix: str = "") -> set[str]:
+    """Settings whose stored value differs from the new one (keys new since the run was created don't count)."""
     keys = set()
-    for k in set(a) | set(b):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            keys |= _diff_keys(va, vb, f"{prefix}{k}.")
-        elif va != vb:
+    for k in stored:
+        a, b = stored[k], new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict) and k not in ("extra_sources",):
+            keys |= _diff_keys(a, b, f"{prefix}{k}.")
+        elif a != b:
             keys.add(f"{prefix}{k}")
     return keys
 

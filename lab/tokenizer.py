@@ -22,7 +22,9 @@ ROLES = ("system", "user", "assistant", "tool")
 
 # A turn is `<|im_start|>role\ncontent<|im_end|>\n`. The assistant's content and its closing
 # <|im_end|> sit in {% generation %} so `return_assistant_tokens_mask` marks exactly what SFT trains on
-# (the model must learn to stop). TRL looks for the literal "{% generation %}", so no `-` inside it.
+# (the model must learn to stop), except after a tool call, where the engine closes the turn: that
+# <|im_end|> is forced, not learned (lab/chat_format.py renders the same mask).
+# TRL looks for the literal "{% generation %}", so no `-` inside it.
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
     "{%- for message in messages %}"
@@ -31,7 +33,11 @@ CHAT_TEMPLATE = (
     "{%- endif %}"
     "{{ '<|im_start|>' + message['role'] + '\n' }}"
     "{%- if message['role'] == 'assistant' %}"
+    "{%- if message['content'].rstrip().endswith('<|/tool_call|>') %}"
+    "{% generation %}{{ message['content'] }}{% endgeneration %}{{ '<|im_end|>' }}"
+    "{%- else %}"
     "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{%- endif %}"
     "{%- else %}"
     "{{ message['content'] + '<|im_end|>' }}"
     "{%- endif %}"

@@ -56,6 +56,19 @@ def loss_curve(runs: list[Run]):
     return data
 
 
+def _hallucination_rows(run: Run) -> list[list[str]]:
+    rows = []
+    for stage in ("sft", "sft-idk"):
+        path = run.stage_dir(stage) / "evals" / "hallucination" / "results.json"
+        if not path.exists():
+            continue
+        results = read_json(path)
+        fmt = lambda m: f"{m['value']:.2f} [{m['ci95'][0]:.2f}, {m['ci95'][1]:.2f}]"  # noqa: E731
+        for k, r in results["by_k"].items():
+            rows.append([stage, k, fmt(r["correct"]), fmt(r["incorrect"]), fmt(r["not_attempted"]), r["correct"]["n"]])
+    return rows
+
+
 def _system_rows(runs: list[Run]) -> list[list[str]]:
     rows = []
     for run in runs:
@@ -127,6 +140,25 @@ def write_report(runs: list[Run], out: Path) -> Path:
                          "answer about them is invented."),
                 ("markdown", (knowledge / "table.md").read_text()),
                 ("figure", (f"knowledge_{run.name}", data, "Recall by exposure, in corpus and novel phrasings")),
+            ]))
+    for run in runs:
+        rows = _hallucination_rows(run)
+        if rows:
+            sections.append((f"Hallucination on held-out people: sft vs sft-idk ({run.name})", [
+                ("text", "SimpleQA-style questions about held-out people (never in SFT data), greedy answers. "
+                         "sft was trained to answer every question; sft-idk was trained to refuse the questions "
+                         "that knowledge probing of the base model found unknown. k = 0 people were never seen: "
+                         "'incorrect' there is pure invention. 95% Wilson intervals."),
+                ("table", (["stage", "k", "correct", "incorrect (hallucinated)", "not attempted", "n"], rows)),
+            ]))
+        probe = run.stage_dir("sft-idk") / "probe_summary.json"
+        if probe.exists():
+            summary = read_json(probe)
+            sections.append((f"Knowledge probing of SFT questions ({run.name})", [
+                ("text", "Questions about SFT people, by exposure k: known if at least half of 8 sampled "
+                         "completions (temperature 0.7) of the fact prompt were correct. Unknown ones became "
+                         "refusal targets in sft-idk."),
+                ("table", (["k", "known", "unknown"], [[k, v["known"], v["unknown"]] for k, v in summary.items()])),
             ]))
     sample_rows = []
     for run in runs:

@@ -1,0 +1,78 @@
+"""A chat session on a checkpoint: the conversation, the engine's tool loop, rich rendering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from lab.chat_format import render
+from lab.engine import Answer, SamplingParams, generate, generate_with_tools
+from lab.loading import load_model_and_tokenizer
+
+
+class ChatSession:
+    def __init__(self, stage: Path, tools: bool = True, system: str | None = None, temperature: float = 0.0,
+                 max_new_tokens: int = 96, seed: int = 0, console: Console | None = None):
+        self.model, self.tokenizer = load_model_and_tokenizer(stage)
+        self.console = console or Console()
+        self.tools = tools
+        world, identity = _run_context(Path(stage))
+        self.world = world
+        from tasks.identity import system_message
+
+        self.system = system if system is not None else (system_message(identity) if identity else None)
+        im_end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        self.params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                                     stop_token_ids=(im_end, self.tokenizer.eos_token_id))
+        self.reset()
+
+    def reset(self) -> None:
+        self.messages = [{"role": "system", "content": self.system}] if self.system else []
+
+    def ask(self, text: str) -> Answer:
+        from lab.tools import ToolContext, run_tool
+
+        self.messages.append({"role": "user", "content": text})
+        prompt, _ = render(self.tokenizer, self.messages, add_generation_prompt=True)
+        context = ToolContext(world=self.world)
+
+        def engine(prompts, params):
+            return generate(self.model, prompts, params, pad_token_id=self.tokenizer.pad_token_id)
+
+        def tool(name, argument):
+            if not self.tools:
+                from lab.tools import ToolResult
+
+                return ToolResult(False, "error: tools are switched off in this chat", "unavailable")
+            return run_tool(name, argument, context)
+
+        [answer] = generate_with_tools(engine, self.tokenizer, [prompt], self.params, tool,
+                                       context_length=self.model.config.max_position_embeddings)
+        # The transcript (tool calls and results included) is what the model sees next turn.
+        self.messages.append({"role": "assistant", "content": answer.answer})
+        return answer
+
+    def show(self, answer: Answer) -> None:
+        for call in answer.calls:
+            self.console.print(f"[yellow]tool call[/yellow] {call.name}: {call.argument.strip()}", highlight=False)
+            self.console.print(f"[dim]tool result:[/dim] {call.output.strip()}", highlight=False)
+        self.console.print(f"[bold green]assistant>[/bold green] {answer.answer}", highlight=False)
+
+
+def _run_context(stage: Path):
+    """The world and identity of the run a stage belongs to (None for a model outside a run)."""
+    from lab.runs import read_json
+
+    config = stage.parent / "config.json"
+    if not config.exists():
+        return None, None
+    from tasks.identity import Identity
+    from tasks.world import WorldConfig, build_world
+
+    settings = read_json(config)["settings"]
+    world_cfg = settings["data"]["world"]
+    world = build_world(WorldConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in world_cfg.items()}))
+    identity_cfg = settings.get("sft", {}).get("identity")
+    identity = Identity(**{k: tuple(v) if isinstance(v, list) else v for k, v in identity_cfg.items()}) if identity_cfg else None
+    return world, identity

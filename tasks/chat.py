@@ -1,0 +1,269 @@
+"""SFT mixtures: world Q&A, math, spelling, tool use, identity and in-context dialogues as chat records.
+
+A record is `{"messages": [...], "kind": ..., "meta": {...}}`; messages use the roles system, user,
+assistant and tool. A tool call sits at the end of an assistant message as
+`<|tool_call|>NAME\\nARGUMENT<|/tool_call|>`; the tool's output follows as a `tool` message and the next
+assistant message gives the answer. Tool outputs here are exactly what the real tools return, so the
+model never learns to expect anything the lab's tools do not produce.
+
+World Q&A uses SFT people only; held-out people never reach SFT data (`contamination_texts` feeds
+`world.contamination_check`). With `known` (question id -> bool, from probing the pretrained model)
+the questions the model does not know get a fixed refusal: the `sft-idk` variant. Without it every
+question is answered: the plain `sft` variant, which teaches the model to answer whatever it is asked.
+
+Answers are short and regular on purpose: a model of a million parameters learns a template per
+kind, not a style.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass
+
+from lab.errors import LabError
+from tasks import math as math_tasks
+from tasks import spelling
+from tasks.identity import Identity, identity_conversations, system_message
+from tasks.world import QUESTION_TEMPLATES, Person, Question, World, seeded_rng
+
+KINDS = ("qa", "math", "spelling", "tool_use", "identity", "context")
+TOOLS = ("calculator", "python", "lookup")
+
+# One short sentence per attribute: "{n}" is the person, "{v}" the value.
+ANSWER_TEMPLATES = {
+    "birth_city": "{n} was born in {v}.",
+    "birth_year": "{n} was born in {v}.",
+    "university": "{n} attended {v}.",
+    "field": "{n} works in {v}.",
+    "employer": "{n} works for {v}.",
+}
+# Kept to one family so the refusal is a single learnable pattern.
+REFUSALS = ("I don't know who that is.", "Sorry, I don't know who that is.",
+            "I don't know who that is, so I can't answer.")
+# What graders accept as a refusal in a short answer (after lowercasing and straightening quotes).
+REFUSAL_MARKERS = ("i don't know", "i do not know", "i dont know", "not familiar with", "i have no information",
+                   "i can't answer", "i cannot answer", "i'm not sure who", "i am not sure who")
+
+# Tool demos name the tool in the request: the same question is answered directly elsewhere in the
+# mixture (or refused, in sft-idk), and a hint keeps the two behaviours from contradicting each other.
+PYTHON_HINTS = ["{q} Use python.", "Use python to answer: {q}", "{q} Check it with the python tool."]
+LOOKUP_HINTS = ["{q} Look it up.", "Use the lookup tool: {q}", "{q} Please check the encyclopedia."]
+ARITHMETIC_FORMS = ["What is {e}?", "Compute {e}.", "Calculate {e}."]
+CALCULATOR_SHAPES = [(4, 3), (4, 3), (3, 3), (4, 4)]  # digits of the two factors; beyond math bands 1-4
+
+# In-context dialogues: the fact arrives in an earlier user turn and is asked about later.
+RELATIONS = ["friend", "sister", "brother", "cousin", "neighbour", "colleague"]
+FRIEND_NAMES = ["Oren", "Mia", "Sam", "Ana", "Leo", "Zoe", "Ben", "Ivy", "Max", "Eva", "Tom", "Nora", "Omar", "Raj"]
+NOTE_TEMPLATES = {
+    "birth_city": "My {r} {f} was born in {v}.",
+    "birth_year": "My {r} {f} was born in {v}.",
+    "university": "My {r} {f} studied at {v}.",
+    "field": "My {r} {f} works in {v}.",
+    "employer": "My {r} {f} works for {v}.",
+}
+PASTE_OPENERS = ["Here is an encyclopedia article:\n{t}", "Read this:\n{t}", "Some background first.\n{t}"]
+ACKS = ["Thanks, I have read it.", "Got it.", "OK, noted."]
+
+
+@dataclass
+class ChatMixture:
+    qa: int = 2000
+    math: int = 600
+    spelling: int = 600
+    tool_use: int = 400
+    identity: int = 200
+    context: int = 300
+    math_check_share: float = 0.3  # share of math solutions that verify the result before answering
+    system_prompt_share: float = 0.5  # share of conversations that start with the identity's system message
+    seed: int = 0
+    math_bands: tuple[int, ...] = (1, 2)
+
+
+def tool_call(name: str, argument: str) -> str:
+    return f"<|tool_call|>{name}\n{argument}<|/tool_call|>"
+
+
+def answer_sentence(question: Question, value: str) -> str:
+    return ANSWER_TEMPLATES[question.attribute].format(n=question.person, v=value)
+
+
+def _stable_choice(options: tuple[str, ...] | list[str], key: str) -> str:
+    # Callers without an rng still get a choice that is the same on every machine.
+    return options[int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % len(options)]
+
+
+def qa_conversation(question: Question, answer_text: str | None, rng: random.Random | None = None) -> list[dict]:
+    """The user asks the question; the assistant answers with a sentence about `answer_text`, or refuses
+    when it is None (the refusal is drawn from `rng`, or fixed by the question id without one)."""
+    if answer_text is None:
+        reply = rng.choice(REFUSALS) if rng else _stable_choice(REFUSALS, question.id)
+    else:
+        reply = answer_sentence(question, answer_text)
+    return [{"role": "user", "content": question.text}, {"role": "assistant", "content": reply}]
+
+
+def is_refusal(text: str) -> bool:
+    """Whether a short answer declines to answer (for graders; long texts may mention "I don't know" in passing)."""
+    lowered = " ".join(text.lower().replace("\u2019", "'").split())
+    return any(m in lowered for m in REFUSAL_MARKERS)
+
+
+def _record(messages: list[dict], kind: str, **meta) -> dict:
+    return {"messages": messages, "kind": kind, "meta": meta}
+
+
+def _cycle(items: list, n: int, rng: random.Random) -> list:
+    """n items drawn in shuffled passes, so every item is used before any repeats."""
+    out = []
+    while len(out) < n:
+        batch = list(items)
+        rng.shuffle(batch)
+        out += batch[: n - len(out)]
+    return out
+
+
+def _qa_records(world: World, people: list[Person], n: int, known: dict[str, bool] | None,
+                rng: random.Random) -> list[dict]:
+    pool = [q for p in people for q in world.questions(p)]
+    out = []
+    for q in _cycle(pool, n, rng):
+        ok = True if known is None else known.get(q.id, True)
+        out.append(_record(qa_conversation(q, q.answer if ok else None, rng), "qa", question_id=q.id,
+                           person=q.person, attribute=q.attribute, k=q.k, refused=not ok,
+                           known=None if known is None else known.get(q.id)))
+    return out
+
+
+def _math_records(mixture: ChatMixture, n: int) -> list[dict]:
+    cfg = math_tasks.MathConfig(seed=mixture.seed, bands=tuple(mixture.math_bands),
+                                check_share=mixture.math_check_share)
+    return [_record([{"role": "user", "content": p.question}, {"role": "assistant", "content": p.solution}],
+                    "math", id=p.id, task=p.task, difficulty=p.difficulty, answer=p.answer)
+            for p in math_tasks.generate(cfg, n, split="train")]
+
+
+def _spelling_records(mixture: ChatMixture, n: int) -> list[dict]:
+    problems = spelling.generate(spelling.SpellingConfig(seed=mixture.seed), n, split="train")
+    return [_record([{"role": "user", "content": p.question}, {"role": "assistant", "content": p.extras["steps"]}],
+                    "spelling", id=p.id, task=p.task, answer=p.answer) for p in problems]
+
+
+def _tool_turns(request: str, name: str, argument: str, output: str, reply: str) -> list[dict]:
+    return [{"role": "user", "content": request},
+            {"role": "assistant", "content": tool_call(name, argument)},
+            {"role": "tool", "content": output},
+            {"role": "assistant", "content": reply}]
+
+
+def _calculator_demo(rng: random.Random) -> dict:
+    while True:
+        da, db = rng.choice(CALCULATOR_SHAPES)
+        a, b = rng.randint(10 ** (da - 1), 10 ** da - 1), rng.randint(10 ** (db - 1), 10 ** db - 1)
+        # never a held-out math problem, even if a later band grows this big
+        if math_tasks.split_of(math_tasks.split_key("arithmetic", {"a": a, "b": b, "op": "*"})) == "train":
+            break
+    expr, value = f"{a} * {b}", str(a * b)
+    messages = _tool_turns(rng.choice(ARITHMETIC_FORMS).format(e=expr), "calculator", expr, value, f"Answer: {value}")
+    return _record(messages, "tool_use", tool="calculator", expression=expr, answer=value)
+
+
+def _python_demo(p, rng: random.Random) -> dict:
+    request = rng.choice(PYTHON_HINTS).format(q=p.question)
+    messages = _tool_turns(request, "python", p.extras["tool_code"], p.extras["tool_output"], f"Answer: {p.answer}")
+    return _record(messages, "tool_use", tool="python", id=p.id, task=p.task, answer=p.answer)
+
+
+def _lookup_demo(world: World, q: Question, rng: random.Random) -> dict:
+    request = rng.choice(LOOKUP_HINTS).format(q=q.text)
+    messages = _tool_turns(request, "lookup", q.person, world.encyclopedia(q.person), answer_sentence(q, q.answer))
+    return _record(messages, "tool_use", tool="lookup", question_id=q.id, person=q.person, k=q.k, answer=q.answer)
+
+
+def _tool_records(world: World, people: list[Person], mixture: ChatMixture, n: int, rng: random.Random) -> list[dict]:
+    counts = {t: n // len(TOOLS) + (i < n % len(TOOLS)) for i, t in enumerate(TOOLS)}
+    out = [_calculator_demo(rng) for _ in range(counts["calculator"])]
+    if counts["python"]:
+        # Its own word stream: the python demos should not repeat the spelling walkthroughs' words.
+        cfg = spelling.SpellingConfig(seed=seeded_rng(mixture.seed, "tool-python").randrange(2**31),
+                                      tasks=("count_letter",))
+        out += [_python_demo(p, rng) for p in spelling.generate(cfg, counts["python"], split="train")]
+    if counts["lookup"]:
+        pool = [q for p in people for q in world.questions(p)]
+        out += [_lookup_demo(world, q, rng) for q in _cycle(pool, counts["lookup"], rng)]
+    return out
+
+
+def _context_record(world: World, people: list[Person], rng: random.Random) -> dict:
+    style = rng.choice(["article", "biography", "note"])
+    if style == "note":
+        # Facts about the user's acquaintances: first names only, so no world person is ever named.
+        f1, f2 = rng.sample(FRIEND_NAMES, 2)
+        a1, a2 = rng.choice(world.cfg.attributes), rng.choice(world.cfg.attributes)
+        v1, v2 = rng.choice(world.values(a1)), rng.choice(world.values(a2))
+        r1, r2 = rng.choice(RELATIONS), rng.choice(RELATIONS)
+        facts = [NOTE_TEMPLATES[a1].format(r=r1, f=f1, v=v1)]
+        if rng.random() < 0.5:  # a second fact to read past
+            facts.append(NOTE_TEMPLATES[a2].format(r=r2, f=f2, v=v2))
+            rng.shuffle(facts)
+        text = " ".join(facts)
+        question = QUESTION_TEMPLATES[a1].format(n=f"my {r1} {f1}")
+        reply = ANSWER_TEMPLATES[a1].format(n=f1, v=v1)
+        meta = {"style": style, "attribute": a1, "answer": v1}
+    else:
+        person = rng.choice(people)
+        q = rng.choice(world.questions(person))
+        text = world.encyclopedia(person.name) if style == "article" else world.biography(person, rng.randrange(8))
+        text = rng.choice(PASTE_OPENERS).format(t=text)
+        question, reply = q.text, answer_sentence(q, q.answer)
+        meta = {"style": style, "question_id": q.id, "person": q.person, "k": q.k, "answer": q.answer}
+    messages = [{"role": "user", "content": text}, {"role": "assistant", "content": rng.choice(ACKS)},
+                {"role": "user", "content": question}, {"role": "assistant", "content": reply}]
+    return _record(messages, "context", **meta)
+
+
+def _validate(mixture: ChatMixture) -> None:
+    for kind in KINDS:
+        count = getattr(mixture, kind)
+        if not isinstance(count, int) or count < 0:
+            raise LabError(f"the SFT mixture count '{kind}' must be a whole number >= 0, got {count!r}")
+    for name in ("math_check_share", "system_prompt_share"):
+        if not 0.0 <= getattr(mixture, name) <= 1.0:
+            raise LabError(f"{name} must be between 0 and 1, got {getattr(mixture, name)}")
+    if sum(getattr(mixture, kind) for kind in KINDS) == 0:
+        raise LabError("the SFT mixture is empty")
+
+
+def build_mixture(world: World, mixture: ChatMixture, identity: Identity,
+                  known: dict[str, bool] | None = None) -> list[dict]:
+    """The SFT records, shuffled; deterministic in (world, mixture, identity, known)."""
+    _validate(mixture)
+    people = world.sft_people()
+    if not people and (mixture.qa or mixture.context or mixture.tool_use):
+        raise LabError("the world has no SFT people to build Q&A, tool-use or context conversations from")
+    # One stream per component: changing one count leaves every other component's records unchanged.
+    rng = {kind: seeded_rng("chat", mixture.seed, kind) for kind in KINDS + ("system", "order")}
+    records = _qa_records(world, people, mixture.qa, known, rng["qa"])
+    records += _math_records(mixture, mixture.math) if mixture.math else []
+    records += _spelling_records(mixture, mixture.spelling) if mixture.spelling else []
+    records += _tool_records(world, people, mixture, mixture.tool_use, rng["tool_use"])
+    records += [_record(m, "identity") for m in identity_conversations(identity, mixture.identity, rng["identity"])]
+    records += [_context_record(world, people, rng["context"]) for _ in range(mixture.context)]
+    system = {"role": "system", "content": system_message(identity)}
+    for r in records:
+        r["meta"]["system"] = rng["system"].random() < mixture.system_prompt_share
+        if r["meta"]["system"]:
+            r["messages"] = [dict(system)] + r["messages"]
+    rng["order"].shuffle(records)
+    return records
+
+
+def contamination_texts(records: list[dict]) -> list[str]:
+    """Every message content, for `world.contamination_check`."""
+    return [m["content"] for r in records for m in r["messages"]]
+
+
+def tool_calls(content: str) -> list[tuple[str, str]]:
+    """(name, argument) of each tool call in an assistant message."""
+    return re.findall(r"<\|tool_call\|>(\w+)\n(.*?)<\|/tool_call\|>", content, flags=re.S)

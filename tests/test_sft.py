@@ -1,0 +1,54 @@
+"""SFT on TRL: both variants train from base on the same budget; sft-idk's targets follow the probe."""
+
+import json
+
+import pytest
+import torch
+
+from lab.pipeline import run_pipeline
+from lab.runs import Run
+from test_pretrain import small_preset
+
+SFT_SMALL = ["sft.epochs=1", "sft.batch_size=8", "sft.mixture.qa=40", "sft.mixture.math=8", "sft.mixture.spelling=8",
+             "sft.mixture.tool_use=6", "sft.mixture.identity=4", "sft.mixture.context=4", "sft.probe_samples=2",
+             "sft.max_length=256", "model.max_position_embeddings=256"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    run_pipeline(small_preset(*SFT_SMALL), root, "r", until="base")
+    return root / "r"
+
+
+def test_both_variants_train_with_the_same_budget_and_idk_refuses_unknowns(trained):
+    from lab.sft import sft
+
+    run = Run(trained)
+    a = sft(run, small_preset(*SFT_SMALL), "sft")
+    b = sft(run, small_preset(*SFT_SMALL), "sft-idk")
+    assert a["conversations"] == b["conversations"] and a["steps"] == b["steps"]
+    assert a["refusal_targets"] == 0
+    probe = json.loads((run.stage_dir("sft-idk") / "probe.json").read_text())
+    unknown_sampled = b["refusal_targets"]
+    assert unknown_sampled > 0 and any(not item["known"] for item in probe.values())
+    for stage in ("sft", "sft-idk"):
+        assert run.is_complete(stage)
+        assert (run.stage_dir(stage) / "config.json").exists() and (run.stage_dir(stage) / "logs" / "train.jsonl").exists()
+
+
+def test_lora_sft_merges_into_a_plain_checkpoint(trained, tmp_path):
+    import shutil
+
+    from lab.loading import load_model_and_tokenizer
+    from lab.sft import sft
+
+    copy = tmp_path / "r"
+    shutil.copytree(trained, copy, ignore=shutil.ignore_patterns("sft", "sft-idk"))
+    preset = small_preset(*SFT_SMALL, "sft.lora_r=4")
+    sft(Run(copy), preset, "sft")
+    model, _ = load_model_and_tokenizer(copy / "sft")
+    base, _ = load_model_and_tokenizer(copy / "base")
+    assert not any("lora" in n for n, _ in model.named_parameters())
+    changed = [n for (n, p), (_, q) in zip(model.named_parameters(), base.named_parameters()) if not torch.equal(p, q)]
+    assert changed and all("proj" in n for n in changed)  # only the adapted projections moved

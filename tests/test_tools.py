@@ -1,0 +1,260 @@
+"""The model's tools: hostile code must end as a clear tool error, normal code and arithmetic must just work.
+
+Hostile runs use short limits (1 s CPU, 2 s wall) so each is bounded by the sandbox itself and the file stays fast.
+"""
+
+import os
+import socket
+import tempfile
+import uuid
+from dataclasses import replace
+
+import pytest
+
+from lab.tools import TOOLS, SandboxLimits, ToolContext, calculate, lookup, run_python, run_tool, sandbox_status
+from lab.tools import sandbox
+from tasks.world import WorldConfig, build_world
+
+FAST = SandboxLimits(cpu_seconds=1, wall_seconds=2)
+STATUS = sandbox_status()
+needs_sandbox = pytest.mark.skipif(not STATUS["available"], reason=f"no python sandbox here: {STATUS['problem']}")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="dropping to uid nobody needs root; the lab runs as root")
+needs_netns = pytest.mark.skipif(not STATUS["network_isolated"],
+                                 reason=f"no network namespace on this machine: {STATUS['problem']}")
+needs_private_fs = pytest.mark.skipif(not STATUS["private_filesystem"],
+                                      reason=f"no private mount namespace on this machine: {STATUS['problem']}")
+
+
+# --- sandbox: protections and normal code ---
+
+@needs_sandbox
+def test_status_reports_the_minimum_protections():
+    assert STATUS["separate_process"] and STATUS["wall_timeout"] and STATUS["output_cap"]
+    assert set(STATUS["rlimits"]) == {"cpu", "address_space", "nproc", "file_size"}
+    assert os.access(STATUS["interpreter"], os.X_OK)
+    if os.geteuid() == 0:
+        assert STATUS["uid"] == 65534 and STATUS["no_new_privs"]
+
+
+@needs_sandbox
+@pytest.mark.parametrize("code, expected", [('print("strawberry".count("r"))', "3\n"),
+                                            ("print(sum(range(10)))", "45\n"), ('print("héllo ✓")', "héllo ✓\n")])
+def test_normal_code_runs(code, expected):
+    result = run_python(code)
+    assert result == replace(result, ok=True, output=expected, error_kind=None)
+    assert result.seconds < 5
+
+
+@needs_sandbox
+@needs_root
+def test_child_is_nobody_with_empty_environment_in_empty_workdir():
+    code = "import os; print(os.getuid(), os.getgid(), os.getgroups()); print(sorted(os.environ)); print(os.listdir())"
+    lines = run_python(code, FAST).output.splitlines()
+    assert lines[0] == "65534 65534 []"
+    assert lines[1] == str(sorted(["PATH", "HOME", "LANG", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING"]))
+    assert lines[2] == "[]"
+
+
+@needs_sandbox
+@pytest.mark.parametrize("module", ["lab", "torch"])
+def test_lab_packages_are_not_importable(module):
+    result = run_python(f"import {module}", FAST)
+    assert (result.ok, result.error_kind) == (False, "nonzero_exit")
+    assert result.output == f"ModuleNotFoundError: No module named '{module}'"
+
+
+@needs_sandbox
+def test_syntax_error_and_exit_status():
+    assert run_python("print(1", FAST).error_kind == "syntax"
+    result = run_python("import sys; print('hi'); sys.exit(3)", FAST)
+    assert (result.ok, result.output, result.error_kind) == (False, "hi\nerror: exit status 3", "nonzero_exit")
+
+
+@pytest.mark.parametrize("code, message", [("", "needs code"), ("print(1)\x00", "NUL byte"),
+                                           ("x = 1\n" * 20000, "code longer than"), ("'\ud800'", "UTF-8")])
+def test_bad_code_arguments_are_refused_before_running(code, message):
+    result = run_python(code)
+    assert not result.ok and result.error_kind == "bad_arguments" and message in result.output
+
+
+# --- sandbox: hostile code ---
+
+@needs_sandbox
+def test_fork_bomb_hits_the_process_limit():
+    result = run_python("import os\nwhile True: os.fork()", FAST)
+    assert not result.ok and result.error_kind in ("nonzero_exit", "timeout")
+    assert "Resource temporarily unavailable" in result.output or "timed out" in result.output
+
+
+@needs_sandbox
+def test_infinite_loop_hits_the_cpu_limit():
+    result = run_python("while True: pass", FAST)
+    assert (result.ok, result.output, result.error_kind) == (False, "error: timed out after 1 s", "timeout")
+
+
+@needs_sandbox
+def test_sleep_hits_the_wall_clock_limit():
+    result = run_python("import time\nprint('going to sleep', flush=True)\ntime.sleep(100)", FAST)
+    assert (result.ok, result.error_kind) == (False, "timeout")
+    assert result.output == "going to sleep\nerror: timed out after 2 s"
+    assert result.seconds < 4
+
+
+@needs_sandbox
+def test_huge_allocation_hits_the_memory_limit():
+    result = run_python("x = bytearray(2 * 1024**3)", FAST)
+    assert (result.ok, result.output, result.error_kind) == (False, "error: memory limit exceeded", "memory")
+
+
+@needs_sandbox
+@needs_root
+def test_reading_etc_shadow_is_denied():
+    result = run_python("print(open('/etc/shadow').read())", FAST)
+    assert (result.ok, result.error_kind) == (False, "nonzero_exit")
+    assert result.output == "PermissionError: [Errno 13] Permission denied: '/etc/shadow'"
+
+
+@needs_sandbox
+@needs_root
+@pytest.mark.parametrize("folder", ["/etc", "/root", pytest.param("/tmp", marks=needs_private_fs),
+                                    pytest.param("/var/tmp", marks=needs_private_fs)])  # both world-writable
+def test_files_written_outside_the_workdir_do_not_reach_the_host(folder):
+    path = os.path.join(folder, f"lab-sandbox-test-{uuid.uuid4().hex}")
+    run_python(f"try:\n    open({path!r}, 'w').write('x')\nexcept OSError as e:\n    print(e)", FAST)
+    try:
+        assert not os.path.exists(path)
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+
+
+@needs_sandbox
+def test_file_size_limit():
+    result = run_python("open('big', 'wb').write(b'x' * (9 << 20))", FAST)
+    assert (result.ok, result.output) == (False, "OSError: [Errno 27] File too large")
+
+
+@needs_sandbox
+@needs_netns
+@pytest.mark.parametrize("address", ["127.0.0.1", "1.1.1.1"])
+def test_network_is_unreachable(address):
+    with socket.socket() as listener:  # a live port on the host: only the sandbox's own namespace can refuse it
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1] if address == "127.0.0.1" else 80
+        code = f"import socket\nsocket.create_connection(({address!r}, {port}), timeout=1)\nprint('connected')"
+        result = run_python(code, FAST)
+    assert not result.ok and "connected" not in result.output
+    assert result.output.startswith("OSError") or "timed out" in result.output
+
+
+@needs_sandbox
+@pytest.mark.parametrize("code", ["print('x' * 10_000_000)", "while True: print('y' * 1000)",
+                                  "import sys\nwhile True: sys.stderr.write('z' * 1000)"])
+def test_floods_of_output_are_truncated(code):
+    result = run_python(code, FAST)
+    assert (result.ok, result.error_kind) == (False, "output_limit")
+    assert result.output.endswith("error: output truncated at 2000 bytes")
+    assert len(result.output) <= 2000 + 40 and result.seconds < 2
+
+
+@needs_sandbox
+def test_background_processes_die_with_the_run():
+    marker = uuid.uuid4().hex
+    code = f"import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(30)  # {marker}\nprint('parent done')"
+    assert run_python(code, FAST).output == "parent done\n"
+    assert not any(marker.encode() in _cmdline(pid) for pid in filter(str.isdigit, os.listdir("/proc")))
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:  # exited while we looked
+        return b""
+
+
+@needs_sandbox
+@needs_root
+@pytest.mark.parametrize("namespaces, private_fs", sandbox._LEVELS)
+def test_every_level_protects_and_leaves_no_work_dirs(namespaces, private_fs, monkeypatch):
+    """Weaker levels are used where unshare is refused; they must still drop the uid, limit and clean up.
+    The strongest levels keep the work dir in a private tmpfs; the others make (and must remove) a host dir."""
+    base = tempfile.mkdtemp(prefix="lab-tools-test-")
+    os.chmod(base, 0o755)
+    monkeypatch.setattr(tempfile, "tempdir", base)  # count this test's host work dirs only
+    setup = replace(sandbox._setup(), namespaces=namespaces, private_fs=private_fs)
+    try:
+        uid = sandbox._run(setup, "import os; open('f', 'w').write('x'); print(os.getuid())", FAST)
+        memory = sandbox._run(setup, "x = bytearray(2 * 1024**3)", FAST)
+        flood = sandbox._run(setup, "print('x' * 10_000_000)", FAST)
+        assert (uid.ok, uid.output) == (True, "65534\n")
+        assert memory.error_kind == "memory" and flood.error_kind == "output_limit"
+        assert os.listdir(base) == []  # no work dirs left behind
+    finally:
+        os.rmdir(base)
+
+
+# --- calculator ---
+
+@pytest.mark.parametrize("expression, expected", [
+    ("1/3*3", "1"), ("1/3", "0.3333333333"), ("2/3", "0.6666666667"), ("0.1+0.2", "0.3"), ("-(3+4)*2", "-14"),
+    ("3 * (4 + 5) - 6 / 2", "24"), ("7//2", "3"), ("-7//2", "-4"), ("7 % 3", "1"), ("5.5 % 2", "1.5"),
+    ("2**10", "1024"), ("2**-2", "0.25"), ("--1", "1"), (" 1_000 * 2 ", "2000"), ("10**100", "1" + "0" * 100),
+    ("(1/3)**1000", "7.563891323e-478"), ("(" * 90 + "1" + ")" * 90, "1")])
+def test_calculator_is_exact(expression, expected):
+    result = calculate(expression)
+    assert (result.ok, result.output, result.error_kind) == (True, expected, None)
+
+
+@pytest.mark.parametrize("expression, message", [
+    ("9**9**9**9", "error: number too large"), ("2**1001", "error: number too large"),
+    ("10**100 + 1", "error: number too large"), ("1e400", "error: number too large"),
+    ("1/0", "error: division by zero"), ("5 % 0", "error: division by zero"), ("0**-1", "error: division by zero"),
+    ("__import__('os')", "error: only arithmetic is allowed"), ("(1).__class__", "error: only arithmetic is allowed"),
+    ("x + 1", "error: only arithmetic is allowed"), ("'a' * 3", "error: only arithmetic is allowed"),
+    ("[1, 2]", "error: only arithmetic is allowed"), ("True + 1", "error: only arithmetic is allowed"),
+    ("2 ^ 3", "error: only arithmetic is allowed (use ** for powers)"),
+    ("1 +" + " 1 +" * 60 + " 1", "error: expression longer than 200 characters"),
+    ("2 +", "error: not a valid arithmetic expression"), ("4 ** 0.5", "error: only whole-number exponents")])
+def test_calculator_refuses_clearly(expression, message):
+    result = calculate(expression)
+    assert not result.ok and result.output.startswith(message) and result.error_kind
+
+
+def test_calculator_never_raises_on_junk():
+    for junk in [None, 42, "", "   ", "\x00", "(" * 199, "-" * 199 + "1", "1" * 200, "lambda: 1", "import os"]:
+        assert calculate(junk).ok is (junk == "-" * 199 + "1")
+
+
+# --- lookup and the registry ---
+
+@pytest.fixture(scope="module")
+def world():
+    return build_world(WorldConfig(people_per_exposure=2))
+
+
+def test_lookup_hit_strips_quotes_and_whitespace(world):
+    person = world.people[0]
+    result = lookup(f'  "{person.name}"\n', world)
+    assert result.ok and result.output == world.encyclopedia(person.name)
+    assert f"Birth city: {person.attributes['birth_city']}" in result.output
+
+
+def test_lookup_miss_and_missing_world(world):
+    result = lookup("'Nobody Atall'", world)
+    assert (result.output, result.error_kind) == ("error: no article about 'Nobody Atall'", "not_found")
+    assert lookup("", world).error_kind == "bad_arguments"
+    assert lookup("Anyone", None).error_kind == "unavailable"
+
+
+def test_run_tool_dispatches_and_rejects_unknown_tools(world):
+    assert list(TOOLS) == ["python", "calculator", "lookup"]
+    unknown = run_tool("x", "1")
+    assert (unknown.ok, unknown.output, unknown.error_kind) == (
+        False, "error: unknown tool 'x'; tools: python, calculator, lookup", "unknown_tool")
+    assert run_tool("calculator", "6*7").output == "42"
+    assert run_tool("lookup", world.people[1].name, ToolContext(world=world)).ok
+    assert run_tool("python", None).error_kind == "bad_arguments"
+    if STATUS["available"]:
+        assert run_tool("python", "print(6*7)", ToolContext(limits=FAST)).output == "42\n"
