@@ -26,19 +26,16 @@ from lab.errors import LabError
 from tasks import math as math_tasks
 from tasks import spelling
 from tasks.identity import Identity, identity_conversations, system_message
-from tasks.world import QUESTION_TEMPLATES, Person, Question, World, seeded_rng
+from tasks.world import CORPUS_TEMPLATES, QUESTION_TEMPLATES, Person, Question, World, seeded_rng
 
 KINDS = ("qa", "math", "spelling", "tool_use", "identity", "context")
 TOOLS = ("calculator", "python", "lookup")
 
 # One short sentence per attribute: "{n}" is the person, "{v}" the value.
-ANSWER_TEMPLATES = {
-    "birth_city": "{n} was born in {v}.",
-    "birth_year": "{n} was born in {v}.",
-    "university": "{n} attended {v}.",
-    "field": "{n} works in {v}.",
-    "employer": "{n} works for {v}.",
-}
+# Answers restate the fact in the corpus's own first phrasing: the base model's knowledge is tied to
+# the wording it was pretrained on (novel phrasings recall near chance at this scale), so SFT teaches
+# "question -> the sentence where the fact lives" rather than a new surface form to re-learn.
+ANSWER_TEMPLATES = {attribute: templates[0][0] + " {v}." for attribute, templates in CORPUS_TEMPLATES.items()}
 # Kept to one family so the refusal is a single learnable pattern.
 REFUSALS = ("I don't know who that is.", "Sorry, I don't know who that is.",
             "I don't know who that is, so I can't answer.")
