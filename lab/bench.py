@@ -16,19 +16,9 @@ import torch.nn.functional as F
 
 from lab.engine import SamplingParams, generate
 from lab.export import to_llama
-from lab.model import LabGPTConfig, LabGPTForCausalLM
+from lab.model import LabGPTForCausalLM
 from lab.presets import Preset
-from lab.pretrain import peak_flops
-
-
-def _shape_config(preset: Preset, vocab_size: int) -> LabGPTConfig:
-    s = preset.model
-    return LabGPTConfig(
-        vocab_size=vocab_size, hidden_size=s.hidden_size, intermediate_size=s.intermediate_size or None,
-        num_hidden_layers=s.num_hidden_layers, num_attention_heads=s.num_attention_heads,
-        num_key_value_heads=s.num_key_value_heads, max_position_embeddings=s.max_position_embeddings,
-        tie_word_embeddings=s.tie_word_embeddings, use_cache=False,
-    )
+from lab.pretrain import model_config, peak_flops
 
 
 def _sync(device):
@@ -60,7 +50,8 @@ def bench_train(preset: Preset, steps: int = 20, vocab_size: int | None = None, 
     cfg = preset.pretrain
     vocab = vocab_size or preset.tokenizer.vocab_size
     torch.manual_seed(0)
-    ours = LabGPTForCausalLM(_shape_config(preset, vocab)).to(dev).train()
+    ours = LabGPTForCausalLM(model_config(preset, vocab)).to(dev).train()
+    ours.config.use_cache = False
     llama = to_llama(ours).to(dev).train()
     llama.config.use_cache = False
     use_bf16 = dev.type == "cuda"
@@ -127,7 +118,8 @@ def bench_generate(model=None, preset: Preset | None = None, batch: int = 16, pr
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     if model is None:
         torch.manual_seed(0)
-        model = LabGPTForCausalLM(_shape_config(preset or Preset(), (preset or Preset()).tokenizer.vocab_size))
+        preset = preset or Preset()
+        model = LabGPTForCausalLM(model_config(preset, preset.tokenizer.vocab_size))
     model = model.to(dev).eval()
     if dev.type == "cuda":
         model = model.to(torch.bfloat16)

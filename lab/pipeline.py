@@ -58,9 +58,16 @@ def stage_tokenizer(run: Run, preset: Preset) -> None:
 
 
 def stage_base(run: Run, preset: Preset) -> None:
+    import json
+
     from lab.pretrain import pretrain
 
     pretrain(run, preset)
+    samples = run.stage_dir("base") / "samples.jsonl"
+    if samples.exists():  # the first look at what the model learned
+        for line in samples.read_text().splitlines():
+            row = json.loads(line)
+            console.print(f"    [bold]{row['prompt']}[/bold]{row['completion']}", highlight=False)
 
 
 def stage_knowledge(run: Run, preset: Preset) -> None:

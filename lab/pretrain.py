@@ -31,10 +31,12 @@ STAGE = "base"
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 
 
-def model_config(preset: Preset, tokenizer) -> LabGPTConfig:
+def model_config(preset: Preset, vocab_size: int, pad_token_id: int = 0, bos_token_id: int = 1,
+                 eos_token_id: int = 2) -> LabGPTConfig:
+    """The preset's model shape with a vocabulary; the special ids default to lab/tokenizer.py's fixed ones."""
     shape = preset.model
     return LabGPTConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size,
         hidden_size=shape.hidden_size,
         intermediate_size=shape.intermediate_size or None,
         num_hidden_layers=shape.num_hidden_layers,
@@ -43,9 +45,9 @@ def model_config(preset: Preset, tokenizer) -> LabGPTConfig:
         max_position_embeddings=shape.max_position_embeddings,
         rope_theta=shape.rope_theta,
         tie_word_embeddings=shape.tie_word_embeddings,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=pad_token_id,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
     )
 
 
@@ -225,7 +227,8 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
     train_data = TokenWindows(paths["train"], cfg.seq_len)
     heldout_data = TokenWindows(paths["heldout"], cfg.seq_len)
 
-    config = model_config(preset, tokenizer)
+    config = model_config(preset, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
+                          tokenizer.eos_token_id)
     if cfg.seq_len > config.max_position_embeddings:
         raise LabError(f"pretrain.seq_len {cfg.seq_len} exceeds model.max_position_embeddings {config.max_position_embeddings}")
     torch.manual_seed(preset.seed)

@@ -22,7 +22,7 @@ from lab.pretrain import model_config  # noqa: E402
 from lab.model import LabGPTForCausalLM  # noqa: E402
 from lab.tokenizer import load_tokenizer  # noqa: E402
 
-initial_model = LabGPTForCausalLM(model_config(preset, load_tokenizer(Run(run_dir).stage_dir("tokenizer"))))
+initial_model = LabGPTForCausalLM(model_config(preset, len(load_tokenizer(Run(run_dir).stage_dir("tokenizer")))))
 initial = float(sum(p.double().sum() * (i + 1) for i, p in enumerate(initial_model.parameters())))
 with open(os.path.join(run_dir, f"rank{rank}.json"), "w") as f:
     json.dump({"step": result["step"], "weights": checksum, "initial": initial}, f)
