@@ -32,10 +32,13 @@ KINDS = ("qa", "math", "spelling", "tool_use", "identity", "context")
 TOOLS = ("calculator", "python", "lookup")
 
 # One short sentence per attribute: "{n}" is the person, "{v}" the value.
-# Answers restate the fact in the corpus's own first phrasing: the base model's knowledge is tied to
-# the wording it was pretrained on (novel phrasings recall near chance at this scale), so SFT teaches
-# "question -> the sentence where the fact lives" rather than a new surface form to re-learn.
-ANSWER_TEMPLATES = {attribute: templates[0][0] + " {v}." for attribute, templates in CORPUS_TEMPLATES.items()}
+# Answers restate the fact in the corpus's own first phrasing (the base model's knowledge is tied to the
+# wording it was pretrained on; novel phrasings recall near chance at this scale) but WITHOUT the name:
+# the tiny model cannot copy a name from the question reliably and substitutes one it saw in SFT, which
+# then retrieves that person's facts. Measured on held-out k=16 people: 0.10 correct with the name in
+# the answer, 0.67 without.
+ANSWER_TEMPLATES = {attribute: templates[0][0].replace("{n} ", "").capitalize() + " {v}."
+                    for attribute, templates in CORPUS_TEMPLATES.items()}
 # Kept to one family so the refusal is a single learnable pattern.
 REFUSALS = ("I don't know who that is.", "Sorry, I don't know who that is.",
             "I don't know who that is, so I can't answer.")
