@@ -24,3 +24,19 @@ def proportion(successes: int, n: int) -> dict:
     low, high = wilson_interval(successes, n)
     stderr = math.sqrt(p * (1 - p) / n) if n else float("nan")
     return {"value": p, "stderr": stderr, "ci95": [low, high], "n": n}
+
+
+def paired_difference(a: list[float], b: list[float], z: float = 1.96) -> dict:
+    """Mean of b - a over paired items, with a CLT interval from the per-item differences.
+
+    Pairing removes the between-item variance that two independent intervals would double count: the
+    same questions asked of two checkpoints differ far less than two random question sets do."""
+    if len(a) != len(b) or not a:
+        raise ValueError("paired_difference needs two equally long, non-empty lists")
+    diffs = [y - x for x, y in zip(a, b)]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    var = sum((d - mean) ** 2 for d in diffs) / (n - 1) if n > 1 else 0.0
+    stderr = math.sqrt(var / n)
+    return {"mean_a": sum(a) / n, "mean_b": sum(b) / n, "difference": mean, "stderr": stderr,
+            "ci95": [mean - z * stderr, mean + z * stderr], "n": n}

@@ -168,6 +168,47 @@ def report(runs: list[Path] = typer.Argument(..., help="one or more run director
     console.print(f"report: {target / 'report.md'}")
 
 
+@app.command("eval")
+def eval_(targets: list[str] = typer.Argument(..., help="MODEL (RUN/STAGE or a HF causal-LM directory), "
+                                                        "or: compare A B"),
+          suite: str = typer.Option("all", "--suite", help="NAME[,NAME] or all"),
+          limit: Optional[int] = typer.Option(None, help="evaluate a seeded random subset of N samples"),
+          seed: int = 0, out: Optional[Path] = typer.Option(None, help="default: STAGE/evals or runs/external/NAME/evals"),
+          metric: str = typer.Option("hallucinated_unseen", help="for compare: the per-sample metric")):
+    """`lab eval MODEL --suite ...` writes samples.jsonl + results.json per suite;
+    `lab eval compare A B --suite S --metric M` gives the paired difference B - A."""
+    if targets[0] == "compare":
+        if len(targets) != 3:
+            raise LabError("usage: lab eval compare A B [--suite S] [--metric M]")
+        return _eval_compare(Path(targets[1]), Path(targets[2]), "hallucination" if suite == "all" else suite, metric)
+    if len(targets) != 1:
+        raise LabError("lab eval takes one MODEL (or: lab eval compare A B)")
+    from evals.harness import context_for, default_out, resolve_suites, run_suite
+    from lab.loading import load_model_and_tokenizer
+
+    model = Path(targets[0])
+    suites = resolve_suites(suite)
+    loaded, tokenizer = load_model_and_tokenizer(model)
+    context = context_for(model)
+    target = out or default_out(model)
+    for s in suites:
+        results = run_suite(loaded, tokenizer, s, context, target, limit=limit, seed=seed, model_name=str(model))
+        table = Table(f"{s.name} (n={results['n']}, {results['samples_per_s']:.0f} samples/s)", "value", "95% CI")
+        for name, m in results["metrics"].items():
+            table.add_row(name, f"{m['value']:.3f}", f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]")
+        console.print(table)
+    console.print(f"results in {target}")
+
+
+def _eval_compare(a: Path, b: Path, suite: str, metric: str) -> None:
+    from evals.harness import compare
+
+    folder = lambda p: p / "evals" if (p / "evals").is_dir() else p  # noqa: E731
+    r = compare(folder(a), folder(b), suite, metric)
+    console.print(f"{suite}/{metric}: A {r['mean_a']:.3f}  B {r['mean_b']:.3f}  B-A {r['difference']:+.3f} "
+                  f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}] (paired, n={r['n']})")
+
+
 @bench_app.command("train")
 def bench_train(preset: str = PresetOpt, set: list[str] = SetOpt, steps: int = 20,
                 device: str = typer.Option("auto", help="auto, cpu or cuda")):

@@ -95,22 +95,22 @@ def stage_sft(variant: str):
 
 
 def stage_evals(run: Run, preset: Preset) -> None:
-    """Evals on every model stage (the suites grow with the eval harness)."""
-    from evals.hallucination import run_suite
+    """Every eval suite on every model stage after base."""
+    from evals.harness import SUITES, context_for, run_suite
     from lab.loading import load_model_and_tokenizer
-    from tasks.identity import system_message
-    from tasks.world import build_world
 
-    world = build_world(preset.data.world)
     summary = {}
     for stage in ("sft", "sft-idk"):
         if not run.is_complete(stage):
             continue
         model, tokenizer = load_model_and_tokenizer(run.stage_dir(stage))
-        results = run_suite(model, tokenizer, world, run.stage_dir(stage) / "evals" / "hallucination",
-                            system=system_message(preset.sft.identity))
-        summary[stage] = {"unseen_hallucination": results["hallucination_rate_unseen"]["value"]}
-    run.mark_complete("evals", summary)
+        context = context_for(run.stage_dir(stage))
+        for suite in SUITES.values():
+            results = run_suite(model, tokenizer, suite, context, run.stage_dir(stage) / "evals",
+                                seed=preset.seed, model_name=f"{run.name}/{stage}")
+            summary[f"{stage}/{suite.name}"] = {k: m["value"] for k, m in results["metrics"].items()}
+    write_json(run.stage_dir("evals") / "summary.json", summary)
+    run.mark_complete("evals")
 
 
 def stage_report(run: Run, preset: Preset) -> None:

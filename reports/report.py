@@ -64,7 +64,7 @@ def _hallucination_rows(run: Run) -> list[list[str]]:
             continue
         results = read_json(path)
         fmt = lambda m: f"{m['value']:.2f} [{m['ci95'][0]:.2f}, {m['ci95'][1]:.2f}]"  # noqa: E731
-        for k, r in results["by_k"].items():
+        for k, r in results["by_group"].items():
             rows.append([stage, k, fmt(r["correct"]), fmt(r["incorrect"]), fmt(r["not_attempted"]), r["correct"]["n"]])
     return rows
 
