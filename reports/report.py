@@ -112,10 +112,10 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 def _markdown_table_html(text: str) -> str:
     """Render the simple pipe tables this package writes (plus trailing prose) as HTML."""
-    lines = [l for l in text.splitlines() if l.strip()]
-    table = [l for l in lines if l.startswith("|")]
-    prose = [l for l in lines if not l.startswith("|")]
-    rows = [[c.strip() for c in l.strip("|").split("|")] for l in table if not set(l) <= set("|-: ")]
+    lines = [line for line in text.splitlines() if line.strip()]
+    table = [line for line in lines if line.startswith("|")]
+    prose = [line for line in lines if not line.startswith("|")]
+    rows = [[c.strip() for c in row.strip("|").split("|")] for row in table if not set(row) <= set("|-: ")]
     out = _html_table(rows[0], rows[1:]) if rows else ""
     return out + "".join(f"<p>{html.escape(p)}</p>" for p in prose)
 
