@@ -125,7 +125,7 @@ def sft(run: Run, preset, variant: str) -> dict:
         weight_decay=cfg.weight_decay,
         logging_steps=cfg.log_every, save_strategy="steps", save_steps=cfg.ckpt_every, save_total_limit=1,
         report_to="none", max_length=cfg.max_length, seed=preset.seed, data_seed=preset.seed,
-        bf16=cuda, use_cpu=not cuda, dataloader_num_workers=0, gradient_checkpointing=False,
+        bf16=cuda, use_cpu=not cuda, dataloader_num_workers=0,
         disable_tqdm=True, train_sampling_strategy="group_by_length",  # batches of similar length: little padding
     )
     trainer = SFTTrainer(model=model.train(), args=args, train_dataset=dataset, processing_class=tokenizer,
