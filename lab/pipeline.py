@@ -27,16 +27,17 @@ def stage_data(run: Run, preset: Preset) -> None:
     from tasks.world import build_world
 
     out = run.stage_dir("data")
-    world = build_world(preset.data.world)
-    train, heldout, manifest = build_corpus(world, preset.data.corpus)
-    if preset.data.source == "files":
+    if preset.data.source == "world":
+        train, heldout, manifest = build_corpus(build_world(preset.data.world), preset.data.corpus)
+    elif preset.data.source == "files":
         if not preset.data.corpus_paths:
-            raise LabError("data.source=files needs data.corpus_paths (files or folders of .txt/.jsonl/.parquet)")
+            raise LabError("data.source=files needs data.corpus_paths (files or folders of .txt/.jsonl/.parquet, "
+                           "or a `lab data` output folder)")
         user_docs = load_text_files([Path(p) for p in preset.data.corpus_paths])
         split = max(1, len(user_docs) // 50)  # 2% of the user's documents for held-out loss
         train, heldout = user_docs[split:], user_docs[:split]
         manifest = {"source": "files", "paths": list(preset.data.corpus_paths), "documents": len(user_docs)}
-    elif preset.data.source != "world":
+    else:
         raise LabError(f"unknown data.source '{preset.data.source}'; valid: world, files")
     save_corpus(out, train, heldout, manifest)
     run.mark_complete("data", {"train_docs": len(train), "heldout_docs": len(heldout)})
