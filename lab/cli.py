@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -53,9 +54,23 @@ def pretrain(preset: str = PresetOpt, name: Optional[str] = NameOpt, set: list[s
     from lab.runs import Run
 
     cfg = _preset(preset, set)
-    run = run_pipeline(cfg, runs_dir, name, until="tokenizer")
-    result = run_pretrain(Run(run.root), cfg, stop_at=stop_at, restart=restart)
+    root = Path(runs_dir) / (name or cfg.name)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 builds the data and tokenizer
+        run_pipeline(cfg, runs_dir, name, until="tokenizer")
+    else:
+        _wait_for(lambda: Run(root).is_complete("tokenizer"), what=f"rank 0 to prepare {root}")
+    result = run_pretrain(Run(root), cfg, stop_at=stop_at, restart=restart)
     console.print(f"step {result['step']}  loss {result['loss']:.4f}")
+
+
+def _wait_for(ready, what: str, timeout_s: float = 3600) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if time.monotonic() > deadline:
+            raise LabError(f"gave up after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(1)
 
 
 @app.command()

@@ -29,3 +29,20 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
 def test_presets_lists_every_setting():
     proc = lab("presets", "tiny")
     assert proc.returncode == 0 and "pretrain.lr = 0.003" in proc.stdout
+
+
+def test_pretrain_under_torchrun_prepares_data_once_and_trains_on_both_ranks(tmp_path):
+    import os
+
+    settings = ["data.world.people_per_exposure=4", "data.corpus.narratives=40", "tokenizer.vocab_size=300",
+                "model.hidden_size=32", "model.num_hidden_layers=2", "pretrain.max_steps=6", "pretrain.batch_size=4",
+                "pretrain.seq_len=32", "pretrain.eval_every=3", "pretrain.ckpt_every=3", "pretrain.log_every=3",
+                "pretrain.eval_batches=1", "sample.max_new_tokens=4"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+         "-m", "lab.cli", "pretrain", "--runs-dir", str(tmp_path), "--name", "d",
+         *[arg for s in settings for arg in ("--set", s)]],
+        capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("step 6  loss") == 2  # both ranks finished the same run
+    assert (tmp_path / "d" / "base" / "COMPLETE").exists()
