@@ -34,8 +34,9 @@ class Suite:
     samples: Callable[[EvalContext], list[dict]]  # dicts with id, messages, gold, extras
     grade: Callable[[dict, str], dict]  # (sample, response) -> {"grade": ..., binary metrics ...}
     metrics: tuple[str, ...]  # binary per-sample fields averaged into results
-    group_by: str | None = None  # an extras key: metrics are also broken down by its value (e.g. exposure k)
+    group_by: tuple[str, ...] = ()  # extras keys: metrics are also broken down by each one's values
     max_new_tokens: int = 32
+    tools: bool = False  # whether tool calls are executed (otherwise they get a "tools are off" error)
 
 
 # ---------------------------------------------------------------- suites
@@ -73,10 +74,37 @@ def _identity_grade(sample: dict, response: str) -> dict:
             "claims_other_assistant": claims_other}
 
 
+SPELLING_CONDITIONS = {"direct": " Answer directly with just the answer.", "steps": "",
+                       "tool": " Check it with the python tool."}
+
+
+def _spelling_samples(ctx: EvalContext, per_condition: int = 200) -> list[dict]:
+    from tasks.spelling import SpellingConfig, generate
+
+    problems = generate(SpellingConfig(seed=1), per_condition, split="heldout")
+    return [{"id": f"{p.id}|{condition}", "messages": [{"role": "user", "content": p.question + suffix}],
+             "gold": p.answer, "extras": {"task": p.task, "condition": condition, "band": p.extras["band"],
+                                          "length": p.extras["length"]}}
+            for condition, suffix in SPELLING_CONDITIONS.items() for p in problems]
+
+
+def final_answer(response: str) -> str:
+    """The text after the last "Answer:" (the format every worked solution ends with), else the response."""
+    text = response.rsplit("Answer:", 1)[-1] if "Answer:" in response else response
+    return " ".join(text.strip().strip(".").strip('"').split()).lower()
+
+
+def _spelling_grade(sample: dict, response: str) -> dict:
+    ok = final_answer(response) == sample["gold"].lower()
+    return {"grade": "correct" if ok else "incorrect", "correct": ok}
+
+
 SUITES: dict[str, Suite] = {
     "hallucination": Suite("hallucination", "1", _hallucination_samples, _hallucination_grade,
-                           ("correct", "incorrect", "not_attempted", "hallucinated_unseen"), group_by="k"),
+                           ("correct", "incorrect", "not_attempted", "hallucinated_unseen"), group_by=("k",)),
     "identity": Suite("identity", "1", _identity_samples, _identity_grade, ("own_identity", "claims_other_assistant")),
+    "spelling": Suite("spelling", "1", _spelling_samples, _spelling_grade, ("correct",),
+                      group_by=("condition", "task", "band"), max_new_tokens=96, tools=True),
 }
 
 
@@ -118,7 +146,7 @@ def _prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
 
 def run_suite(model, tokenizer, suite: Suite, ctx: EvalContext, out: Path, limit: int | None = None,
               seed: int = 0, batch_size: int = 64, model_name: str = "") -> dict:
-    from lab.engine import SamplingParams, generate
+    from lab.engine import SamplingParams
 
     samples = suite.samples(ctx)
     if limit is not None:
@@ -134,26 +162,50 @@ def run_suite(model, tokenizer, suite: Suite, ctx: EvalContext, out: Path, limit
         prompts = [_prompt_ids(tokenizer, system + s["messages"]) for s in batch]
         keep = [i for i, p in enumerate(prompts) if len(p) + params.max_new_tokens <= context]
         skipped += len(batch) - len(keep)  # too long for the model: skipped and counted, never truncated
-        outputs = generate(model, [prompts[i] for i in keep], params, pad_token_id=tokenizer.pad_token_id or 0)
-        for i, tokens in zip(keep, outputs):
-            response = tokenizer.decode([t for t in tokens if t not in stops], skip_special_tokens=False)
+        for i, (response, calls) in zip(keep, _answers(model, tokenizer, [prompts[i] for i in keep], params, suite, ctx)):
             sample = batch[i]
             graded.append({"id": sample["id"], "prompt": sample["messages"][-1]["content"], "response": response,
-                           "gold": sample["gold"], **suite.grade(sample, response), "extras": sample["extras"]})
+                           "gold": sample["gold"], **suite.grade(sample, response), "tool_calls": calls,
+                           "extras": sample["extras"]})
     seconds = time.perf_counter() - t0
     results = {"suite": suite.name, "suite_version": suite.version, "model": model_name, "seed": seed,
                "limit": limit, "n": len(graded), "skipped_too_long": skipped, "seconds": seconds,
                "samples_per_s": len(graded) / seconds if seconds else None,
                "metrics": _metrics(graded, suite.metrics), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-    if suite.group_by:
-        groups = sorted({g["extras"][suite.group_by] for g in graded})
-        results["by_group"] = {str(v): _metrics([g for g in graded if g["extras"][suite.group_by] == v], suite.metrics)
-                               for v in groups}
+    results["by_group"] = {
+        key: {str(v): _metrics([g for g in graded if g["extras"][key] == v], suite.metrics)
+              for v in sorted({g["extras"][key] for g in graded})}
+        for key in suite.group_by}
     target = Path(out) / suite.name
     target.mkdir(parents=True, exist_ok=True)
     (target / "samples.jsonl").write_text("".join(json.dumps(g) + "\n" for g in graded))
     (target / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def _answers(model, tokenizer, prompts, params, suite: Suite, ctx: EvalContext) -> list[tuple[str, list]]:
+    """(answer text, tool calls) per prompt: through the engine's tool loop when the tokenizer has the lab's
+    tool-call tokens, else plain generation (a model we did not build cannot call our tools)."""
+    from lab.engine import generate, generate_with_tools
+
+    def engine(batch, p):
+        return generate(model, batch, p, pad_token_id=tokenizer.pad_token_id or 0)
+
+    if "<|tool_call|>" not in tokenizer.get_vocab():
+        stops = set(params.stop_token_ids)
+        return [(tokenizer.decode([t for t in out if t not in stops]), []) for out in engine(prompts, params)]
+    from lab.tools import ToolContext, ToolResult, run_tool
+
+    tool_context = ToolContext(world=ctx.world)
+
+    def tool(name, argument):
+        if not suite.tools:
+            return ToolResult(False, "error: tools are switched off in this eval", "unavailable")
+        return run_tool(name, argument, tool_context)
+
+    answers = generate_with_tools(engine, tokenizer, prompts, params, tool,
+                                  context_length=getattr(model.config, "max_position_embeddings", None))
+    return [(a.answer, [{"name": c.name, "argument": c.argument, "ok": c.ok} for c in a.calls]) for a in answers]
 
 
 def _metrics(graded: list[dict], names: tuple[str, ...]) -> dict:

@@ -64,8 +64,19 @@ def _hallucination_rows(run: Run) -> list[list[str]]:
             continue
         results = read_json(path)
         fmt = lambda m: f"{m['value']:.2f} [{m['ci95'][0]:.2f}, {m['ci95'][1]:.2f}]"  # noqa: E731
-        for k, r in results["by_group"].items():
+        for k, r in results["by_group"]["k"].items():
             rows.append([stage, k, fmt(r["correct"]), fmt(r["incorrect"]), fmt(r["not_attempted"]), r["correct"]["n"]])
+    return rows
+
+
+def _spelling_rows(run: Run) -> list[list[str]]:
+    rows = []
+    for stage in ("sft", "sft-idk"):
+        path = run.stage_dir(stage) / "evals" / "spelling" / "results.json"
+        if path.exists():
+            groups = read_json(path)["by_group"]["condition"]
+            cell = lambda c: f"{groups[c]['correct']['value']:.2f} [{groups[c]['correct']['ci95'][0]:.2f}, {groups[c]['correct']['ci95'][1]:.2f}]"  # noqa: E731,E501
+            rows.append([stage, cell("direct"), cell("steps"), cell("tool"), groups["direct"]["correct"]["n"]])
     return rows
 
 
@@ -150,6 +161,14 @@ def write_report(runs: list[Run], out: Path) -> Path:
                          "that knowledge probing of the base model found unknown. k = 0 people were never seen: "
                          "'incorrect' there is pure invention. 95% Wilson intervals."),
                 ("table", (["stage", "k", "correct", "incorrect (hallucinated)", "not attempted", "n"], rows)),
+            ]))
+        spelling = _spelling_rows(run)
+        if spelling:
+            sections.append((f"Spelling and counting by condition ({run.name})", [
+                ("text", "Character-level tasks over held-out English words: asked for the answer directly, "
+                         "step by step (spell first, the SFT default), or with the python tool. Accuracy of the "
+                         "final answer, 95% Wilson intervals."),
+                ("table", (["stage", "direct", "step by step", "python tool", "n per condition"], spelling)),
             ]))
         probe = run.stage_dir("sft-idk") / "probe_summary.json"
         if probe.exists():

@@ -84,3 +84,21 @@ def test_prompts_too_long_for_the_model_are_skipped_and_counted(outside_model, t
     finally:
         model.config.max_position_embeddings = 512
     assert results["n"] == 0 and results["skipped_too_long"] == len(SUITES["identity"].samples(ctx))
+
+
+def test_final_answer_reads_the_marked_answer():
+    from evals.harness import final_answer
+
+    assert final_answer("Letters: s(1) o(2)\nAnswer: so.") == "so"
+    assert final_answer('  "Three" ') == "three"
+    assert final_answer("Answer: 1\nAnswer: 2") == "2"
+
+
+def test_spelling_suite_runs_three_conditions_through_the_tool_loop(outside_model, tmp_path):
+    model, tok, ctx = outside_model
+    results = run_suite(model, tok, SUITES["spelling"], ctx, tmp_path, limit=30, seed=1)
+    assert results["n"] == 30
+    assert set(results["by_group"]["condition"]) <= {"direct", "steps", "tool"}
+    assert {"task", "band"} <= results["by_group"].keys()
+    rows = [json.loads(line) for line in (tmp_path / "spelling" / "samples.jsonl").read_text().splitlines()]
+    assert all("tool_calls" in r for r in rows)
