@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from evals.stats import proportion
+from evals.stats import format_ci, proportion
 from lab.engine import SamplingParams, generate_text
 from tasks.world import VALUES, World
 
@@ -61,8 +61,8 @@ def table_markdown(rows: list[dict], chance: float) -> str:
     for k in sorted({r["k"] for r in rows}):
         corpus = next(r for r in rows if r["k"] == k and r["phrasing"] == "corpus")
         novel = next(r for r in rows if r["k"] == k and r["phrasing"] == "novel")
-        fmt = lambda m: f"{m['value']:.2f} [{m['ci95'][0]:.2f}, {m['ci95'][1]:.2f}]"  # noqa: E731
-        lines.append(f"| {k} | {fmt(corpus['accuracy'])} | {fmt(novel['accuracy'])} | {fmt(corpus['confident_wrong'])} |")
+        lines.append(f"| {k} | {format_ci(corpus['accuracy'])} | {format_ci(novel['accuracy'])} "
+                     f"| {format_ci(corpus['confident_wrong'])} |")
     lines.append(f"\nChance accuracy (a uniform guess among each attribute's values): {chance:.3f}. "
                  f"n = {corpus['accuracy']['n']} prompts per cell. 95% Wilson intervals.")
     return "\n".join(lines)

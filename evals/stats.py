@@ -26,6 +26,12 @@ def proportion(successes: int, n: int) -> dict:
     return {"value": p, "stderr": stderr, "ci95": [low, high], "n": n}
 
 
+def format_ci(metric: dict, digits: int = 2) -> str:
+    """A metric as "value [low, high]" for tables."""
+    low, high = metric["ci95"]
+    return f"{metric['value']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def paired_difference(a: list[float], b: list[float], z: float = 1.96) -> dict:
     """Mean of b - a over paired items, with a CLT interval from the per-item differences.
 

@@ -11,6 +11,7 @@ import io
 import json
 from pathlib import Path
 
+from evals.stats import format_ci
 from lab.runs import Run, read_json
 
 
@@ -63,9 +64,9 @@ def _hallucination_rows(run: Run) -> list[list[str]]:
         if not path.exists():
             continue
         results = read_json(path)
-        fmt = lambda m: f"{m['value']:.2f} [{m['ci95'][0]:.2f}, {m['ci95'][1]:.2f}]"  # noqa: E731
         for k, r in results["by_group"]["k"].items():
-            rows.append([stage, k, fmt(r["correct"]), fmt(r["incorrect"]), fmt(r["not_attempted"]), r["correct"]["n"]])
+            rows.append([stage, k, format_ci(r["correct"]), format_ci(r["incorrect"]), format_ci(r["not_attempted"]),
+                         r["correct"]["n"]])
     return rows
 
 
@@ -75,8 +76,8 @@ def _spelling_rows(run: Run) -> list[list[str]]:
         path = run.stage_dir(stage) / "evals" / "spelling" / "results.json"
         if path.exists():
             groups = read_json(path)["by_group"]["condition"]
-            cell = lambda c: f"{groups[c]['correct']['value']:.2f} [{groups[c]['correct']['ci95'][0]:.2f}, {groups[c]['correct']['ci95'][1]:.2f}]"  # noqa: E731,E501
-            rows.append([stage, cell("direct"), cell("steps"), cell("tool"), groups["direct"]["correct"]["n"]])
+            rows.append([stage, *(format_ci(groups[c]["correct"]) for c in ("direct", "steps", "tool")),
+                         groups["direct"]["correct"]["n"]])
     return rows
 
 
