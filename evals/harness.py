@@ -121,13 +121,12 @@ def resolve_suites(spec: str) -> list[Suite]:
 
 def context_for(model_dir: Path) -> EvalContext:
     """The world and identity of the run a stage belongs to, or the defaults for an outside model."""
-    from lab.chat_session import _run_context
-    from tasks.identity import Identity, system_message
-    from tasks.world import WorldConfig, build_world
+    from lab.presets import Preset, run_preset
+    from tasks.identity import system_message
+    from tasks.world import build_world
 
-    world, identity = _run_context(Path(model_dir))
-    world = world or build_world(WorldConfig())
-    identity = identity or Identity()
+    preset = run_preset(Path(model_dir).parent) or Preset()
+    world, identity = build_world(preset.data.world), preset.sft.identity
     return EvalContext(world=world, identity=identity, system=system_message(identity))
 
 

@@ -17,11 +17,13 @@ class ChatSession:
         self.model, self.tokenizer = load_model_and_tokenizer(stage)
         self.console = console or Console()
         self.tools = tools
-        world, identity = _run_context(Path(stage))
-        self.world = world
+        from lab.presets import run_preset
         from tasks.identity import system_message
+        from tasks.world import build_world
 
-        self.system = system if system is not None else (system_message(identity) if identity else None)
+        preset = run_preset(Path(stage).parent)  # the world and identity of the run the stage belongs to
+        self.world = build_world(preset.data.world) if preset else None
+        self.system = system if system is not None else (system_message(preset.sft.identity) if preset else None)
         im_end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
         self.params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
                                      stop_token_ids=(im_end, self.tokenizer.eos_token_id))
@@ -59,20 +61,3 @@ class ChatSession:
             self.console.print(f"[dim]tool result:[/dim] {call.output.strip()}", highlight=False)
         self.console.print(f"[bold green]assistant>[/bold green] {answer.answer}", highlight=False)
 
-
-def _run_context(stage: Path):
-    """The world and identity of the run a stage belongs to (None for a model outside a run)."""
-    from lab.runs import read_json
-
-    config = stage.parent / "config.json"
-    if not config.exists():
-        return None, None
-    from tasks.identity import Identity
-    from tasks.world import WorldConfig, build_world
-
-    settings = read_json(config)["settings"]
-    world_cfg = settings["data"]["world"]
-    world = build_world(WorldConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in world_cfg.items()}))
-    identity_cfg = settings.get("sft", {}).get("identity")
-    identity = Identity(**{k: tuple(v) if isinstance(v, list) else v for k, v in identity_cfg.items()}) if identity_cfg else None
-    return world, identity

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lab.errors import LabError
 from tasks.chat import ChatMixture
@@ -151,6 +152,32 @@ def get_preset(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Preset
     for item in overrides:
         apply_override(preset, item)
     return preset
+
+
+def from_settings(cls, settings: dict):
+    """Rebuild a settings dataclass from the JSON a run recorded (lists become tuples, sections recurse).
+
+    Fields added since the run was written keep their defaults, as Run.create_or_open allows."""
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in settings:
+            continue
+        value, hint = settings[f.name], hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            value = from_settings(hint, value)
+        elif typing.get_origin(hint) is tuple:
+            value = tuple(value)
+        values[f.name] = value
+    return cls(**values)
+
+
+def run_preset(run_root: Path) -> Preset | None:
+    """The preset a run directory was created with, or None outside a run."""
+    from lab.runs import read_json
+
+    config = Path(run_root) / "config.json"
+    return from_settings(Preset, read_json(config)["settings"]) if config.exists() else None
 
 
 def field_paths(obj, prefix: str = "") -> list[str]:

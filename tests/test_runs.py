@@ -57,3 +57,12 @@ def test_stage_paths_must_exist_and_be_complete(tmp_path):
         resolve_stage(tmp_path / "r" / "base")
     run.mark_complete("base")
     assert resolve_stage(tmp_path / "r" / "base")[1] == "base"
+
+
+def test_a_runs_preset_is_rebuilt_from_its_config(tmp_path):
+    from lab.presets import run_preset
+
+    preset = get_preset("gpu", ["data.world.exposures=0,2", "sft.identity.name=Quill", "sample.prompts=a,b"])
+    Run.create_or_open(tmp_path / "r", preset)
+    assert run_preset(tmp_path / "r") == preset  # tuples, nested sections and dict settings come back exactly
+    assert run_preset(tmp_path / "nothing") is None
