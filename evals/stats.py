@@ -6,6 +6,7 @@ behave at p near 0 or 1, which is where hallucination rates on unseen people liv
 from __future__ import annotations
 
 import math
+import random
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -46,3 +47,28 @@ def paired_difference(a: list[float], b: list[float], z: float = 1.96) -> dict:
     stderr = math.sqrt(var / n)
     return {"mean_a": sum(a) / n, "mean_b": sum(b) / n, "difference": mean, "stderr": stderr,
             "ci95": [mean - z * stderr, mean + z * stderr], "n": n}
+
+
+def mean_metric(values: list[float], z: float = 1.96) -> dict:
+    """A mean of per-item values (response length, pass@k) with a CLT interval, in the metric shape."""
+    n = len(values)
+    if n == 0:
+        return {"value": float("nan"), "stderr": float("nan"), "ci95": [float("nan"), float("nan")], "n": 0}
+    mean = sum(values) / n
+    stderr = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n) if n > 1 else 0.0
+    return {"value": mean, "stderr": stderr, "ci95": [mean - z * stderr, mean + z * stderr], "n": n}
+
+
+def bootstrap(items: list, statistic, rng: random.Random, resamples: int = 1000) -> dict:
+    """A statistic of a whole sample (ECE, F-score) with a percentile-bootstrap 95% interval.
+
+    Resampling items with replacement captures the statistic's sampling spread without a formula;
+    1000 resamples put the 2.5% / 97.5% percentiles within about 0.01 of their limits."""
+    n = len(items)
+    if n == 0:
+        return {"value": float("nan"), "stderr": float("nan"), "ci95": [float("nan"), float("nan")], "n": 0}
+    stats = sorted(statistic([items[rng.randrange(n)] for _ in range(n)]) for _ in range(resamples))
+    mean = sum(stats) / resamples
+    stderr = math.sqrt(sum((s - mean) ** 2 for s in stats) / (resamples - 1))
+    return {"value": statistic(items), "stderr": stderr,
+            "ci95": [stats[int(0.025 * resamples)], stats[int(0.975 * resamples) - 1]], "n": n}

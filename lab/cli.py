@@ -186,9 +186,12 @@ def report(runs: list[Path] = typer.Argument(..., help="one or more run director
 @app.command("eval")
 def eval_(targets: list[str] = typer.Argument(..., help="MODEL (RUN/STAGE or a HF causal-LM directory), "
                                                         "or: compare A B"),
-          suite: str = typer.Option("all", "--suite", help="NAME[,NAME] or all"),
+          suite: str = typer.Option("all", "--suite", help="NAME[,NAME], all, or a suite file (.json/.jsonl/.tsv)"),
           limit: Optional[int] = typer.Option(None, help="evaluate a seeded random subset of N samples"),
           seed: int = 0, out: Optional[Path] = typer.Option(None, help="default: STAGE/evals or runs/external/NAME/evals"),
+          samples: int = typer.Option(1, "--samples", "-k", help="sampled answers per prompt for pass@k (1 = greedy only)"),
+          temperature: float = typer.Option(0.7, help="for the sampled answers"),
+          fresh: bool = typer.Option(False, help="ignore finished results and the per-sample cache"),
           metric: str = typer.Option("hallucinated_unseen", help="for compare: the per-sample metric")):
     """`lab eval MODEL --suite ...` writes samples.jsonl + results.json per suite;
     `lab eval compare A B --suite S --metric M` gives the paired difference B - A."""
@@ -198,19 +201,33 @@ def eval_(targets: list[str] = typer.Argument(..., help="MODEL (RUN/STAGE or a H
         return _eval_compare(Path(targets[1]), Path(targets[2]), "hallucination" if suite == "all" else suite, metric)
     if len(targets) != 1:
         raise LabError("lab eval takes one MODEL (or: lab eval compare A B)")
-    from evals.harness import context_for, default_out, resolve_suites, run_suite
+    from evals.harness import (
+        context_for,
+        default_out,
+        model_fingerprint,
+        resolve_suites,
+        run_suite,
+    )
     from lab.loading import load_model_and_tokenizer
 
+    if samples < 1:
+        raise LabError(f"--samples must be at least 1, got {samples}")
     model = Path(targets[0])
     suites = resolve_suites(suite)
     loaded, tokenizer = load_model_and_tokenizer(model)
     context = context_for(model)
     target = out or default_out(model)
     for s in suites:
-        results = run_suite(loaded, tokenizer, s, context, target, limit=limit, seed=seed, model_name=str(model))
-        table = Table(f"{s.name} (n={results['n']}, {results['samples_per_s']:.0f} samples/s)", "value", "95% CI")
+        results = run_suite(loaded, tokenizer, s, context, target, limit=limit, seed=seed, model_name=str(model),
+                            fingerprint=model_fingerprint(model), samples_per_prompt=samples,
+                            temperature=temperature, fresh=fresh)
+        speed = f"{results['samples_per_s']:.0f} samples/s" if results["samples_per_s"] else "cached"
+        table = Table(f"{s.name} (n={results['n']}, {speed})", "value", "95% CI")
         for name, m in results["metrics"].items():
-            table.add_row(name, f"{m['value']:.3f}", f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]")
+            low, high = m["ci95"]
+            table.add_row(name, f"{m['value']:.3f}", "" if low is None else f"[{low:.3f}, {high:.3f}]")
+        if results["skipped_too_long"]:
+            table.caption = f"{results['skipped_too_long']} samples skipped: prompt too long for the model's context"
         console.print(table)
     console.print(f"results in {target}")
 

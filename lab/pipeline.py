@@ -97,7 +97,7 @@ def stage_sft(variant: str):
 
 def stage_evals(run: Run, preset: Preset) -> None:
     """Every eval suite on every model stage after base."""
-    from evals.harness import SUITES, context_for, run_suite
+    from evals.harness import SUITES, context_for, model_fingerprint, run_suite
     from lab.loading import load_model_and_tokenizer
 
     summary = {}
@@ -108,7 +108,8 @@ def stage_evals(run: Run, preset: Preset) -> None:
         context = context_for(run.stage_dir(stage))
         for suite in SUITES.values():
             results = run_suite(model, tokenizer, suite, context, run.stage_dir(stage) / "evals",
-                                seed=preset.seed, model_name=f"{run.name}/{stage}")
+                                seed=preset.seed, model_name=f"{run.name}/{stage}",
+                                fingerprint=model_fingerprint(run.stage_dir(stage)))
             summary[f"{stage}/{suite.name}"] = {k: m["value"] for k, m in results["metrics"].items()}
     write_json(run.stage_dir("evals") / "summary.json", summary)
     run.mark_complete("evals")

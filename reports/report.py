@@ -57,28 +57,96 @@ def loss_curve(runs: list[Run]):
     return data
 
 
-def _hallucination_rows(run: Run) -> list[list[str]]:
+EVAL_STAGES = ("sft", "sft-idk")
+
+
+def _results(run: Run, stage: str, suite: str) -> dict | None:
+    path = run.stage_dir(stage) / "evals" / suite / "results.json"
+    return read_json(path) if path.exists() else None
+
+
+def _eval_rows(run: Run, suite: str, group: str | None, metrics: tuple[str, ...]) -> list[list[str]]:
+    """stage x (group value) rows of `metrics` as "value [low, high]", plus n, for every evaluated stage."""
     rows = []
-    for stage in ("sft", "sft-idk"):
-        path = run.stage_dir(stage) / "evals" / "hallucination" / "results.json"
-        if not path.exists():
+    for stage in EVAL_STAGES:
+        results = _results(run, stage, suite)
+        if results is None:
             continue
-        results = read_json(path)
-        for k, r in results["by_group"]["k"].items():
-            rows.append([stage, k, format_ci(r["correct"]), format_ci(r["incorrect"]), format_ci(r["not_attempted"]),
-                         r["correct"]["n"]])
+        groups = results["by_group"][group] if group else {"all": results["metrics"]}
+        for value, m in groups.items():
+            present = [m[name] for name in metrics if name in m and m[name]["n"]]
+            rows.append([stage, *([value] if group else []),
+                         *(format_ci(m[name]) if name in m and m[name]["n"] else "–" for name in metrics),
+                         max((x["n"] for x in present), default=0)])
     return rows
 
 
-def _spelling_rows(run: Run) -> list[list[str]]:
+def _headline_rows(run: Run) -> list[list[str]]:
+    """One row a (stage, suite, metric): the table the eval issue's closing note asks for."""
     rows = []
-    for stage in ("sft", "sft-idk"):
-        path = run.stage_dir(stage) / "evals" / "spelling" / "results.json"
-        if path.exists():
-            groups = read_json(path)["by_group"]["condition"]
-            rows.append([stage, *(format_ci(groups[c]["correct"]) for c in ("direct", "steps", "tool")),
-                         groups["direct"]["correct"]["n"]])
+    for stage in EVAL_STAGES:
+        for suite, names in HEADLINE_METRICS.items():
+            results = _results(run, stage, suite)
+            for name in names if results else ():
+                m = results["metrics"].get(name)
+                if m and m["n"]:
+                    rows.append([stage, suite, name, format_ci(m), m["n"]])
     return rows
+
+
+PAIRED_METRICS = (("hallucination", "hallucinated_unseen"), ("hallucination", "correct"),
+                  ("hallucination", "not_attempted"), ("context", "follows_context"), ("math", "correct"))
+
+
+def _paired_rows(run: Run) -> list[list[str]]:
+    from evals.harness import compare
+
+    a, b = (run.stage_dir(stage) / "evals" for stage in EVAL_STAGES)
+    rows = []
+    for suite, metric in PAIRED_METRICS:
+        if (a / suite / "samples.jsonl").exists() and (b / suite / "samples.jsonl").exists():
+            r = compare(a, b, suite, metric)
+            low, high = r["ci95"]
+            rows.append([suite, metric, f"{r['mean_a']:.3f}", f"{r['mean_b']:.3f}",
+                         f"{r['difference']:+.3f} [{low:+.3f}, {high:+.3f}]", r["n"]])
+    return rows
+
+
+HEADLINE_METRICS = {
+    "hallucination": ("correct", "hallucinated_unseen", "not_attempted", "correct_given_attempted", "f_score", "ece"),
+    "spelling": ("correct",),
+    "tooluse": ("correct", "called_tool", "right_tool", "argument_faithful", "unnecessary_calls", "tool_accuracy_gain"),
+    "math": ("correct", "format_ok", "response_chars"),
+    "context": ("correct", "follows_context", "follows_memory"),
+    "identity": ("own_identity", "claims_other_assistant"),
+}
+
+
+def calibration_plot(run: Run):
+    """Reliability diagram and accuracy-vs-coverage curve of the hallucination suite, one line a stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    found = {stage: r.get("calibration") for stage in EVAL_STAGES if (r := _results(run, stage, "hallucination"))}
+    found = {k: v for k, v in found.items() if v}
+    if not found:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    left.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    for stage, cal in found.items():
+        left.plot([b["confidence"] for b in cal["curve"]], [b["accuracy"] for b in cal["curve"]], "o-", label=stage)
+        right.plot([c["coverage"] for c in cal["coverage"]], [c["accuracy"] for c in cal["coverage"]], "o-", label=stage)
+    left.set(xlabel="confidence (probability of its own answer)", ylabel="accuracy", title="Calibration")
+    right.set(xlabel="coverage (share of questions answered)", ylabel="accuracy of answered",
+              title="Abstain below a confidence threshold")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    data = _png(fig)
+    plt.close(fig)
+    return data
 
 
 def _system_rows(runs: list[Run]) -> list[list[str]]:
@@ -132,6 +200,54 @@ def _markdown_table_html(text: str) -> str:
     return out + "".join(f"<p>{html.escape(p)}</p>" for p in prose)
 
 
+def _eval_sections(run: Run) -> list[tuple[str, list]]:
+    """The eval suites of sft and sft-idk: one headline table, then one breakdown a suite."""
+    suffix = f" ({run.name})"
+    out = []
+    headline = _headline_rows(run)
+    if headline:
+        out.append(("Eval suites: headline metrics" + suffix, [
+            ("text", "Every suite on held-out material, greedy decoding; value [95% CI] (Wilson for proportions, "
+                     "bootstrap for F-score and ECE, CLT for means and paired differences). Per-sample logs are in "
+                     "STAGE/evals/SUITE/samples.jsonl."),
+            ("table", (["stage", "suite", "metric", "value [95% CI]", "n"], headline))]))
+    paired = _paired_rows(run)
+    if paired:
+        out.append(("sft-idk minus sft, paired on the same samples" + suffix, [
+            ("text", "Per-sample differences on identical questions (CLT interval of the mean difference): pairing "
+                     "removes the between-question variance that two separate intervals would count twice."),
+            ("table", (["suite", "metric", "sft", "sft-idk", "difference [95% CI]", "n"], paired))]))
+    rows = _eval_rows(run, "hallucination", "k", ("correct", "incorrect", "not_attempted"))
+    if rows:
+        items = [("text", "SimpleQA-style questions about held-out people (never in SFT data). sft was trained to "
+                          "answer every question; sft-idk to refuse the questions that knowledge probing of the base "
+                          "model found unknown. k = 0 people were never seen: 'incorrect' there is pure invention."),
+                 ("table", (["stage", "k", "correct", "incorrect (hallucinated)", "not attempted", "n"], rows))]
+        plot = calibration_plot(run)
+        if plot:
+            items.append(("figure", (f"calibration_{run.name}", plot, "Confidence vs accuracy, and accuracy vs "
+                                     "coverage when answers below a confidence threshold are withheld")))
+        out.append(("Hallucination on held-out people: sft vs sft-idk" + suffix, items))
+    breakdowns = [
+        ("Spelling and counting by condition", "spelling", "condition", ("correct",),
+         "Character-level tasks over held-out English words: answer directly, step by step (spell first), or with "
+         "the python tool."),
+        ("Tool use by question kind", "tooluse", "kind", ("correct", "called_tool", "right_tool", "argument_faithful"),
+         "Questions without a hint to use tools, with tools on; the first three kinds need a tool, the last two do "
+         "not (a call there is unnecessary)."),
+        ("Math by difficulty band", "math", "difficulty", ("correct", "format_ok"),
+         "Held-out problems graded by the sympy verifier (no last-number fallback)."),
+        ("Context vs memory", "context", "condition", ("correct", "follows_context", "follows_memory"),
+         "The same question alone, after the person's encyclopedia article, and after an article in which the "
+         "asked fact was changed: does the answer follow the context or the memorised value?"),
+    ]
+    for title, suite, group, metrics, text in breakdowns:
+        rows = _eval_rows(run, suite, group, metrics)
+        if rows:
+            out.append((title + suffix, [("text", text), ("table", (["stage", group, *metrics, "n"], rows))]))
+    return out
+
+
 def write_report(runs: list[Run], out: Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,23 +270,8 @@ def write_report(runs: list[Run], out: Path) -> Path:
                 ("figure", (f"knowledge_{run.name}", data, "Recall by exposure, in corpus and novel phrasings")),
             ]))
     for run in runs:
-        rows = _hallucination_rows(run)
-        if rows:
-            sections.append((f"Hallucination on held-out people: sft vs sft-idk ({run.name})", [
-                ("text", "SimpleQA-style questions about held-out people (never in SFT data), greedy answers. "
-                         "sft was trained to answer every question; sft-idk was trained to refuse the questions "
-                         "that knowledge probing of the base model found unknown. k = 0 people were never seen: "
-                         "'incorrect' there is pure invention. 95% Wilson intervals."),
-                ("table", (["stage", "k", "correct", "incorrect (hallucinated)", "not attempted", "n"], rows)),
-            ]))
-        spelling = _spelling_rows(run)
-        if spelling:
-            sections.append((f"Spelling and counting by condition ({run.name})", [
-                ("text", "Character-level tasks over held-out English words: asked for the answer directly, "
-                         "step by step (spell first, the SFT default), or with the python tool. Accuracy of the "
-                         "final answer, 95% Wilson intervals."),
-                ("table", (["stage", "direct", "step by step", "python tool", "n per condition"], spelling)),
-            ]))
+        sections += _eval_sections(run)
+    for run in runs:
         probe = run.stage_dir("sft-idk") / "probe_summary.json"
         if probe.exists():
             summary = read_json(probe)

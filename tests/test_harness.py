@@ -23,7 +23,7 @@ def test_paired_difference_and_wilson_on_known_numbers():
 
 
 def test_unknown_suite_lists_the_valid_ones():
-    with pytest.raises(LabError, match="suites: hallucination, identity"):
+    with pytest.raises(LabError, match="suites: hallucination, spelling, tooluse, context, identity, all"):
         resolve_suites("nosuch")
     assert [s.name for s in resolve_suites("all")] == list(SUITES)
 
@@ -47,7 +47,7 @@ def outside_model(tmp_path_factory):
 def test_harness_runs_on_a_plain_llama_and_writes_both_files(outside_model, tmp_path):
     model, tok, ctx = outside_model
     results = run_suite(model, tok, SUITES["hallucination"], ctx, tmp_path, limit=12, seed=3)
-    assert results["n"] == 12 and results["suite_version"] == "1" and results["samples_per_s"] > 0
+    assert results["n"] == 12 and results["suite_version"] == "2" and results["samples_per_s"] > 0
     for metric in ("correct", "incorrect", "not_attempted"):
         m = results["metrics"][metric]
         assert {"value", "stderr", "ci95", "n"} <= m.keys() and 0 <= m["value"] <= 1
@@ -102,3 +102,125 @@ def test_spelling_suite_runs_three_conditions_through_the_tool_loop(outside_mode
     assert {"task", "band"} <= results["by_group"].keys()
     rows = [json.loads(line) for line in (tmp_path / "spelling" / "samples.jsonl").read_text().splitlines()]
     assert all("tool_calls" in r for r in rows)
+
+
+def test_a_killed_run_resumes_from_the_per_sample_cache(outside_model, tmp_path, monkeypatch, capsys):
+    import evals.harness as harness
+
+    model, tok, ctx = outside_model
+    full = run_suite(model, tok, SUITES["hallucination"], ctx, tmp_path / "full", limit=12, seed=2)
+    partial = tmp_path / "killed" / "hallucination"
+    partial.mkdir(parents=True)
+    lines = (tmp_path / "full" / "hallucination" / "samples.jsonl").read_text().splitlines()
+    header = json.dumps({"cache_key": full["cache_key"]})
+    # as if killed after five samples, in the middle of writing the sixth
+    (partial / "samples.partial.jsonl").write_text("\n".join([header, *lines[:5], lines[5][:20]]) + "\n")
+    seen = []
+    real = harness._evaluate
+    monkeypatch.setattr(harness, "_evaluate", lambda m, t, s, c, batch, *a: seen.extend(batch) or real(m, t, s, c, batch, *a))
+    resumed = run_suite(model, tok, SUITES["hallucination"], ctx, tmp_path / "killed", limit=12, seed=2)
+    assert len(seen) == 7 and resumed["computed"] == 7
+    assert "dropped 1 corrupted line" in capsys.readouterr().err
+    assert resumed["metrics"]["correct"] == full["metrics"]["correct"] and resumed["n"] == 12
+    assert not (partial / "samples.partial.jsonl").exists()
+    seen.clear()
+    again = run_suite(model, tok, SUITES["hallucination"], ctx, tmp_path / "killed", limit=12, seed=2)
+    assert seen == [] and again["n"] == 12  # finished: read back, nothing recomputed
+    run_suite(model, tok, SUITES["hallucination"], ctx, tmp_path / "killed", limit=12, seed=3)
+    assert len(seen) == 12  # another seed is another key: the old cache is not reused
+
+
+def test_pass_at_k_and_confidence_are_reported(outside_model, tmp_path):
+    model, tok, ctx = outside_model
+    r = run_suite(model, tok, SUITES["hallucination"], ctx, tmp_path, limit=6, seed=0, samples_per_prompt=3)
+    assert {"pass@1", "pass@2", "pass@3", "ece", "f_score"} <= r["metrics"].keys()
+    assert r["metrics"]["pass@1"]["value"] <= r["metrics"]["pass@3"]["value"]
+    rows = [json.loads(line) for line in (tmp_path / "hallucination" / "samples.jsonl").read_text().splitlines()]
+    assert all(row["sampled_n"] == 3 and 0 < row["confidence"] <= 1 for row in rows)
+
+
+def test_context_suite_changes_exactly_the_asked_attribute(outside_model):
+    _, _, ctx = outside_model
+    samples = SUITES["context"].samples(ctx)
+    by_condition = {c: [s for s in samples if s["extras"]["condition"] == c] for c in ("none", "article", "counterfactual")}
+    assert len({len(v) for v in by_condition.values()}) == 1
+    for plain, changed in zip(by_condition["article"], by_condition["counterfactual"]):
+        a, b = plain["messages"][0]["content"].splitlines(), changed["messages"][0]["content"].splitlines()
+        differing = [(x, y) for x, y in zip(a, b) if x != y]
+        assert len(differing) == 1 and differing[0][1].endswith(changed["gold"])
+        assert changed["gold"] != changed["extras"]["memory"] and plain["gold"] == changed["extras"]["memory"]
+
+
+def test_tooluse_suite_pairs_each_item_with_and_without_tools(outside_model):
+    from tasks.math import split_key, split_of
+
+    _, _, ctx = outside_model
+    samples = SUITES["tooluse"].samples(ctx)
+    tools = {s["extras"]["item"] for s in samples if s["tools_on"]}
+    assert tools == {s["extras"]["item"] for s in samples if not s["tools_on"]}
+    for s in samples:
+        if s["extras"]["kind"] == "big_arithmetic":
+            a, b = s["extras"]["needles"]
+            assert split_of(split_key("arithmetic", {"a": int(a), "b": int(b), "op": "*"})) == "heldout"
+    grade = SUITES["tooluse"].grade
+    sample = next(s for s in samples if s["extras"]["kind"] == "big_arithmetic")
+    a, b = sample["extras"]["needles"]
+    good = grade(sample, f"Answer: {sample['gold']}", [{"name": "calculator", "argument": f"{a} * {b}", "ok": True}])
+    assert good == {"grade": "correct", "correct": True, "called_tool": True, "well_formed": True, "right_tool": True,
+                    "argument_faithful": True}
+    wrong = grade(sample, "Answer: 1", [{"name": "lookup", "argument": "Mira", "ok": False}])
+    assert not wrong["correct"] and not wrong["right_tool"] and not wrong["argument_faithful"]
+    assert grade(sample, "<|tool_call|>calculator\n12", [])["well_formed"] is False
+
+
+def test_user_suite_files_jsonl_tsv_choice_and_perplexity(outside_model, tmp_path):
+    model, tok, ctx = outside_model
+    rows = [{"id": "a", "q": "Where was Mira born?", "city": "Oslo", "options": ["Oslo", "Lyon"]},
+            {"id": "b", "q": "Where was Tam born?", "city": "Lyon", "options": ["Oslo", "Lyon"]}]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {"name": "cities", "data": "data.jsonl", "prompt": "{q} Answer:", "gold": "city", "grader": "exact"}
+    (tmp_path / "cities.json").write_text(json.dumps(spec))
+    (tmp_path / "choice.json").write_text(json.dumps(spec | {"name": "choice", "grader": "choice", "choices": "options"}))
+    (tmp_path / "text.tsv").write_text("id\ttext\n1\tMira was born in Oslo.\n")
+    (tmp_path / "ppl.json").write_text(json.dumps({"name": "ppl", "data": "text.tsv", "grader": "perplexity"}))
+    cities, choice, ppl = resolve_suites(",".join(str(tmp_path / f) for f in ("cities.json", "choice.json", "ppl.json")))
+    r = run_suite(model, tok, cities, ctx, tmp_path / "out")
+    assert r["n"] == 2 and r["metrics"]["correct"]["n"] == 2
+    r = run_suite(model, tok, choice, ctx, tmp_path / "out")
+    picked = [json.loads(line) for line in (tmp_path / "out" / "choice" / "samples.jsonl").read_text().splitlines()]
+    assert all(p["response"] in ("Oslo", "Lyon") and len(p["option_logprobs"]) == 2 for p in picked)
+    assert r["metrics"]["correct"]["value"] == sum(p["response"] == p["gold"] for p in picked) / 2
+    r = run_suite(model, tok, ppl, ctx, tmp_path / "out")
+    assert 1 < r["metrics"]["perplexity"]["value"] < 2 * len(tok)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"data": "data.jsonl", "grader": "vibes"}, "unknown grader 'vibes'; graders: exact"),
+    ({"data": "data.jsonl", "prompt": "{question}"}, "needs field 'question'"),
+    ({"data": "missing.jsonl"}, "does not exist"),
+    ({"data": "data.jsonl", "gold": "answer"}, "no gold field 'answer'"),
+])
+def test_bad_user_suites_get_one_clear_error(tmp_path, spec, message):
+    (tmp_path / "data.jsonl").write_text(json.dumps({"prompt": "hi", "gold": "x"}) + "\n")
+    (tmp_path / "s.json").write_text(json.dumps(spec))
+    with pytest.raises(LabError, match=message):
+        resolve_suites(str(tmp_path / "s.json"))
+
+
+def test_harness_runs_on_a_model_without_lab_tokens_or_chat_template(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    world = build_world(WorldConfig(people_per_exposure=2, exposures=(0, 4)))
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel()
+    texts = [q.text for p in world.people for q in world.questions(p)]
+    raw.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"]))
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=4, num_key_value_heads=2, bos_token_id=1, eos_token_id=2))
+    ctx = EvalContext(world, Identity(), None)
+    r = run_suite(model.eval(), tok, SUITES["hallucination"], ctx, tmp_path, limit=4)
+    rows = [json.loads(line) for line in (tmp_path / "hallucination" / "samples.jsonl").read_text().splitlines()]
+    assert r["n"] == 4 and all(row["tool_calls"] == [] for row in rows)

@@ -1,0 +1,305 @@
+"""The lab's six eval suites: what each asks, how it grades, which metrics it reports.
+
+Every suite draws its samples from generators with known ground truth (the world, the math and
+spelling generators), held-out material only, so a grade is exact. A sample is a dict with an id,
+chat messages, a gold answer and extras (the keys results are broken down by). A grader turns one
+response into a grade plus binary per-sample fields; `summarize` adds metrics that are not a mean of
+one field (F-score, calibration, paired tool metrics, response length).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+from evals.stats import bootstrap, mean_metric
+
+
+@dataclass
+class EvalContext:
+    world: object  # tasks.world.World
+    identity: object  # tasks.identity.Identity
+    system: str | None
+
+
+@dataclass
+class Suite:
+    name: str
+    version: str
+    samples: Callable[[EvalContext], list[dict]]  # dicts with id, messages, gold, extras
+    grade: Callable[[dict, str, list], dict]  # (sample, response, tool calls) -> {"grade": ..., binary fields}
+    metrics: tuple[str, ...]  # binary per-sample fields averaged into results (present only where they apply)
+    group_by: tuple[str | tuple[str, ...], ...] = ()  # extras keys (or key tuples) to break metrics down by
+    max_new_tokens: int = 32
+    tools: bool = False  # whether tool calls are executed (else they get a "tools are off" error)
+    confidence: bool = False  # score the probability of each generated answer (evals/loglik.py)
+    summarize: Callable[[list[dict]], dict] | None = None  # extra metrics from all graded rows
+    mode: str = "generate"  # "choice": pick an option by log-likelihood; "perplexity": score sample["text"]
+
+
+def normalise_answer(text: str) -> str:
+    return " ".join(text.strip().strip(".").strip('"').replace(",", "").split()).lower()
+
+
+def final_answer(response: str) -> str:
+    """The text after the last "Answer:" (the format every worked solution ends with), else the response."""
+    text = response.rsplit("Answer:", 1)[-1] if "Answer:" in response else response
+    return normalise_answer(text)
+
+
+# ---------------------------------------------------------------- hallucination
+
+
+def _hallucination_samples(ctx: EvalContext) -> list[dict]:
+    return [{"id": q.id, "messages": [{"role": "user", "content": q.text}], "gold": q.answer,
+             "extras": {"k": q.k, "aliases": q.aliases, "attribute": q.attribute}}
+            for p in ctx.world.heldout_people() for q in ctx.world.questions(p)]
+
+
+def _hallucination_grade(sample: dict, response: str, calls: list) -> dict:
+    from evals.hallucination import grade
+
+    g = grade(response, sample["gold"], sample["extras"]["aliases"])
+    out = {"grade": g, "correct": g == "correct", "incorrect": g == "incorrect", "not_attempted": g == "not_attempted",
+           "attempted": g != "not_attempted"}
+    if g != "not_attempted":
+        out["correct_given_attempted"] = g == "correct"
+    if sample["extras"]["k"] == 0:
+        out["hallucinated_unseen"] = g == "incorrect"
+    return out
+
+
+def _f_score(rows: list[dict]) -> float:
+    """SimpleQA's F-score: the harmonic mean of overall accuracy and accuracy on attempted questions."""
+    correct = sum(r["correct"] for r in rows)
+    attempted = sum(r["attempted"] for r in rows)
+    overall, given = correct / len(rows), (correct / attempted if attempted else 0.0)
+    return 2 * overall * given / (overall + given) if overall + given else 0.0
+
+
+def _hallucination_summary(rows: list[dict]) -> dict:
+    from evals.calibration import calibration_curve, coverage_curve, ece_metric
+
+    scored = [r for r in rows if r.get("confidence") is not None]
+    attempted = [r for r in scored if r["attempted"]]
+    out = {"metrics": {"f_score": bootstrap(rows, _f_score, random.Random(0))}}
+    if attempted:
+        conf, hit = [r["confidence"] for r in attempted], [r["correct"] for r in attempted]
+        out["metrics"]["ece"] = ece_metric(conf, hit)
+        out["metrics"]["mean_confidence"] = mean_metric(conf)
+        out["calibration"] = {
+            "curve": calibration_curve(conf, hit),
+            "coverage": coverage_curve([r["confidence"] if r["attempted"] else None for r in scored],
+                                       [r["correct"] for r in scored])}
+    return out
+
+
+# ---------------------------------------------------------------- identity
+
+
+def _identity_samples(ctx: EvalContext) -> list[dict]:
+    from tasks.identity import OTHER_ASSISTANTS, probe_targets
+
+    return [{"id": f"identity-{i}", "messages": [{"role": "user", "content": q}], "gold": target,
+             "extras": {"others": OTHER_ASSISTANTS}} for i, (q, target) in enumerate(probe_targets(ctx.identity))]
+
+
+def _identity_grade(sample: dict, response: str, calls: list) -> dict:
+    text = response.lower()
+    claims_other = any(f"i am {o.lower()}" in text or f"i'm {o.lower()}" in text for o in sample["extras"]["others"])
+    own = sample["gold"].lower() in text
+    return {"grade": "correct" if own and not claims_other else "incorrect", "own_identity": own,
+            "claims_other_assistant": claims_other}
+
+
+# ---------------------------------------------------------------- spelling
+
+
+SPELLING_CONDITIONS = {"direct": " Answer directly with just the answer.", "steps": "",
+                       "tool": " Check it with the python tool."}
+
+
+def _spelling_samples(ctx: EvalContext, per_condition: int = 200) -> list[dict]:
+    from tasks.spelling import SpellingConfig, generate
+
+    problems = generate(SpellingConfig(seed=1), per_condition, split="heldout")
+    return [{"id": f"{p.id}|{condition}", "messages": [{"role": "user", "content": p.question + suffix}],
+             "gold": p.answer, "extras": {"task": p.task, "condition": condition, "band": p.extras["band"],
+                                          "length": p.extras["length"]}}
+            for condition, suffix in SPELLING_CONDITIONS.items() for p in problems]
+
+
+def _exact_grade(sample: dict, response: str, calls: list) -> dict:
+    ok = final_answer(response) == normalise_answer(sample["gold"])
+    return {"grade": "correct" if ok else "incorrect", "correct": ok}
+
+
+# ---------------------------------------------------------------- tool use
+
+
+# Questions come without a hint ("use python"): the model must decide by itself when a tool is worth it.
+TOOLUSE_KINDS = {  # kind -> (needs a tool, the tools that are right for it)
+    "big_arithmetic": (True, ("calculator", "python")),
+    "letter_count": (True, ("python",)),
+    "rare_person": (True, ("lookup",)),
+    "small_arithmetic": (False, ()),
+    "famous_person": (False, ()),
+}
+
+
+def _tooluse_items(ctx: EvalContext, per_kind: int) -> list[dict]:
+    from tasks import math as math_tasks
+    from tasks.spelling import SpellingConfig, generate
+
+    rng = random.Random(7)
+    items = []
+
+    def arithmetic(kind: str, digits: tuple[int, int], op: str) -> None:
+        while sum(i["kind"] == kind for i in items) < per_kind:
+            a, b = (rng.randint(10 ** (d - 1), 10 ** d - 1) for d in digits)
+            if math_tasks.split_of(math_tasks.split_key("arithmetic", {"a": a, "b": b, "op": op})) == "heldout":
+                items.append({"kind": kind, "id": f"{kind}-{a}{op}{b}", "question": f"What is {a} {op} {b}?",
+                              "gold": str(a * b if op == "*" else a + b), "needles": [str(a), str(b)]})
+
+    arithmetic("big_arithmetic", (4, 3), "*")
+    arithmetic("small_arithmetic", (1, 1), "+")
+    for p in generate(SpellingConfig(seed=3, tasks=("count_letter",)), per_kind, split="heldout"):
+        items.append({"kind": "letter_count", "id": p.id, "question": p.question, "gold": p.answer,
+                      "needles": [p.extras["word"]]})
+    people = ctx.world.heldout_people()
+    top = max(p.k for p in people)
+    for kind, pool in (("rare_person", [p for p in people if p.k <= 1]), ("famous_person", [p for p in people if p.k == top])):
+        questions = [q for p in pool for q in ctx.world.questions(p)]
+        for q in random.Random(kind).sample(questions, min(per_kind, len(questions))):
+            items.append({"kind": kind, "id": q.id, "question": q.text, "gold": q.answer, "aliases": q.aliases,
+                          "needles": [q.person]})
+    return items
+
+
+def _tooluse_samples(ctx: EvalContext, per_kind: int = 50) -> list[dict]:
+    return [{"id": f"{item['id']}|{condition}", "messages": [{"role": "user", "content": item["question"]}],
+             "gold": item["gold"], "tools_on": condition == "tools",
+             "extras": {"item": item["id"], "kind": item["kind"], "condition": condition,
+                        "needs_tool": TOOLUSE_KINDS[item["kind"]][0], "aliases": item.get("aliases", []),
+                        "needles": item["needles"]}}
+            for condition in ("tools", "no_tools") for item in _tooluse_items(ctx, per_kind)]
+
+
+def _tooluse_grade(sample: dict, response: str, calls: list) -> dict:
+    from evals.hallucination import grade
+
+    extras = sample["extras"]
+    if extras["kind"].endswith("person"):
+        correct = grade(response, sample["gold"], extras["aliases"]) == "correct"
+    else:
+        correct = _exact_grade(sample, response, calls)["correct"]
+    unclosed = "<|tool_call|>" in response  # a call opened but never closed: the tool loop never saw it
+    out = {"grade": "correct" if correct else "incorrect", "correct": correct, "called_tool": bool(calls) or unclosed}
+    if out["called_tool"]:
+        from lab.tools import TOOLS
+
+        out["well_formed"] = not unclosed and all(c["name"] in TOOLS for c in calls)
+        if extras["needs_tool"] and calls:
+            out["right_tool"] = calls[0]["name"] in TOOLUSE_KINDS[extras["kind"]][1]
+            # a call about something else is no help: the argument must carry the question's numbers/word/name
+            out["argument_faithful"] = all(n in calls[0]["argument"] for n in extras["needles"])
+    return out
+
+
+def _tooluse_summary(rows: list[dict]) -> dict:
+    """Paired by item: accuracy with tools minus without, and tool calls on items answered right without."""
+    from evals.stats import paired_difference, proportion
+
+    by_item: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        by_item.setdefault(r["extras"]["item"], {})[r["extras"]["condition"]] = r
+    pairs = [v for v in by_item.values() if len(v) == 2]
+    metrics = {}
+    if pairs:
+        gain = paired_difference([float(p["no_tools"]["correct"]) for p in pairs], [float(p["tools"]["correct"]) for p in pairs])
+        metrics["tool_accuracy_gain"] = {"value": gain["difference"], "stderr": gain["stderr"], "ci95": gain["ci95"],
+                                         "n": gain["n"]}
+        known = [p for p in pairs if p["no_tools"]["correct"]]
+        metrics["unnecessary_calls"] = proportion(sum(p["tools"]["called_tool"] for p in known), len(known))
+    return {"metrics": metrics}
+
+
+# ---------------------------------------------------------------- math
+
+
+def _math_samples(ctx: EvalContext, per_band: int = 60) -> list[dict]:
+    from tasks.math import BANDS, MathConfig, generate
+
+    return [{"id": p.id, "messages": [{"role": "user", "content": p.question}], "gold": p.answer,
+             "extras": {"difficulty": p.difficulty, "task": p.task}}
+            for band in BANDS for p in generate(MathConfig(seed=11, bands=(band,)), per_band, split="heldout")]
+
+
+def _math_grade(sample: dict, response: str, calls: list) -> dict:
+    from rewards.math_verify import verify_response
+
+    verdict = verify_response(response, sample["gold"], last_number_fallback=False)
+    formatted = any(line.startswith("Answer:") for line in response.strip().splitlines()[-1:])
+    return {"grade": "correct" if verdict.equivalent else "incorrect", "correct": verdict.equivalent,
+            "format_ok": formatted, "verdict": verdict.reason, "response_chars": len(response)}
+
+
+def _math_summary(rows: list[dict]) -> dict:
+    return {"metrics": {"response_chars": mean_metric([float(r["response_chars"]) for r in rows])}}
+
+
+# ---------------------------------------------------------------- context vs memory
+
+
+CONTEXT_OPENER = "Here is an encyclopedia article:\n{t}"  # the SFT context demos' first opener
+CONTEXT_ACK = "Got it."
+
+
+def _context_samples(ctx: EvalContext) -> list[dict]:
+    """One question per held-out person, asked alone, after their article, and after an article in which
+    the asked attribute was changed to another value: does the answer follow the context or memory?"""
+    world = ctx.world
+    out = []
+    for person in world.heldout_people():
+        rng = random.Random(f"context|{person.name}")
+        q = rng.choice(world.questions(person))
+        article = world.encyclopedia(person.name)
+        lines = article.splitlines()
+        row = next(i for i, line in enumerate(lines) if line.endswith(f": {q.answer}"))
+        other = rng.choice([v for v in world.values(q.attribute) if v != q.answer and v not in q.aliases])
+        changed = "\n".join(lines[:row] + [lines[row].rsplit(": ", 1)[0] + f": {other}"] + lines[row + 1:])
+        for condition, text in (("none", None), ("article", article), ("counterfactual", changed)):
+            prefix = [] if text is None else [{"role": "user", "content": CONTEXT_OPENER.format(t=text)},
+                                             {"role": "assistant", "content": CONTEXT_ACK}]
+            out.append({"id": f"{q.id}|{condition}", "messages": prefix + [{"role": "user", "content": q.text}],
+                        "gold": other if condition == "counterfactual" else q.answer,
+                        "extras": {"condition": condition, "k": q.k, "memory": q.answer, "aliases": q.aliases}})
+    return out
+
+
+def _context_grade(sample: dict, response: str, calls: list) -> dict:
+    from evals.hallucination import grade
+
+    extras = sample["extras"]
+    follows_context = grade(response, sample["gold"], [] if extras["condition"] == "counterfactual" else extras["aliases"])
+    out = {"grade": follows_context, "correct": follows_context == "correct"}
+    if extras["condition"] == "counterfactual":
+        out["follows_context"] = follows_context == "correct"
+        out["follows_memory"] = grade(response, extras["memory"], extras["aliases"]) == "correct"
+    return out
+
+
+SUITES: dict[str, Suite] = {s.name: s for s in (
+    Suite("hallucination", "2", _hallucination_samples, _hallucination_grade,
+          ("correct", "incorrect", "not_attempted", "attempted", "correct_given_attempted", "hallucinated_unseen"),
+          group_by=("k",), confidence=True, summarize=_hallucination_summary),
+    Suite("spelling", "1", _spelling_samples, _exact_grade, ("correct",),
+          group_by=("condition", "task", "band", ("task", "condition")), max_new_tokens=96, tools=True),
+    Suite("tooluse", "1", _tooluse_samples, _tooluse_grade, ("correct", "called_tool", "well_formed", "right_tool", "argument_faithful"),
+          group_by=("condition", "kind", ("kind", "condition")), max_new_tokens=128, tools=True,
+          summarize=_tooluse_summary),
+    Suite("context", "1", _context_samples, _context_grade, ("correct", "follows_context", "follows_memory"),
+          group_by=("condition", ("condition", "k"))),
+    Suite("identity", "1", _identity_samples, _identity_grade, ("own_identity", "claims_other_assistant")),
+)}
