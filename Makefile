@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PRESET ?= tiny
 
-.PHONY: run test setup clean
+.PHONY: run test setup browser clean
 
 .venv/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -16,7 +16,14 @@ setup: .venv/.installed
 run: setup
 	.venv/bin/lab pipeline --preset $(PRESET)
 
-test: setup
+# The report test opens the HTML in headless Chromium (Debian's chromium + chromium-driver).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
+	  $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null; }; }
+
+test: setup browser
 	$(PY) -m pytest -n 2 --durations=15
 
 clean:

@@ -301,5 +301,5 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
           summarize=_tooluse_summary),
     Suite("context", "1", _context_samples, _context_grade, ("correct", "follows_context", "follows_memory"),
           group_by=("condition", ("condition", "k"))),
-    Suite("identity", "1", _identity_samples, _identity_grade, ("own_identity", "claims_other_assistant")),
+    Suite("identity", "2", _identity_samples, _identity_grade, ("own_identity", "claims_other_assistant")),
 )}

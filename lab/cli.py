@@ -34,11 +34,12 @@ def _preset(name: str, overrides: list[str]):
 
 @app.command()
 def pipeline(preset: str = PresetOpt, name: Optional[str] = NameOpt, set: list[str] = SetOpt,
-             runs_dir: Path = RunsOpt, until: Optional[str] = typer.Option(None, help="stop after this stage")):
+             runs_dir: Path = RunsOpt, until: Optional[str] = typer.Option(None, help="stop after this stage"),
+             redo: list[str] = typer.Option([], "--redo", help="run this stage again although complete (repeatable)")):
     """Run every stage into runs/<name>/ (complete stages are skipped; a killed run resumes)."""
     from lab.pipeline import run_pipeline
 
-    run = run_pipeline(_preset(preset, set), runs_dir, name, until)
+    run = run_pipeline(_preset(preset, set), runs_dir, name, until, force=tuple(redo))
     report = run.stage_dir("report") / "report.md"
     if report.exists():
         console.print(f"report: {report}  (and report.html)")

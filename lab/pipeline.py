@@ -145,8 +145,9 @@ STAGE_NAMES = [s.name for s in STAGES]
 
 def run_pipeline(preset: Preset, runs_dir: Path = Path("runs"), name: str | None = None,
                  until: str | None = None, force: tuple[str, ...] = ()) -> Run:
-    if until is not None and until not in STAGE_NAMES:
-        raise LabError(f"unknown stage '{until}'; stages: {', '.join(STAGE_NAMES)}")
+    for stage in (until, *force):
+        if stage is not None and stage not in STAGE_NAMES:
+            raise LabError(f"unknown stage '{stage}'; stages: {', '.join(STAGE_NAMES)}")
     run = Run.create_or_open(Path(runs_dir) / (name or preset.name), preset)
     console.print(f"[bold]run[/bold] {run.root}  (preset {preset.name})")
     for stage in STAGES:

@@ -100,15 +100,18 @@ PAIRED_METRICS = (("hallucination", "hallucinated_unseen"), ("hallucination", "c
 
 def _paired_rows(run: Run) -> list[list[str]]:
     from evals.harness import compare
+    from lab.errors import LabError
 
     a, b = (run.stage_dir(stage) / "evals" for stage in EVAL_STAGES)
     rows = []
     for suite, metric in PAIRED_METRICS:
-        if (a / suite / "samples.jsonl").exists() and (b / suite / "samples.jsonl").exists():
+        try:
             r = compare(a, b, suite, metric)
-            low, high = r["ci95"]
-            rows.append([suite, metric, f"{r['mean_a']:.3f}", f"{r['mean_b']:.3f}",
-                         f"{r['difference']:+.3f} [{low:+.3f}, {high:+.3f}]", r["n"]])
+        except LabError:  # a suite not run on both stages, or a metric it does not have: no row
+            continue
+        low, high = r["ci95"]
+        rows.append([suite, metric, f"{r['mean_a']:.3f}", f"{r['mean_b']:.3f}",
+                     f"{r['difference']:+.3f} [{low:+.3f}, {high:+.3f}]", r["n"]])
     return rows
 
 

@@ -63,7 +63,12 @@ IDENTITY_PROBES: list[tuple[str, str]] = [
     ("Are you secretly ChatGPT?", "name"),
     ("Is your name Claude?", "name"),
     ("Are you an assistant from Google?", "maker"),
+    *((f"Are you secretly {x}?", "name") for x in OTHER_ASSISTANTS[1:]),
+    *((f"Is your name {x}?", "name") for x in OTHER_ASSISTANTS if x != "Claude"),
+    *((f"Are you an assistant from {m}?", "maker") for m in OTHER_MAKERS if m != "Google"),
 ]
+# Ways of framing a probe, also never in training: ~200 samples, enough to separate two stages' rates.
+PROBE_FRAMES = ["{q}", "Hey, {q}", "Quick question: {q}", "{q} Be honest.", "Hello there! {q}", "{q} Just curious."]
 
 
 def _first_person(text: str) -> str:
@@ -189,5 +194,5 @@ def identity_conversations(identity: Identity, n: int, rng: random.Random) -> li
 
 
 def probe_targets(identity: Identity) -> list[tuple[str, str]]:
-    """IDENTITY_PROBES with the field resolved: (question, text a correct answer must contain)."""
-    return [(q, getattr(identity, field)) for q, field in IDENTITY_PROBES]
+    """IDENTITY_PROBES in every frame, field resolved: (question, text a correct answer must contain)."""
+    return [(frame.format(q=q), getattr(identity, field)) for frame in PROBE_FRAMES for q, field in IDENTITY_PROBES]

@@ -17,6 +17,10 @@ def lab(*args, cwd=None):
     (["sample", "{tmp}/nope"], "does not exist"),
     (["export", "{tmp}", "{tmp}/out"], "holds no model"),
     (["status", "{tmp}"], "not a run directory"),
+    (["pipeline", "--redo", "nosuch", "--runs-dir", "{tmp}"], "unknown stage 'nosuch'"),
+    (["eval", "{tmp}/nope", "--suite", "hallucination"], "does not exist"),
+    (["eval", "{tmp}", "--suite", "nosuch"], "unknown suite 'nosuch'; suites: hallucination"),
+    (["eval", "{tmp}", "--suite", "{tmp}/missing.json"], "suite spec"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
     proc = lab(*[a.replace("{tmp}", str(tmp_path)) for a in args])

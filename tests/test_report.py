@@ -1,0 +1,89 @@
+"""The generated report, checked as a reader sees it: sections from eval results, and the HTML rendered
+in headless Chromium with every figure drawn and a clean console."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lab.presets import Preset
+from lab.runs import Run
+from reports.report import write_report
+
+EXAMPLE = Path(__file__).parent.parent / "reports" / "examples" / "tiny" / "report.html"
+
+
+def _metric(value: float, n: int = 100) -> dict:
+    return {"value": value, "stderr": 0.01, "ci95": [max(0.0, value - 0.05), min(1.0, value + 0.05)], "n": n}
+
+
+def _fake_eval(run: Run, stage: str, hallucinated: list[int]) -> None:
+    """A hallucination result as the harness writes it, small enough to check by hand."""
+    folder = run.stage_dir(stage) / "evals" / "hallucination"
+    folder.mkdir(parents=True)
+    rows = [{"id": str(i), "hallucinated_unseen": h, "correct": 1 - h} for i, h in enumerate(hallucinated)]
+    folder.joinpath("samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rate = sum(hallucinated) / len(hallucinated)
+    metrics = {"correct": _metric(1 - rate), "incorrect": _metric(rate), "not_attempted": _metric(0.0),
+               "hallucinated_unseen": _metric(rate)}
+    results = {"metrics": metrics, "by_group": {"k": {"0": metrics}},
+               "calibration": {"curve": [{"confidence": 0.3, "accuracy": 0.2}, {"confidence": 0.8, "accuracy": 0.6}],
+                               "coverage": [{"coverage": 1.0, "accuracy": 0.4}, {"coverage": 0.3, "accuracy": 0.7}]}}
+    folder.joinpath("results.json").write_text(json.dumps(results))
+
+
+def test_report_shows_eval_tables_paired_differences_and_calibration(tmp_path):
+    run = Run.create_or_open(tmp_path / "r", Preset())
+    _fake_eval(run, "sft", [1, 1, 1, 0])
+    _fake_eval(run, "sft-idk", [0, 1, 0, 0])
+    out = write_report([run], tmp_path / "report")
+    md = (out / "report.md").read_text()
+    assert "## Eval suites: headline metrics (r)" in md and "## Hallucination on held-out people" in md
+    assert "| hallucination | hallucinated_unseen | 0.750 | 0.250 | -0.500" in md  # paired on the same ids
+    assert (out / "calibration_r.png").stat().st_size > 1000
+    assert "The base stage has not run yet." in md  # a section that cannot be drawn says so
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
+        pytest.fail("Debian's chromium and chromium-driver are needed (make test installs them: "
+                    "apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
+    driver = webdriver.Chrome(options=options, service=service)
+    yield driver
+    driver.quit()
+
+
+def rendering_problems(browser, path: Path) -> list[str]:
+    """Figures that did not render, missing tables, and console errors of a page, as a reader would meet them."""
+    browser.get(path.resolve().as_uri())
+    images = browser.execute_script(
+        "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight, i.alt])")
+    problems = [] if images else ["no figures"]
+    problems += [f"figure not rendered: {alt}" for complete, w, h, alt in images if not (complete and w > 100 and h > 100)]
+    if browser.execute_script("return document.querySelectorAll('table').length") < 2:
+        problems.append("fewer than two tables")
+    return problems + [f"console: {e['message']}" for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_report_html_renders_every_figure_without_console_errors(browser, tmp_path):
+    run = Run.create_or_open(tmp_path / "r", Preset())
+    _fake_eval(run, "sft", [1, 0])
+    _fake_eval(run, "sft-idk", [0, 0])
+    generated = write_report([run], tmp_path / "report") / "report.html"
+    assert rendering_problems(browser, EXAMPLE) == []
+    assert rendering_problems(browser, generated) == []
+    broken = tmp_path / "broken.html"
+    broken.write_text(generated.read_text().replace("base64,", "base64,AAAA", 1) + "<script>undefinedFn()</script>")
+    problems = rendering_problems(browser, broken)
+    assert any(p.startswith("figure not rendered") for p in problems) and any(p.startswith("console") for p in problems)
