@@ -89,7 +89,9 @@ def test_fork_bomb_hits_the_process_limit():
 @needs_sandbox
 def test_infinite_loop_hits_the_cpu_limit():
     result = run_python("while True: pass", FAST)
-    assert (result.ok, result.output, result.error_kind) == (False, "error: timed out after 1 s", "timeout")
+    # the CPU limit (1 s) normally fires first; on a loaded machine the wall clock (2 s) can win the race
+    assert (result.ok, result.error_kind) == (False, "timeout")
+    assert result.output in ("error: timed out after 1 s", "error: timed out after 2 s")
 
 
 @needs_sandbox
