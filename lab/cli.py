@@ -18,6 +18,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="An RL-for-reasoning and hallucination-study lab on a model we build ourselves.")
 bench_app = typer.Typer(no_args_is_help=True, help="Speed as ratios against the field's reference code.")
 app.add_typer(bench_app, name="bench")
+experiment_app = typer.Typer(no_args_is_help=True, help="Experiments on a run: each writes runs/<run>/experiments/<name>/.")
+app.add_typer(experiment_app, name="experiment")
 console = Console()
 
 PresetOpt = typer.Option("tiny", "--preset", "-p", help="tiny (2 CPU cores) or gpu (one H100-class GPU)")
@@ -240,6 +242,32 @@ def _eval_compare(a: Path, b: Path, suite: str, metric: str) -> None:
     r = compare(folder(a), folder(b), suite, metric)
     console.print(f"{suite}/{metric}: A {r['mean_a']:.3f}  B {r['mean_b']:.3f}  B-A {r['difference']:+.3f} "
                   f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}] (paired, n={r['n']})")
+
+
+def _open_run(run_dir: Path):
+    """A run and the preset it was made with (config.json), or one clear error."""
+    from lab.presets import run_preset
+    from lab.runs import Run
+
+    run = Run.open_existing(run_dir)
+    preset = run_preset(run.root)
+    if preset is None:
+        raise LabError(f"{run_dir}/config.json holds no preset settings")
+    return run, preset
+
+
+@experiment_app.command("scaling")
+def experiment_scaling(run_dir: Path = typer.Argument(..., help="a run with data and tokenizer, e.g. runs/tiny"),
+                       sizes: Optional[str] = typer.Option(None, help="hidden x layers list, e.g. 32x1,64x2,128x4 "
+                                                                       "(default: the preset's sweep)"),
+                       steps: Optional[int] = typer.Option(None, help="pretraining steps per size (default: the run's)")):
+    """Pretrain models of several sizes on the run's data: loss vs parameters and compute, recall by size."""
+    from lab.scaling import SIZES, STAGE, parse_sizes, run_sweep
+
+    run, preset = _open_run(run_dir)
+    run_sweep(run, preset, parse_sizes(sizes) if sizes else SIZES.get(preset.name, SIZES["tiny"]), steps)
+    console.print((run.stage_dir(STAGE) / "table.md").read_text())
+    console.print(f"plot: {run.stage_dir(STAGE) / 'scaling.png'}")
 
 
 @bench_app.command("train")

@@ -207,8 +207,10 @@ def write_samples(model, tokenizer, preset: Preset, path: Path) -> list[dict]:
 
 
 
-def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool = False, quiet: bool = False) -> dict:
-    """Train the base model into `run/base`. Resumes from `base/checkpoint` unless `restart`.
+def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool = False, quiet: bool = False,
+             stage: str = STAGE) -> dict:
+    """Train the base model into `run/base` (or another stage folder: the scaling sweep trains one a size).
+    Resumes from `<stage>/checkpoint` unless `restart`.
 
     `stop_at` ends the run after that many steps without finishing the stage, as if killed (used to
     split pretraining across commands, and by the resume test)."""
@@ -218,12 +220,12 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
     cfg = preset.pretrain
     dist = Distributed.from_env(cfg.device)
     device = dist.device
-    out = run.stage_dir(STAGE)
+    out = run.stage_dir(stage)
     tokenizer = load_tokenizer(run.require("tokenizer"))
     if dist.is_main:
-        ensure_tokens(run, tokenizer)
+        ensure_tokens(run, tokenizer)  # shared by every model of the run: always base/data
     dist.barrier()
-    paths = {split: out / "data" / f"{split}.bin" for split in ("train", "heldout")}
+    paths = {split: run.stage_dir(STAGE) / "data" / f"{split}.bin" for split in ("train", "heldout")}
     train_data = TokenWindows(paths["train"], cfg.seq_len)
     heldout_data = TokenWindows(paths["heldout"], cfg.seq_len)
 
@@ -327,7 +329,7 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
                    "device": str(device), "world_size": dist.world_size, "settings": asdict(cfg)}
         write_json(out / "summary.json", summary)
         write_samples(model.eval(), tokenizer, preset, out / "samples.jsonl")
-        run.mark_complete(STAGE, {"final_loss": loss_value})
+        run.mark_complete(stage, {"final_loss": loss_value})
         result.update(summary)
     dist.close()
     return result

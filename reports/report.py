@@ -275,6 +275,16 @@ def write_report(runs: list[Run], out: Path) -> Path:
     for run in runs:
         sections += _eval_sections(run)
     for run in runs:
+        scaling = run.stage_dir("experiments/scaling")
+        if run.is_complete("experiments/scaling"):
+            data = base64.b64encode((scaling / "scaling.png").read_bytes()).decode()
+            sections.append((f"Scaling sweep ({run.name})", [
+                ("text", "Models of several sizes pretrained on the same data (`lab experiment scaling`): held-out "
+                         "loss against non-embedding parameters and training compute, and knowledge recall by "
+                         "exposure for each size."),
+                ("markdown", (scaling / "table.md").read_text()),
+                ("figure", (f"scaling_{run.name}", data, "Loss vs size and compute; recall by exposure per size"))]))
+    for run in runs:
         probe = run.stage_dir("sft-idk") / "probe_summary.json"
         if probe.exists():
             summary = read_json(probe)
