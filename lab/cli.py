@@ -260,12 +260,13 @@ def _open_run(run_dir: Path):
 def experiment_scaling(run_dir: Path = typer.Argument(..., help="a run with data and tokenizer, e.g. runs/tiny"),
                        sizes: Optional[str] = typer.Option(None, help="hidden x layers list, e.g. 32x1,64x2,128x4 "
                                                                        "(default: the preset's sweep)"),
-                       steps: Optional[int] = typer.Option(None, help="pretraining steps per size (default: the run's)")):
+                       steps: Optional[int] = typer.Option(None, help="pretraining steps per size "
+                                                                      "(default: the preset's scaling.steps)")):
     """Pretrain models of several sizes on the run's data: loss vs parameters and compute, recall by size."""
-    from lab.scaling import SIZES, STAGE, parse_sizes, run_sweep
+    from lab.scaling import STAGE, parse_sizes, run_sweep
 
     run, preset = _open_run(run_dir)
-    run_sweep(run, preset, parse_sizes(sizes) if sizes else SIZES.get(preset.name, SIZES["tiny"]), steps)
+    run_sweep(run, preset, parse_sizes(sizes) if sizes else None, steps)
     console.print((run.stage_dir(STAGE) / "table.md").read_text())
     console.print(f"plot: {run.stage_dir(STAGE) / 'scaling.png'}")
 

@@ -102,6 +102,13 @@ class SampleSettings:
 
 
 @dataclass
+class ScalingSettings:
+    # `lab experiment scaling`: hidden size x layers per model (heads of 32 dimensions), steps per model
+    sizes: str = "32x1,48x2,64x2,96x3,128x4,192x4"  # ~0.1M to ~2.4M parameters with the 2k vocabulary
+    steps: int = 600  # the same steps and batches for every size: fixed data
+
+
+@dataclass
 class Preset:
     name: str = "tiny"
     seed: int = 0
@@ -111,6 +118,7 @@ class Preset:
     pretrain: PretrainSettings = field(default_factory=PretrainSettings)
     sft: SFTSettings = field(default_factory=SFTSettings)
     sample: SampleSettings = field(default_factory=SampleSettings)
+    scaling: ScalingSettings = field(default_factory=ScalingSettings)
 
 
 def tiny() -> Preset:
@@ -139,6 +147,7 @@ def gpu() -> Preset:
             log_every=10,
             compile=True,
         ),
+        scaling=ScalingSettings(sizes="128x2,256x4,384x6,512x8,768x12", steps=600),
     )
 
 

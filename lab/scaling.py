@@ -20,11 +20,6 @@ from lab.errors import LabError
 from lab.runs import Run, read_json, write_json
 
 STAGE = "experiments/scaling"
-# (hidden size, layers) per preset; heads of 32 dimensions, key/value heads half of them.
-SIZES = {
-    "tiny": ((32, 1), (48, 2), (64, 2), (96, 3), (128, 4), (192, 4)),
-    "gpu": ((128, 2), (256, 4), (384, 6), (512, 8), (768, 12)),
-}
 
 
 def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
@@ -39,12 +34,12 @@ def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
     return sizes
 
 
-def size_preset(preset, hidden: int, layers: int, steps: int | None):
-    heads = hidden // 32
+def size_preset(preset, hidden: int, layers: int, steps: int):
+    heads = hidden // 32  # key/value heads: half of them (GQA), as in the presets
     shape = dataclasses.replace(preset.model, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                                 num_key_value_heads=max(1, heads // 2), intermediate_size=0)
-    train = dataclasses.replace(preset.pretrain, max_steps=steps or preset.pretrain.max_steps,
-                                eval_every=steps or preset.pretrain.max_steps)
+    train = dataclasses.replace(preset.pretrain, max_steps=steps, eval_every=steps,
+                                warmup_steps=min(preset.pretrain.warmup_steps, steps // 10))
     return dataclasses.replace(preset, model=shape, pretrain=train)
 
 
@@ -65,12 +60,15 @@ def fit_power_law(params: list[float], losses: list[float]) -> dict:
     return best
 
 
-def run_sweep(run: Run, preset, sizes: tuple[tuple[int, int], ...], steps: int | None = None) -> list[dict]:
+def run_sweep(run: Run, preset, sizes: tuple[tuple[int, int], ...] | None = None, steps: int | None = None) -> list[dict]:
+    """Pretrain every size (default: the preset's `scaling` settings) and write table, fit and plot."""
     from evals.knowledge import probe, summarize
     from lab.loading import load_model_and_tokenizer
     from lab.pretrain import pretrain
     from tasks.world import build_world
 
+    sizes = sizes or parse_sizes(preset.scaling.sizes)
+    steps = steps or preset.scaling.steps
     if len(sizes) < 2:
         raise LabError("a scaling sweep needs at least two sizes")
     run.require("tokenizer")
@@ -97,7 +95,7 @@ def run_sweep(run: Run, preset, sizes: tuple[tuple[int, int], ...], steps: int |
         rows.append(row)
     out = run.stage_dir(STAGE)
     fit = fit_power_law([r["non_embedding_parameters"] for r in rows], [r["heldout_loss"] for r in rows])
-    write_json(out / "results.json", {"rows": rows, "fit": fit, "steps": steps or preset.pretrain.max_steps})
+    write_json(out / "results.json", {"rows": rows, "fit": fit, "steps": steps})
     (out / "table.md").write_text(table_markdown(rows, fit) + "\n")
     plot(rows, fit, out / "scaling.png")
     run.mark_complete(STAGE, {"sizes": len(rows), "alpha": fit["alpha"]})
