@@ -36,6 +36,7 @@ class Suite:
     confidence: bool = False  # score the probability of each generated answer (evals/loglik.py)
     summarize: Callable[[list[dict]], dict] | None = None  # extra metrics from all graded rows
     mode: str = "generate"  # "choice": pick an option by log-likelihood; "perplexity": score sample["text"]
+    headline: tuple[str, ...] = ()  # the metrics a report's summary table shows (default: `metrics`)
 
 
 def normalise_answer(text: str) -> str:
@@ -293,13 +294,20 @@ def _context_grade(sample: dict, response: str, calls: list) -> dict:
 SUITES: dict[str, Suite] = {s.name: s for s in (
     Suite("hallucination", "2", _hallucination_samples, _hallucination_grade,
           ("correct", "incorrect", "not_attempted", "attempted", "correct_given_attempted", "hallucinated_unseen"),
-          group_by=("k",), confidence=True, summarize=_hallucination_summary),
+          group_by=("k",), confidence=True, summarize=_hallucination_summary,
+          headline=("correct", "hallucinated_unseen", "not_attempted", "correct_given_attempted", "f_score", "ece")),
     Suite("spelling", "1", _spelling_samples, _exact_grade, ("correct",),
           group_by=("condition", "task", "band", ("task", "condition")), max_new_tokens=96, tools=True),
     Suite("tooluse", "1", _tooluse_samples, _tooluse_grade, ("correct", "called_tool", "well_formed", "right_tool", "argument_faithful"),
           group_by=("condition", "kind", ("kind", "condition")), max_new_tokens=128, tools=True,
-          summarize=_tooluse_summary),
+          summarize=_tooluse_summary, headline=("correct", "called_tool", "right_tool", "argument_faithful",
+                                                "unnecessary_calls", "tool_accuracy_gain")),
     Suite("context", "1", _context_samples, _context_grade, ("correct", "follows_context", "follows_memory"),
           group_by=("condition", ("condition", "k"))),
     Suite("identity", "2", _identity_samples, _identity_grade, ("own_identity", "claims_other_assistant")),
 )}
+
+
+def headline_metrics() -> dict[str, tuple[str, ...]]:
+    """Suite -> the metrics summary tables show."""
+    return {name: suite.headline or suite.metrics for name, suite in SUITES.items()}

@@ -271,6 +271,17 @@ def experiment_scaling(run_dir: Path = typer.Argument(..., help="a run with data
     console.print(f"plot: {run.stage_dir(STAGE) / 'scaling.png'}")
 
 
+@experiment_app.command("replicate")
+def experiment_replicate(run_dir: Path = typer.Argument(..., help="a finished run, e.g. runs/tiny"),
+                         seeds: int = typer.Option(2, help="how many more seeds (the run's own seed is the first)")):
+    """Retrain sft and sft-idk from the same base with other seeds and evaluate: the spread across seeds."""
+    from lab.replicate import STAGE, replicate
+
+    run, preset = _open_run(run_dir)
+    replicate(run, preset, seeds)
+    console.print((run.stage_dir(STAGE) / "table.md").read_text())
+
+
 @bench_app.command("train")
 def bench_train(preset: str = PresetOpt, set: list[str] = SetOpt, steps: int = 20,
                 device: str = typer.Option("auto", help="auto, cpu or cuda")):

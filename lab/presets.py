@@ -104,7 +104,7 @@ class SampleSettings:
 @dataclass
 class ScalingSettings:
     # `lab experiment scaling`: hidden size x layers per model (heads of 32 dimensions), steps per model
-    sizes: str = "32x1,48x2,64x2,96x3,128x4,192x4"  # ~0.1M to ~2.4M parameters with the 2k vocabulary
+    sizes: str = "32x1,64x2,96x3,128x4,192x4"  # ~0.1M to ~2.2M parameters with the 2k vocabulary
     steps: int = 600  # the same steps and batches for every size: fixed data
 
 

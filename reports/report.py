@@ -83,9 +83,11 @@ def _eval_rows(run: Run, suite: str, group: str | None, metrics: tuple[str, ...]
 
 def _headline_rows(run: Run) -> list[list[str]]:
     """One row a (stage, suite, metric): the table the eval issue's closing note asks for."""
+    from evals.suites import headline_metrics
+
     rows = []
     for stage in EVAL_STAGES:
-        for suite, names in HEADLINE_METRICS.items():
+        for suite, names in headline_metrics().items():
             results = _results(run, stage, suite)
             for name in names if results else ():
                 m = results["metrics"].get(name)
@@ -115,14 +117,6 @@ def _paired_rows(run: Run) -> list[list[str]]:
     return rows
 
 
-HEADLINE_METRICS = {
-    "hallucination": ("correct", "hallucinated_unseen", "not_attempted", "correct_given_attempted", "f_score", "ece"),
-    "spelling": ("correct",),
-    "tooluse": ("correct", "called_tool", "right_tool", "argument_faithful", "unnecessary_calls", "tool_accuracy_gain"),
-    "math": ("correct", "format_ok", "response_chars"),
-    "context": ("correct", "follows_context", "follows_memory"),
-    "identity": ("own_identity", "claims_other_assistant"),
-}
 
 
 def calibration_plot(run: Run):
@@ -274,6 +268,14 @@ def write_report(runs: list[Run], out: Path) -> Path:
             ]))
     for run in runs:
         sections += _eval_sections(run)
+    for run in runs:
+        replicates = run.stage_dir("experiments/replicate") / "table.md"
+        if run.is_complete("experiments/replicate"):
+            sections.append((f"Seed replicates ({run.name})", [
+                ("text", "sft and sft-idk retrained from the same base with other seeds (`lab experiment replicate`) "
+                         "and evaluated on the same items: the spread across seeds (training noise) next to the "
+                         "95% CI over eval items of one model (measurement noise)."),
+                ("markdown", replicates.read_text())]))
     for run in runs:
         scaling = run.stage_dir("experiments/scaling")
         if run.is_complete("experiments/scaling"):

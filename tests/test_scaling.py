@@ -40,3 +40,10 @@ def test_sweep_trains_each_size_once_and_writes_table_and_plot(tmp_path):
     stamp = (out / "d32-l1" / "COMPLETE").stat().st_mtime_ns
     run_sweep(run, preset, ((32, 1), (64, 1)), steps=4)
     assert (out / "d32-l1" / "COMPLETE").stat().st_mtime_ns == stamp  # finished sizes are not retrained
+
+
+def test_every_preset_has_a_valid_sweep():
+    from lab.presets import PRESETS, get_preset
+
+    for name in PRESETS:
+        assert len(parse_sizes(get_preset(name).scaling.sizes)) >= 4

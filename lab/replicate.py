@@ -1,0 +1,82 @@
+"""Seed replicates: is a headline number a property of the recipe, or of one lucky seed?
+
+`lab experiment replicate RUN --seeds 3` reruns every stage after pretraining (sft, sft-idk, their
+evals) with other seeds, from the same base model and the same world, into
+`experiments/replicate/seed-<s>/` (a run folder of its own whose data, tokenizer and base are links to
+the parent's). The summary puts, for every headline metric, the spread across seeds next to the
+confidence interval over eval items: a CI says how precisely one model was measured, the seed spread
+says how much another training run of the same recipe would differ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+
+from lab.errors import LabError
+from lab.runs import Run, read_json, write_json
+
+STAGE = "experiments/replicate"
+SHARED = ("data", "tokenizer", "base", "experiments/knowledge")  # reused as they are: pretraining is not replicated
+EVAL_STAGES = ("sft", "sft-idk")
+
+
+def replicate(run: Run, preset, seeds: int) -> list[dict]:
+    from lab.pipeline import run_pipeline
+
+    if seeds < 1:
+        raise LabError(f"--seeds must be at least 1, got {seeds}")
+    for stage in ("base", "evals"):
+        run.require(stage)
+    root = run.stage_dir(STAGE)
+    extra = [preset.seed + i for i in range(1, seeds + 1)]
+    for seed in extra:
+        child = root / f"seed-{seed}"
+        for stage in SHARED:
+            link = child / stage
+            if not link.exists():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(os.path.relpath(run.stage_dir(stage), link.parent), target_is_directory=True)
+        run_pipeline(dataclasses.replace(preset, seed=seed), root, f"seed-{seed}", until="evals")
+    runs = {preset.seed: run} | {seed: Run.open_existing(root / f"seed-{seed}") for seed in extra}
+    rows = spread(runs)
+    write_json(root / "summary.json", {"seeds": list(runs), "rows": rows})
+    (root / "table.md").write_text(table_markdown(rows, list(runs)) + "\n")
+    run.mark_complete(STAGE, {"seeds": list(runs)})
+    return rows
+
+
+def spread(runs: dict[int, Run]) -> list[dict]:
+    """For each (stage, suite, headline metric): the value per seed, their mean and standard deviation, and
+    the first run's 95% CI half-width over items, for comparison."""
+    from evals.suites import headline_metrics
+
+    rows = []
+    for stage in EVAL_STAGES:
+        for suite, metrics in headline_metrics().items():
+            results = {s: r.stage_dir(stage) / "evals" / suite / "results.json" for s, r in runs.items()}
+            if not all(p.exists() for p in results.values()):
+                continue
+            loaded = {s: read_json(p)["metrics"] for s, p in results.items()}
+            for metric in metrics:
+                values = {s: m[metric]["value"] for s, m in loaded.items() if metric in m and m[metric]["n"]}
+                if len(values) != len(runs) or any(v is None or math.isnan(v) for v in values.values()):
+                    continue
+                mean = sum(values.values()) / len(values)
+                sd = math.sqrt(sum((v - mean) ** 2 for v in values.values()) / (len(values) - 1)) if len(values) > 1 else 0.0
+                first = next(iter(loaded.values()))[metric]
+                low, high = first["ci95"]
+                rows.append({"stage": stage, "suite": suite, "metric": metric, "values": values, "mean": mean,
+                             "sd": sd, "item_ci_half_width": (high - low) / 2 if low is not None else None})
+    return rows
+
+
+def table_markdown(rows: list[dict], seeds: list[int]) -> str:
+    head = ["stage", "suite", "metric", *(f"seed {s}" for s in seeds), "mean ± sd (seeds)", "± item CI (seed %d)" % seeds[0]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        ci = f"±{r['item_ci_half_width']:.3f}" if r["item_ci_half_width"] is not None else "–"
+        lines.append(f"| {r['stage']} | {r['suite']} | {r['metric']} | "
+                     + " | ".join(f"{r['values'][s]:.3f}" for s in seeds) + f" | {r['mean']:.3f} ± {r['sd']:.3f} | {ci} |")
+    return "\n".join(lines)
