@@ -44,14 +44,25 @@ class TrainLogger:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
                     self.tb.add_scalar(key, value, step)
-        if "loss" in record:
+        if "loss" in record or "reward" in record:
             self.last_logged_step = step
-            status = f"loss {record['loss']:.3f}  {record['tokens_per_s']:,.0f} tok/s"
-            if "mfu" in record:
-                status += f"  MFU {record['mfu']:.1%}"
-            if "heldout_loss" in self.last:
-                status += f"  held-out {self.last['heldout_loss']:.3f}"
-            self.progress.update(self.task, completed=step, status=status)
+            self.progress.update(self.task, completed=step, status=self._status(record))
+
+    def _status(self, record: dict) -> str:
+        parts = [f"loss {record['loss']:.3f}"] if "loss" in record else []
+        if "reward" in record:
+            parts.append(f"reward {record['reward']:.3f}")
+        if "tokens_per_s" in record:
+            parts.append(f"{record['tokens_per_s']:,.0f} tok/s")
+        if "mfu" in record:
+            parts.append(f"MFU {record['mfu']:.1%}")
+        if "heldout_loss" in self.last:
+            parts.append(f"held-out {self.last['heldout_loss']:.3f}")
+        return "  ".join(parts)
+
+    def advance(self, step: int) -> None:
+        if self.enabled:
+            self.progress.update(self.task, completed=step)
 
     def mean(self, key: str) -> float | None:
         values = [r[key] for r in self.records if key in r]
@@ -63,3 +74,28 @@ class TrainLogger:
             self.file.close()
             if self.tb:
                 self.tb.close()
+
+
+def trainer_progress(log_dir: Path, title: str, quiet: bool = False):
+    """A transformers TrainerCallback that gives TRL trainers (SFT, RL, reward model) the same live progress
+    bar, JSONL and TensorBoard logs as our own pretraining loop."""
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        logger = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.logger = TrainLogger(log_dir, enabled=state.is_world_process_zero, total=state.max_steps,
+                                      start=state.global_step, title=title, quiet=quiet)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.logger.advance(state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            numbers = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+            self.logger.log({"step": state.global_step, **numbers})
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.logger.close()
+
+    return Progress()

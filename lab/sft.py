@@ -20,6 +20,7 @@ import torch
 
 from lab.chat_format import render
 from lab.errors import LabError
+from lab.progress import trainer_progress
 from lab.runs import Run, write_json
 
 VARIANTS = ("sft", "sft-idk")
@@ -129,7 +130,7 @@ def sft(run: Run, preset, variant: str) -> dict:
         disable_tqdm=True, train_sampling_strategy="group_by_length",  # batches of similar length: little padding
     )
     trainer = SFTTrainer(model=model.train(), args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=peft_config)
+                         peft_config=peft_config, callbacks=[trainer_progress(out / "logs", variant)])
     trainer.remove_callback(PrinterCallback)  # the lab keeps its own logs (logs/train.jsonl)
     last = get_last_checkpoint(str(out / "trainer")) if (out / "trainer").exists() else None
     t0 = time.perf_counter()
