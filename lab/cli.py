@@ -18,6 +18,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="An RL-for-reasoning and hallucination-study lab on a model we build ourselves.")
 bench_app = typer.Typer(no_args_is_help=True, help="Speed as ratios against the field's reference code.")
 app.add_typer(bench_app, name="bench")
+inspect_app = typer.Typer(no_args_is_help=True, help="Look inside a model: embeddings and attention.")
+app.add_typer(inspect_app, name="inspect")
 experiment_app = typer.Typer(no_args_is_help=True, help="Experiments on a run: each writes runs/<run>/experiments/<name>/.")
 app.add_typer(experiment_app, name="experiment")
 console = Console()
@@ -242,6 +244,61 @@ def _eval_compare(a: Path, b: Path, suite: str, metric: str) -> None:
     r = compare(folder(a), folder(b), suite, metric)
     console.print(f"{suite}/{metric}: A {r['mean_a']:.3f}  B {r['mean_b']:.3f}  B-A {r['difference']:+.3f} "
                   f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}] (paired, n={r['n']})")
+
+
+@app.command()
+def tokenize(text: str = typer.Argument(..., help="the text to tokenize"),
+             tokenizer: Path = typer.Option(Path("runs/tiny"), "--tokenizer", "-t",
+                                            help="a run, stage or tokenizer directory"),
+             compare: Optional[Path] = typer.Option(None, help="a second tokenizer to show side by side"),
+             table: bool = typer.Option(False, help="also list every token's id and bytes"),
+             special: bool = typer.Option(False, help="match typed special tokens such as <|im_start|>")):
+    """Show how a tokenizer cuts TEXT: boundaries in colour, ids, chars/token, and what the split hides."""
+    from lab.inspect_tokens import compare_tokenizers, render_comparison, render_tokens, tokenize_view, tokenizer_from
+
+    if not text:
+        raise LabError("nothing to tokenize: TEXT is empty")
+    first = tokenizer_from(tokenizer)
+    if compare is None:
+        render_tokens(tokenize_view(first, text, special), console, table=table)
+    else:
+        views = compare_tokenizers(first, tokenizer_from(compare), text, special)
+        render_comparison(views, console, (str(tokenizer), str(compare)))
+
+
+@inspect_app.command("embeddings")
+def inspect_embeddings(stage: Path = typer.Argument(..., help="RUN/STAGE, e.g. runs/tiny/base"),
+                       words: list[str] = typer.Argument(None, help="words to find neighbours of"),
+                       k: int = typer.Option(10, "-k", "--k", help="neighbours per word"),
+                       out: Optional[Path] = typer.Option(None, help="the map's PNG (default: STAGE/inspect/embeddings.png)")):
+    """Nearest neighbours of WORDS by embedding cosine, and a 2-D map of world word groups (cities, fields, ...)."""
+    from lab.inspect_model import embedding_map, nearest_words, render_embedding_map, render_neighbours
+    from lab.loading import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(stage)
+    for word in words or []:
+        render_neighbours(nearest_words(model, tok, word, k=k), console)
+    png = out or stage / "inspect" / "embeddings.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    render_embedding_map(embedding_map(model, tok, out_png=png), console)
+
+
+@inspect_app.command("attention")
+def inspect_attention(stage: Path = typer.Argument(..., help="RUN/STAGE, e.g. runs/tiny/base"),
+                      text: str = typer.Argument(..., help="the text to attend over"),
+                      layer: int = typer.Option(-1, help="the layer for the terminal table (negative: from the end)"),
+                      out: Optional[Path] = typer.Option(None, help="the PNG (default: STAGE/inspect/attention.png)")):
+    """Attention weights of every layer and head as heatmaps (PNG), and the most attended tokens per position."""
+    from lab.inspect_model import attention_figure, attention_maps, render_top_attended, top_attended
+    from lab.loading import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(stage)
+    tokens, weights = attention_maps(model, tok, text)
+    png = out or stage / "inspect" / "attention.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    attention_figure(tokens, weights, png)
+    render_top_attended(tokens, top_attended(tokens, weights, layer), console, layer)
+    console.print(f"heatmaps: {png}")
 
 
 def _open_run(run_dir: Path):

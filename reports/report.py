@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from evals.stats import format_ci
+from lab.presets import run_preset
 from lab.runs import Run, read_json
 
 
@@ -245,6 +246,39 @@ def _eval_sections(run: Run) -> list[tuple[str, list]]:
     return out
 
 
+INSIDE_TEXT = "{n} was born in 1987 in Krakow and studied at Varnholt University."
+
+
+def _inside_sections(run: Run, out: Path) -> list[tuple[str, list]]:
+    """A tokenization sample, the embedding map and one attention figure of the run's last model stage."""
+    from lab.inspect_model import attention_figure, attention_maps, embedding_map
+    from lab.inspect_tokens import findings, tokenize_view
+    from lab.loading import load_model_and_tokenizer
+    from tasks.world import build_world
+
+    stage = next((s for s in ("sft-idk", "sft", "base") if run.is_complete(s)), None)
+    if stage is None:
+        return []
+    model, tokenizer = load_model_and_tokenizer(run.stage_dir(stage))
+    preset = run_preset(run.root)
+    text = INSIDE_TEXT.format(n=build_world(preset.data.world).people[0].name if preset else "Mira Tolvane")
+    view = tokenize_view(tokenizer, text)
+    emb = embedding_map(model, tokenizer, out_png=out / f"embeddings_{run.name}.png")
+    tokens, weights = attention_maps(model, tokenizer, text)
+    attention_figure(tokens, weights, out / f"attention_{run.name}.png")
+    rows = [[g, len(emb.words[g]), f"{c['within']:+.3f}", f"{c['between']:+.3f}"] for g, c in emb.cosines.items()]
+    return [(f"Inside the model: {stage} ({run.name})", [
+        ("text", f"Tokenization ({view.count} tokens, {view.chars_per_token:.2f} characters a token; · marks a "
+                 f"boundary, ␣ a leading space): " + "·".join(t.shown for t in view.tokens)),
+        *(("text", "• " + line) for line in findings(view)),
+        ("table", (["word group", "words", "mean cosine within", "between"], rows)),
+        ("image", (f"embeddings_{run.name}.png", "Input embeddings of world words (averaged over their tokens), "
+                                                  "PCA to 2-D: do cities, fields and names form regions?")),
+        ("image", (f"attention_{run.name}.png", "Attention weights of every layer and head on the sentence above "
+                                                 "(row = query token, column = attended token)")),
+    ])]
+
+
 def write_report(runs: list[Run], out: Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -296,6 +330,8 @@ def write_report(runs: list[Run], out: Path) -> Path:
                          "refusal targets in sft-idk."),
                 ("table", (["k", "known", "unknown"], [[k, v["known"], v["unknown"]] for k, v in summary.items()])),
             ]))
+    for run in runs:
+        sections += _inside_sections(run, out)
     sample_rows = []
     for run in runs:
         for r in _jsonl(run.stage_dir("base") / "samples.jsonl"):
@@ -319,6 +355,12 @@ def write_report(runs: list[Run], out: Path) -> Path:
                 name, data, caption = payload
                 (out / f"{name}.png").write_bytes(base64.b64decode(data))
                 md += [f"![{caption}]({name}.png)", ""]
+                body.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            elif kind == "image":  # a PNG already written into `out` by its section
+                name, caption = payload
+                data = base64.b64encode((out / name).read_bytes()).decode()
+                md += [f"![{caption}]({name})", ""]
                 body.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
                             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
             elif kind == "markdown":
