@@ -13,6 +13,7 @@ partial run is never reported as a complete one. MODEL is a stage of a run or an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import sys
@@ -83,7 +84,10 @@ def run_suite(model, tokenizer, suite: Suite, ctx: EvalContext, out: Path, limit
     if limit is not None:
         samples = random.Random(seed).sample(samples, min(limit, len(samples)))
     target = Path(out) / suite.name
-    key = {"suite": suite.name, "suite_version": suite.version, "model": model_name, "fingerprint": fingerprint,
+    # the samples themselves are part of the key: a generator change can never be served stale results
+    digest = hashlib.sha256(json.dumps([[s["id"], s["messages"], s["gold"]] for s in samples]).encode()).hexdigest()
+    key = {"suite": suite.name, "suite_version": suite.version, "samples": digest[:16], "model": model_name,
+           "fingerprint": fingerprint,
            "seed": seed, "limit": limit, "samples_per_prompt": samples_per_prompt,
            "temperature": temperature if samples_per_prompt > 1 else None, "max_new_tokens": suite.max_new_tokens}
     finished = _load_results(target / "results.json")

@@ -157,14 +157,17 @@ def _tooluse_items(ctx: EvalContext, per_kind: int) -> list[dict]:
     items = []
 
     def arithmetic(kind: str, digits: tuple[int, int], op: str) -> None:
-        while sum(i["kind"] == kind for i in items) < per_kind:
+        seen = set()
+        while len(seen) < per_kind:
             a, b = (rng.randint(10 ** (d - 1), 10 ** d - 1) for d in digits)
-            if math_tasks.split_of(math_tasks.split_key("arithmetic", {"a": a, "b": b, "op": op})) == "heldout":
-                items.append({"kind": kind, "id": f"{kind}-{a}{op}{b}", "question": f"What is {a} {op} {b}?",
-                              "gold": str(a * b if op == "*" else a + b), "needles": [str(a), str(b)]})
+            if (a, b) in seen or math_tasks.split_of(math_tasks.split_key("arithmetic", {"a": a, "b": b, "op": op})) != "heldout":
+                continue
+            seen.add((a, b))
+            items.append({"kind": kind, "id": f"{kind}-{a}{op}{b}", "question": f"What is {a} {op} {b}?",
+                          "gold": str(a * b if op == "*" else a + b), "needles": [str(a), str(b)]})
 
     arithmetic("big_arithmetic", (4, 3), "*")
-    arithmetic("small_arithmetic", (1, 1), "+")
+    arithmetic("small_arithmetic", (2, 2), "+")  # the band-2 shape SFT taught: answerable without a tool
     for p in generate(SpellingConfig(seed=3, tasks=("count_letter",)), per_kind, split="heldout"):
         items.append({"kind": "letter_count", "id": p.id, "question": p.question, "gold": p.answer,
                       "needles": [p.extras["word"]]})
@@ -232,7 +235,7 @@ def _tooluse_summary(rows: list[dict]) -> dict:
 def _math_samples(ctx: EvalContext, per_band: int = 60) -> list[dict]:
     from tasks.math import BANDS, MathConfig, generate
 
-    return [{"id": p.id, "messages": [{"role": "user", "content": p.question}], "gold": p.answer,
+    return [{"id": f"band{band}|{p.id}", "messages": [{"role": "user", "content": p.question}], "gold": p.answer,
              "extras": {"difficulty": p.difficulty, "task": p.task}}
             for band in BANDS for p in generate(MathConfig(seed=11, bands=(band,)), per_band, split="heldout")]
 
@@ -302,6 +305,8 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
           group_by=("condition", "kind", ("kind", "condition")), max_new_tokens=128, tools=True,
           summarize=_tooluse_summary, headline=("correct", "called_tool", "right_tool", "argument_faithful",
                                                 "unnecessary_calls", "tool_accuracy_gain")),
+    Suite("math", "1", _math_samples, _math_grade, ("correct", "format_ok"), group_by=("difficulty", "task"),
+          max_new_tokens=192, summarize=_math_summary, headline=("correct", "format_ok", "response_chars")),
     Suite("context", "1", _context_samples, _context_grade, ("correct", "follows_context", "follows_memory"),
           group_by=("condition", ("condition", "k"))),
     Suite("identity", "2", _identity_samples, _identity_grade, ("own_identity", "claims_other_assistant")),

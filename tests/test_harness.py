@@ -23,7 +23,7 @@ def test_paired_difference_and_wilson_on_known_numbers():
 
 
 def test_unknown_suite_lists_the_valid_ones():
-    with pytest.raises(LabError, match="suites: hallucination, spelling, tooluse, context, identity, all"):
+    with pytest.raises(LabError, match="suites: hallucination, spelling, tooluse, math, context, identity, all"):
         resolve_suites("nosuch")
     assert [s.name for s in resolve_suites("all")] == list(SUITES)
 
@@ -224,3 +224,10 @@ def test_harness_runs_on_a_model_without_lab_tokens_or_chat_template(tmp_path):
     r = run_suite(model.eval(), tok, SUITES["hallucination"], ctx, tmp_path, limit=4)
     rows = [json.loads(line) for line in (tmp_path / "hallucination" / "samples.jsonl").read_text().splitlines()]
     assert r["n"] == 4 and all(row["tool_calls"] == [] for row in rows)
+
+
+def test_every_suite_has_unique_sample_ids(outside_model):
+    _, _, ctx = outside_model
+    for suite in SUITES.values():
+        ids = [s["id"] for s in suite.samples(ctx)]
+        assert len(ids) == len(set(ids)), suite.name  # results, caches and paired comparisons key on the id

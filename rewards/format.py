@@ -1,0 +1,82 @@
+"""Reward functions for RL on math, in TRL's signature: fn(prompts, completions, **kwargs) -> list[float].
+
+A completion is a string or a list of chat messages (the last one is the model's answer); dataset columns
+arrive as keyword lists, the gold answer in `answer`. Correctness is the reward we care about; `format`
+pays for the shape that makes answers checkable (reasoning lines, then a final "Answer: ..." line), and
+`length_penalty` discourages rambling past a target length. TRL logs each function under its __name__,
+so the names here are the ones that show up in training logs. `get_rewards` turns the names a config lists
+into functions and fails with one clear line on a typo.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+from lab.errors import LabError
+from rewards.math_verify import verify_many
+
+_ANSWER_LINE = re.compile(r"\**\s*(?:final\s+)?answer\s*(?:is\s*)?\**\s*[:：]\s*\**\s*\S", re.I)
+_BOXED = re.compile(r"\\boxed\s*\{.*\S.*\}")  # closed, with something inside
+
+
+def completion_text(completion) -> str:
+    """The model's text: the completion itself, or the content of the last chat message."""
+    if isinstance(completion, str):
+        return completion
+    content = completion[-1].get("content") if completion else ""
+    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}]
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content or ""
+
+
+def correctness(prompts, completions, answer=None, **kwargs) -> list[float]:
+    """1.0 when the extracted final answer is equivalent to the gold `answer`, else 0.0."""
+    if answer is None:
+        raise LabError("the correctness reward needs an 'answer' column in the dataset")
+    verdicts = verify_many([(completion_text(c), str(a)) for c, a in zip(completions, answer, strict=True)])
+    return [1.0 if v.equivalent else 0.0 for v in verdicts]
+
+
+def format_reward(prompts, completions, **kwargs) -> list[float]:
+    """1.0 for reasoning lines followed by a final "Answer: ..." (or \\boxed{...}) line, 0.5 for the marked
+    answer alone, 0.0 when the completion does not end with a marked answer (e.g. it was cut off)."""
+    scores = []
+    for c in completions:
+        lines = [line.strip() for line in completion_text(c).splitlines() if line.strip()]
+        marked = bool(lines) and bool(_ANSWER_LINE.match(lines[-1]) or _BOXED.search(lines[-1]))
+        scores.append(0.0 if not marked else 1.0 if len(lines) > 1 else 0.5)
+    return scores
+
+
+format_reward.__name__ = "format"
+format = format_reward  # the registry name; a plain `format` in this module would be the builtin's
+
+
+def length_penalty(target_chars: int = 1000, scale: float = 0.5) -> Callable[..., list[float]]:
+    """A reward function giving 0 up to target_chars and -scale * excess / target_chars beyond, capped at
+    -scale (reached at twice the target) so length never outweighs a correct answer."""
+    if target_chars <= 0 or scale < 0:
+        raise LabError(f"length_penalty needs target_chars > 0 and scale >= 0, got {target_chars} and {scale}")
+
+    def penalty(prompts, completions, **kwargs) -> list[float]:
+        excess = [max(0, len(completion_text(c)) - target_chars) for c in completions]
+        return [-scale * min(1.0, e / target_chars) for e in excess]
+
+    penalty.__name__ = "length_penalty"
+    return penalty
+
+
+REWARDS: dict[str, Callable[..., list[float]]] = {
+    "correctness": correctness,
+    "format": format_reward,
+    "length_penalty": length_penalty(),
+}
+
+
+def get_rewards(names: list[str]) -> list[Callable[..., list[float]]]:
+    """The reward functions for `names`, in that order."""
+    unknown = [n for n in names if n not in REWARDS]
+    if unknown or not names:
+        raise LabError(f"unknown reward(s) {unknown or '(none given)'}; valid rewards are {', '.join(REWARDS)}")
+    return [REWARDS[n] for n in names]
