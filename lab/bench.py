@@ -149,3 +149,66 @@ def bench_generate(model=None, preset: Preset | None = None, batch: int = 16, pr
     tps = {k: rounds * batch * new_tokens / v for k, v in elapsed.items()}
     return {"device": str(dev), "batch": batch, "prompt_len": prompt_len, "new_tokens": new_tokens,
             "tokens_per_s": tps, "ratio": tps["engine"] / tps["hf_generate"], "same_greedy_tokens": same}
+
+
+# ---------------------------------------------------------------- verifier
+
+
+def verify_mix(n: int, samples_path=None) -> list[tuple[str, str]]:
+    """(response, gold) pairs like RL produces: the math suite's real responses when given, plus worked
+    solutions from the generator, half ending "Answer: X" and half GSM8K-style "#### X", a third wrong."""
+    import json
+    from pathlib import Path
+
+    from tasks.math import MathConfig, generate
+
+    pairs = []
+    if samples_path is not None:
+        rows = [json.loads(line) for line in Path(samples_path).read_text().splitlines() if line.strip()]
+        pairs += [(r["response"], r["gold"]) for r in rows][: n // 2]
+    problems = generate(MathConfig(seed=3, bands=(1, 2, 3, 4)), n - len(pairs))
+    for i, p in enumerate(problems):
+        body = p.solution.rsplit("Answer:", 1)[0]
+        answer = p.answer if i % 3 else problems[i - 1].answer  # a wrong answer of the same kinds of form
+        pairs.append((body + (f"#### {answer}" if i % 2 else f"Answer: {answer}"), p.answer))
+    return pairs
+
+
+HOSTILE = ["9**9**9**9", "10^10^10^10", "(" * 5000 + "1" + ")" * 5000, "__import__('os').system('echo hi')",
+           "x" * 10_000, "\\frac{" * 200 + "1" + "}" * 200, "2^(2^(2^(2^(2^100))))"]
+
+
+def bench_verify(n: int = 2000, samples_path=None, slowest_of: int = 300) -> dict:
+    """Checks per second on one worker (one core), the share settled in-process, and the slowest single
+    check among real answers and hostile strings (goals: >= 1,000 checks/s/core, none over 2 s)."""
+    import rewards.math_verify as mv
+
+    pairs = verify_mix(n, samples_path)
+    saved, mv._pool = mv._pool, mv._Pool(1)
+    try:
+        mv.verify_many(pairs[:2])  # start the worker outside the timed block
+        t0 = time.perf_counter()
+        verdicts = mv.verify_many(pairs)
+        seconds = time.perf_counter() - t0
+        settled = [mv._precheck(mv.extract_answer(r), g, False) is not None for r, g in pairs]
+        to_worker = [pair for pair, done in zip(pairs, settled) if not done]
+        t0 = time.perf_counter()
+        mv.verify_many(to_worker)
+        worker_seconds = time.perf_counter() - t0
+        slowest, worst = 0.0, ""
+        for response, gold in pairs[:slowest_of] + [(f"Answer: {h}", "1") for h in HOSTILE]:
+            t = time.perf_counter()
+            mv.verify_response(response, gold)
+            if time.perf_counter() - t > slowest:
+                slowest, worst = time.perf_counter() - t, response[-60:]
+    finally:
+        mv._pool.close()
+        mv._pool = saved
+    reasons: dict[str, int] = {}
+    for v in verdicts:
+        reasons[v.reason] = reasons.get(v.reason, 0) + 1
+    return {"checks": len(pairs), "seconds": seconds, "checks_per_s_per_core": len(pairs) / seconds,
+            "settled_in_process": sum(settled) / len(pairs),
+            "sympy_checks_per_s_per_core": len(to_worker) / worker_seconds if to_worker else None,
+            "reasons": reasons, "slowest_s": slowest,
+            "slowest_input": worst}

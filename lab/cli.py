@@ -375,6 +375,24 @@ def bench_generate(preset: str = PresetOpt, set: list[str] = SetOpt,
     console.print(f"  ratio engine/hf = {result['ratio']:.2f}  (goal >= 2); identical greedy tokens: {result['same_greedy_tokens']}")
 
 
+@bench_app.command("verify")
+def bench_verify(checks: int = typer.Option(2000, "--checks", help="how many (response, gold) pairs"),
+                 samples: Optional[Path] = typer.Option(None, help="a math suite samples.jsonl to draw real "
+                                                                    "responses from, e.g. runs/tiny/sft/evals/math/samples.jsonl")):
+    """Math verifier checks per second on one core, and the slowest single check (goals >= 1,000/s, <= 2 s)."""
+    from lab.bench import bench_verify as run
+
+    if samples is not None and not samples.exists():
+        raise LabError(f"{samples} does not exist")
+    r = run(checks, samples)
+    console.print(f"  {r['checks']:,} checks in {r['seconds']:.2f} s on one worker: "
+                  f"{r['checks_per_s_per_core']:,.0f} checks/s/core (goal >= 1,000)")
+    console.print(f"  settled in-process (exact numbers): {r['settled_in_process']:.0%}; the rest through sympy at "
+                  f"{r['sympy_checks_per_s_per_core'] or 0:,.0f} checks/s/core")
+    console.print(f"  verdicts: {r['reasons']}")
+    console.print(f"  slowest single check {r['slowest_s'] * 1000:.1f} ms (goal <= 2 s), hostile inputs included")
+
+
 def main() -> None:
     try:
         app()
