@@ -231,3 +231,20 @@ def test_every_suite_has_unique_sample_ids(outside_model):
     for suite in SUITES.values():
         ids = [s["id"] for s in suite.samples(ctx)]
         assert len(ids) == len(set(ids)), suite.name  # results, caches and paired comparisons key on the id
+
+
+def test_an_exported_labgpt_scores_the_same_as_the_original(outside_model, tmp_path):
+    """The harness runs unchanged on a Llama-format export, with the same answers and metrics."""
+    from lab.export import to_llama
+    from lab.model import LabGPTConfig, LabGPTForCausalLM
+
+    _, tok, ctx = outside_model
+    torch.manual_seed(1)
+    ours = LabGPTForCausalLM(LabGPTConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                                          num_attention_heads=4, num_key_value_heads=2,
+                                          max_position_embeddings=512)).eval()
+    a = run_suite(ours, tok, SUITES["context"], ctx, tmp_path / "ours", limit=12)
+    b = run_suite(to_llama(ours).eval(), tok, SUITES["context"], ctx, tmp_path / "llama", limit=12)
+    rows = [[json.loads(line)["response"] for line in (tmp_path / d / "context" / "samples.jsonl").read_text().splitlines()]
+            for d in ("ours", "llama")]
+    assert rows[0] == rows[1] and a["metrics"] == b["metrics"]
