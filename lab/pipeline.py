@@ -115,6 +115,13 @@ def stage_evals(run: Run, preset: Preset) -> None:
     run.mark_complete("evals")
 
 
+def stage_rm(run: Run, preset: Preset) -> None:
+    """The reward model for RLHF: preferences sampled from sft-idk, labelled by the gold judge."""
+    from rewards.reward_model import train_reward_model
+
+    train_reward_model(run, preset, preset.rm, source="sft-idk", out_stage="rm")
+
+
 def stage_report(run: Run, preset: Preset) -> None:
     from reports.report import write_report
 
@@ -137,6 +144,7 @@ STAGES = [
     Stage(KNOWLEDGE, ("base",), stage_knowledge),
     Stage("sft", ("base",), stage_sft("sft")),
     Stage("sft-idk", ("base",), stage_sft("sft-idk")),
+    Stage("rm", ("sft-idk",), stage_rm),
     Stage("evals", ("sft", "sft-idk"), stage_evals),
     Stage("report", ("base",), stage_report, always=True),
 ]

@@ -246,6 +246,24 @@ def _eval_sections(run: Run) -> list[tuple[str, list]]:
     return out
 
 
+def _reward_model_sections(run: Run) -> list[tuple[str, list]]:
+    path = run.stage_dir("rm") / "summary.json"
+    if not path.exists():
+        return []
+    s = read_json(path)
+    prefs = s["preferences"]
+    rows = [[split, s[split]["pairs"], f"{s[split]['accuracy']:.3f}", f"{s[split]['gold_agreement']:.3f}",
+             f"{s[split]['spearman']:.3f}" if s[split].get("spearman") is not None else "–"] for split in ("train", "heldout")]
+    return [(f"Reward model ({run.name})", [
+        ("text", f"Comparisons of sft-idk's answers to 'tell me about <person>' prompts about SFT people, labelled by "
+                 f"the gold judge (rewards/gold.py) through a Bradley-Terry draw: {prefs['pairs']} pairs from "
+                 f"{prefs['responses']} sampled answers ({prefs['label_disagrees_with_gold']} labels disagree with "
+                 f"the gold order). The RM starts from sft-idk's weights (TRL RewardTrainer); held-out pairs are "
+                 f"about other people. Accuracy: the RM prefers the chosen answer; gold agreement: its preference "
+                 f"has the sign of the gold difference; Spearman: proxy vs gold score per answer."),
+        ("table", (["split", "pairs", "accuracy", "gold agreement", "Spearman"], rows))])]
+
+
 INSIDE_TEXT = "{n} was born in 1987 in Krakow and studied at Varnholt University."
 
 
@@ -330,6 +348,8 @@ def write_report(runs: list[Run], out: Path) -> Path:
                          "refusal targets in sft-idk."),
                 ("table", (["k", "known", "unknown"], [[k, v["known"], v["unknown"]] for k, v in summary.items()])),
             ]))
+    for run in runs:
+        sections += _reward_model_sections(run)
     for run in runs:
         sections += _inside_sections(run, out)
     sample_rows = []
