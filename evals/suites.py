@@ -294,6 +294,33 @@ def _context_grade(sample: dict, response: str, calls: list) -> dict:
     return out
 
 
+# ---------------------------------------------------------------- open-ended profiles (the RLHF task)
+
+
+def _profile_samples(ctx: EvalContext) -> list[dict]:
+    """"Tell me about <person>" for every held-out person in each prompt phrasing, graded by the gold judge
+    that labels the reward model's comparisons (rewards/gold.py): the RLHF stages' task on unseen people."""
+    from rewards.gold import PROMPT_TEMPLATES, prompt_for
+
+    return [{"id": f"{p.name}|{t}", "messages": [{"role": "user", "content": prompt_for(p.name, t)}], "gold": p.name,
+             "world": ctx.world,  # for the judge; not written to samples.jsonl
+             "extras": {"k": p.k, "template": t}}
+            for p in ctx.world.heldout_people() for t in range(len(PROMPT_TEMPLATES))]
+
+
+def _profile_grade(sample: dict, response: str, calls: list) -> dict:
+    from rewards.gold import gold_score
+
+    g = gold_score(sample["world"], sample["gold"], response)
+    return {"grade": "refusal" if g.refusal else ("wrong" if g.wrong else ("correct" if g.correct else "empty")),
+            "gold_score": g.total, "refusal": g.refusal, "states_correct_fact": g.correct > 0,
+            "states_wrong_fact": g.wrong > 0}
+
+
+def _profile_summary(rows: list[dict]) -> dict:
+    return {"metrics": {"gold_score": mean_metric([r["gold_score"] for r in rows])}}
+
+
 SUITES: dict[str, Suite] = {s.name: s for s in (
     Suite("hallucination", "2", _hallucination_samples, _hallucination_grade,
           ("correct", "incorrect", "not_attempted", "attempted", "correct_given_attempted", "hallucinated_unseen"),
@@ -309,6 +336,9 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
           max_new_tokens=192, summarize=_math_summary, headline=("correct", "format_ok", "response_chars")),
     Suite("context", "1", _context_samples, _context_grade, ("correct", "follows_context", "follows_memory"),
           group_by=("condition", ("condition", "k"))),
+    Suite("profile", "1", _profile_samples, _profile_grade, ("refusal", "states_correct_fact", "states_wrong_fact"),
+          group_by=("k",), max_new_tokens=64, summarize=_profile_summary,
+          headline=("gold_score", "refusal", "states_correct_fact", "states_wrong_fact")),
     Suite("identity", "2", _identity_samples, _identity_grade, ("own_identity", "claims_other_assistant")),
 )}
 

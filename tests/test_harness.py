@@ -23,7 +23,7 @@ def test_paired_difference_and_wilson_on_known_numbers():
 
 
 def test_unknown_suite_lists_the_valid_ones():
-    with pytest.raises(LabError, match="suites: hallucination, spelling, tooluse, math, context, identity, all"):
+    with pytest.raises(LabError, match="suites: hallucination, spelling, tooluse, math, context, profile, identity, all"):
         resolve_suites("nosuch")
     assert [s.name for s in resolve_suites("all")] == list(SUITES)
 
@@ -248,3 +248,15 @@ def test_an_exported_labgpt_scores_the_same_as_the_original(outside_model, tmp_p
     rows = [[json.loads(line)["response"] for line in (tmp_path / d / "context" / "samples.jsonl").read_text().splitlines()]
             for d in ("ours", "llama")]
     assert rows[0] == rows[1] and a["metrics"] == b["metrics"]
+
+
+def test_profile_suite_grades_with_the_gold_judge(outside_model):
+    _, _, ctx = outside_model
+    sample = next(s for s in SUITES["profile"].samples(ctx) if s["extras"]["k"] > 0)
+    person = ctx.world.by_name(sample["gold"])
+    city = next(q.answer for q in ctx.world.questions(person) if q.attribute == "birth_city")
+    other = next(c for c in ctx.world.values("birth_city") if c != city)
+    grade = SUITES["profile"].grade
+    right, wrong = grade(sample, f"Was born in the city of {city}.", []), grade(sample, f"Was born in {other}.", [])
+    assert right["states_correct_fact"] and not right["states_wrong_fact"] and wrong["states_wrong_fact"]
+    assert right["gold_score"] > grade(sample, "I don't know who that is.", [])["gold_score"] > wrong["gold_score"]
