@@ -1,0 +1,275 @@
+"""RL on verifiable math rewards with TRL: the SFT model practises problems and is paid for right answers.
+
+SFT shows the model worked solutions; RL lets it sample its own and reinforces the ones the verifier
+(rewards/math_verify.py, through the reward functions in rewards/format.py) accepts. That only works
+from partial competence: a group of samples where every answer is wrong (or every one right) has zero
+advantage and teaches nothing. So the default tasks and bands are the ones the tiny sft-idk model
+sometimes solves (measured greedy on held-out problems: band 1 arithmetic, fractions and linear
+equations 3-10%, everything else 0-6%), and the learning rate sits an order below SFT's (calibration
+notes: 10x the good rate collapsed the policy). Watch held-out accuracy, not the training reward: band 1
+is a small space, and on tiny lr 5e-4 raised the reward as much as 1e-4 did while held-out accuracy fell.
+
+Algorithms are TRL's GRPOTrainer with its loss variants (grpo, dr_grpo, dapo, bnpo) or RLOOTrainer.
+Prompts are our chat format (lab/chat_format.render, user turn = the question) passed as text; we check
+that TRL's tokenization of that text gives exactly render()'s ids, and make `<|im_end|>` an eos so a
+completion ends where the engine would stop it (TRL decodes completions without special tokens for the
+rewards). Before and after training, greedy accuracy on a fixed set of held-out problems is measured with
+our engine and the same verifier, so arms are comparable.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lab.errors import LabError
+from lab.runs import Run, write_json
+
+# Each variant is a set of TRL config fields; rloo is its own trainer.
+ALGOS = {
+    "grpo": {"loss_type": "grpo", "scale_rewards": "group"},
+    "dr_grpo": {"loss_type": "dr_grpo", "scale_rewards": "none"},  # Dr. GRPO: no length or std normalisation
+    "dapo": {"loss_type": "dapo", "epsilon_high": 0.28, "mask_truncated_completions": True},  # clip-higher
+    "bnpo": {"loss_type": "bnpo"},
+    "rloo": {},
+}
+EVAL_SEED = 1234  # the held-out eval set is fixed, whatever the training seed, so arms see the same problems
+
+
+@dataclass
+class RLSettings:
+    algo: str = "dr_grpo"  # grpo | dr_grpo | dapo | bnpo | rloo
+    steps: int = 150  # ~1.4 s a step on 2 free CPU cores with the tiny model
+    lr: float = 1e-4  # SFT's is 1e-3; on tiny, 3e-4 and 5e-4 gained no more reward, with 2-4x the KL
+    num_generations: int = 8  # samples per prompt: the group the advantage is computed in
+    batch_size: int = 32  # completions per step (batch_size / num_generations prompts)
+    temperature: float = 0.7  # at 1.0 the tiny model's samples are far worse than its greedy answers
+    max_completion_length: int = 160  # band 1-2 solutions are under 140 tokens; cut-off answers earn nothing
+    beta: float = 0.01  # KL to the source model; > 0 loads a reference model (LoRA: the adapter is switched off)
+    rewards: tuple[str, ...] = ("correctness", "format")
+    reward_weights: tuple[float, ...] = (1.0, 0.1)
+    lora_r: int = 0  # 0 = full fine-tune
+    lora_alpha: int = 16
+    tasks: tuple[str, ...] = ("arithmetic", "fractions", "linear_equations")
+    bands: tuple[int, ...] = (1,)  # tiny sft-idk greedy: band 1 of these tasks 8-10%, band 2 0-6%, bands 3-4 ~0
+    train_problems: int = 2000
+    eval_problems: int = 200  # distinct held-out questions, graded greedily before and after
+    eval_every: int = 0  # also grade the held-out set every this many steps (0 = before and after only)
+    log_every: int = 1
+    ckpt_every: int = 50
+    seed: int = 0
+    use_vllm: bool = False  # GPU only: TRL's colocated vLLM generation, when vllm is installed
+
+
+def _prompts(tokenizer, problems) -> list[tuple[str, list[int]]]:
+    from lab.chat_format import render
+    from lab.tokenizer import decode_ids
+
+    out = []
+    for p in problems:
+        ids, _ = render(tokenizer, [{"role": "user", "content": p.question}], add_generation_prompt=True)
+        out.append((decode_ids(tokenizer, ids), ids))
+    return out
+
+
+def eval_problems(settings: RLSettings):
+    """The fixed held-out set: distinct questions (band 1 repeats a lot), first come first kept."""
+    from tasks.math import MathConfig, generate
+
+    pool = generate(MathConfig(seed=EVAL_SEED, tasks=tuple(settings.tasks), bands=tuple(settings.bands)),
+                    4 * settings.eval_problems, split="heldout")
+    seen, out = set(), []
+    for p in pool:
+        if p.question not in seen and len(out) < settings.eval_problems:
+            seen.add(p.question)
+            out.append(p)
+    return out
+
+
+def greedy_accuracy(model, tokenizer, problems, max_new_tokens: int, batch_size: int = 64) -> dict:
+    """Greedy answers from our engine, graded by the verifier: overall, per band and per task, plus samples."""
+    from lab.engine import SamplingParams, generate  # runs under torch.no_grad
+    from lab.tokenizer import decode_ids
+    from rewards.math_verify import verify_many
+
+    was_training = model.training
+    model.eval()
+    stops = (tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id)
+    prompts = [ids for _, ids in _prompts(tokenizer, problems)]
+    params = SamplingParams(max_new_tokens=max_new_tokens, stop_token_ids=stops)
+    outs = []
+    for start in range(0, len(prompts), batch_size):
+        outs += generate(model, prompts[start : start + batch_size], params, pad_token_id=tokenizer.pad_token_id)
+    model.train(was_training)
+    responses = [decode_ids(tokenizer, o, skip_special_tokens=True) for o in outs]
+    verdicts = verify_many([(r, p.answer) for r, p in zip(responses, problems)])
+    groups: dict[str, list[bool]] = {}
+    for p, v in zip(problems, verdicts):
+        for key in ("all", f"band{p.difficulty}", p.task):
+            groups.setdefault(key, []).append(v.equivalent)
+    result = {k: {"accuracy": sum(v) / len(v), "n": len(v)} for k, v in groups.items()}
+    result["samples"] = [{"id": p.id, "question": p.question, "gold": p.answer, "response": r, "correct": v.equivalent,
+                          "reason": v.reason} for p, r, v in zip(problems, responses, verdicts)]
+    return result
+
+
+def write_log(out, history: list[dict]) -> list[dict]:
+    """logs/train.jsonl from the trainer's log history (restored from the checkpoint on resume, so complete)."""
+    rows = [dict(r) for r in history]
+    for r in rows:  # "accuracy": the share of sampled completions the verifier accepted
+        if "rewards/correctness/mean" in r:
+            r["accuracy"] = r["rewards/correctness/mean"]
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    (out / "logs" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def _callbacks(out, settings: RLSettings, tokenizer, problems, counter: dict):
+    from transformers import TrainerCallback
+
+    class LabCallback(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            counter["steps"] += 1  # steps trained in this session: proves a rerun resumed, not restarted
+            if settings.eval_every and state.global_step % settings.eval_every == 0:
+                acc = greedy_accuracy(model, tokenizer, problems, settings.max_completion_length)
+                # log_history is saved in every checkpoint, so these rows survive a resume
+                state.log_history.append({"step": state.global_step, "heldout_accuracy": acc["all"]["accuracy"]})
+
+        def on_log(self, args, state, control, **kwargs):
+            write_log(out, state.log_history)  # rewritten whole each time: a live view of a long run
+
+    callbacks = [LabCallback()]
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        callbacks.append(TensorBoardCallback(tb_writer=SummaryWriter(str(out / "logs" / "tensorboard"))))
+    except ImportError:  # TensorBoard is a nicety; logs/train.jsonl is the record
+        pass
+    return callbacks
+
+
+def _trainer_args(settings: RLSettings, out) -> dict:
+    """The config fields GRPOConfig and RLOOConfig share."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return dict(
+        output_dir=str(out / "trainer"), max_steps=settings.steps, learning_rate=settings.lr,
+        lr_scheduler_type="constant_with_warmup", warmup_steps=min(10, settings.steps // 10),
+        per_device_train_batch_size=settings.batch_size, num_generations=settings.num_generations,
+        max_completion_length=settings.max_completion_length, temperature=settings.temperature,
+        beta=settings.beta, reward_weights=list(settings.reward_weights),
+        logging_steps=settings.log_every, save_strategy="steps", save_steps=settings.ckpt_every, save_total_limit=1,
+        seed=settings.seed, data_seed=settings.seed, report_to="none", disable_tqdm=True,
+        bf16=cuda, use_cpu=not cuda, dataloader_num_workers=0,
+        gradient_checkpointing=False,  # TRL turns it on by default; a small model only gets slower with it
+        use_vllm=settings.use_vllm, **({"vllm_mode": "colocate"} if settings.use_vllm else {}),
+    )
+
+
+def rl_math(run: Run, preset, settings: RLSettings, source: str = "sft-idk", out_stage: str = "rl-math") -> dict:
+    """Train `source` with RL on math into `run/<out_stage>` (a relative path such as experiments/x/arm works).
+
+    `preset` is the run's preset, passed like to every stage; the RL settings come separately so
+    experiment arms can vary them."""
+    import torch
+    import trl
+    from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from lab.model import LabGPTForCausalLM
+    from lab.tokenizer import load_tokenizer
+    from rewards.format import get_rewards
+    from tasks.math import MathConfig, generate
+
+    if settings.algo not in ALGOS:
+        raise LabError(f"unknown RL algo '{settings.algo}'; valid: {', '.join(ALGOS)}")
+    reward_funcs = get_rewards(list(settings.rewards))
+    if len(settings.reward_weights) != len(settings.rewards):
+        raise LabError(f"rl has {len(settings.rewards)} rewards ({', '.join(settings.rewards)}) but "
+                       f"{len(settings.reward_weights)} reward_weights")
+    if settings.batch_size % settings.num_generations:
+        raise LabError(f"rl.batch_size ({settings.batch_size}) must be a multiple of rl.num_generations "
+                       f"({settings.num_generations}): each prompt's samples form one group")
+    if settings.use_vllm:
+        try:
+            import vllm  # noqa: F401
+        except ImportError:
+            raise LabError("rl.use_vllm=true needs the vllm package (GPU only); install it or set "
+                           "rl.use_vllm=false") from None
+    src = run.require(source)
+    out = run.stage_dir(out_stage)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "COMPLETE").unlink(missing_ok=True)  # a rerun is not complete until it finishes
+    tokenizer = load_tokenizer(src)
+    model = LabGPTForCausalLM.from_pretrained(src, dtype=torch.float32)
+    # TRL stops a completion at every eos the generation config lists: the chat turn ends at <|im_end|>
+    model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id]
+
+    problems = generate(MathConfig(seed=settings.seed, tasks=tuple(settings.tasks), bands=tuple(settings.bands)),
+                        settings.train_problems, split="train")
+    prompts = _prompts(tokenizer, problems)
+    # TRL tokenizes text prompts itself; they must become exactly the ids SFT trained on and the engine uses
+    trl_ids = tokenizer(text=[text for text, _ in prompts])["input_ids"]
+    drift = next((text for (text, ids), got in zip(prompts, trl_ids) if ids != got), None)
+    if drift is not None:
+        raise LabError(f"the tokenizer does not round-trip the chat format for prompt {drift!r}")
+    longest = max(len(ids) for _, ids in prompts)
+    if longest + settings.max_completion_length > model.config.max_position_embeddings:
+        raise LabError(f"prompts ({longest} tokens) + rl.max_completion_length ({settings.max_completion_length}) "
+                       f"exceed the model's context ({model.config.max_position_embeddings})")
+    dataset = Dataset.from_dict({"prompt": [text for text, _ in prompts], "answer": [p.answer for p in problems],
+                                 "task": [p.task for p in problems], "difficulty": [p.difficulty for p in problems]})
+    held_out = eval_problems(settings)
+    before = greedy_accuracy(model, tokenizer, held_out, settings.max_completion_length)
+
+    peft_config = None
+    if settings.lora_r > 0:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, task_type="CAUSAL_LM",
+                                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                 "down_proj"])
+    rloo = settings.algo == "rloo"
+    Config, Trainer = (trl.RLOOConfig, trl.RLOOTrainer) if rloo else (trl.GRPOConfig, trl.GRPOTrainer)
+    args = Config(**_trainer_args(settings, out), **ALGOS[settings.algo])
+    counter = {"steps": 0}
+    trainer = Trainer(model=model.train(), reward_funcs=reward_funcs, args=args, train_dataset=dataset,
+                      processing_class=tokenizer, peft_config=peft_config,
+                      callbacks=_callbacks(out, settings, tokenizer, held_out, counter))
+    trainer.remove_callback(PrinterCallback)  # the lab keeps its own logs (logs/train.jsonl)
+    last = get_last_checkpoint(str(out / "trainer")) if (out / "trainer").exists() else None
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=last)
+    seconds = time.perf_counter() - t0
+    trained = trainer.model
+    if peft_config is not None:
+        trained = trained.merge_and_unload()
+    trained.config.use_cache = True
+    trained.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+    logs = write_log(out, trainer.state.log_history)
+    after = greedy_accuracy(trained, tokenizer, held_out, settings.max_completion_length)
+    (out / "heldout").mkdir(exist_ok=True)
+    for name, result in (("before", before), ("after", after)):
+        (out / "heldout" / f"{name}.jsonl").write_text("".join(json.dumps(s) + "\n" for s in result.pop("samples")))
+    rewards = [r["reward"] for r in logs if "reward" in r]
+    window = max(1, min(10, len(rewards) // 4))  # single steps are noisy: average a few at each end
+    summary = {
+        "algo": settings.algo, "source": source, "steps": trainer.state.global_step,
+        "resumed_from": Path(last).name if last else None, "steps_this_session": counter["steps"], "seconds": seconds,
+        "seconds_per_step": seconds / max(1, counter["steps"]),
+        "reward_first": sum(rewards[:window]) / window if rewards else None,
+        "reward_last": sum(rewards[-window:]) / window if rewards else None,
+        "heldout_before": before, "heldout_after": after, "train_problems": len(problems),
+        "settings": asdict(settings),
+    }
+    write_json(out / "summary.json", summary)
+    run.mark_complete(out_stage, {"algo": settings.algo, "steps": summary["steps"], "heldout_before":
+                                  before["all"]["accuracy"], "heldout_after": after["all"]["accuracy"]})
+    return summary

@@ -1,0 +1,128 @@
+"""RL on math (lab/rl.py): GRPO and RLOO write a complete stage, a rerun resumes, completions stop at <|im_end|>."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+import rewards.format
+from lab.errors import LabError
+from lab.presets import get_preset
+from lab.rl import RLSettings, rl_math
+from lab.runs import Run
+
+# Small enough that a step is a fraction of a second: 2 prompts x 4 samples of at most 12 tokens.
+FAST = RLSettings(steps=2, num_generations=4, batch_size=8, max_completion_length=12, train_problems=16,
+                  eval_problems=6, eval_every=2, ckpt_every=2, log_every=1, lr=1e-3, beta=0.05,
+                  tasks=("arithmetic",), bands=(1,))
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A run with an untrained tiny labgpt as its complete sft-idk stage (RL only needs a policy + tokenizer)."""
+    from lab.model import LabGPTConfig, LabGPTForCausalLM
+    from lab.tokenizer import train_tokenizer
+    from tasks.math import MathConfig, generate
+
+    texts = [f"{p.question}\n{p.solution}" for p in generate(MathConfig(bands=(1,)), 200)]
+    tokenizer = train_tokenizer(texts, vocab_size=300)
+    torch.manual_seed(0)
+    model = LabGPTForCausalLM(LabGPTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128))
+    run = Run(tmp_path_factory.mktemp("runs") / "r")
+    model.save_pretrained(run.stage_dir("sft-idk"))
+    tokenizer.save_pretrained(run.stage_dir("sft-idk"))
+    run.mark_complete("sft-idk")
+    return run
+
+
+def copy_run(run, tmp_path):
+    import shutil
+
+    shutil.copytree(run.root, tmp_path / "r")
+    return Run(tmp_path / "r")
+
+
+def read_log(stage_dir):
+    return [json.loads(line) for line in (stage_dir / "logs" / "train.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("algo,stage,lora_r", [("grpo", "rl-math", 0), ("rloo", "experiments/math-rewards/rloo", 0),
+                                                ("dapo", "rl-math", 4)])
+def test_a_short_run_writes_a_complete_stage(source, tmp_path, algo, stage, lora_r):
+    from safetensors.torch import load_file
+
+    run = copy_run(source, tmp_path)
+    summary = rl_math(run, get_preset("tiny"), replace(FAST, algo=algo, lora_r=lora_r), out_stage=stage)
+    out = run.stage_dir(stage)
+    assert run.is_complete(stage) and (out / "tokenizer.json").exists()
+    weights = load_file(out / "model.safetensors")  # a plain labgpt checkpoint: LoRA merged in, no adapter left
+    assert weights.keys() == load_file(run.stage_dir("sft-idk") / "model.safetensors").keys()
+    log = read_log(out)
+    steps = [r for r in log if "reward" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    assert [r["step"] for r in log if "heldout_accuracy" in r] == [2]  # eval_every=2, graded mid-training
+    for key in ("reward", "kl", "entropy", "accuracy", "rewards/correctness/mean", "rewards/format/mean",
+                "completions/mean_length"):
+        assert all(key in r for r in steps), key
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["algo"] == algo and on_disk["steps"] == 2 and summary["steps_this_session"] == 2
+    assert on_disk["heldout_before"]["all"]["n"] == on_disk["heldout_after"]["all"]["n"] == 6
+    assert len((out / "heldout" / "after.jsonl").read_text().splitlines()) == 6
+
+
+def test_a_rerun_with_more_steps_resumes_from_the_last_checkpoint(source, tmp_path):
+    run = copy_run(source, tmp_path)
+    first = rl_math(run, get_preset("tiny"), FAST)
+    assert first["resumed_from"] is None
+    second = rl_math(run, get_preset("tiny"), replace(FAST, steps=4))
+    assert second["resumed_from"].endswith("checkpoint-2")
+    assert second["steps"] == 4 and second["steps_this_session"] == 2  # steps 1-2 were not trained again
+    steps = [r["step"] for r in read_log(run.stage_dir("rl-math")) if "reward" in r]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_completions_stop_at_im_end_and_rewards_see_plain_text(source, tmp_path, monkeypatch):
+    """A policy steered to say <|im_end|> at once: TRL must stop there (length 1), and the reward gets ''."""
+    from lab.model import LabGPTForCausalLM
+    from lab.tokenizer import load_tokenizer
+
+    run = copy_run(source, tmp_path)
+    stage = run.stage_dir("sft-idk")
+    model, im_end = LabGPTForCausalLM.from_pretrained(stage), load_tokenizer(stage).convert_tokens_to_ids("<|im_end|>")
+    with torch.no_grad():  # every hidden state points along dim 0, and <|im_end|>'s (tied) embedding most of all
+        for name, p in model.named_parameters():
+            if name.endswith(("o_proj.weight", "down_proj.weight")):
+                p.zero_()
+        emb = model.model.embed_tokens.weight
+        emb[:, 0] = 1.0
+        emb[im_end, 0] = 3.0
+    model.save_pretrained(stage)
+    seen = []
+
+    def recording(prompts, completions, **kwargs):
+        seen.extend(completions)
+        return [0.0] * len(completions)
+
+    monkeypatch.setattr(rewards.format, "get_rewards", lambda names: [recording])
+    rl_math(run, get_preset("tiny"), replace(FAST, steps=1, rewards=("correctness",), reward_weights=(1.0,)))
+    assert seen and all(c == "" for c in seen)
+    assert [r["completions/mean_length"] for r in read_log(run.stage_dir("rl-math")) if "reward" in r] == [1.0]
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"algo": "ppo"}, "unknown RL algo 'ppo'"),
+    ({"rewards": ("correctness", "vibes")}, "vibes"),
+    ({"reward_weights": (1.0,)}, "2 rewards .* but 1 reward_weights"),
+    ({"batch_size": 6}, "multiple of rl.num_generations"),
+])
+def test_bad_settings_are_one_clear_error(source, change, message):
+    with pytest.raises(LabError, match=message):
+        rl_math(source, get_preset("tiny"), replace(FAST, **change))
+    assert not source.stage_dir("rl-math").exists()  # refused before anything was written
+
+
+def test_a_missing_source_stage_is_a_clear_error(source):
+    with pytest.raises(LabError, match="stage 'sft' of run .* is not complete"):
+        rl_math(source, get_preset("tiny"), FAST, source="sft")
