@@ -18,6 +18,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="An RL-for-reasoning and hallucination-study lab on a model we build ourselves.")
 bench_app = typer.Typer(no_args_is_help=True, help="Speed as ratios against the field's reference code.")
 app.add_typer(bench_app, name="bench")
+rl_app = typer.Typer(no_args_is_help=True, help="RL and preference tuning on a run's stages.")
+app.add_typer(rl_app, name="rl")
 inspect_app = typer.Typer(no_args_is_help=True, help="Look inside a model: embeddings and attention.")
 app.add_typer(inspect_app, name="inspect")
 experiment_app = typer.Typer(no_args_is_help=True, help="Experiments on a run: each writes runs/<run>/experiments/<name>/.")
@@ -299,6 +301,48 @@ def inspect_attention(stage: Path = typer.Argument(..., help="RUN/STAGE, e.g. ru
     attention_figure(tokens, weights, png)
     render_top_attended(tokens, top_attended(tokens, weights, layer), console, layer)
     console.print(f"heatmaps: {png}")
+
+
+def _run_with_overrides(run_dir: Path, overrides: list[str]):
+    from lab.presets import apply_override
+
+    run, preset = _open_run(run_dir)
+    for item in overrides:
+        apply_override(preset, item)
+    return run, preset
+
+
+@rl_app.command("math")
+def rl_math_cmd(run_dir: Path = typer.Argument(..., help="a run with the source stage, e.g. runs/tiny"),
+                source: str = typer.Option("sft-idk", "--from", help="the stage to start from"),
+                algo: Optional[str] = typer.Option(None, help="grpo, dr_grpo, dapo, bnpo or rloo (default: rl.algo)"),
+                out: str = typer.Option("rl-math", help="the stage folder to write, e.g. experiments/math-rewards/rloo"),
+                set: list[str] = SetOpt):
+    """RL with the sympy verifier as reward (TRL GRPO / RLOO); prints held-out accuracy before and after."""
+    from lab.rl import rl_math
+
+    run, preset = _run_with_overrides(run_dir, set)
+    if algo is not None:
+        preset.rl.algo = algo
+    s = rl_math(run, preset, preset.rl, source=source, out_stage=out)
+    before, after = s["heldout_before"]["all"], s["heldout_after"]["all"]
+    console.print(f"{out}: {s['algo']}, {s['steps']} steps in {s['seconds']:.0f} s; reward {s['reward_first']:.3f} -> "
+                  f"{s['reward_last']:.3f}; held-out accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f} "
+                  f"(n={after['n']})")
+
+
+@rl_app.command("dpo")
+def rl_dpo_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage (its preferences), e.g. runs/tiny"),
+               source: str = typer.Option("sft-idk", "--from", help="the stage to start from (and the reference)"),
+               out: str = typer.Option("dpo", help="the stage folder to write"), set: list[str] = SetOpt):
+    """DPO (TRL DPOTrainer) on the rm stage's comparisons: preference tuning without a reward model."""
+    from lab.dpo import dpo
+
+    run, preset = _run_with_overrides(run_dir, set)
+    s = dpo(run, preset, preset.dpo, source=source, preferences="rm", out_stage=out)
+    console.print(f"{out}: {s['pairs']} pairs, {s['steps']} steps in {s['seconds']:.0f} s; final loss "
+                  f"{s['final_loss']:.3f}, reward accuracy {s['final_reward_accuracy']:.3f}; "
+                  f"evaluate with `lab eval {run.stage_dir(out)} --suite profile`")
 
 
 def _open_run(run_dir: Path):

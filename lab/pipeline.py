@@ -95,18 +95,27 @@ def stage_sft(variant: str):
     return run_stage
 
 
+# Each policy stage on every suite it could change, plus the ones it could break (hallucination, identity):
+# the SFT stages on all of them, the RL stages on their own task and the regressions.
+EVAL_SUITES = {
+    "sft": None, "sft-idk": None,
+    "rl-math": ("math", "hallucination", "identity"),
+    "dpo": ("profile", "hallucination", "identity"),
+}
+
+
 def stage_evals(run: Run, preset: Preset) -> None:
-    """Every eval suite on every model stage after base."""
+    """The eval suites on every policy stage after base (EVAL_SUITES)."""
     from evals.harness import SUITES, context_for, model_fingerprint, run_suite
     from lab.loading import load_model_and_tokenizer
 
     summary = {}
-    for stage in ("sft", "sft-idk"):
+    for stage, names in EVAL_SUITES.items():
         if not run.is_complete(stage):
             continue
         model, tokenizer = load_model_and_tokenizer(run.stage_dir(stage))
         context = context_for(run.stage_dir(stage))
-        for suite in SUITES.values():
+        for suite in (SUITES[n] for n in names) if names else SUITES.values():
             results = run_suite(model, tokenizer, suite, context, run.stage_dir(stage) / "evals",
                                 seed=preset.seed, model_name=f"{run.name}/{stage}",
                                 fingerprint=model_fingerprint(run.stage_dir(stage)))
@@ -122,6 +131,20 @@ def stage_rm(run: Run, preset: Preset) -> None:
     train_reward_model(run, preset, preset.rm, source="sft-idk", out_stage="rm")
 
 
+def stage_rl_math(run: Run, preset: Preset) -> None:
+    """RL with the math verifier as reward, from sft-idk (band 1: where it has partial competence)."""
+    from lab.rl import rl_math
+
+    rl_math(run, preset, preset.rl, source="sft-idk", out_stage="rl-math")
+
+
+def stage_dpo(run: Run, preset: Preset) -> None:
+    """DPO on the reward model's comparisons: RLHF's target without a reward model."""
+    from lab.dpo import dpo
+
+    dpo(run, preset, preset.dpo, source="sft-idk", preferences="rm", out_stage="dpo")
+
+
 def stage_report(run: Run, preset: Preset) -> None:
     from reports.report import write_report
 
@@ -135,6 +158,17 @@ class Stage:
     parents: tuple[str, ...]
     fn: Callable[[Run, Preset], None]
     always: bool = False  # cheap stages that summarise others (the report) are rebuilt on every run
+    # rerun when a parent completed after it (evals: a stage added to a finished run gets evaluated; its
+    # per-suite caches keep the rest from being recomputed). Training stages never restart on their own.
+    refresh: bool = False
+
+
+def _newer_parent(run: Run, stage: Stage) -> str | None:
+    if not stage.refresh:
+        return None
+    done = (run.stage_dir(stage.name) / "COMPLETE").stat().st_mtime
+    return next((p for p in stage.parents if run.is_complete(p)
+                 and (run.stage_dir(p) / "COMPLETE").stat().st_mtime > done), None)
 
 
 STAGES = [
@@ -144,8 +178,10 @@ STAGES = [
     Stage(KNOWLEDGE, ("base",), stage_knowledge),
     Stage("sft", ("base",), stage_sft("sft")),
     Stage("sft-idk", ("base",), stage_sft("sft-idk")),
+    Stage("rl-math", ("sft-idk",), stage_rl_math),
     Stage("rm", ("sft-idk",), stage_rm),
-    Stage("evals", ("sft", "sft-idk"), stage_evals),
+    Stage("dpo", ("rm",), stage_dpo),
+    Stage("evals", tuple(EVAL_SUITES), stage_evals, refresh=True),
     Stage("report", ("base",), stage_report, always=True),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
@@ -159,10 +195,11 @@ def run_pipeline(preset: Preset, runs_dir: Path = Path("runs"), name: str | None
     run = Run.create_or_open(Path(runs_dir) / (name or preset.name), preset)
     console.print(f"[bold]run[/bold] {run.root}  (preset {preset.name})")
     for stage in STAGES:
-        if run.is_complete(stage.name) and stage.name not in force and not stage.always:
+        newer = _newer_parent(run, stage) if run.is_complete(stage.name) else None
+        if run.is_complete(stage.name) and stage.name not in force and not stage.always and not newer:
             console.print(f"  [green]✓[/green] {stage.name} (complete, skipped)")
         else:
-            console.print(f"  [cyan]→[/cyan] {stage.name}")
+            console.print(f"  [cyan]→[/cyan] {stage.name}" + (f" (again: {newer} is newer)" if newer else ""))
             t0 = time.perf_counter()
             try:
                 stage.fn(run, preset)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.errors import LabError
+from lab.dpo import DPOSettings
+from lab.rl import RLSettings
 from rewards.reward_model import RewardModelSettings
 from tasks.chat import ChatMixture
 from tasks.corpus import CorpusConfig
@@ -122,6 +124,8 @@ class Preset:
     scaling: ScalingSettings = field(default_factory=ScalingSettings)
     # tiny: every differing sample pair is used (about 2.7x less sampling than disjoint pairs)
     rm: RewardModelSettings = field(default_factory=lambda: RewardModelSettings(pairs=400, disjoint_pairs=False))
+    rl: RLSettings = field(default_factory=RLSettings)  # the rl-math stage
+    dpo: DPOSettings = field(default_factory=DPOSettings)
 
 
 def tiny() -> Preset:

@@ -58,7 +58,9 @@ def loss_curve(runs: list[Run]):
     return data
 
 
-EVAL_STAGES = ("sft", "sft-idk")
+EVAL_STAGES = ("sft", "sft-idk", "rl-math", "dpo", "rlhf-grpo")
+# (parent, child) in the stage graph: each child is compared with the model it was trained from
+STAGE_PAIRS = (("sft", "sft-idk"), ("sft-idk", "rl-math"), ("sft-idk", "dpo"), ("sft-idk", "rlhf-grpo"))
 
 
 def _results(run: Run, stage: str, suite: str) -> dict | None:
@@ -98,23 +100,25 @@ def _headline_rows(run: Run) -> list[list[str]]:
 
 
 PAIRED_METRICS = (("hallucination", "hallucinated_unseen"), ("hallucination", "correct"),
-                  ("hallucination", "not_attempted"), ("context", "follows_context"), ("math", "correct"))
+                  ("hallucination", "not_attempted"), ("context", "follows_context"), ("math", "correct"),
+                  ("profile", "gold_score"), ("profile", "refusal"), ("identity", "own_identity"))
 
 
 def _paired_rows(run: Run) -> list[list[str]]:
     from evals.harness import compare
     from lab.errors import LabError
 
-    a, b = (run.stage_dir(stage) / "evals" for stage in EVAL_STAGES)
     rows = []
-    for suite, metric in PAIRED_METRICS:
-        try:
-            r = compare(a, b, suite, metric)
-        except LabError:  # a suite not run on both stages, or a metric it does not have: no row
-            continue
-        low, high = r["ci95"]
-        rows.append([suite, metric, f"{r['mean_a']:.3f}", f"{r['mean_b']:.3f}",
-                     f"{r['difference']:+.3f} [{low:+.3f}, {high:+.3f}]", r["n"]])
+    for parent, child in STAGE_PAIRS:
+        a, b = run.stage_dir(parent) / "evals", run.stage_dir(child) / "evals"
+        for suite, metric in PAIRED_METRICS:
+            try:
+                r = compare(a, b, suite, metric)
+            except LabError:  # a suite not run on both stages, or a metric it does not have: no row
+                continue
+            low, high = r["ci95"]
+            rows.append([f"{child} − {parent}", suite, metric, f"{r['mean_a']:.3f}", f"{r['mean_b']:.3f}",
+                         f"{r['difference']:+.3f} [{low:+.3f}, {high:+.3f}]", r["n"]])
     return rows
 
 
@@ -211,10 +215,10 @@ def _eval_sections(run: Run) -> list[tuple[str, list]]:
             ("table", (["stage", "suite", "metric", "value [95% CI]", "n"], headline))]))
     paired = _paired_rows(run)
     if paired:
-        out.append(("sft-idk minus sft, paired on the same samples" + suffix, [
+        out.append(("Each stage against its parent, paired on the same samples" + suffix, [
             ("text", "Per-sample differences on identical questions (CLT interval of the mean difference): pairing "
                      "removes the between-question variance that two separate intervals would count twice."),
-            ("table", (["suite", "metric", "sft", "sft-idk", "difference [95% CI]", "n"], paired))]))
+            ("table", (["stage − parent", "suite", "metric", "parent", "stage", "difference [95% CI]", "n"], paired))]))
     rows = _eval_rows(run, "hallucination", "k", ("correct", "incorrect", "not_attempted"))
     if rows:
         items = [("text", "SimpleQA-style questions about held-out people (never in SFT data). sft was trained to "

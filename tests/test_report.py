@@ -40,7 +40,7 @@ def test_report_shows_eval_tables_paired_differences_and_calibration(tmp_path):
     out = write_report([run], tmp_path / "report")
     md = (out / "report.md").read_text()
     assert "## Eval suites: headline metrics (r)" in md and "## Hallucination on held-out people" in md
-    assert "| hallucination | hallucinated_unseen | 0.750 | 0.250 | -0.500" in md  # paired on the same ids
+    assert "| sft-idk − sft | hallucination | hallucinated_unseen | 0.750 | 0.250 | -0.500" in md  # paired on ids
     assert (out / "calibration_r.png").stat().st_size > 1000
     assert "The base stage has not run yet." in md  # a section that cannot be drawn says so
 
