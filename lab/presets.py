@@ -124,7 +124,9 @@ class Preset:
     scaling: ScalingSettings = field(default_factory=ScalingSettings)
     # tiny: every differing sample pair is used (about 2.7x less sampling than disjoint pairs)
     rm: RewardModelSettings = field(default_factory=lambda: RewardModelSettings(pairs=400, disjoint_pairs=False))
-    rl: RLSettings = field(default_factory=RLSettings)  # the rl-math stage
+    # the rl-math stage; self_check (weight 0) is only tracked: does checking one's work emerge?
+    rl: RLSettings = field(default_factory=lambda: RLSettings(rewards=("correctness", "format", "self_check"),
+                                                              reward_weights=(1.0, 0.1, 0.0)))
     dpo: DPOSettings = field(default_factory=DPOSettings)
 
 

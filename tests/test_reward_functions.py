@@ -98,7 +98,7 @@ def test_length_penalty_rejects_bad_settings(kwargs):
 
 
 def test_registry_names_are_what_trl_logs():
-    assert set(REWARDS) == {"correctness", "format", "length_penalty"}
+    assert set(REWARDS) == {"correctness", "format", "length_penalty", "self_check"}
     for name, fn in REWARDS.items():
         assert fn.__name__ == name
         assert call(fn, ["1 + 1 = 2\nAnswer: 2"], answer=["2"])[0] in (0.0, 1.0)
@@ -117,3 +117,11 @@ def test_get_rewards_unknown_name_is_one_clear_error(names):
     message = str(err.value)
     assert "\n" not in message and "correctness, format, length_penalty" in message
     assert all(n in message for n in names if n not in REWARDS)
+
+
+def test_self_check_tracks_verification_phrases():
+    from rewards.format import REWARDS
+
+    got = REWARDS["self_check"]([None] * 3, ["x = 3\nCheck: 3 + 4 = 7. Correct.\nAnswer: x = 3", "Answer: 4",
+                                             [{"role": "assistant", "content": "Wait, recompute: 12."}]])
+    assert got == [1.0, 0.0, 1.0]
