@@ -250,6 +250,63 @@ def _eval_sections(run: Run) -> list[tuple[str, list]]:
     return out
 
 
+RL_CURVES = (("reward", "reward (optimised)"), ("accuracy", "correct answers (sampled)"), ("kl", "KL to the start"),
+             ("completions/mean_length", "response length (tokens)"), ("rewards/format/mean", "answer marked"),
+             ("rewards/self_check/mean", "self-checking phrases"))
+
+
+def rl_curves(run: Run, stage: str):
+    """Per-step training curves of an RL stage, smoothed over 10 steps (single steps are 4 prompts)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    log = [r for r in _jsonl(run.stage_dir(stage) / "logs" / "train.jsonl") if "reward" in r]
+    curves = [(key, label) for key, label in RL_CURVES if any(key in r for r in log)]
+    if not log or not curves:
+        return None
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 3))
+    for ax, (key, label) in zip(axes, curves):
+        points = [(r["step"], r[key]) for r in log if key in r]
+        steps, values = zip(*points)
+        smooth = [sum(values[max(0, i - 9): i + 1]) / len(values[max(0, i - 9): i + 1]) for i in range(len(values))]
+        ax.plot(steps, values, alpha=0.25)
+        ax.plot(steps, smooth)
+        ax.set(title=label, xlabel="step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    data = _png(fig)
+    plt.close(fig)
+    return data
+
+
+def _rl_math_sections(run: Run) -> list[tuple[str, list]]:
+    from evals.stats import paired_difference
+
+    path = run.stage_dir("rl-math") / "summary.json"
+    if not path.exists():
+        return []
+    s = read_json(path)
+    before = {r["id"]: r["correct"] for r in _jsonl(run.stage_dir("rl-math") / "heldout" / "before.jsonl")}
+    after = {r["id"]: r["correct"] for r in _jsonl(run.stage_dir("rl-math") / "heldout" / "after.jsonl")}
+    ids = [i for i in before if i in after]
+    items = [("text", f"{s['algo']} from {s['source']} for {s['steps']} steps ({s['seconds']:.0f} s) on "
+                      f"{', '.join(s['settings']['tasks'])} (bands {s['settings']['bands']}); rewards "
+                      f"{dict(zip(s['settings']['rewards'], s['settings']['reward_weights']))} (weight 0: tracked, "
+                      f"not optimised). Reward {s['reward_first']:.3f} -> {s['reward_last']:.3f} (first and last 10 "
+                      "steps).")]
+    if ids:
+        d = paired_difference([float(before[i]) for i in ids], [float(after[i]) for i in ids])
+        items.append(("table", (["held-out problems", "before", "after", "after − before [95% CI], paired", "n"], [[
+            "greedy accuracy, the trained tasks and bands", f"{d['mean_a']:.3f}", f"{d['mean_b']:.3f}",
+            f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]", d["n"]]])))
+    curves = rl_curves(run, "rl-math")
+    if curves:
+        items.append(("figure", (f"rl_math_{run.name}", curves, "RL on math, per step (faint) and over 10 steps")))
+    return [(f"RL with verifiable math rewards ({run.name})", items)]
+
+
 def _reward_model_sections(run: Run) -> list[tuple[str, list]]:
     path = run.stage_dir("rm") / "summary.json"
     if not path.exists():
@@ -353,6 +410,7 @@ def write_report(runs: list[Run], out: Path) -> Path:
                 ("table", (["k", "known", "unknown"], [[k, v["known"], v["unknown"]] for k, v in summary.items()])),
             ]))
     for run in runs:
+        sections += _rl_math_sections(run)
         sections += _reward_model_sections(run)
     for run in runs:
         sections += _inside_sections(run, out)
