@@ -438,6 +438,10 @@ def bench_verify(checks: int = typer.Option(2000, "--checks", help="how many (re
 
 
 def main() -> None:
+    import warnings
+
+    # deprecation notices from inside transformers/TRL are for their maintainers, not for a lab user's terminal
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl)(\.|$)")
     try:
         app()
     except LabError as e:
