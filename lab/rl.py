@@ -15,6 +15,9 @@ that TRL's tokenization of that text gives exactly render()'s ids, and make `<|i
 completion ends where the engine would stop it (TRL decodes completions without special tokens for the
 rewards). Before and after training, greedy accuracy on a fixed set of held-out problems is measured with
 our engine and the same verifier, so arms are comparable.
+
+The TRL core (load_policy, check_settings, check_prompts, train_policy) is shared with RLHF (lab/rlhf.py):
+only the prompts, the rewards and the summary differ between the two.
 """
 
 from __future__ import annotations
@@ -63,15 +66,20 @@ class RLSettings:
     use_vllm: bool = False  # GPU only: TRL's colocated vLLM generation, when vllm is installed
 
 
-def _prompts(tokenizer, problems) -> list[tuple[str, list[int]]]:
+def chat_prompts(tokenizer, questions: list[str]) -> list[tuple[str, list[int]]]:
+    """(text, ids) of each question as a user turn in our chat format, ready for the assistant's answer."""
     from lab.chat_format import render
     from lab.tokenizer import decode_ids
 
     out = []
-    for p in problems:
-        ids, _ = render(tokenizer, [{"role": "user", "content": p.question}], add_generation_prompt=True)
+    for q in questions:
+        ids, _ = render(tokenizer, [{"role": "user", "content": q}], add_generation_prompt=True)
         out.append((decode_ids(tokenizer, ids), ids))
     return out
+
+
+def _prompts(tokenizer, problems) -> list[tuple[str, list[int]]]:
+    return chat_prompts(tokenizer, [p.question for p in problems])
 
 
 def eval_problems(settings: RLSettings):
@@ -126,33 +134,31 @@ def write_log(out, history: list[dict]) -> list[dict]:
     return rows
 
 
-def _callbacks(out, settings: RLSettings, tokenizer, problems, counter: dict):
+def _eval_callback(settings: RLSettings, tokenizer, problems):
     from transformers import TrainerCallback
 
-    class LabCallback(TrainerCallback):
+    class HeldoutEval(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kwargs):
-            counter["steps"] += 1  # steps trained in this session: proves a rerun resumed, not restarted
             if settings.eval_every and state.global_step % settings.eval_every == 0:
                 acc = greedy_accuracy(model, tokenizer, problems, settings.max_completion_length)
                 # log_history is saved in every checkpoint, so these rows survive a resume
                 state.log_history.append({"step": state.global_step, "heldout_accuracy": acc["all"]["accuracy"]})
 
-        def on_log(self, args, state, control, **kwargs):
-            write_log(out, state.log_history)  # rewritten whole each time: a live view of a long run
+    return HeldoutEval()
 
-    callbacks = [LabCallback()]
+
+def _tensorboard(out) -> list:
     try:
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
 
-        callbacks.append(TensorBoardCallback(tb_writer=SummaryWriter(str(out / "logs" / "tensorboard"))))
+        return [TensorBoardCallback(tb_writer=SummaryWriter(str(out / "logs" / "tensorboard")))]
     except ImportError:  # TensorBoard is a nicety; logs/train.jsonl is the record
-        pass
-    return callbacks
+        return []
 
 
-def _trainer_args(settings: RLSettings, out) -> dict:
-    """The config fields GRPOConfig and RLOOConfig share."""
+def _trainer_args(settings, out) -> dict:
+    """The config fields GRPOConfig and RLOOConfig share (settings: RLSettings or RLHFSettings)."""
     import torch
 
     cuda = torch.cuda.is_available()
@@ -170,27 +176,39 @@ def _trainer_args(settings: RLSettings, out) -> dict:
     )
 
 
-def rl_math(run: Run, preset, settings: RLSettings, source: str = "sft-idk", out_stage: str = "rl-math") -> dict:
-    """Train `source` with RL on math into `run/<out_stage>` (a relative path such as experiments/x/arm works).
-
-    `preset` is the run's preset, passed like to every stage; the RL settings come separately so
-    experiment arms can vary them."""
+def load_policy(src):
+    """(model, tokenizer) of a causal-LM stage, made ready for TRL generation."""
     import torch
-    import trl
-    from datasets import Dataset
-    from transformers.trainer_callback import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
     from lab.model import LabGPTForCausalLM
     from lab.tokenizer import load_tokenizer
-    from rewards.format import get_rewards
-    from tasks.math import MathConfig, generate
 
+    tokenizer = load_tokenizer(src)
+    model = LabGPTForCausalLM.from_pretrained(src, dtype=torch.float32)
+    # TRL stops a completion at every eos the generation config lists: the chat turn ends at <|im_end|>
+    model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id]
+    return model, tokenizer
+
+
+def check_prompts(tokenizer, model, prompts: list[tuple[str, list[int]]], max_completion_length: int) -> None:
+    """TRL tokenizes text prompts itself; they must become exactly the ids SFT trained on and the engine uses,
+    and leave room for the completion in the model's context."""
+    trl_ids = tokenizer(text=[text for text, _ in prompts])["input_ids"]
+    drift = next((text for (text, ids), got in zip(prompts, trl_ids) if ids != got), None)
+    if drift is not None:
+        raise LabError(f"the tokenizer does not round-trip the chat format for prompt {drift!r}")
+    longest = max(len(ids) for _, ids in prompts)
+    if longest + max_completion_length > model.config.max_position_embeddings:
+        raise LabError(f"prompts ({longest} tokens) + rl.max_completion_length ({max_completion_length}) "
+                       f"exceed the model's context ({model.config.max_position_embeddings})")
+
+
+def check_settings(settings, n_rewards: int) -> None:
+    """The refusals every policy-gradient stage shares, before anything is written."""
     if settings.algo not in ALGOS:
         raise LabError(f"unknown RL algo '{settings.algo}'; valid: {', '.join(ALGOS)}")
-    reward_funcs = get_rewards(list(settings.rewards))
-    if len(settings.reward_weights) != len(settings.rewards):
-        raise LabError(f"rl has {len(settings.rewards)} rewards ({', '.join(settings.rewards)}) but "
+    if len(settings.reward_weights) != n_rewards:
+        raise LabError(f"rl has {n_rewards} rewards ({', '.join(settings.rewards)}) but "
                        f"{len(settings.reward_weights)} reward_weights")
     if settings.batch_size % settings.num_generations:
         raise LabError(f"rl.batch_size ({settings.batch_size}) must be a multiple of rl.num_generations "
@@ -201,31 +219,27 @@ def rl_math(run: Run, preset, settings: RLSettings, source: str = "sft-idk", out
         except ImportError:
             raise LabError("rl.use_vllm=true needs the vllm package (GPU only); install it or set "
                            "rl.use_vllm=false") from None
-    src = run.require(source)
-    out = run.stage_dir(out_stage)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "COMPLETE").unlink(missing_ok=True)  # a rerun is not complete until it finishes
-    tokenizer = load_tokenizer(src)
-    model = LabGPTForCausalLM.from_pretrained(src, dtype=torch.float32)
-    # TRL stops a completion at every eos the generation config lists: the chat turn ends at <|im_end|>
-    model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id]
 
-    problems = generate(MathConfig(seed=settings.seed, tasks=tuple(settings.tasks), bands=tuple(settings.bands)),
-                        settings.train_problems, split="train")
-    prompts = _prompts(tokenizer, problems)
-    # TRL tokenizes text prompts itself; they must become exactly the ids SFT trained on and the engine uses
-    trl_ids = tokenizer(text=[text for text, _ in prompts])["input_ids"]
-    drift = next((text for (text, ids), got in zip(prompts, trl_ids) if ids != got), None)
-    if drift is not None:
-        raise LabError(f"the tokenizer does not round-trip the chat format for prompt {drift!r}")
-    longest = max(len(ids) for _, ids in prompts)
-    if longest + settings.max_completion_length > model.config.max_position_embeddings:
-        raise LabError(f"prompts ({longest} tokens) + rl.max_completion_length ({settings.max_completion_length}) "
-                       f"exceed the model's context ({model.config.max_position_embeddings})")
-    dataset = Dataset.from_dict({"prompt": [text for text, _ in prompts], "answer": [p.answer for p in problems],
-                                 "task": [p.task for p in problems], "difficulty": [p.difficulty for p in problems]})
-    held_out = eval_problems(settings)
-    before = greedy_accuracy(model, tokenizer, held_out, settings.max_completion_length)
+
+@dataclass
+class Trained:
+    trainer: object
+    model: object  # LoRA merged in, use_cache on, saved in the stage folder
+    logs: list[dict]  # logs/train.jsonl as written
+    seconds: float
+    resumed_from: str | None  # the checkpoint this session started from
+    steps_this_session: int  # proves a rerun resumed, not restarted
+
+
+def train_policy(out, model, tokenizer, settings, dataset, reward_funcs, callbacks=(), write_logs=write_log) -> Trained:
+    """The TRL core shared by RL on math and RLHF: config, trainer, resume, train, save, logs.
+
+    `settings` is an RLSettings or anything with its trainer fields (RLHFSettings); `model` comes from
+    load_policy. The caller has checked its settings and prompts and owns the summary and COMPLETE."""
+    import trl
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
+    from transformers.trainer_utils import get_last_checkpoint
 
     peft_config = None
     if settings.lora_r > 0:
@@ -238,9 +252,17 @@ def rl_math(run: Run, preset, settings: RLSettings, source: str = "sft-idk", out
     Config, Trainer = (trl.RLOOConfig, trl.RLOOTrainer) if rloo else (trl.GRPOConfig, trl.GRPOTrainer)
     args = Config(**_trainer_args(settings, out), **ALGOS[settings.algo])
     counter = {"steps": 0}
+
+    class Core(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            counter["steps"] += 1
+
+        def on_log(self, args, state, control, **kwargs):
+            write_logs(out, state.log_history)  # rewritten whole each time: a live view of a long run
+
     trainer = Trainer(model=model.train(), reward_funcs=reward_funcs, args=args, train_dataset=dataset,
                       processing_class=tokenizer, peft_config=peft_config,
-                      callbacks=_callbacks(out, settings, tokenizer, held_out, counter))
+                      callbacks=[Core(), *callbacks, *_tensorboard(out)])
     trainer.remove_callback(PrinterCallback)  # the lab keeps its own logs (logs/train.jsonl)
     last = get_last_checkpoint(str(out / "trainer")) if (out / "trainer").exists() else None
     t0 = time.perf_counter()
@@ -252,18 +274,50 @@ def rl_math(run: Run, preset, settings: RLSettings, source: str = "sft-idk", out
     trained.config.use_cache = True
     trained.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    logs = write_logs(out, trainer.state.log_history)
+    return Trained(trainer, trained, logs, seconds, last, counter["steps"])
 
-    logs = write_log(out, trainer.state.log_history)
-    after = greedy_accuracy(trained, tokenizer, held_out, settings.max_completion_length)
+
+def rl_math(run: Run, preset, settings: RLSettings, source: str = "sft-idk", out_stage: str = "rl-math") -> dict:
+    """Train `source` with RL on math into `run/<out_stage>` (a relative path such as experiments/x/arm works).
+
+    `preset` is the run's preset, passed like to every stage; the RL settings come separately so
+    experiment arms can vary them."""
+    from datasets import Dataset
+
+    from rewards.format import get_rewards
+    from tasks.math import MathConfig, generate
+
+    reward_funcs = get_rewards(list(settings.rewards))
+    check_settings(settings, len(settings.rewards))
+    src = run.require(source)
+    out = run.stage_dir(out_stage)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "COMPLETE").unlink(missing_ok=True)  # a rerun is not complete until it finishes
+    model, tokenizer = load_policy(src)
+
+    problems = generate(MathConfig(seed=settings.seed, tasks=tuple(settings.tasks), bands=tuple(settings.bands)),
+                        settings.train_problems, split="train")
+    prompts = _prompts(tokenizer, problems)
+    check_prompts(tokenizer, model, prompts, settings.max_completion_length)
+    dataset = Dataset.from_dict({"prompt": [text for text, _ in prompts], "answer": [p.answer for p in problems],
+                                 "task": [p.task for p in problems], "difficulty": [p.difficulty for p in problems]})
+    held_out = eval_problems(settings)
+    before = greedy_accuracy(model, tokenizer, held_out, settings.max_completion_length)
+
+    done = train_policy(out, model, tokenizer, settings, dataset, reward_funcs,
+                        callbacks=[_eval_callback(settings, tokenizer, held_out)])
+    last, trainer = done.resumed_from, done.trainer
+    after = greedy_accuracy(done.model, tokenizer, held_out, settings.max_completion_length)
     (out / "heldout").mkdir(exist_ok=True)
     for name, result in (("before", before), ("after", after)):
         (out / "heldout" / f"{name}.jsonl").write_text("".join(json.dumps(s) + "\n" for s in result.pop("samples")))
-    rewards = [r["reward"] for r in logs if "reward" in r]
+    rewards = [r["reward"] for r in done.logs if "reward" in r]
     window = max(1, min(10, len(rewards) // 4))  # single steps are noisy: average a few at each end
     summary = {
         "algo": settings.algo, "source": source, "steps": trainer.state.global_step,
-        "resumed_from": Path(last).name if last else None, "steps_this_session": counter["steps"], "seconds": seconds,
-        "seconds_per_step": seconds / max(1, counter["steps"]),
+        "resumed_from": Path(last).name if last else None, "steps_this_session": done.steps_this_session,
+        "seconds": done.seconds, "seconds_per_step": done.seconds / max(1, done.steps_this_session),
         "reward_first": sum(rewards[:window]) / window if rewards else None,
         "reward_last": sum(rewards[-window:]) / window if rewards else None,
         "heldout_before": before, "heldout_after": after, "train_problems": len(problems),

@@ -1,0 +1,99 @@
+"""RLHF (lab/rlhf.py): the policy chases the RM, the gold judge is logged but not optimised, stages resume."""
+
+import json
+import shutil
+from dataclasses import replace
+
+import pytest
+from test_pretrain import small_preset
+from test_reward_model import FAST as RM_FAST
+from test_reward_model import scripted, source  # noqa: F401  (fixture)
+
+from lab.errors import LabError
+from lab.rlhf import RLHFSettings, rlhf, rlhf_dataset
+from lab.runs import Run
+from tasks.world import build_world
+
+# 2 prompts x 4 samples of at most 8 tokens: a step is a fraction of a second.
+FAST = RLHFSettings(steps=2, num_generations=4, batch_size=8, max_completion_length=8, lr=1e-3, beta=0.05,
+                    ckpt_every=2, log_every=1)
+
+
+@pytest.fixture(scope="module")
+def rm_run(source, tmp_path_factory):  # noqa: F811
+    """The tiny source run plus a complete rm stage trained on scripted comparisons (preferences kept)."""
+    from rewards.reward_model import train_reward_model
+
+    root = tmp_path_factory.mktemp("rm") / "r"
+    shutil.copytree(source.root, root)
+    run = Run(root)
+    preset = small_preset()
+    with pytest.MonkeyPatch.context() as mp:
+        scripted(mp, build_world(preset.data.world))
+        train_reward_model(run, preset, RM_FAST)
+    return run
+
+
+def copy_run(run, tmp_path):
+    shutil.copytree(run.root, tmp_path / "r")
+    return Run(tmp_path / "r")
+
+
+def read_log(stage_dir):
+    return [json.loads(line) for line in (stage_dir / "logs" / "train.jsonl").read_text().splitlines()]
+
+
+def test_rlhf_logs_proxy_gold_and_kl_every_step_and_resumes(rm_run, tmp_path):
+    run = copy_run(rm_run, tmp_path)
+    first = rlhf(run, small_preset(), FAST)
+    out = run.stage_dir("rlhf-grpo")
+    assert run.is_complete("rlhf-grpo") and (out / "model.safetensors").exists() and first["resumed_from"] is None
+    steps = [r for r in read_log(out) if "proxy" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    for r in steps:
+        assert {"gold", "kl", "kl_seq", "length", "rewards/gold/mean"} <= r.keys()
+        assert r["reward"] == pytest.approx(r["proxy"])  # gold has weight 0: logged, never optimised
+        assert r["kl_seq"] == pytest.approx(r["kl"] * r["length"])
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert all(on_disk[k] is not None for k in ("proxy_first", "proxy_last", "gold_first", "gold_last"))
+
+    again = rlhf(run, small_preset(), replace(FAST, steps=3))
+    assert again["resumed_from"] == "checkpoint-2" and again["steps"] == 3 and again["steps_this_session"] == 1
+    assert [r["step"] for r in read_log(out) if "proxy" in r] == [1, 2, 3]
+
+
+def test_prompts_ask_only_about_sft_people(rm_run):
+    from lab.tokenizer import load_tokenizer
+
+    world = build_world(small_preset().data.world)
+    data, _ = rlhf_dataset(world, load_tokenizer(rm_run.stage_dir("sft-idk")))
+    sft = {p.name for p in world.sft_people()}
+    assert set(data["person"]) == sft and len(data) == 4 * len(sft)
+    assert not world.contamination_check(data["prompt"])
+    assert all(name in text for name, text in zip(data["person"], data["prompt"]))
+
+
+def test_a_missing_rm_stage_is_a_clear_error(source, tmp_path):  # noqa: F811
+    run = copy_run(source, tmp_path)
+    with pytest.raises(LabError, match="stage 'rm' of run .* is not complete"):
+        rlhf(run, small_preset(), FAST)
+    assert not run.stage_dir("rlhf-grpo").exists()
+
+
+def test_an_rm_with_another_tokenizer_is_refused(rm_run, tmp_path):
+    from lab.tokenizer import train_tokenizer
+
+    run = copy_run(rm_run, tmp_path)
+    other = train_tokenizer(["completely different words here, many of them, again and again"] * 30, vocab_size=300)
+    other.save_pretrained(run.stage_dir("rm"))
+    with pytest.raises(LabError, match="tokenizer"):
+        rlhf(run, small_preset(), FAST)
+    assert not run.stage_dir("rlhf-grpo").exists()
+
+
+@pytest.mark.parametrize("change,message", [({"algo": "ppo"}, "unknown RL algo"),
+                                            ({"batch_size": 6}, "multiple of rl.num_generations"),
+                                            ({"rewards": ("proxy",), "reward_weights": (1.0,)}, "fixed")])
+def test_bad_settings_are_one_clear_error(rm_run, change, message):
+    with pytest.raises(LabError, match=message):
+        rlhf(rm_run, small_preset(), replace(FAST, **change))
