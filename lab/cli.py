@@ -345,6 +345,36 @@ def rl_dpo_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage 
                   f"evaluate with `lab eval {run.stage_dir(out)} --suite profile`")
 
 
+@rl_app.command("rlhf")
+def rl_rlhf_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage, e.g. runs/tiny"),
+                source: str = typer.Option("sft-idk", "--from", help="the stage to start from"),
+                algo: Optional[str] = typer.Option(None, help="grpo or rloo (default: rlhf.algo)"),
+                out: Optional[str] = typer.Option(None, help="the stage folder (default: rlhf-<algo>)"),
+                set: list[str] = SetOpt):
+    """RL against the learned reward model; the gold judge is logged beside the proxy, never optimised."""
+    from lab.rlhf import rlhf
+
+    run, preset = _run_with_overrides(run_dir, set)
+    if algo is not None:
+        preset.rlhf.algo = algo
+    stage = out or f"rlhf-{preset.rlhf.algo}"
+    s = rlhf(run, preset, preset.rlhf, source=source, rm_stage="rm", out_stage=stage)
+    console.print(f"{stage}: {json.dumps({k: v for k, v in s.items() if not isinstance(v, dict)}, default=str)}")
+
+
+@experiment_app.command("overoptimization")
+def experiment_overoptimization(run_dir: Path = typer.Argument(..., help="a run with sft-idk and rm, e.g. runs/tiny"),
+                                set: list[str] = SetOpt):
+    """Best-of-n and RL against the proxy RM, scored by the gold judge: Gao et al.'s curves, fits, mitigations."""
+    from lab.overoptimization import run_overoptimization
+
+    run, preset = _run_with_overrides(run_dir, set)
+    run_overoptimization(run, preset, preset.overoptimization)
+    out = run.stage_dir("experiments/overoptimization")
+    console.print((out / "table.md").read_text())
+    console.print(f"plot: {out / 'overoptimization.png'}")
+
+
 def _open_run(run_dir: Path):
     """A run and the preset it was made with (config.json), or one clear error."""
     from lab.presets import run_preset

@@ -101,6 +101,7 @@ EVAL_SUITES = {
     "sft": None, "sft-idk": None,
     "rl-math": ("math", "hallucination", "identity"),
     "dpo": ("profile", "hallucination", "identity"),
+    "rlhf-grpo": ("profile", "hallucination", "identity"),
 }
 
 
@@ -145,6 +146,13 @@ def stage_dpo(run: Run, preset: Preset) -> None:
     dpo(run, preset, preset.dpo, source="sft-idk", preferences="rm", out_stage="dpo")
 
 
+def stage_rlhf(run: Run, preset: Preset) -> None:
+    """GRPO from sft-idk against the learned reward model, the gold judge logged beside it."""
+    from lab.rlhf import rlhf
+
+    rlhf(run, preset, preset.rlhf, source="sft-idk", rm_stage="rm", out_stage="rlhf-grpo")
+
+
 def stage_report(run: Run, preset: Preset) -> None:
     from reports.report import write_report
 
@@ -181,6 +189,7 @@ STAGES = [
     Stage("rl-math", ("sft-idk",), stage_rl_math),
     Stage("rm", ("sft-idk",), stage_rm),
     Stage("dpo", ("rm",), stage_dpo),
+    Stage("rlhf-grpo", ("rm",), stage_rlhf),
     Stage("evals", tuple(EVAL_SUITES), stage_evals, refresh=True),
     Stage("report", ("base",), stage_report, always=True),
 ]

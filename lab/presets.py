@@ -13,7 +13,9 @@ from pathlib import Path
 
 from lab.errors import LabError
 from lab.dpo import DPOSettings
+from lab.overoptimization import OveroptimizationSettings
 from lab.rl import RLSettings
+from lab.rlhf import RLHFSettings
 from rewards.reward_model import RewardModelSettings
 from tasks.chat import ChatMixture
 from tasks.corpus import CorpusConfig
@@ -128,6 +130,8 @@ class Preset:
     rl: RLSettings = field(default_factory=lambda: RLSettings(rewards=("correctness", "format", "self_check"),
                                                               reward_weights=(1.0, 0.1, 0.0)))
     dpo: DPOSettings = field(default_factory=DPOSettings)
+    rlhf: RLHFSettings = field(default_factory=RLHFSettings)  # the rlhf-grpo stage: the learned RM as reward
+    overoptimization: OveroptimizationSettings = field(default_factory=OveroptimizationSettings)
 
 
 def tiny() -> Preset:
