@@ -255,15 +255,19 @@ RL_CURVES = (("reward", "reward (optimised)"), ("accuracy", "correct answers (sa
              ("rewards/self_check/mean", "self-checking phrases"))
 
 
-def rl_curves(run: Run, stage: str):
-    """Per-step training curves of an RL stage, smoothed over 10 steps (single steps are 4 prompts)."""
+RLHF_CURVES = (("proxy", "proxy reward (the RM, optimised)"), ("gold", "gold judge (never optimised)"),
+               ("kl_seq", "KL to the start (per answer)"), ("length", "response length (tokens)"))
+
+
+def rl_curves(run: Run, stage: str, wanted=RL_CURVES):
+    """Per-step training curves of an RL stage, smoothed over 10 steps (single steps are a few prompts)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     log = [r for r in _jsonl(run.stage_dir(stage) / "logs" / "train.jsonl") if "reward" in r]
-    curves = [(key, label) for key, label in RL_CURVES if any(key in r for r in log)]
+    curves = [(key, label) for key, label in wanted if any(key in r for r in log)]
     if not log or not curves:
         return None
     fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 3))
@@ -305,6 +309,29 @@ def _rl_math_sections(run: Run) -> list[tuple[str, list]]:
     if curves:
         items.append(("figure", (f"rl_math_{run.name}", curves, "RL on math, per step (faint) and over 10 steps")))
     return [(f"RL with verifiable math rewards ({run.name})", items)]
+
+
+def _rlhf_sections(run: Run) -> list[tuple[str, list]]:
+    out = []
+    curves = rl_curves(run, "rlhf-grpo", RLHF_CURVES) if run.is_complete("rlhf-grpo") else None
+    if curves:
+        s = read_json(run.stage_dir("rlhf-grpo") / "summary.json")
+        out.append((f"RLHF against the learned reward model ({run.name})", [
+            ("text", "GRPO from sft-idk on 'tell me about <SFT person>' prompts with the reward model as the only "
+                     "optimised reward; the gold judge scores the same samples at weight 0 (logged, never trained on). "
+                     + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in s.items()
+                                 if k.startswith(("proxy", "gold")) and not isinstance(v, dict))),
+            ("figure", (f"rlhf_{run.name}", curves, "RLHF per step (faint) and over 10 steps"))]))
+    over = run.stage_dir("experiments/overoptimization")
+    if (over / "table.md").exists() and (over / "overoptimization.png").exists():
+        data = base64.b64encode((over / "overoptimization.png").read_bytes()).decode()
+        out.append((f"Reward over-optimization ({run.name})", [
+            # its own headings would nest under ours: kept as plain lines
+            ("markdown", "\n".join(line.lstrip("# ") if line.startswith("#") else line
+                                   for line in (over / "table.md").read_text().splitlines()[1:])),
+            ("figure", (f"overoptimization_{run.name}", data, "Gold and proxy reward against sqrt(KL): best-of-n "
+                                                              "and RL, with Gao et al.'s fitted forms"))]))
+    return out
 
 
 def _reward_model_sections(run: Run) -> list[tuple[str, list]]:
@@ -412,6 +439,7 @@ def write_report(runs: list[Run], out: Path) -> Path:
     for run in runs:
         sections += _rl_math_sections(run)
         sections += _reward_model_sections(run)
+        sections += _rlhf_sections(run)
     for run in runs:
         sections += _inside_sections(run, out)
     sample_rows = []
