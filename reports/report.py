@@ -342,6 +342,9 @@ def _reward_model_sections(run: Run) -> list[tuple[str, list]]:
     prefs = s["preferences"]
     rows = [[split, s[split]["pairs"], f"{s[split]['accuracy']:.3f}", f"{s[split]['gold_agreement']:.3f}",
              f"{s[split]['spearman']:.3f}" if s[split].get("spearman") is not None else "–"] for split in ("train", "heldout")]
+    scaling = run.stage_dir("experiments/rm-scaling") / "table.md"
+    extra = [("text", "Held-out quality against the number of training comparisons (`lab experiment rm-scaling`):"),
+             ("markdown", scaling.read_text())] if scaling.exists() else []
     return [(f"Reward model ({run.name})", [
         ("text", f"Comparisons of sft-idk's answers to 'tell me about <person>' prompts about SFT people, labelled by "
                  f"the gold judge (rewards/gold.py) through a Bradley-Terry draw: {prefs['pairs']} pairs from "
@@ -349,7 +352,7 @@ def _reward_model_sections(run: Run) -> list[tuple[str, list]]:
                  f"the gold order). The RM starts from sft-idk's weights (TRL RewardTrainer); held-out pairs are "
                  f"about other people. Accuracy: the RM prefers the chosen answer; gold agreement: its preference "
                  f"has the sign of the gold difference; Spearman: proxy vs gold score per answer."),
-        ("table", (["split", "pairs", "accuracy", "gold agreement", "Spearman"], rows))])]
+        ("table", (["split", "pairs", "accuracy", "gold agreement", "Spearman"], rows)), *extra])]
 
 
 INSIDE_TEXT = "{n} was born in 1987 in Krakow and studied at Varnholt University."
