@@ -16,8 +16,6 @@ import json
 import time
 from dataclasses import asdict, dataclass
 
-import torch
-
 from lab.errors import LabError
 from lab.progress import trainer_progress
 from lab.runs import Run, write_json
@@ -55,6 +53,7 @@ def _as_text(tokenizer, data):
 
 def dpo(run: Run, preset, settings: DPOSettings, source: str = "sft-idk", preferences: str = "rm",
         out_stage: str = "dpo") -> dict:
+    import torch
     from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
     from trl import DPOConfig, DPOTrainer

@@ -24,8 +24,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-
 from lab.errors import LabError
 from lab.runs import Run, write_json
 
@@ -93,6 +91,7 @@ def encode(tokenizer, prompt, response: str) -> list[int]:
 
 def load_reward_model(path, device: str | None = None):
     """(model, tokenizer) of a trained RM stage, or a causal-LM stage to initialise one from (new head)."""
+    import torch
     from transformers import AutoModelForSequenceClassification
 
     import lab.model  # noqa: F401  registers labgpt with the Auto classes
@@ -112,9 +111,10 @@ def load_reward_model(path, device: str | None = None):
     return model.to(device).eval(), tokenizer
 
 
-@torch.no_grad()
 def score(model, tokenizer, prompts: list, responses: list[str], batch_size: int = 64) -> list[float]:
     """Proxy reward of each (prompt, response), batched, right-padded (as RewardTrainer's collator pads)."""
+    import torch  # here, not at module level: the presets import this module's settings at CLI start-up
+
     if len(prompts) != len(responses):
         raise LabError(f"score got {len(prompts)} prompts but {len(responses)} responses")
     was_training = model.training
@@ -131,7 +131,8 @@ def score(model, tokenizer, prompts: list, responses: list[str], batch_size: int
         for r, i in enumerate(rows):
             x[r, : len(ids[i])] = torch.tensor(ids[i])
             mask[r, : len(ids[i])] = 1
-        logits = model(input_ids=x.to(device), attention_mask=mask.to(device), use_cache=False).logits[:, 0]
+        with torch.no_grad():
+            logits = model(input_ids=x.to(device), attention_mask=mask.to(device), use_cache=False).logits[:, 0]
         for r, i in enumerate(rows):
             out[i] = float(logits[r])
     model.train(was_training)
@@ -179,6 +180,7 @@ def tokenize_pairs(rows, tokenizer, max_length: int):
 
 def fit(model, tokenizer, train, settings: RewardModelSettings, output_dir: Path, save: bool = True):
     """Train `model` on the tokenized pairs with RewardTrainer; resumes from output_dir's last checkpoint."""
+    import torch
     from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
     from trl import RewardConfig, RewardTrainer
