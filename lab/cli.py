@@ -348,18 +348,37 @@ def rl_dpo_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage 
 @rl_app.command("rlhf")
 def rl_rlhf_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage, e.g. runs/tiny"),
                 source: str = typer.Option("sft-idk", "--from", help="the stage to start from"),
-                algo: Optional[str] = typer.Option(None, help="grpo or rloo (default: rlhf.algo)"),
+                algo: Optional[str] = typer.Option(None, help="ppo, grpo, dr_grpo or rloo (default: rlhf.algo)"),
                 out: Optional[str] = typer.Option(None, help="the stage folder (default: rlhf-<algo>)"),
                 set: list[str] = SetOpt):
-    """RL against the learned reward model; the gold judge is logged beside the proxy, never optimised."""
+    """RL against the learned reward model; the gold judge is logged beside the proxy, never optimised.
+
+    ppo is the lab's own (lab/ppo.py, settings ppo.*); the others are TRL's (settings rlhf.*)."""
+    from lab.ppo import ppo_rlhf
     from lab.rlhf import rlhf
 
     run, preset = _run_with_overrides(run_dir, set)
     if algo is not None:
         preset.rlhf.algo = algo
     stage = out or f"rlhf-{preset.rlhf.algo}"
-    s = rlhf(run, preset, preset.rlhf, source=source, rm_stage="rm", out_stage=stage)
+    if preset.rlhf.algo == "ppo":
+        s = ppo_rlhf(run, preset, preset.ppo, source=source, rm_stage="rm", out_stage=stage)
+    else:
+        s = rlhf(run, preset, preset.rlhf, source=source, rm_stage="rm", out_stage=stage)
     console.print(f"{stage}: {json.dumps({k: v for k, v in s.items() if not isinstance(v, dict)}, default=str)}")
+
+
+@experiment_app.command("rlhf-methods")
+def experiment_rlhf_methods(run_dir: Path = typer.Argument(..., help="a run with sft-idk and rm, e.g. runs/tiny"),
+                            set: list[str] = SetOpt):
+    """PPO, GRPO, RLOO and DPO on the same reward model (missing stages trained), scored alike at their KL."""
+    from lab.rlhf_methods import OUT, run_rlhf_methods
+
+    run, preset = _run_with_overrides(run_dir, set)
+    run_rlhf_methods(run, preset, preset.rlhf_methods)
+    out = run.stage_dir(OUT)
+    console.print((out / "table.md").read_text())
+    console.print(f"plot: {out / 'rlhf_methods.png'}")
 
 
 @experiment_app.command("overoptimization")

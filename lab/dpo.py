@@ -59,6 +59,7 @@ def dpo(run: Run, preset, settings: DPOSettings, source: str = "sft-idk", prefer
     from trl import DPOConfig, DPOTrainer
 
     from lab.model import LabGPTForCausalLM
+    from lab.rlhf import training_memory
     from lab.tokenizer import load_tokenizer
     from rewards.preferences import load_preferences
 
@@ -97,7 +98,7 @@ def dpo(run: Run, preset, settings: DPOSettings, source: str = "sft-idk", prefer
                "final_loss": next((r["loss"] for r in reversed(logs) if "loss" in r), None),
                "final_reward_accuracy": next((r["rewards/accuracies"] for r in reversed(logs)
                                               if "rewards/accuracies" in r), None),
-               "settings": asdict(settings)}
+               "completions": 0, "memory": training_memory(trainer), "settings": asdict(settings)}
     write_json(out / "summary.json", summary)
     run.mark_complete(out_stage, {"pairs": len(train), "steps": summary["steps"]})
     return summary

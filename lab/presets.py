@@ -11,11 +11,13 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.errors import LabError
 from lab.dpo import DPOSettings
+from lab.errors import LabError
 from lab.overoptimization import OveroptimizationSettings
+from lab.ppo import PPOSettings
 from lab.rl import RLSettings
 from lab.rlhf import RLHFSettings
+from lab.rlhf_methods import RLHFMethodsSettings
 from rewards.reward_model import RewardModelSettings
 from tasks.chat import ChatMixture
 from tasks.corpus import CorpusConfig
@@ -131,6 +133,8 @@ class Preset:
                                                               reward_weights=(1.0, 0.1, 0.0)))
     dpo: DPOSettings = field(default_factory=DPOSettings)
     rlhf: RLHFSettings = field(default_factory=RLHFSettings)  # the rlhf-grpo stage: the learned RM as reward
+    ppo: PPOSettings = field(default_factory=PPOSettings)  # the rlhf-ppo stage: same prompts, RM and sample count
+    rlhf_methods: RLHFMethodsSettings = field(default_factory=RLHFMethodsSettings)  # PPO/GRPO/RLOO/DPO compared
     overoptimization: OveroptimizationSettings = field(default_factory=OveroptimizationSettings)
 
 

@@ -80,13 +80,21 @@ def write_rlhf_log(out, history: list[dict]) -> list[dict]:
     return rows
 
 
-def _ends(values: list[float]) -> tuple[float | None, float | None]:
+def ends(values: list[float]) -> tuple[float | None, float | None]:
     """Means of the first and last few values: single steps of 16 samples are noisy."""
     values = [v for v in values if v is not None]
     if not values:
         return None, None
     window = max(1, min(5, len(values) // 4))
     return sum(values[:window]) / window, sum(values[-window:]) / window
+
+
+def training_memory(trainer, held=()) -> dict:
+    """Model-state memory of a TRL trainer (policy, reference if any, optimizer) plus models `held` beside it."""
+    from lab.ppo import peak_memory_mb, state_bytes
+
+    models = [trainer.model, *([trainer.ref_model] if getattr(trainer, "ref_model", None) is not None else []), *held]
+    return {"state_mb": state_bytes(models, trainer.optimizer) / 2**20, "peak_mb": peak_memory_mb()}
 
 
 def rlhf(run: Run, preset, settings: RLHFSettings, source: str = "sft-idk", rm_stage: str = "rm",
@@ -110,8 +118,10 @@ def rlhf(run: Run, preset, settings: RLHFSettings, source: str = "sft-idk", rm_s
     rm_dir = run.require(rm_stage)
     model, tokenizer = load_policy(src)
     world = build_world(preset.data.world)
+    held = []  # models beside the policy, for the memory figure
     if proxy is None:
         rm_model, rm_tokenizer = load_reward_model(rm_dir)
+        held.append(rm_model)
         proxy = make_reward_fn(rm_model, rm_tokenizer, policy_tokenizer=tokenizer)
     else:
         from lab.tokenizer import load_tokenizer
@@ -126,17 +136,18 @@ def rlhf(run: Run, preset, settings: RLHFSettings, source: str = "sft-idk", rm_s
     gold = gold_reward_fn(world, tokenizer=tokenizer)  # reads completion_ids: special tokens and cut-offs cost
     done = train_policy(out, model, tokenizer, settings, dataset, [proxy, gold], write_logs=write_rlhf_log)
     steps = [r for r in done.logs if "proxy" in r]
-    proxy_first, proxy_last = _ends([r["proxy"] for r in steps])
-    gold_first, gold_last = _ends([r["gold"] for r in steps])
+    proxy_first, proxy_last = ends([r["proxy"] for r in steps])
+    gold_first, gold_last = ends([r["gold"] for r in steps])
     summary = {
         "algo": settings.algo, "source": source, "rm_stage": rm_stage, "steps": done.trainer.state.global_step,
         "resumed_from": Path(done.resumed_from).name if done.resumed_from else None,
         "steps_this_session": done.steps_this_session, "seconds": done.seconds,
         "seconds_per_step": done.seconds / max(1, done.steps_this_session),
         "proxy_first": proxy_first, "proxy_last": proxy_last, "gold_first": gold_first, "gold_last": gold_last,
-        "kl_seq_last": _ends([r.get("kl_seq") for r in steps])[1],
-        "length_first": _ends([r["length"] for r in steps])[0], "length_last": _ends([r["length"] for r in steps])[1],
-        "prompts": len(dataset), "settings": asdict(settings),
+        "kl_seq_last": ends([r.get("kl_seq") for r in steps])[1],
+        "length_first": ends([r["length"] for r in steps])[0], "length_last": ends([r["length"] for r in steps])[1],
+        "prompts": len(dataset), "completions": settings.steps * settings.batch_size,
+        "memory": training_memory(done.trainer, held), "settings": asdict(settings),
     }
     write_json(out / "summary.json", summary)
     run.mark_complete(out_stage, {"algo": settings.algo, "steps": summary["steps"], "proxy_last": proxy_last,
