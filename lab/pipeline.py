@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -84,6 +84,7 @@ def stage_knowledge(run: Run, preset: Preset) -> None:
 
 
 KNOWLEDGE = "experiments/knowledge"
+RLHF_METHODS = "experiments/rlhf-methods"
 
 
 def stage_sft(variant: str):
@@ -102,6 +103,7 @@ EVAL_SUITES = {
     "rl-math": ("math", "hallucination", "identity"),
     "dpo": ("profile", "hallucination", "identity"),
     "rlhf-grpo": ("profile", "hallucination", "identity"),
+    "rlhf-ppo": ("profile", "hallucination", "identity"),
 }
 
 
@@ -153,6 +155,27 @@ def stage_rlhf(run: Run, preset: Preset) -> None:
     rlhf(run, preset, preset.rlhf, source="sft-idk", rm_stage="rm", out_stage="rlhf-grpo")
 
 
+def stage_rlhf_ppo(run: Run, preset: Preset) -> None:
+    """The lab's own PPO (value model, GAE, clipping) against the same reward model, prompts and sample count."""
+    from lab.ppo import ppo_rlhf
+
+    ppo_rlhf(run, preset, preset.ppo, source="sft-idk", rm_stage="rm", out_stage="rlhf-ppo")
+
+
+def stage_rlhf_rloo(run: Run, preset: Preset) -> None:
+    """TRL's RLOO with rlhf-grpo's settings: the third policy-gradient method of the comparison."""
+    from lab.rlhf import rlhf
+
+    rlhf(run, preset, replace(preset.rlhf, algo="rloo"), source="sft-idk", rm_stage="rm", out_stage="rlhf-rloo")
+
+
+def stage_rlhf_methods(run: Run, preset: Preset) -> None:
+    """PPO, GRPO, RLOO and DPO evaluated alike: gold and proxy reward at each one's KL from sft-idk."""
+    from lab.rlhf_methods import run_rlhf_methods
+
+    run_rlhf_methods(run, preset, preset.rlhf_methods)
+
+
 def stage_report(run: Run, preset: Preset) -> None:
     from reports.report import write_report
 
@@ -190,6 +213,9 @@ STAGES = [
     Stage("rm", ("sft-idk",), stage_rm),
     Stage("dpo", ("rm",), stage_dpo),
     Stage("rlhf-grpo", ("rm",), stage_rlhf),
+    Stage("rlhf-ppo", ("rm",), stage_rlhf_ppo),
+    Stage("rlhf-rloo", ("rm",), stage_rlhf_rloo),
+    Stage(RLHF_METHODS, ("dpo", "rlhf-grpo", "rlhf-ppo", "rlhf-rloo"), stage_rlhf_methods, refresh=True),
     Stage("evals", tuple(EVAL_SUITES), stage_evals, refresh=True),
     Stage("report", ("base",), stage_report, always=True),
 ]

@@ -58,9 +58,10 @@ def loss_curve(runs: list[Run]):
     return data
 
 
-EVAL_STAGES = ("sft", "sft-idk", "rl-math", "dpo", "rlhf-grpo")
+EVAL_STAGES = ("sft", "sft-idk", "rl-math", "dpo", "rlhf-grpo", "rlhf-ppo")
 # (parent, child) in the stage graph: each child is compared with the model it was trained from
-STAGE_PAIRS = (("sft", "sft-idk"), ("sft-idk", "rl-math"), ("sft-idk", "dpo"), ("sft-idk", "rlhf-grpo"))
+STAGE_PAIRS = (("sft", "sft-idk"), ("sft-idk", "rl-math"), ("sft-idk", "dpo"), ("sft-idk", "rlhf-grpo"),
+               ("sft-idk", "rlhf-ppo"))
 
 
 def _results(run: Run, stage: str, suite: str) -> dict | None:
@@ -257,6 +258,9 @@ RL_CURVES = (("reward", "reward (optimised)"), ("accuracy", "correct answers (sa
 
 RLHF_CURVES = (("proxy", "proxy reward (the RM, optimised)"), ("gold", "gold judge (never optimised)"),
                ("kl_seq", "KL to the start (per answer)"), ("length", "response length (tokens)"))
+PPO_CURVES = (("explained_variance", "critic: explained variance"), ("clip_fraction", "share of tokens clipped"),
+              ("entropy", "policy entropy (nats/token)"), ("kl_coef", "KL coefficient (adaptive)"))
+RLHF_STAGES = {"rlhf-grpo": "GRPO (TRL)", "rlhf-ppo": "PPO (lab/ppo.py: value model, GAE, clipped updates)"}
 
 
 def rl_curves(run: Run, stage: str, wanted=RL_CURVES):
@@ -313,15 +317,34 @@ def _rl_math_sections(run: Run) -> list[tuple[str, list]]:
 
 def _rlhf_sections(run: Run) -> list[tuple[str, list]]:
     out = []
-    curves = rl_curves(run, "rlhf-grpo", RLHF_CURVES) if run.is_complete("rlhf-grpo") else None
-    if curves:
-        s = read_json(run.stage_dir("rlhf-grpo") / "summary.json")
-        out.append((f"RLHF against the learned reward model ({run.name})", [
-            ("text", "GRPO from sft-idk on 'tell me about <SFT person>' prompts with the reward model as the only "
-                     "optimised reward; the gold judge scores the same samples at weight 0 (logged, never trained on). "
-                     + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in s.items()
-                                 if k.startswith(("proxy", "gold")) and not isinstance(v, dict))),
-            ("figure", (f"rlhf_{run.name}", curves, "RLHF per step (faint) and over 10 steps"))]))
+    for stage, method in RLHF_STAGES.items():
+        curves = rl_curves(run, stage, RLHF_CURVES) if run.is_complete(stage) else None
+        if not curves:
+            continue
+        s = read_json(run.stage_dir(stage) / "summary.json")
+        items = [("text", f"{method} from sft-idk on 'tell me about <SFT person>' prompts with the reward model as "
+                          "the only optimised reward; the gold judge scores the same samples (logged, never trained "
+                          "on). " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                                for k, v in s.items()
+                                                if k.startswith(("proxy", "gold")) and not isinstance(v, dict))),
+                 ("figure", (f"{stage.replace('-', '_')}_{run.name}", curves,
+                             f"{stage} per step (faint) and over 10 steps"))]
+        diagnostics = rl_curves(run, stage, PPO_CURVES) if stage == "rlhf-ppo" else None
+        if diagnostics:
+            items.append(("figure", (f"ppo_diagnostics_{run.name}", diagnostics,
+                                     "PPO's own health: the critic, the trust region, entropy, the KL controller")))
+        out.append((f"RLHF against the learned reward model: {stage} ({run.name})", items))
+    methods = run.stage_dir("experiments/rlhf-methods")
+    if (methods / "table.md").exists() and (methods / "rlhf_methods.png").exists():
+        data = base64.b64encode((methods / "rlhf_methods.png").read_bytes()).decode()
+        out.append((f"PPO, GRPO, RLOO and DPO on one reward model ({run.name})", [
+            ("text", "`lab experiment rlhf-methods`: every policy answers the same fixed prompts once at the RL "
+                     "temperature; proxy (RM) and gold judge score the answers, KL to sft-idk is summed over each "
+                     "answer's tokens. Gold differences are paired over prompts. 'Gold at KL' reads each RL "
+                     "method's training curve (5-step mean) at DPO's KL: gold at matched KL. Memory: weights, "
+                     "gradients and optimizer state of every model the method holds."),
+            ("markdown", (methods / "table.md").read_text()),
+            ("figure", (f"rlhf_methods_{run.name}", data, "Gold and proxy reward against KL to sft-idk"))]))
     over = run.stage_dir("experiments/overoptimization")
     if (over / "table.md").exists() and (over / "overoptimization.png").exists():
         data = base64.b64encode((over / "overoptimization.png").read_bytes()).decode()

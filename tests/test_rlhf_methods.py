@@ -1,0 +1,49 @@
+"""The four-method RLHF comparison (lab/rlhf_methods.py): every policy scored alike, KL measured, costs recorded."""
+
+import json
+import shutil
+
+import pytest
+from test_pretrain import small_preset
+from test_reward_model import source  # noqa: F401  (fixture rm_run builds on)
+from test_rlhf import rm_run  # noqa: F401  (fixture: a tiny run with sft-idk and rm stages)
+
+from lab.rlhf_methods import METHODS, OUT, gold_at_kl, run_rlhf_methods
+from lab.runs import Run
+
+
+def test_gold_at_kl_interpolates_the_smoothed_curve():
+    logs = [{"kl_seq": 0.0, "gold": 0.0}, {"kl_seq": 1.0, "gold": 0.2}, {"kl_seq": 3.0, "gold": 0.6}, {"loss": 1.0}]
+    assert gold_at_kl(logs, 2.0, smooth=1) == pytest.approx(0.4)  # halfway between steps 2 and 3
+    assert gold_at_kl(logs, 0.0, smooth=1) == pytest.approx(0.0)
+    assert gold_at_kl(logs, 5.0, smooth=1) is None  # the curve never got that far from the start
+    # smoothed over 2 steps the points are (0, 0), (0.5, 0.1), (2, 0.4): KL 1.25 lies halfway on the last segment
+    assert gold_at_kl(logs, 1.25, smooth=2) == pytest.approx(0.25)
+
+
+TINY = ["ppo.steps=2", "ppo.batch_size=4", "ppo.minibatch_size=2", "ppo.max_completion_length=8",
+        "rlhf.steps=2", "rlhf.batch_size=8", "rlhf.max_completion_length=8", "dpo.epochs=1", "dpo.batch_size=8",
+        "rlhf_methods.prompts=8", "rlhf_methods.max_new_tokens=8", "rlhf_methods.batch_size=4"]
+
+
+def test_four_methods_are_trained_and_scored_on_the_same_prompts(rm_run, tmp_path):  # noqa: F811
+    shutil.copytree(rm_run.root, tmp_path / "r")
+    run = Run(tmp_path / "r")
+    results = run_rlhf_methods(run, small_preset(*TINY), small_preset(*TINY).rlhf_methods)
+    assert all(run.is_complete(stage) for stage in (*METHODS, OUT))
+    methods = results["methods"]
+    assert list(methods) == ["sft-idk", *METHODS]
+    assert methods["sft-idk"]["kl"]["value"] == 0.0  # the reference against itself: every log-ratio is 0
+    assert methods["dpo"]["kl"]["value"] != 0.0  # DPO moved the policy, though it never sampled
+    assert methods["dpo"]["completions"] == 0 and methods["rlhf-ppo"]["completions"] == 8
+    assert methods["rlhf-grpo"]["completions"] == methods["rlhf-rloo"]["completions"] == 16
+    for stage in METHODS:
+        m = methods[stage]
+        assert m["gold_vs_source"]["n"] == 8 and m["memory_mb"] > 0 and m["seconds"] > 0
+    samples = {stage: [json.loads(line) for line in (run.stage_dir(OUT) / "samples" / f"{stage}.jsonl").open()]
+               for stage in methods}
+    people = [r["person"] for r in samples["sft-idk"]]
+    assert all([r["person"] for r in rows] == people for rows in samples.values())  # paired by prompt
+    table = (run.stage_dir(OUT) / "table.md").read_text()
+    assert all(f"| {stage} |" in table for stage in methods)
+    assert (run.stage_dir(OUT) / "rlhf_methods.png").stat().st_size > 10_000
