@@ -66,6 +66,7 @@ class PPOSettings:
     lora_r: int = 0  # 0 = full fine-tune of the policy (the value model is always fully trained)
     lora_alpha: int = 16
     ckpt_every: int = 10
+    snapshot_every: int = 5  # keep the policy every this many steps (snapshots/), 0 = never: the KL path
     seed: int = 0
 
 
@@ -192,7 +193,7 @@ def _check_finite(step: int, what: str, values: torch.Tensor, kept: str) -> None
         raise LabError(f"PPO step {step}: {what} is not finite{where}; stopped before updating, {kept}")
 
 
-_RESUMABLE = ("steps", "ckpt_every")  # settings a resumed run may change
+_RESUMABLE = ("steps", "ckpt_every", "snapshot_every")  # settings a resumed run may change
 
 
 def _save_checkpoint(path: Path, step: int, policy, value_model, optimizer, kl: AdaptiveKL, logs, settings) -> None:
@@ -229,6 +230,7 @@ def train_ppo(out: Path, policy, ref_model, value_model, prompts: list[list[int]
     import torch
 
     from lab.progress import TrainLogger
+    from lab.rl import save_snapshot
 
     if settings.batch_size % settings.minibatch_size:
         raise LabError(f"ppo.batch_size ({settings.batch_size}) must be a multiple of ppo.minibatch_size "
@@ -265,6 +267,8 @@ def train_ppo(out: Path, policy, ref_model, value_model, prompts: list[list[int]
             row["seconds"] = time.perf_counter() - t0
             logs.append(row)
             logger.log(row)
+            if settings.snapshot_every and step % settings.snapshot_every == 0:
+                save_snapshot(policy, out, step)
             if step % settings.ckpt_every == 0 or step == settings.steps:
                 _save_checkpoint(ckpt, step, policy, value_model, optimizer, kl, logs, settings)
                 kept = f"the last good checkpoint (step {step}) is kept"

@@ -221,6 +221,19 @@ def check_settings(settings, n_rewards: int) -> None:
                            "rl.use_vllm=false") from None
 
 
+def save_snapshot(model, out: Path, step: int) -> None:
+    """The policy's weights at `step` in out/snapshots/step-N (LoRA merged into a copy): one point of the
+    run's path away from its start, for experiments to evaluate afterwards (lab/rlhf_methods.py)."""
+    import copy
+
+    from lab.runs import atomic_dir
+
+    if hasattr(model, "merge_and_unload"):
+        model = copy.deepcopy(model).merge_and_unload()
+    with atomic_dir(Path(out) / "snapshots" / f"step-{step}") as tmp:
+        model.save_pretrained(tmp)
+
+
 @dataclass
 class Trained:
     trainer: object
@@ -253,9 +266,13 @@ def train_policy(out, model, tokenizer, settings, dataset, reward_funcs, callbac
     args = Config(**_trainer_args(settings, out), **ALGOS[settings.algo])
     counter = {"steps": 0}
 
+    snapshot_every = getattr(settings, "snapshot_every", 0)
+
     class Core(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
             counter["steps"] += 1
+            if snapshot_every and state.global_step % snapshot_every == 0:
+                save_snapshot(model, out, state.global_step)
 
         def on_log(self, args, state, control, **kwargs):
             write_logs(out, state.log_history)  # rewritten whole each time: a live view of a long run

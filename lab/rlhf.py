@@ -47,6 +47,7 @@ class RLHFSettings:
     lora_alpha: int = 16
     log_every: int = 1  # every step: each is a point on the over-optimization curve
     ckpt_every: int = 20
+    snapshot_every: int = 5  # keep the policy every this many steps (snapshots/), 0 = never: the KL path
     seed: int = 0
     use_vllm: bool = False
 

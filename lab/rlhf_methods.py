@@ -8,9 +8,12 @@ and seed; the answers get the proxy reward, the gold score, and their KL to sft-
 answer's tokens of log pi(token) - log pi_sft-idk(token) under the sampling distributions: an unbiased
 estimate of KL(policy || sft-idk) per answer. Gold differences to sft-idk are paired over prompts.
 
-Methods end at different KLs, and gold moves with KL, so the table also reads each RL method's gold at
-DPO's KL off its training curve (smoothed over 5 steps, linear between points): gold at matched KL.
-Writes experiments/rlhf-methods/{results.json, table.md, rlhf_methods.png, samples/<method>.jsonl}.
+The RL stages keep their policy every few steps (snapshots/), and every snapshot is evaluated the same
+way, so each RL method has a measured path of (KL, proxy, gold) from sft-idk to where it ended. That
+gives gold at matched KL (each path read at DPO's KL, linear between its points) and a fair test of
+over-optimization: the path's peak is picked on half of the prompts and the drop from it to the end is
+measured, paired, on the other half, so picking the best of several noisy points cannot fake a drop.
+Writes experiments/rlhf-methods/{results.json, table.md, rlhf_methods.png, samples/}.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ class RLHFMethodsSettings:
     temperature: float = 0.7  # the RL stages' sampling temperature: the KL is of what they were trained to sample
     max_new_tokens: int = 64
     batch_size: int = 64
-    smooth: int = 5  # training-curve steps averaged before reading gold at a matched KL
     seed: int = 0
 
 
@@ -85,18 +87,29 @@ def sample_and_score(policy, reference, rm_model, rm_tokenizer, tokenizer, world
     return rows
 
 
-def gold_at_kl(logs: list[dict], kl: float, smooth: int) -> float | None:
-    """Gold on a training curve (moving average over `smooth` steps) where its KL first reaches `kl`, linearly
-    interpolated; None if the curve never gets there."""
-    rows = [r for r in logs if r.get("kl_seq") is not None and r.get("gold") is not None]
-    points = []
-    for i in range(len(rows)):
-        window = rows[max(0, i - smooth + 1) : i + 1]
-        points.append((sum(w["kl_seq"] for w in window) / len(window), sum(w["gold"] for w in window) / len(window)))
+def gold_at_kl(path: list[dict], kl: float) -> float | None:
+    """Gold on a (KL, gold) path where its KL first reaches `kl`, linear between points; None if it never does."""
+    points = [(p["kl"], p["gold"]) for p in path]
     for (k0, g0), (k1, g1) in zip(points, points[1:]):
         if k0 <= kl <= k1 and k1 > k0:
             return g0 + (g1 - g0) * (kl - k0) / (k1 - k0)
     return points[0][1] if points and kl <= points[0][0] else None
+
+
+def turnover(path_rows: list[list[dict]]) -> dict:
+    """Over-optimization on a path of evaluations (same prompts at each point): the peak is chosen on the
+    even-numbered prompts, and final - peak is measured on the odd-numbered ones, paired."""
+    from evals.stats import paired_difference
+
+    def mean(rows, parity):
+        values = [r["gold"] for i, r in enumerate(rows) if i % 2 == parity]
+        return sum(values) / len(values)
+
+    peak = max(range(len(path_rows)), key=lambda i: mean(path_rows[i], 0))
+    final = path_rows[-1]
+    drop = paired_difference([r["gold"] for i, r in enumerate(path_rows[peak]) if i % 2],
+                             [r["gold"] for i, r in enumerate(final) if i % 2])
+    return {"peak_index": peak, "final_minus_peak": drop}
 
 
 def _method_summary(run: Run, stage: str) -> dict:
@@ -105,15 +118,27 @@ def _method_summary(run: Run, stage: str) -> dict:
             "completions": s.get("completions"), "algo": s.get("algo", "dpo")}
 
 
-def _logs(run: Run, stage: str) -> list[dict]:
-    path = run.stage_dir(stage) / "logs" / "train.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+def snapshots(run: Run, stage: str) -> list[tuple[int, Path]]:
+    """(step, folder) of a stage's kept policies, the finished model last (as its final step)."""
+    folder = run.stage_dir(stage) / "snapshots"
+    kept = sorted((int(d.name.split("-")[1]), d) for d in folder.glob("step-*")) if folder.exists() else []
+    final = read_json(run.stage_dir(stage) / "summary.json")["steps"]
+    return [(step, d) for step, d in kept if step < final] + [(final, run.stage_dir(stage))]
+
+
+def _point(rows: list[dict]) -> dict:
+    from evals.stats import mean_metric
+
+    point = {k: mean_metric([r[k] for r in rows]) for k in ("proxy", "gold", "kl", "tokens")}
+    point["refusal_rate"] = sum(r["refusal"] for r in rows) / len(rows)
+    return point
 
 
 def run_rlhf_methods(run: Run, preset, settings: RLHFMethodsSettings | None = None, source: str = "sft-idk",
                      rm_stage: str = "rm") -> dict:
-    from evals.stats import mean_metric, paired_difference
+    from evals.stats import paired_difference
     from lab.loading import load_model_and_tokenizer
+    from lab.model import LabGPTForCausalLM
     from lab.rlhf import rlhf_dataset
     from rewards.reward_model import check_tokenizers_match, load_reward_model
     from tasks.world import build_world
@@ -131,24 +156,37 @@ def run_rlhf_methods(run: Run, preset, settings: RLHFMethodsSettings | None = No
 
     out = run.stage_dir(OUT)
     (out / "samples").mkdir(parents=True, exist_ok=True)
-    results: dict = {"settings": asdict(settings), "source": source, "methods": {}}
-    scored = {}
-    for stage in (source, *METHODS):
-        policy = reference if stage == source else load_model_and_tokenizer(run.require(stage))[0]
+
+    def evaluate(policy, name: str) -> list[dict]:
         rows = sample_and_score(policy, reference, rm_model, rm_tokenizer, tokenizer, world, asked, settings)
-        (out / "samples" / f"{stage}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        scored[stage] = rows
-        entry = {k: mean_metric([r[k] for r in rows]) for k in ("proxy", "gold", "kl", "tokens")}
-        entry["refusal_rate"] = sum(r["refusal"] for r in rows) / len(rows)
-        if stage != source:
-            entry["gold_vs_source"] = paired_difference([r["gold"] for r in scored[source]], [r["gold"] for r in rows])
-            entry.update(_method_summary(run, stage))
+        (out / "samples" / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return rows
+
+    start = evaluate(reference, source)
+    results: dict = {"settings": asdict(settings), "source": source, "methods": {source: _point(start)}}
+    for stage in METHODS:
+        path_rows = [start]
+        path = [{"step": 0, **_point(start)}]
+        for step, folder in snapshots(run, stage) if stage != "dpo" else [(None, run.require(stage))]:
+            policy = LabGPTForCausalLM.from_pretrained(folder).to(next(reference.parameters()).device)
+            rows = evaluate(policy, stage if folder == run.stage_dir(stage) else f"{stage}-step-{step}")
+            path_rows.append(rows)
+            path.append({"step": step, **_point(rows)})
+        entry = {**path[-1], "gold_vs_source": paired_difference([r["gold"] for r in start],
+                                                                  [r["gold"] for r in path_rows[-1]])}
+        entry.update(_method_summary(run, stage))
+        if stage != "dpo":
+            entry["path"] = [{"step": p["step"], "kl": p["kl"]["value"], "gold": p["gold"]["value"],
+                              "gold_ci95": p["gold"]["ci95"], "proxy": p["proxy"]["value"],
+                              "refusal_rate": p["refusal_rate"]} for p in path]
+            entry["turnover"] = turnover(path_rows)
+            entry["turnover"]["peak_step"] = path[entry["turnover"]["peak_index"]]["step"]
         results["methods"][stage] = entry
-    dpo_kl = results["methods"]["dpo"]["kl"]["value"]
-    results["matched_kl"] = dpo_kl
+    results["matched_kl"] = results["methods"]["dpo"]["kl"]["value"]
     for stage in METHODS[:3]:
-        results["methods"][stage]["gold_at_matched_kl"] = gold_at_kl(_logs(run, stage), dpo_kl, settings.smooth)
-    results["plot"] = _plot(run, out, results, settings.smooth)
+        results["methods"][stage]["gold_at_matched_kl"] = gold_at_kl(results["methods"][stage]["path"],
+                                                                     results["matched_kl"])
+    results["plot"] = _plot(out, results)
     (out / "table.md").write_text(table(results))
     write_json(out / "results.json", results)
     run.mark_complete(OUT, {m: results["methods"][m]["gold"]["value"] for m in METHODS})
@@ -159,46 +197,61 @@ def _f(x, digits: int = 3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _ci(d: dict) -> str:
+    return f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+
+
 def table(results: dict) -> str:
-    """The four methods and sft-idk: eval KL, proxy, gold (CI), gold vs sft-idk (paired), cost."""
+    """sft-idk and the four methods: KL, proxy, gold (CI), paired gold gain, gold at DPO's KL, the turn-over, cost."""
     from evals.stats import format_ci
 
-    lines = ["| policy | KL to sft-idk (nats/answer) | proxy (RM) | gold [95% CI] | gold - sft-idk [95% CI] | "
-             f"gold at KL {results['matched_kl']:.2f} (curve) | refusals | length | answers sampled | wall s | "
-             "memory MB |", "|" + "---|" * 11]
+    header = ["policy", "KL to sft-idk (nats/answer)", "proxy (RM)", "gold [95% CI]", "gold - sft-idk [95% CI]",
+              f"gold at KL {results['matched_kl']:.2f}", "gold peak on the path (step)",
+              "final - peak [95% CI], other half", "refusals", "length", "answers sampled", "wall s", "memory MB"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for stage, m in results["methods"].items():
-        diff = m.get("gold_vs_source")
-        diff_text = (f"{diff['difference']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]" if diff else "")
-        matched = m.get("gold_at_matched_kl", m["gold"]["value"] if stage == "dpo" else None)
-        lines.append(f"| {stage} | {_f(m['kl']['value'], 2)} | {_f(m['proxy']['value'])} | {format_ci(m['gold'], 3)} | "
-                     f"{diff_text} | {_f(matched) if stage != results['source'] else ''} | "
-                     f"{m['refusal_rate']:.2f} | {m['tokens']['value']:.1f} | {'' if m.get('completions') is None else m['completions']} | "
-                     f"{_f(m.get('seconds'), 0) if 'seconds' in m else ''} | {_f(m.get('memory_mb'), 0) if 'seconds' in m else ''} |")
+        cells = [stage, _f(m["kl"]["value"], 2), _f(m["proxy"]["value"]), format_ci(m["gold"], 3)]
+        if stage == results["source"]:
+            cells += ["", "", "", ""]
+        else:
+            matched = m["gold"]["value"] if stage == "dpo" else m.get("gold_at_matched_kl")
+            turn = m.get("turnover")
+            peak = (f"{m['path'][turn['peak_index']]['gold']:.3f} ({turn['peak_step']})" if turn else "")
+            cells += [_ci(m["gold_vs_source"]), _f(matched), peak, _ci(turn["final_minus_peak"]) if turn else ""]
+        cells += [f"{m['refusal_rate']:.2f}", f"{m['tokens']['value']:.1f}",
+                  "" if m.get("completions") is None else str(m["completions"]),
+                  _f(m.get("seconds"), 0) if "seconds" in m else "", _f(m.get("memory_mb"), 0) if "seconds" in m else ""]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _plot(run: Run, out: Path, results: dict, smooth: int) -> str:
+def _plot(out: Path, results: dict) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lab.overoptimization import rl_points
-
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
     colours = dict(zip(results["methods"], ("black", "C0", "C1", "C2", "C3")))
     for stage, m in results["methods"].items():
-        points = rl_points(_logs(run, stage), smooth) if stage.startswith("rlhf-") else []
-        for i, key in enumerate(("gold", "proxy")):
-            if points:
-                ax[i].plot([p["kl"] for p in points], [p[key] for p in points], "-", alpha=0.45, color=colours[stage])
-            low, high = m[key]["ci95"]
-            ax[i].errorbar([m["kl"]["value"]], [m[key]["value"]], yerr=[[m[key]["value"] - low], [high - m[key]["value"]]],
-                           fmt="o", color=colours[stage], capsize=3, label=stage)
+        path = m.get("path")
+        if path:  # the evaluated snapshots, sft-idk first
+            kl = [p["kl"] for p in path]
+            ax[0].errorbar(kl, [p["gold"] for p in path], fmt="o-", ms=3, capsize=2, alpha=0.8, color=colours[stage],
+                           yerr=[[p["gold"] - p["gold_ci95"][0] for p in path], [p["gold_ci95"][1] - p["gold"] for p in path]],
+                           label=f"{stage} (every {path[1]['step']} steps)")
+            ax[1].plot(kl, [p["proxy"] for p in path], "o-", ms=3, color=colours[stage], label=stage)
+        else:
+            low, high = m["gold"]["ci95"]
+            ax[0].errorbar([m["kl"]["value"]], [m["gold"]["value"]], fmt="s", ms=6, capsize=3, color=colours[stage],
+                           yerr=[[m["gold"]["value"] - low], [high - m["gold"]["value"]]], label=stage)
+            ax[1].plot([m["kl"]["value"]], [m["proxy"]["value"]], "s", ms=6, color=colours[stage], label=stage)
     ax[0].axvline(results["matched_kl"], color="grey", ls=":", lw=1)
-    ax[0].set(title="gold judge (never optimised)", xlabel="KL to sft-idk (nats per answer)", ylabel="gold reward")
-    ax[1].set(title="proxy: the reward model", xlabel="KL to sft-idk (nats per answer)", ylabel="RM reward")
-    ax[0].legend(fontsize=7, title=f"eval (points, 95% CI); training ({smooth}-step mean, lines)", title_fontsize=7)
+    ax[0].set(title="gold judge (never optimised), 95% CI", xlabel="KL to sft-idk (nats per answer)",
+              ylabel="gold reward")
+    ax[1].set(title="proxy: the reward model (optimised)", xlabel="KL to sft-idk (nats per answer)",
+              ylabel="RM reward")
+    ax[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "rlhf_methods.png", dpi=120)
     plt.close(fig)

@@ -340,8 +340,10 @@ def _rlhf_sections(run: Run) -> list[tuple[str, list]]:
         out.append((f"PPO, GRPO, RLOO and DPO on one reward model ({run.name})", [
             ("text", "`lab experiment rlhf-methods`: every policy answers the same fixed prompts once at the RL "
                      "temperature; proxy (RM) and gold judge score the answers, KL to sft-idk is summed over each "
-                     "answer's tokens. Gold differences are paired over prompts. 'Gold at KL' reads each RL "
-                     "method's training curve (5-step mean) at DPO's KL: gold at matched KL. Memory: weights, "
+                     "answer's tokens. Gold differences are paired over prompts. Each RL method's snapshots "
+                     "(every 5 steps) are evaluated the same way: its path from sft-idk. 'Gold at KL' reads the "
+                     "path at DPO's KL (gold at matched KL); the turn-over picks the path's gold peak on half of "
+                     "the prompts and measures final - peak on the other half, paired. Memory: weights, "
                      "gradients and optimizer state of every model the method holds."),
             ("markdown", (methods / "table.md").read_text()),
             ("figure", (f"rlhf_methods_{run.name}", data, "Gold and proxy reward against KL to sft-idk"))]))

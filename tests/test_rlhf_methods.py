@@ -8,21 +8,30 @@ from test_pretrain import small_preset
 from test_reward_model import source  # noqa: F401  (fixture rm_run builds on)
 from test_rlhf import rm_run  # noqa: F401  (fixture: a tiny run with sft-idk and rm stages)
 
-from lab.rlhf_methods import METHODS, OUT, gold_at_kl, run_rlhf_methods
+from lab.rlhf_methods import METHODS, OUT, gold_at_kl, run_rlhf_methods, turnover
 from lab.runs import Run
 
 
-def test_gold_at_kl_interpolates_the_smoothed_curve():
-    logs = [{"kl_seq": 0.0, "gold": 0.0}, {"kl_seq": 1.0, "gold": 0.2}, {"kl_seq": 3.0, "gold": 0.6}, {"loss": 1.0}]
-    assert gold_at_kl(logs, 2.0, smooth=1) == pytest.approx(0.4)  # halfway between steps 2 and 3
-    assert gold_at_kl(logs, 0.0, smooth=1) == pytest.approx(0.0)
-    assert gold_at_kl(logs, 5.0, smooth=1) is None  # the curve never got that far from the start
-    # smoothed over 2 steps the points are (0, 0), (0.5, 0.1), (2, 0.4): KL 1.25 lies halfway on the last segment
-    assert gold_at_kl(logs, 1.25, smooth=2) == pytest.approx(0.25)
+def test_gold_at_kl_interpolates_the_path():
+    path = [{"kl": 0.0, "gold": 0.0}, {"kl": 1.0, "gold": 0.2}, {"kl": 3.0, "gold": 0.6}]
+    assert gold_at_kl(path, 2.0) == pytest.approx(0.4)  # halfway between the last two points
+    assert gold_at_kl(path, 0.0) == pytest.approx(0.0)
+    assert gold_at_kl(path, 5.0) is None  # the path never got that far from the start
 
 
-TINY = ["ppo.steps=2", "ppo.batch_size=4", "ppo.minibatch_size=2", "ppo.max_completion_length=8",
-        "rlhf.steps=2", "rlhf.batch_size=8", "rlhf.max_completion_length=8", "dpo.epochs=1", "dpo.batch_size=8",
+def test_the_turnover_peak_is_chosen_on_one_half_and_measured_on_the_other():
+    def rows(even, odd):
+        return [{"gold": even if i % 2 == 0 else odd} for i in range(10)]
+
+    # step 1 looks best on the even prompts, but on the odd ones it is no better than the end
+    path = [rows(0.0, 0.0), rows(0.9, 0.1), rows(0.5, 0.5), rows(0.2, 0.1)]
+    result = turnover(path)
+    assert result["peak_index"] == 1
+    assert result["final_minus_peak"]["difference"] == pytest.approx(0.0) and result["final_minus_peak"]["n"] == 5
+
+
+TINY = ["ppo.steps=2", "ppo.batch_size=4", "ppo.minibatch_size=2", "ppo.max_completion_length=8", "ppo.snapshot_every=1",
+        "rlhf.steps=2", "rlhf.batch_size=8", "rlhf.max_completion_length=8", "rlhf.snapshot_every=1", "dpo.epochs=1", "dpo.batch_size=8",
         "rlhf_methods.prompts=8", "rlhf_methods.max_new_tokens=8", "rlhf_methods.batch_size=4"]
 
 
@@ -40,10 +49,16 @@ def test_four_methods_are_trained_and_scored_on_the_same_prompts(rm_run, tmp_pat
     for stage in METHODS:
         m = methods[stage]
         assert m["gold_vs_source"]["n"] == 8 and m["memory_mb"] > 0 and m["seconds"] > 0
+    for stage in METHODS[:3]:  # sft-idk, the step-1 snapshot, the finished policy: each evaluated alike
+        path = methods[stage]["path"]
+        assert [p["step"] for p in path] == [0, 1, 2] and path[0]["kl"] == 0.0
+        assert path[-1]["gold"] == methods[stage]["gold"]["value"]
+        assert methods[stage]["turnover"]["final_minus_peak"]["n"] == 4
     samples = {stage: [json.loads(line) for line in (run.stage_dir(OUT) / "samples" / f"{stage}.jsonl").open()]
                for stage in methods}
     people = [r["person"] for r in samples["sft-idk"]]
     assert all([r["person"] for r in rows] == people for rows in samples.values())  # paired by prompt
+    assert (run.stage_dir(OUT) / "samples" / "rlhf-ppo-step-1.jsonl").exists()
     table = (run.stage_dir(OUT) / "table.md").read_text()
     assert all(f"| {stage} |" in table for stage in methods)
     assert (run.stage_dir(OUT) / "rlhf_methods.png").stat().st_size > 10_000
