@@ -76,6 +76,7 @@ class PretrainSettings:
     device: str = "auto"
     peak_tflops: float = 0.0  # for MFU; 0 = look up the GPU (H100/H200 bf16 dense), none on CPU
     gradient_checkpointing: bool = False
+    parallel: str = "ddp"  # under torchrun: ddp (a whole model per rank) | fsdp (sharded, for models that don't fit)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Pretraining: our own loop (nanoGPT-style), not HF Trainer.
 
 Packed token windows from a memmap, AdamW (fused on CUDA), warmup + cosine or WSD, gradient
-accumulation, clipping, bf16 autocast and torch.compile on CUDA, DDP under torchrun. The batch for a
+accumulation, clipping, bf16 autocast and torch.compile on CUDA, DDP or FSDP under torchrun. The batch for a
 step is a pure function of (seed, step, rank), so a resumed run sees exactly the data it would have
 seen; with the optimizer and RNG state in the checkpoint, its loss curve continues bit for bit on CPU.
 """
@@ -151,13 +151,21 @@ def peak_flops(cfg: PretrainSettings, device: torch.device) -> float | None:
 # ---------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(path: Path, model, optimizer, step: int, config: LabGPTConfig) -> None:
+def save_checkpoint(path: Path, dist, model, optimizer, step: int, config: LabGPTConfig) -> None:
+    """Whole weights and a name-keyed optimizer state, whatever the parallelism (every rank calls this: under
+    FSDP gathering them is a collective); the main rank writes."""
+    weights = dist.full_state_dict(model)
+    optimizer_state = dist.full_optimizer_state(model, optimizer)
+    if not dist.is_main:
+        return
+    if config.tie_word_embeddings:
+        weights.pop("lm_head.weight", None)  # the embedding, saved once
     with atomic_dir(path) as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=weights)
         torch.save(
             {
                 "step": step,
-                "optimizer": optimizer.state_dict(),
+                "optimizer": optimizer_state,
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "config": config.to_dict(),
@@ -166,7 +174,9 @@ def save_checkpoint(path: Path, model, optimizer, step: int, config: LabGPTConfi
         )
 
 
-def load_checkpoint(path: Path, model, optimizer, config: LabGPTConfig) -> int:
+def load_checkpoint(path: Path, model, config: LabGPTConfig) -> dict:
+    """Load the weights into the (unwrapped) model and restore the RNG; returns the state with the step and
+    the optimizer state, which is loaded once the optimizer exists (after any sharding)."""
     state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=False)
     shape_keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
                   "intermediate_size", "tie_word_embeddings")
@@ -183,11 +193,10 @@ def load_checkpoint(path: Path, model, optimizer, config: LabGPTConfig) -> int:
     if unexpected or set(missing) - {"lm_head.weight"}:  # a tied lm_head is absent from the file
         raise LabError(f"checkpoint {path} does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.tie_weights()
-    optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return state["step"]
+    return state
 
 
 # ---------------------------------------------------------------- the loop
@@ -237,17 +246,18 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
     model = LabGPTForCausalLM(config).to(device)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    optimizer = make_optimizer(model, cfg, device)
     ckpt_path = out / "checkpoint"
-    start = 0
-    if ckpt_path.exists() and not restart:
-        start = load_checkpoint(ckpt_path, model, optimizer, config)
+    state = load_checkpoint(ckpt_path, model, config) if ckpt_path.exists() and not restart else None
+    start = state["step"] if state else 0
     model.train()
     config.use_cache = False
+    forward_model = dist.wrap(model, cfg.parallel)  # FSDP shards `model` in place
+    optimizer = make_optimizer(model, cfg, device)
+    if state:
+        dist.load_optimizer_state(model, optimizer, state["optimizer"])
 
     use_bf16 = device.type == "cuda" and cfg.dtype in ("auto", "bfloat16")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
-    forward_model = dist.wrap(model)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls outside autocast (none by design) use TF32
 
@@ -288,7 +298,7 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
                 loss = loss_on(x, y, forward_model) / cfg.grad_accum
                 loss.backward()
             loss_sum += loss.item()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip).item()
+        grad_norm = dist.grad_norm(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         loss_value = dist.mean(loss_sum)
@@ -312,11 +322,17 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
             held = heldout_loss()
             if dist.is_main:
                 logger.log({"step": done, "heldout_loss": held})
-        if dist.is_main and (done % cfg.ckpt_every == 0 or done == cfg.max_steps):
-            save_checkpoint(ckpt_path, model, optimizer, done, config)
+        if done % cfg.ckpt_every == 0 or done == cfg.max_steps:
+            save_checkpoint(ckpt_path, dist, model, optimizer, done, config)
         dist.barrier()
     logger.close()
 
+    if dist.sharded:  # the whole model, on the main rank, for saving and sampling
+        weights = dist.full_state_dict(model)
+        model = LabGPTForCausalLM(config).to(device) if dist.is_main else None
+        if model is not None:
+            model.load_state_dict(weights, strict=False)
+            model.tie_weights()
     result = {"step": step + 1 if end > start else start, "loss": loss_value, "model": model}
     if (end == cfg.max_steps) and dist.is_main:
         config.use_cache = True
@@ -326,7 +342,9 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
         summary = {"parameters": config.num_parameters(), "tokens_trained": cfg.max_steps * tokens_per_step,
                    "final_loss": loss_value, "heldout_loss": logger.last.get("heldout_loss"),
                    "tokens_per_s": logger.mean("tokens_per_s"), "mfu": logger.mean("mfu"),
-                   "device": str(device), "world_size": dist.world_size, "settings": asdict(cfg)}
+                   "device": str(device), "world_size": dist.world_size,
+                   "parallel": ("fsdp" if dist.sharded else "ddp") if dist.world_size > 1 else "none",
+                   "settings": asdict(cfg)}
         write_json(out / "summary.json", summary)
         write_samples(model.eval(), tokenizer, preset, out / "samples.jsonl")
         run.mark_complete(stage, {"final_loss": loss_value})

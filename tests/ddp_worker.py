@@ -1,4 +1,5 @@
-"""Run under torchrun by tests/test_pretrain.py: pretrain a few steps, write this rank's weight checksum."""
+"""Run under torchrun by tests/test_pretrain.py: pretrain a few steps (DDP or FSDP, as the overrides say;
+`stop_at=N` stops as if killed), write this rank's weight checksum (FSDP: the gathered model, rank 0 only)."""
 
 import json
 import os
@@ -10,12 +11,15 @@ from lab.presets import get_preset
 from lab.pretrain import pretrain
 from lab.runs import Run
 
-run_dir, overrides = sys.argv[1], sys.argv[2:]
+run_dir, overrides = sys.argv[1], [a for a in sys.argv[2:] if not a.startswith("stop_at=")]
+stop_at = next((int(a.split("=")[1]) for a in sys.argv[2:] if a.startswith("stop_at=")), None)
 rank = int(os.environ["RANK"])
 preset = get_preset("tiny", overrides)
 torch.manual_seed(preset.seed)
-result = pretrain(Run(run_dir), preset, quiet=True)
+result = pretrain(Run(run_dir), preset, quiet=True, stop_at=stop_at)
 model = result["model"]
+if model is None:  # FSDP gathers the whole model on rank 0 only
+    sys.exit(0)
 checksum = float(sum(p.double().sum() * (i + 1) for i, p in enumerate(model.parameters())))
 torch.manual_seed(preset.seed)
 from lab.pretrain import model_config  # noqa: E402

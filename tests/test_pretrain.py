@@ -88,17 +88,39 @@ def test_lr_schedules_warm_up_then_decay_to_the_floor():
     assert wsd[50] == cfg.lr and wsd[-1] < cfg.lr * 0.2
 
 
-def test_ddp_with_two_gloo_processes_keeps_both_ranks_identical(prepared, tmp_path):
-    run = fresh_copy(prepared, tmp_path, "ddp")
+def torchrun(run, *overrides, port: int):
+    """Pretrain `run` with 2 gloo processes; the ranks' checksums (rank 1's only under DDP)."""
     worker = Path(__file__).with_name("ddp_worker.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-         str(worker), str(run.root), *SMALL, "pretrain.max_steps=6"],
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+         str(worker), str(run.root), *SMALL, "pretrain.max_steps=6", *overrides],
         capture_output=True, text=True, timeout=240, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    sums = [json.loads((run.root / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert sums[0]["step"] == sums[1]["step"] == 6
-    assert sums[0]["weights"] == sums[1]["weights"]  # gradients were all-reduced every step
-    assert sums[0]["initial"] != sums[0]["weights"]  # and they did train
+    return [json.loads(p.read_text()) for p in sorted(run.root.glob("rank*.json"))]
+
+
+@pytest.fixture(scope="module")
+def ddp_sums(prepared, tmp_path_factory):
+    return torchrun(fresh_copy(prepared, tmp_path_factory.mktemp("ddp"), "ddp"), port=29517)
+
+
+def test_ddp_with_two_gloo_processes_keeps_both_ranks_identical(ddp_sums):
+    assert ddp_sums[0]["step"] == ddp_sums[1]["step"] == 6
+    assert ddp_sums[0]["weights"] == ddp_sums[1]["weights"]  # gradients were all-reduced every step
+    assert ddp_sums[0]["initial"] != ddp_sums[0]["weights"]  # and they did train
+
+
+def test_fsdp_trains_the_same_model_as_ddp_and_resumes_from_its_checkpoint(prepared, tmp_path, ddp_sums):
+    sharded = fresh_copy(prepared, tmp_path, "fsdp")
+    straight = torchrun(sharded, "pretrain.parallel=fsdp", port=29518)
+    assert len(straight) == 1 and straight[0]["step"] == 6  # only rank 0 holds the gathered model
+    assert json.loads((sharded.stage_dir("base") / "summary.json").read_text())["parallel"] == "fsdp"
+    # sharded parameters, the same data and maths: the same weights up to the order of float reductions
+    assert straight[0]["weights"] == pytest.approx(ddp_sums[0]["weights"], rel=1e-6)
+    run = fresh_copy(prepared, tmp_path, "fsdp-killed")
+    torchrun(run, "pretrain.parallel=fsdp", "pretrain.ckpt_every=3", "stop_at=4", port=29519)  # step 4 is lost
+    assert not run.is_complete("base") and (run.stage_dir("base") / "checkpoint").exists()
+    resumed = torchrun(run, "pretrain.parallel=fsdp", "pretrain.ckpt_every=3", port=29520)
+    assert resumed[0]["weights"] == pytest.approx(straight[0]["weights"], rel=1e-6)
