@@ -312,6 +312,11 @@ def _run_with_overrides(run_dir: Path, overrides: list[str]):
     return run, preset
 
 
+def _show_experiment(out: Path, plot: str) -> None:
+    console.print((out / "table.md").read_text())
+    console.print(f"plot: {out / plot}")
+
+
 @rl_app.command("math")
 def rl_math_cmd(run_dir: Path = typer.Argument(..., help="a run with the source stage, e.g. runs/tiny"),
                 source: str = typer.Option("sft-idk", "--from", help="the stage to start from"),
@@ -368,6 +373,20 @@ def rl_rlhf_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage
     console.print(f"{stage}: {json.dumps({k: v for k, v in s.items() if not isinstance(v, dict)}, default=str)}")
 
 
+@experiment_app.command("math-rewards")
+def experiment_math_rewards(run_dir: Path = typer.Argument(..., help="a run with sft-idk, e.g. runs/tiny"),
+                            arms: Optional[str] = typer.Option(None, help="comma-separated arms (default: all)"),
+                            set: list[str] = SetOpt):
+    """RL on math, one change an arm (reward, format, algorithm, or SFT instead), at matched compute."""
+    from lab.math_rewards import OUT, run_math_rewards
+
+    run, preset = _run_with_overrides(run_dir, set)
+    if arms:
+        preset.math_rewards.arms = tuple(a.strip() for a in arms.split(",") if a.strip())
+    run_math_rewards(run, preset, preset.math_rewards)
+    _show_experiment(run.stage_dir(OUT), "math_rewards.png")
+
+
 @experiment_app.command("rlhf-methods")
 def experiment_rlhf_methods(run_dir: Path = typer.Argument(..., help="a run with sft-idk and rm, e.g. runs/tiny"),
                             set: list[str] = SetOpt):
@@ -376,9 +395,7 @@ def experiment_rlhf_methods(run_dir: Path = typer.Argument(..., help="a run with
 
     run, preset = _run_with_overrides(run_dir, set)
     run_rlhf_methods(run, preset, preset.rlhf_methods)
-    out = run.stage_dir(OUT)
-    console.print((out / "table.md").read_text())
-    console.print(f"plot: {out / 'rlhf_methods.png'}")
+    _show_experiment(run.stage_dir(OUT), "rlhf_methods.png")
 
 
 @experiment_app.command("overoptimization")
@@ -389,9 +406,7 @@ def experiment_overoptimization(run_dir: Path = typer.Argument(..., help="a run 
 
     run, preset = _run_with_overrides(run_dir, set)
     run_overoptimization(run, preset, preset.overoptimization)
-    out = run.stage_dir("experiments/overoptimization")
-    console.print((out / "table.md").read_text())
-    console.print(f"plot: {out / 'overoptimization.png'}")
+    _show_experiment(run.stage_dir("experiments/overoptimization"), "overoptimization.png")
 
 
 @experiment_app.command("rm-scaling")

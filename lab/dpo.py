@@ -13,7 +13,6 @@ exactly the token that ends an assistant turn.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 
 from lab.errors import LabError
@@ -54,13 +53,12 @@ def _as_text(tokenizer, data):
 def dpo(run: Run, preset, settings: DPOSettings, source: str = "sft-idk", preferences: str = "rm",
         out_stage: str = "dpo") -> dict:
     import torch
-    from transformers.trainer_callback import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import DPOConfig, DPOTrainer
 
     from lab.model import LabGPTForCausalLM
     from lab.rlhf import training_memory
     from lab.tokenizer import load_tokenizer
+    from lab.trainers import save_trained, train_resuming
     from rewards.preferences import load_preferences
 
     src = run.require(source)
@@ -83,18 +81,12 @@ def dpo(run: Run, preset, settings: DPOSettings, source: str = "sft-idk", prefer
     )
     trainer = DPOTrainer(model=model.train(), args=args, train_dataset=train, processing_class=training_tokenizer,
                          callbacks=[trainer_progress(out / "logs", out_stage)])
-    trainer.remove_callback(PrinterCallback)
-    last = get_last_checkpoint(str(out / "trainer")) if (out / "trainer").exists() else None
-    t0 = time.perf_counter()
-    trainer.train(resume_from_checkpoint=last)
-    trained = trainer.model
-    trained.config.use_cache = True
-    trained.save_pretrained(out)
-    tokenizer.save_pretrained(out)  # the original, eos included
+    last, seconds = train_resuming(trainer, out / "trainer")
+    save_trained(trainer.model, tokenizer, out)  # the original tokenizer, eos included
     logs = [dict(r) for r in trainer.state.log_history]
     (out / "logs" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
     summary = {"source": source, "pairs": len(train), "steps": trainer.state.global_step,
-               "seconds": time.perf_counter() - t0, "resumed_from": last,
+               "seconds": seconds, "resumed_from": last,
                "final_loss": next((r["loss"] for r in reversed(logs) if "loss" in r), None),
                "final_reward_accuracy": next((r["rewards/accuracies"] for r in reversed(logs)
                                               if "rewards/accuracies" in r), None),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lab.dpo import DPOSettings
 from lab.errors import LabError
+from lab.math_rewards import MathRewardsSettings
 from lab.overoptimization import OveroptimizationSettings
 from lab.ppo import PPOSettings
 from lab.rl import RLSettings
@@ -132,6 +133,7 @@ class Preset:
     # the rl-math stage; self_check (weight 0) is only tracked: does checking one's work emerge?
     rl: RLSettings = field(default_factory=lambda: RLSettings(rewards=("correctness", "format", "self_check"),
                                                               reward_weights=(1.0, 0.1, 0.0)))
+    math_rewards: MathRewardsSettings = field(default_factory=MathRewardsSettings)  # the RL-on-math grid's arms
     dpo: DPOSettings = field(default_factory=DPOSettings)
     rlhf: RLHFSettings = field(default_factory=RLHFSettings)  # the rlhf-grpo stage: the learned RM as reward
     ppo: PPOSettings = field(default_factory=PPOSettings)  # the rlhf-ppo stage: same prompts, RM and sample count

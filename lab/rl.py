@@ -23,7 +23,6 @@ only the prompts, the rewards and the summary differ between the two.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -251,8 +250,8 @@ def train_policy(out, model, tokenizer, settings, dataset, reward_funcs, callbac
     load_policy. The caller has checked its settings and prompts and owns the summary and COMPLETE."""
     import trl
     from transformers import TrainerCallback
-    from transformers.trainer_callback import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
+
+    from lab.trainers import save_trained, train_resuming
 
     peft_config = None
     if settings.lora_r > 0:
@@ -280,17 +279,8 @@ def train_policy(out, model, tokenizer, settings, dataset, reward_funcs, callbac
     trainer = Trainer(model=model.train(), reward_funcs=reward_funcs, args=args, train_dataset=dataset,
                       processing_class=tokenizer, peft_config=peft_config,
                       callbacks=[Core(), *callbacks, *_tensorboard(out)])
-    trainer.remove_callback(PrinterCallback)  # the lab keeps its own logs (logs/train.jsonl)
-    last = get_last_checkpoint(str(out / "trainer")) if (out / "trainer").exists() else None
-    t0 = time.perf_counter()
-    trainer.train(resume_from_checkpoint=last)
-    seconds = time.perf_counter() - t0
-    trained = trainer.model
-    if peft_config is not None:
-        trained = trained.merge_and_unload()
-    trained.config.use_cache = True
-    trained.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    last, seconds = train_resuming(trainer, out / "trainer")
+    trained = save_trained(trainer.model, tokenizer, out)
     logs = write_logs(out, trainer.state.log_history)
     return Trained(trainer, trained, logs, seconds, last, counter["steps"])
 

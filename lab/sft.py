@@ -13,7 +13,6 @@ Two variants from the same base with the same data budget (Gekhman et al. 2024; 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -22,6 +21,7 @@ from lab.chat_format import render
 from lab.errors import LabError
 from lab.progress import trainer_progress
 from lab.runs import Run, write_json
+from lab.trainers import save_trained, train_resuming
 
 VARIANTS = ("sft", "sft-idk")
 
@@ -81,8 +81,6 @@ def build_dataset(records: list[dict], tokenizer, max_length: int):
 
 
 def sft(run: Run, preset, variant: str) -> dict:
-    from transformers.trainer_callback import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
     from lab.model import LabGPTForCausalLM
@@ -131,21 +129,13 @@ def sft(run: Run, preset, variant: str) -> dict:
     )
     trainer = SFTTrainer(model=model.train(), args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=peft_config, callbacks=[trainer_progress(out / "logs", variant)])
-    trainer.remove_callback(PrinterCallback)  # the lab keeps its own logs (logs/train.jsonl)
-    last = get_last_checkpoint(str(out / "trainer")) if (out / "trainer").exists() else None
-    t0 = time.perf_counter()
-    trainer.train(resume_from_checkpoint=last)
-    trained = trainer.model
-    if peft_config is not None:
-        trained = trained.merge_and_unload()
-    trained.config.use_cache = True
-    trained.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    _, seconds = train_resuming(trainer, out / "trainer")
+    save_trained(trainer.model, tokenizer, out)
     logs = [r for r in trainer.state.log_history]
     (out / "logs").mkdir(exist_ok=True)
     (out / "logs" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
     summary = {"variant": variant, "conversations": len(dataset), "dropped_too_long": too_long,
-               "refusal_targets": refused, "steps": trainer.state.global_step, "seconds": time.perf_counter() - t0,
+               "refusal_targets": refused, "steps": trainer.state.global_step, "seconds": seconds,
                "final_loss": next((r["loss"] for r in reversed(logs) if "loss" in r), None),
                "lora_r": cfg.lora_r, "kinds": _count_kinds(records)}
     write_json(out / "summary.json", summary)

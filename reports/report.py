@@ -312,7 +312,17 @@ def _rl_math_sections(run: Run) -> list[tuple[str, list]]:
     curves = rl_curves(run, "rl-math")
     if curves:
         items.append(("figure", (f"rl_math_{run.name}", curves, "RL on math, per step (faint) and over 10 steps")))
-    return [(f"RL with verifiable math rewards ({run.name})", items)]
+    sections = [(f"RL with verifiable math rewards ({run.name})", items)]
+    grid = run.stage_dir("experiments/math-rewards")
+    if (grid / "table.md").exists() and (grid / "math_rewards.png").exists():
+        data = base64.b64encode((grid / "math_rewards.png").read_bytes()).decode()
+        sections.append((f"What matters in RL on math: the math-rewards grid ({run.name})", [
+            ("text", "`lab experiment math-rewards`: one change an arm, every arm from sft-idk with the same steps, "
+                     "and the SFT arm sized to the baseline's trained tokens; all graded greedily on the same "
+                     "held-out problems, differences paired by problem."),
+            ("markdown", (grid / "table.md").read_text()),
+            ("figure", (f"math_rewards_{run.name}", data, "Held-out accuracy by arm; sampled accuracy while training"))]))
+    return sections
 
 
 def _rlhf_sections(run: Run) -> list[tuple[str, list]]:

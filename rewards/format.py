@@ -14,7 +14,7 @@ import re
 from typing import Callable
 
 from lab.errors import LabError
-from rewards.math_verify import verify_many
+from rewards.math_verify import extract_answer, verify_many
 
 _ANSWER_LINE = re.compile(r"\**\s*(?:final\s+)?answer\s*(?:is\s*)?\**\s*[:：]\s*\**\s*\S", re.I)
 _BOXED = re.compile(r"\\boxed\s*\{.*\S.*\}")  # closed, with something inside
@@ -36,6 +36,16 @@ def correctness(prompts, completions, answer=None, **kwargs) -> list[float]:
         raise LabError("the correctness reward needs an 'answer' column in the dataset")
     verdicts = verify_many([(completion_text(c), str(a)) for c, a in zip(completions, answer, strict=True)])
     return [1.0 if v.equivalent else 0.0 for v in verdicts]
+
+
+def exact_match(prompts, completions, answer=None, **kwargs) -> list[float]:
+    """1.0 when the extracted final answer is the gold string, character for character (spaces aside): the
+    naive reward the verifier is compared against. "0.5" for "1/2", "x = 3" for "3" or "2/4" earn nothing."""
+    if answer is None:
+        raise LabError("the exact_match reward needs an 'answer' column in the dataset")
+    squash = lambda s: "".join((s or "").split())  # noqa: E731
+    return [1.0 if squash(extract_answer(completion_text(c))) == squash(str(a)) else 0.0
+            for c, a in zip(completions, answer, strict=True)]
 
 
 def format_reward(prompts, completions, **kwargs) -> list[float]:
@@ -80,6 +90,7 @@ def self_check(prompts, completions, **kwargs) -> list[float]:
 
 REWARDS: dict[str, Callable[..., list[float]]] = {
     "correctness": correctness,
+    "exact_match": exact_match,
     "format": format_reward,
     "length_penalty": length_penalty(),
     "self_check": self_check,

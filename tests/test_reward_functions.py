@@ -3,7 +3,8 @@
 import pytest
 
 from lab.errors import LabError
-from rewards.format import REWARDS, completion_text, correctness, format_reward, get_rewards, length_penalty
+from rewards.format import (REWARDS, completion_text, correctness, exact_match, format_reward, get_rewards,
+                            length_penalty)
 from tasks.math import MathConfig, generate
 
 
@@ -34,6 +35,18 @@ def test_correctness_scores_each_completion_in_order():
     assert call(correctness, completions, answer=answers) == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0]
     assert call(correctness, [chat(c) for c in completions], answer=answers) == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0]
     assert call(correctness, [], answer=[]) == []
+
+
+def test_exact_match_pays_only_for_the_gold_string():
+    completions = ["1 + 1 = 2\nAnswer: 2", "2/4 of it\nAnswer: 1/2", "Answer: 1 / 2", "#### 1,000", "Answer: x = 2"]
+    answers = ["2", "0.5", "1/2", "1000", "2"]
+    # the verifier accepts all five; exact match only the literal ones
+    assert call(correctness, completions, answer=answers) == [1.0] * 5
+    assert call(exact_match, completions, answer=answers) == [1.0, 0.0, 1.0, 0.0, 0.0]
+    problems = generate(MathConfig(seed=1, bands=(1, 2)), 20)  # our worked solutions end on the gold string
+    assert call(exact_match, [p.solution for p in problems], answer=[p.answer for p in problems]) == [1.0] * 20
+    with pytest.raises(LabError, match="answer"):
+        call(exact_match, ["Answer: 2"])
 
 
 def test_correctness_on_generated_solutions():
@@ -98,7 +111,7 @@ def test_length_penalty_rejects_bad_settings(kwargs):
 
 
 def test_registry_names_are_what_trl_logs():
-    assert set(REWARDS) == {"correctness", "format", "length_penalty", "self_check"}
+    assert set(REWARDS) == {"correctness", "exact_match", "format", "length_penalty", "self_check"}
     for name, fn in REWARDS.items():
         assert fn.__name__ == name
         assert call(fn, ["1 + 1 = 2\nAnswer: 2"], answer=["2"])[0] in (0.0, 1.0)
@@ -115,7 +128,7 @@ def test_get_rewards_unknown_name_is_one_clear_error(names):
     with pytest.raises(LabError) as err:
         get_rewards(names)
     message = str(err.value)
-    assert "\n" not in message and "correctness, format, length_penalty" in message
+    assert "\n" not in message and "correctness, exact_match, format, length_penalty" in message
     assert all(n in message for n in names if n not in REWARDS)
 
 

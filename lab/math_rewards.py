@@ -1,0 +1,204 @@
+"""`lab experiment math-rewards`: which choices in RL on math matter, at matched compute, from one checkpoint.
+
+Every arm starts from sft-idk and trains into experiments/math-rewards/<arm>/ with the run's `rl` settings,
+changing one thing:
+
+  baseline     the rl-math recipe: Dr. GRPO, the sympy verifier's correctness + a small format reward
+  exact_match  (a) exact string match of the final answer instead of the verifier ("0.5" for "1/2" earns 0)
+  no_format    (b) correctness alone, no format reward
+  grpo, rloo   (c) the other policy-gradient estimators (Dr. GRPO is the baseline)
+  sft          (d) no RL: more SFT on worked solutions of the same training problems, with the same optimizer
+               steps, learning rate and schedule, and batches sized so it trains on as many tokens as the
+               baseline's sampled completions
+
+Every arm is graded greedily by the verifier on the same held-out problems (lab/rl.eval_problems), so arms
+compare question by question: accuracy, and paired differences to sft-idk and to the baseline. The
+verifier's correctness is logged in every RL arm (at weight 0 where it is not the reward), so the
+exact-match arm's training curve shows true accuracy too. Writes results.json, table.md, math_rewards.png.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+
+from lab.errors import LabError
+from lab.runs import Run, read_json, write_json
+
+OUT = "experiments/math-rewards"
+ARMS = {  # arm -> (what it changes, RLSettings fields)
+    "baseline": ("Dr. GRPO, verifier + format", {}),
+    "exact_match": ("reward: exact string match, not the verifier",
+                    {"rewards": ("exact_match", "format", "correctness"), "reward_weights": (1.0, 0.1, 0.0)}),
+    "no_format": ("no format reward", {"rewards": ("correctness",), "reward_weights": (1.0,)}),
+    "grpo": ("GRPO (std-normalised advantages)", {"algo": "grpo"}),
+    "rloo": ("RLOO (leave-one-out baseline)", {"algo": "rloo"}),
+    "sft": ("extra SFT on worked solutions, matched steps and tokens", None),
+}
+
+
+@dataclass
+class MathRewardsSettings:
+    arms: tuple[str, ...] = tuple(ARMS)
+
+
+def _arm_settings(preset, arm: str):
+    """The baseline is the run's rl settings with correctness and format only (trackers dropped)."""
+    base = replace(preset.rl, rewards=("correctness", "format"), reward_weights=(1.0, 0.1), eval_every=0)
+    return replace(base, **ARMS[arm][1])
+
+
+def _rl_tokens(out) -> int:
+    """Completion tokens the RL arm trained on: per step, completions x their mean length."""
+    logs = [json.loads(line) for line in (out / "logs" / "train.jsonl").read_text().splitlines()]
+    summary = read_json(out / "summary.json")
+    batch = summary["settings"]["batch_size"]
+    return round(sum(batch * r["completions/mean_length"] for r in logs if "completions/mean_length" in r))
+
+
+def sft_arm(run: Run, preset, rl, out_stage: str, tokens_to_match: int, source: str = "sft-idk") -> dict:
+    """Supervised fine-tuning on the RL arms' training problems with their worked solutions, at RL's compute."""
+    import torch
+    from trl import SFTConfig, SFTTrainer
+
+    from lab.model import LabGPTForCausalLM
+    from lab.progress import trainer_progress
+    from lab.rl import eval_problems, greedy_accuracy
+    from lab.sft import build_dataset
+    from lab.tokenizer import load_tokenizer
+    from lab.trainers import save_trained, train_resuming
+    from tasks.math import MathConfig, generate
+
+    src = run.require(source)
+    out = run.stage_dir(out_stage)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = load_tokenizer(src)
+    problems = generate(MathConfig(seed=rl.seed, tasks=tuple(rl.tasks), bands=tuple(rl.bands)), rl.train_problems,
+                        split="train")  # exactly the RL arms' training problems
+    records = [{"messages": [{"role": "user", "content": p.question}, {"role": "assistant", "content": p.solution}]}
+               for p in problems]
+    dataset, too_long = build_dataset(records, tokenizer, preset.sft.max_length)
+    answer_tokens = sum(sum(m) for m in dataset["assistant_masks"]) / len(dataset)
+    batch_size = max(1, round(tokens_to_match / (rl.steps * answer_tokens)))
+    cuda = torch.cuda.is_available()
+    model = LabGPTForCausalLM.from_pretrained(src, dtype=torch.float32)
+    held_out = eval_problems(rl)
+    before = greedy_accuracy(model, tokenizer, held_out, rl.max_completion_length)
+    args = SFTConfig(
+        output_dir=str(out / "trainer"), max_steps=rl.steps, learning_rate=rl.lr,
+        lr_scheduler_type="constant_with_warmup", warmup_steps=min(10, rl.steps // 10),  # as the RL arms
+        per_device_train_batch_size=batch_size, logging_steps=rl.log_every, save_strategy="steps",
+        save_steps=rl.ckpt_every, save_total_limit=1, report_to="none", max_length=preset.sft.max_length,
+        seed=rl.seed, data_seed=rl.seed, bf16=cuda, use_cpu=not cuda, dataloader_num_workers=0, disable_tqdm=True,
+    )
+    trainer = SFTTrainer(model=model.train(), args=args, train_dataset=dataset, processing_class=tokenizer,
+                         callbacks=[trainer_progress(out / "logs", out_stage)])
+    _, seconds = train_resuming(trainer, out / "trainer")
+    trained = save_trained(trainer.model, tokenizer, out)
+    after = greedy_accuracy(trained, tokenizer, held_out, rl.max_completion_length)
+    (out / "heldout").mkdir(exist_ok=True)
+    for name, result in (("before", before), ("after", after)):
+        (out / "heldout" / f"{name}.jsonl").write_text("".join(json.dumps(s) + "\n" for s in result.pop("samples")))
+    summary = {"algo": "sft", "source": source, "steps": trainer.state.global_step, "batch_size": batch_size,
+               "tokens_trained": round(rl.steps * batch_size * answer_tokens), "tokens_to_match": tokens_to_match,
+               "dropped_too_long": too_long, "seconds": seconds, "heldout_before": before, "heldout_after": after,
+               "settings": asdict(rl)}
+    write_json(out / "summary.json", summary)
+    run.mark_complete(out_stage, {"heldout_after": after["all"]["accuracy"]})
+    return summary
+
+
+def _correct(path) -> dict[str, bool]:
+    return {r["id"]: r["correct"] for r in map(json.loads, path.read_text().splitlines())}
+
+
+def run_math_rewards(run: Run, preset, settings: MathRewardsSettings | None = None, source: str = "sft-idk") -> dict:
+    from evals.stats import paired_difference, proportion
+    from lab.rl import rl_math
+
+    settings = settings or MathRewardsSettings()
+    unknown = [a for a in settings.arms if a not in ARMS]
+    if unknown or not settings.arms:
+        raise LabError(f"unknown math-rewards arm(s) {unknown or '(none)'}; valid: {', '.join(ARMS)}")
+    arms = ["baseline", *[a for a in settings.arms if a != "baseline"]]  # the baseline sets the compute to match
+    for arm in arms:
+        stage = f"{OUT}/{arm}"
+        if run.is_complete(stage):
+            continue
+        if ARMS[arm][1] is None:
+            rl = _arm_settings(preset, "baseline")
+            sft_arm(run, preset, rl, stage, _rl_tokens(run.stage_dir(f"{OUT}/baseline")), source)
+        else:
+            rl_math(run, preset, _arm_settings(preset, arm), source=source, out_stage=stage)
+
+    start = _correct(run.stage_dir(f"{OUT}/baseline") / "heldout" / "before.jsonl")
+    finals = {arm: _correct(run.stage_dir(f"{OUT}/{arm}") / "heldout" / "after.jsonl") for arm in arms}
+    ids = sorted(start)
+    results = {"source": source, "n": len(ids), "arms": {}}
+    results["arms"][source] = {"accuracy": proportion(sum(start[i] for i in ids), len(ids))}
+    for arm in arms:
+        s = read_json(run.stage_dir(f"{OUT}/{arm}") / "summary.json")
+        correct = [float(finals[arm][i]) for i in ids]
+        entry = {"changes": ARMS[arm][0], "accuracy": proportion(int(sum(correct)), len(ids)),
+                 "vs_source": paired_difference([float(start[i]) for i in ids], correct),
+                 "seconds": s["seconds"], "steps": s["steps"],
+                 "tokens_trained": s.get("tokens_trained") or _rl_tokens(run.stage_dir(f"{OUT}/{arm}"))}
+        if arm != "baseline":
+            entry["vs_baseline"] = paired_difference([float(finals["baseline"][i]) for i in ids], correct)
+        if "reward_first" in s:
+            entry["reward"] = [s["reward_first"], s["reward_last"]]
+        results["arms"][arm] = entry
+    out = run.stage_dir(OUT)
+    results["plot"] = _plot(run, out, results, arms)
+    (out / "table.md").write_text(table(results))
+    write_json(out / "results.json", results)
+    run.mark_complete(OUT, {arm: results["arms"][arm]["accuracy"]["value"] for arm in arms})
+    return results
+
+
+def _d(d: dict | None) -> str:
+    return "" if d is None else f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+
+
+def table(results: dict) -> str:
+    from evals.stats import format_ci
+
+    header = ["arm", "what changes", "held-out accuracy [95% CI]", "− sft-idk [95% CI], paired",
+              "− baseline [95% CI], paired", "train reward first → last", "tokens trained", "steps", "seconds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for arm, m in results["arms"].items():
+        reward = f"{m['reward'][0]:.3f} → {m['reward'][1]:.3f}" if m.get("reward") else ""
+        lines.append("| " + " | ".join([
+            arm, m.get("changes", "the starting checkpoint"), format_ci(m["accuracy"], 3), _d(m.get("vs_source")),
+            _d(m.get("vs_baseline")), reward, f"{m['tokens_trained']:,}" if "tokens_trained" in m else "",
+            str(m.get("steps", "")), f"{m['seconds']:.0f}" if "seconds" in m else ""]) + " |")
+    return "\n".join(lines) + f"\n\nn = {results['n']} held-out problems, graded greedily by the verifier.\n"
+
+
+def _plot(run: Run, out, results: dict, arms: list[str]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    names = list(results["arms"])
+    values = [results["arms"][a]["accuracy"]["value"] for a in names]
+    low = [v - results["arms"][a]["accuracy"]["ci95"][0] for a, v in zip(names, values)]
+    high = [results["arms"][a]["accuracy"]["ci95"][1] - v for a, v in zip(names, values)]
+    ax[0].bar(names, values, yerr=[low, high], capsize=3, color=["grey", *[f"C{i}" for i in range(len(arms))]])
+    ax[0].set(title="held-out accuracy (greedy, 95% CI)", ylabel="accuracy")
+    ax[0].tick_params(axis="x", rotation=30)
+    for i, arm in enumerate(arms):
+        path = run.stage_dir(f"{OUT}/{arm}") / "logs" / "train.jsonl"
+        rows = [r for r in map(json.loads, path.read_text().splitlines()) if "accuracy" in r] if path.exists() else []
+        if rows:
+            values = [r["accuracy"] for r in rows]
+            smooth = [sum(values[max(0, j - 9) : j + 1]) / len(values[max(0, j - 9) : j + 1]) for j in range(len(values))]
+            ax[1].plot([r["step"] for r in rows], smooth, color=f"C{i}", label=arm)
+    ax[1].set(title="sampled answers the verifier accepts (10-step mean)", xlabel="step", ylabel="share correct")
+    ax[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "math_rewards.png", dpi=120)
+    plt.close(fig)
+    return "math_rewards.png"

@@ -1,0 +1,29 @@
+"""How every TRL/transformers trainer in the lab runs: resumed from the stage's last checkpoint, with the
+lab's own logs instead of the trainer's printer, and saved as a plain model directory (LoRA merged in)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def train_resuming(trainer, checkpoints: Path) -> tuple[str | None, float]:
+    """Train from the last checkpoint under `checkpoints`, if any: (the checkpoint resumed from, seconds)."""
+    from transformers.trainer_callback import PrinterCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    trainer.remove_callback(PrinterCallback)  # the lab keeps its own logs (logs/train.jsonl)
+    last = get_last_checkpoint(str(checkpoints)) if Path(checkpoints).exists() else None
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=last)
+    return last, time.perf_counter() - t0
+
+
+def save_trained(model, tokenizer, out: Path):
+    """The trained model (a LoRA adapter merged into its base), ready for generation, with its tokenizer."""
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.config.use_cache = True
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return model

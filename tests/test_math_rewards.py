@@ -1,0 +1,45 @@
+"""The math-rewards grid (lab/math_rewards.py): every arm from one checkpoint, graded on the same problems."""
+
+import json
+import shutil
+from dataclasses import asdict
+
+import pytest
+from test_rl import FAST, source  # noqa: F401  (fixture: a run with an untrained tiny sft-idk)
+
+from lab.errors import LabError
+from lab.math_rewards import ARMS, OUT, MathRewardsSettings, run_math_rewards
+from lab.presets import get_preset
+from lab.runs import Run
+
+
+def tiny_preset():
+    preset = get_preset("tiny", ["sft.max_length=256"])
+    for key, value in asdict(FAST).items():
+        if key not in ("rewards", "reward_weights", "eval_every"):
+            setattr(preset.rl, key, value)
+    return preset
+
+
+def test_every_arm_trains_from_one_checkpoint_and_is_graded_on_the_same_problems(source, tmp_path):  # noqa: F811
+    shutil.copytree(source.root, tmp_path / "r")
+    run = Run(tmp_path / "r")
+    results = run_math_rewards(run, tiny_preset(), MathRewardsSettings(arms=("exact_match", "rloo", "sft")))
+    assert list(results["arms"]) == ["sft-idk", "baseline", "exact_match", "rloo", "sft"]  # the baseline always runs
+    for arm in ("baseline", "exact_match", "rloo", "sft"):
+        m = results["arms"][arm]
+        assert m["vs_source"]["n"] == results["n"] == FAST.eval_problems and m["steps"] == FAST.steps
+        assert run.is_complete(f"{OUT}/{arm}")
+    log = [json.loads(line) for line in (run.stage_dir(f"{OUT}/exact_match") / "logs" / "train.jsonl").open()]
+    assert all("rewards/exact_match/mean" in r and "accuracy" in r for r in log if "reward" in r)  # verifier tracked
+    sft = json.loads((run.stage_dir(f"{OUT}/sft") / "summary.json").read_text())
+    # the SFT arm's batches are sized to train on about as many tokens as the baseline's completions
+    assert sft["tokens_trained"] == pytest.approx(sft["tokens_to_match"], rel=0.5)
+    assert sft["tokens_to_match"] == results["arms"]["baseline"]["tokens_trained"] > 0
+    table = (run.stage_dir(OUT) / "table.md").read_text()
+    assert all(f"| {arm} |" in table for arm in results["arms"])
+
+
+def test_an_unknown_arm_is_one_clear_error(source, tmp_path):  # noqa: F811
+    with pytest.raises(LabError, match=f"unknown math-rewards arm.*valid: {', '.join(ARMS)}"):
+        run_math_rewards(Run(tmp_path / "r"), tiny_preset(), MathRewardsSettings(arms=("bogus",)))
