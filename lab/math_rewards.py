@@ -63,7 +63,7 @@ def sft_arm(run: Run, preset, rl, out_stage: str, tokens_to_match: int, source: 
 
     from lab.model import LabGPTForCausalLM
     from lab.progress import trainer_progress
-    from lab.rl import eval_problems, greedy_accuracy
+    from lab.rl import eval_problems, heldout_accuracy
     from lab.sft import build_dataset
     from lab.tokenizer import load_tokenizer
     from lab.trainers import save_trained, train_resuming
@@ -83,7 +83,7 @@ def sft_arm(run: Run, preset, rl, out_stage: str, tokens_to_match: int, source: 
     cuda = torch.cuda.is_available()
     model = LabGPTForCausalLM.from_pretrained(src, dtype=torch.float32)
     held_out = eval_problems(rl)
-    before = greedy_accuracy(model, tokenizer, held_out, rl.max_completion_length)
+    before = heldout_accuracy(model, tokenizer, held_out, rl)
     args = SFTConfig(
         output_dir=str(out / "trainer"), max_steps=rl.steps, learning_rate=rl.lr,
         lr_scheduler_type="constant_with_warmup", warmup_steps=min(10, rl.steps // 10),  # as the RL arms
@@ -95,7 +95,7 @@ def sft_arm(run: Run, preset, rl, out_stage: str, tokens_to_match: int, source: 
                          callbacks=[trainer_progress(out / "logs", out_stage)])
     _, seconds = train_resuming(trainer, out / "trainer")
     trained = save_trained(trainer.model, tokenizer, out)
-    after = greedy_accuracy(trained, tokenizer, held_out, rl.max_completion_length)
+    after = heldout_accuracy(trained, tokenizer, held_out, rl)
     (out / "heldout").mkdir(exist_ok=True)
     for name, result in (("before", before), ("after", after)):
         (out / "heldout" / f"{name}.jsonl").write_text("".join(json.dumps(s) + "\n" for s in result.pop("samples")))
@@ -108,12 +108,28 @@ def sft_arm(run: Run, preset, rl, out_stage: str, tokens_to_match: int, source: 
     return summary
 
 
-def _correct(path) -> dict[str, bool]:
-    return {r["id"]: r["correct"] for r in map(json.loads, path.read_text().splitlines())}
+def _graded(path) -> dict[str, dict]:
+    return {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
+
+
+def _grade_sampled(run: Run, preset, stage: str, which: str, model_stage: str) -> None:
+    """Add each problem's sampled share to heldout/<which>.jsonl when it lacks one (graded: `model_stage`)."""
+    from lab.loading import load_model_and_tokenizer
+    from lab.rl import eval_problems, heldout_accuracy
+
+    path = run.stage_dir(stage) / "heldout" / f"{which}.jsonl"
+    graded = _graded(path)
+    rl = _arm_settings(preset, "baseline")
+    if rl.eval_samples <= 0 or all("sampled_share" in r for r in graded.values()):
+        return
+    model, tokenizer = load_model_and_tokenizer(run.require(model_stage))
+    result = heldout_accuracy(model, tokenizer, eval_problems(rl), rl)
+    shares = {r["id"]: r["sampled_share"] for r in result["samples"]}
+    path.write_text("".join(json.dumps({**r, "sampled_share": shares[i]}) + "\n" for i, r in graded.items()))
 
 
 def run_math_rewards(run: Run, preset, settings: MathRewardsSettings | None = None, source: str = "sft-idk") -> dict:
-    from evals.stats import paired_difference, proportion
+    from evals.stats import mean_metric, paired_difference, proportion
     from lab.rl import rl_math
 
     settings = settings or MathRewardsSettings()
@@ -131,20 +147,37 @@ def run_math_rewards(run: Run, preset, settings: MathRewardsSettings | None = No
         else:
             rl_math(run, preset, _arm_settings(preset, arm), source=source, out_stage=stage)
 
-    start = _correct(run.stage_dir(f"{OUT}/baseline") / "heldout" / "before.jsonl")
-    finals = {arm: _correct(run.stage_dir(f"{OUT}/{arm}") / "heldout" / "after.jsonl") for arm in arms}
+    for arm in arms:  # arms graded before sampled grading existed get it now, from their saved models
+        _grade_sampled(run, preset, f"{OUT}/{arm}", "after", f"{OUT}/{arm}")
+    _grade_sampled(run, preset, f"{OUT}/baseline", "before", source)
+    start = _graded(run.stage_dir(f"{OUT}/baseline") / "heldout" / "before.jsonl")
+    finals = {arm: _graded(run.stage_dir(f"{OUT}/{arm}") / "heldout" / "after.jsonl") for arm in arms}
     ids = sorted(start)
+    sampled = all("sampled_share" in g[i] for g in (start, *finals.values()) for i in ids)
+
+    def column(graded, key):
+        return [float(graded[i][key]) for i in ids]
+
     results = {"source": source, "n": len(ids), "arms": {}}
-    results["arms"][source] = {"accuracy": proportion(sum(start[i] for i in ids), len(ids))}
+    results["arms"][source] = {"accuracy": proportion(sum(start[i]["correct"] for i in ids), len(ids))}
+    if sampled:
+        results["arms"][source]["sampled"] = mean_metric(column(start, "sampled_share"))
     for arm in arms:
         s = read_json(run.stage_dir(f"{OUT}/{arm}") / "summary.json")
-        correct = [float(finals[arm][i]) for i in ids]
+        correct = column(finals[arm], "correct")
         entry = {"changes": ARMS[arm][0], "accuracy": proportion(int(sum(correct)), len(ids)),
-                 "vs_source": paired_difference([float(start[i]) for i in ids], correct),
+                 "vs_source": paired_difference(column(start, "correct"), correct),
                  "seconds": s["seconds"], "steps": s["steps"],
                  "tokens_trained": s.get("tokens_trained") or _rl_tokens(run.stage_dir(f"{OUT}/{arm}"))}
+        if sampled:
+            entry["sampled"] = mean_metric(column(finals[arm], "sampled_share"))
+            entry["sampled_vs_source"] = paired_difference(column(start, "sampled_share"),
+                                                           column(finals[arm], "sampled_share"))
         if arm != "baseline":
-            entry["vs_baseline"] = paired_difference([float(finals["baseline"][i]) for i in ids], correct)
+            entry["vs_baseline"] = paired_difference(column(finals["baseline"], "correct"), correct)
+            if sampled:
+                entry["sampled_vs_baseline"] = paired_difference(column(finals["baseline"], "sampled_share"),
+                                                                 column(finals[arm], "sampled_share"))
         if "reward_first" in s:
             entry["reward"] = [s["reward_first"], s["reward_last"]]
         results["arms"][arm] = entry
@@ -163,16 +196,23 @@ def _d(d: dict | None) -> str:
 def table(results: dict) -> str:
     from evals.stats import format_ci
 
-    header = ["arm", "what changes", "held-out accuracy [95% CI]", "− sft-idk [95% CI], paired",
-              "− baseline [95% CI], paired", "train reward first → last", "tokens trained", "steps", "seconds"]
+    sampled = "sampled" in results["arms"][results["source"]]
+    header = ["arm", "what changes", "greedy accuracy [95% CI]", "− sft-idk, paired", "− baseline, paired"]
+    header += ["sampled accuracy", "− sft-idk, paired", "− baseline, paired"] if sampled else []
+    header += ["train reward first → last", "tokens trained", "steps", "seconds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm, m in results["arms"].items():
         reward = f"{m['reward'][0]:.3f} → {m['reward'][1]:.3f}" if m.get("reward") else ""
-        lines.append("| " + " | ".join([
-            arm, m.get("changes", "the starting checkpoint"), format_ci(m["accuracy"], 3), _d(m.get("vs_source")),
-            _d(m.get("vs_baseline")), reward, f"{m['tokens_trained']:,}" if "tokens_trained" in m else "",
-            str(m.get("steps", "")), f"{m['seconds']:.0f}" if "seconds" in m else ""]) + " |")
-    return "\n".join(lines) + f"\n\nn = {results['n']} held-out problems, graded greedily by the verifier.\n"
+        cells = [arm, m.get("changes", "the starting checkpoint"), format_ci(m["accuracy"], 3),
+                 _d(m.get("vs_source")), _d(m.get("vs_baseline"))]
+        if sampled:
+            cells += [f"{m['sampled']['value']:.3f}", _d(m.get("sampled_vs_source")), _d(m.get("sampled_vs_baseline"))]
+        cells += [reward, f"{m['tokens_trained']:,}" if "tokens_trained" in m else "", str(m.get("steps", "")),
+                  f"{m['seconds']:.0f}" if "seconds" in m else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    note = f"\n\nn = {results['n']} held-out problems, graded by the verifier: greedy, "
+    note += "and as the share of sampled answers accepted per problem (differences paired by problem, 95% CI).\n"
+    return "\n".join(lines) + (note if sampled else f"\n\nn = {results['n']} held-out problems, graded greedily.\n")
 
 
 def _plot(run: Run, out, results: dict, arms: list[str]) -> str:

@@ -58,6 +58,7 @@ class RLSettings:
     bands: tuple[int, ...] = (1,)  # tiny sft-idk greedy: band 1 of these tasks 8-10%, band 2 0-6%, bands 3-4 ~0
     train_problems: int = 2000
     eval_problems: int = 200  # distinct held-out questions, graded greedily before and after
+    eval_samples: int = 8  # and this many answers each at `temperature` (0 = greedy only): a finer paired measure
     eval_every: int = 0  # also grade the held-out set every this many steps (0 = before and after only)
     log_every: int = 1
     ckpt_every: int = 50
@@ -119,6 +120,37 @@ def greedy_accuracy(model, tokenizer, problems, max_new_tokens: int, batch_size:
     result = {k: {"accuracy": sum(v) / len(v), "n": len(v)} for k, v in groups.items()}
     result["samples"] = [{"id": p.id, "question": p.question, "gold": p.answer, "response": r, "correct": v.equivalent,
                           "reason": v.reason} for p, r, v in zip(problems, responses, verdicts)]
+    return result
+
+
+def heldout_accuracy(model, tokenizer, problems, settings) -> dict:
+    """greedy_accuracy, plus each problem's share of `eval_samples` sampled answers the verifier accepts:
+    RL changes the sampling distribution before it flips greedy answers, and a share per problem is a
+    finer paired measure than one greedy bit."""
+    from lab.engine import SamplingParams, generate
+    from lab.tokenizer import decode_ids
+    from rewards.math_verify import verify_many
+
+    result = greedy_accuracy(model, tokenizer, problems, settings.max_completion_length)
+    k = settings.eval_samples
+    if k <= 0:
+        return result
+    was_training = model.training
+    model.eval()
+    stops = (tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id)
+    prompts = [ids for _, ids in _prompts(tokenizer, problems) for _ in range(k)]
+    outs = []
+    for start in range(0, len(prompts), 128):  # seeded by position: every model draws with the same seeds
+        params = SamplingParams(max_new_tokens=settings.max_completion_length, temperature=settings.temperature,
+                                stop_token_ids=stops, seed=EVAL_SEED + start)
+        outs += generate(model, prompts[start : start + 128], params, pad_token_id=tokenizer.pad_token_id)
+    model.train(was_training)
+    verdicts = verify_many([(decode_ids(tokenizer, o, skip_special_tokens=True), problems[i // k].answer)
+                            for i, o in enumerate(outs)])
+    for i, sample in enumerate(result["samples"]):
+        sample["sampled_share"] = sum(v.equivalent for v in verdicts[i * k : (i + 1) * k]) / k
+    result["sampled"] = {"accuracy": sum(s["sampled_share"] for s in result["samples"]) / len(problems), "k": k,
+                         "temperature": settings.temperature}
     return result
 
 
@@ -310,12 +342,12 @@ def rl_math(run: Run, preset, settings: RLSettings, source: str = "sft-idk", out
     dataset = Dataset.from_dict({"prompt": [text for text, _ in prompts], "answer": [p.answer for p in problems],
                                  "task": [p.task for p in problems], "difficulty": [p.difficulty for p in problems]})
     held_out = eval_problems(settings)
-    before = greedy_accuracy(model, tokenizer, held_out, settings.max_completion_length)
+    before = heldout_accuracy(model, tokenizer, held_out, settings)
 
     done = train_policy(out, model, tokenizer, settings, dataset, reward_funcs,
                         callbacks=[_eval_callback(settings, tokenizer, held_out)])
     last, trainer = done.resumed_from, done.trainer
-    after = greedy_accuracy(done.model, tokenizer, held_out, settings.max_completion_length)
+    after = heldout_accuracy(done.model, tokenizer, held_out, settings)
     (out / "heldout").mkdir(exist_ok=True)
     for name, result in (("before", before), ("after", after)):
         (out / "heldout" / f"{name}.jsonl").write_text("".join(json.dumps(s) + "\n" for s in result.pop("samples")))

@@ -296,19 +296,24 @@ def _rl_math_sections(run: Run) -> list[tuple[str, list]]:
     if not path.exists():
         return []
     s = read_json(path)
-    before = {r["id"]: r["correct"] for r in _jsonl(run.stage_dir("rl-math") / "heldout" / "before.jsonl")}
-    after = {r["id"]: r["correct"] for r in _jsonl(run.stage_dir("rl-math") / "heldout" / "after.jsonl")}
+    before = {r["id"]: r for r in _jsonl(run.stage_dir("rl-math") / "heldout" / "before.jsonl")}
+    after = {r["id"]: r for r in _jsonl(run.stage_dir("rl-math") / "heldout" / "after.jsonl")}
     ids = [i for i in before if i in after]
     items = [("text", f"{s['algo']} from {s['source']} for {s['steps']} steps ({s['seconds']:.0f} s) on "
                       f"{', '.join(s['settings']['tasks'])} (bands {s['settings']['bands']}); rewards "
                       f"{dict(zip(s['settings']['rewards'], s['settings']['reward_weights']))} (weight 0: tracked, "
                       f"not optimised). Reward {s['reward_first']:.3f} -> {s['reward_last']:.3f} (first and last 10 "
                       "steps).")]
-    if ids:
-        d = paired_difference([float(before[i]) for i in ids], [float(after[i]) for i in ids])
-        items.append(("table", (["held-out problems", "before", "after", "after − before [95% CI], paired", "n"], [[
-            "greedy accuracy, the trained tasks and bands", f"{d['mean_a']:.3f}", f"{d['mean_b']:.3f}",
-            f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]", d["n"]]])))
+    rows = []
+    k = s["settings"].get("eval_samples", 0)
+    for key, what in (("correct", "greedy accuracy"), ("sampled_share", f"share of {k} sampled answers correct")):
+        if ids and all(key in before[i] and key in after[i] for i in ids):
+            d = paired_difference([float(before[i][key]) for i in ids], [float(after[i][key]) for i in ids])
+            rows.append([f"{what}, the trained tasks and bands", f"{d['mean_a']:.3f}", f"{d['mean_b']:.3f}",
+                         f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]", d["n"]])
+    if rows:
+        items.append(("table", (["held-out problems", "before", "after", "after − before [95% CI], paired", "n"],
+                                rows)))
     curves = rl_curves(run, "rl-math")
     if curves:
         items.append(("figure", (f"rl_math_{run.name}", curves, "RL on math, per step (faint) and over 10 steps")))

@@ -36,8 +36,16 @@ def test_every_arm_trains_from_one_checkpoint_and_is_graded_on_the_same_problems
     # the SFT arm's batches are sized to train on about as many tokens as the baseline's completions
     assert sft["tokens_trained"] == pytest.approx(sft["tokens_to_match"], rel=0.5)
     assert sft["tokens_to_match"] == results["arms"]["baseline"]["tokens_trained"] > 0
+    assert all(results["arms"][arm]["sampled_vs_source"]["n"] == results["n"] for arm in ("baseline", "sft"))
     table = (run.stage_dir(OUT) / "table.md").read_text()
     assert all(f"| {arm} |" in table for arm in results["arms"])
+
+    # an arm graded before sampled grading existed is graded from its saved model, with the same seeds
+    after = run.stage_dir(f"{OUT}/rloo") / "heldout" / "after.jsonl"
+    rows = [json.loads(line) for line in after.open()]
+    after.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "sampled_share"}) + "\n" for r in rows))
+    run_math_rewards(run, tiny_preset(), MathRewardsSettings(arms=("exact_match", "rloo", "sft")))
+    assert [json.loads(line)["sampled_share"] for line in after.open()] == [r["sampled_share"] for r in rows]
 
 
 def test_an_unknown_arm_is_one_clear_error(source, tmp_path):  # noqa: F811
