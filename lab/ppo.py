@@ -218,6 +218,17 @@ def _load_checkpoint(path: Path, settings: PPOSettings) -> dict:
     return state
 
 
+def check_settings(settings: PPOSettings) -> None:
+    """The refusals that need no model: before anything is loaded or written."""
+    if settings.batch_size % settings.minibatch_size:
+        raise LabError(f"ppo.batch_size ({settings.batch_size}) must be a multiple of ppo.minibatch_size "
+                       f"({settings.minibatch_size})")
+    if settings.value_init not in ("rm", "policy"):
+        raise LabError(f"ppo.value_init must be 'rm' or 'policy', got {settings.value_init!r}")
+    if settings.temperature <= 0:
+        raise LabError(f"ppo.temperature must be > 0 (PPO samples its rollouts), got {settings.temperature}")
+
+
 def train_ppo(out: Path, policy, ref_model, value_model, prompts: list[list[int]], score_fn, settings: PPOSettings,
               stop_token_ids: tuple[int, ...], pad_token_id: int, judge_fn=None, title: str = "ppo",
               quiet: bool = False) -> Trained:
@@ -232,11 +243,7 @@ def train_ppo(out: Path, policy, ref_model, value_model, prompts: list[list[int]
     from lab.progress import TrainLogger
     from lab.rl import save_snapshot
 
-    if settings.batch_size % settings.minibatch_size:
-        raise LabError(f"ppo.batch_size ({settings.batch_size}) must be a multiple of ppo.minibatch_size "
-                       f"({settings.minibatch_size})")
-    if settings.value_init not in ("rm", "policy"):
-        raise LabError(f"ppo.value_init must be 'rm' or 'policy', got {settings.value_init!r}")
+    check_settings(settings)
     if not prompts:
         raise LabError("PPO got no prompts")
     check_value_model(value_model, policy)
@@ -389,6 +396,7 @@ def ppo_rlhf(run: Run, preset, settings: PPOSettings, source: str = "sft-idk", r
     from rewards.reward_model import check_tokenizers_match, load_reward_model, score
     from tasks.world import build_world
 
+    check_settings(settings)
     src, rm_dir = run.require(source), run.require(rm_stage)
     policy, tokenizer = load_policy(src)
     rm_model, rm_tokenizer = load_reward_model(rm_dir)

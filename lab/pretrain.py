@@ -227,6 +227,8 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
     from lab.progress import TrainLogger
 
     cfg = preset.pretrain
+    if cfg.parallel not in ("ddp", "fsdp"):
+        raise LabError(f"unknown pretrain.parallel '{cfg.parallel}'; valid: ddp, fsdp")
     dist = Distributed.from_env(cfg.device)
     device = dist.device
     out = run.stage_dir(stage)

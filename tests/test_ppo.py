@@ -224,3 +224,15 @@ def test_a_reward_model_with_another_tokenizer_is_refused(rm_run, tmp_path):  # 
     train_tokenizer(["something else entirely"] * 20, vocab_size=300).save_pretrained(run.stage_dir("rm"))
     with pytest.raises(LabError, match="tokenizer does not match"):
         ppo_rlhf(run, small_preset(), FAST)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"minibatch_size": 5}, "must be a multiple of ppo.minibatch_size"),
+    ({"value_init": "foo"}, "ppo.value_init must be 'rm' or 'policy'"),
+    ({"temperature": 0.0}, "ppo.temperature must be > 0"),
+])
+def test_settings_are_checked_before_anything_is_loaded(rm_run, tmp_path, change, message):  # noqa: F811
+    run = copy_run(rm_run, tmp_path)
+    with pytest.raises(LabError, match=message):
+        ppo_rlhf(run, small_preset(), replace(FAST, **change))
+    assert not run.stage_dir("rlhf-ppo").exists()

@@ -124,3 +124,8 @@ def test_fsdp_trains_the_same_model_as_ddp_and_resumes_from_its_checkpoint(prepa
     assert not run.is_complete("base") and (run.stage_dir("base") / "checkpoint").exists()
     resumed = torchrun(run, "pretrain.parallel=fsdp", "pretrain.ckpt_every=3", port=29520)
     assert resumed[0]["weights"] == pytest.approx(straight[0]["weights"], rel=1e-6)
+
+
+def test_an_unknown_parallel_strategy_is_one_clear_error(prepared, tmp_path):
+    with pytest.raises(LabError, match="unknown pretrain.parallel 'zero'; valid: ddp, fsdp"):
+        pretrain(fresh_copy(prepared, tmp_path, "zero"), small_preset("pretrain.parallel=zero"), quiet=True)
