@@ -376,15 +376,17 @@ def rl_rlhf_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage
 @experiment_app.command("math-rewards")
 def experiment_math_rewards(run_dir: Path = typer.Argument(..., help="a run with sft-idk, e.g. runs/tiny"),
                             arms: Optional[str] = typer.Option(None, help="comma-separated arms (default: all)"),
+                            source: str = typer.Option("sft-idk", "--from", help="the checkpoint every arm starts from"),
+                            out: str = typer.Option("experiments/math-rewards", help="the experiment's folder"),
                             set: list[str] = SetOpt):
     """RL on math, one change an arm (reward, format, algorithm, or SFT instead), at matched compute."""
-    from lab.math_rewards import OUT, run_math_rewards
+    from lab.math_rewards import run_math_rewards
 
     run, preset = _run_with_overrides(run_dir, set)
     if arms:
         preset.math_rewards.arms = tuple(a.strip() for a in arms.split(",") if a.strip())
-    run_math_rewards(run, preset, preset.math_rewards)
-    _show_experiment(run.stage_dir(OUT), "math_rewards.png")
+    run_math_rewards(run, preset, preset.math_rewards, source=source, out_stage=out)
+    _show_experiment(run.stage_dir(out), "math_rewards.png")
 
 
 @experiment_app.command("rlhf-methods")

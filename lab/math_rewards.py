@@ -128,7 +128,9 @@ def _grade_sampled(run: Run, preset, stage: str, which: str, model_stage: str) -
     path.write_text("".join(json.dumps({**r, "sampled_share": shares[i]}) + "\n" for i, r in graded.items()))
 
 
-def run_math_rewards(run: Run, preset, settings: MathRewardsSettings | None = None, source: str = "sft-idk") -> dict:
+def run_math_rewards(run: Run, preset, settings: MathRewardsSettings | None = None, source: str = "sft-idk",
+                     out_stage: str = OUT) -> dict:
+    """Train the missing arms from `source` into `out_stage`/<arm>, then grade and tabulate them all."""
     from evals.stats import mean_metric, paired_difference, proportion
     from lab.rl import rl_math
 
@@ -138,20 +140,20 @@ def run_math_rewards(run: Run, preset, settings: MathRewardsSettings | None = No
         raise LabError(f"unknown math-rewards arm(s) {unknown or '(none)'}; valid: {', '.join(ARMS)}")
     arms = ["baseline", *[a for a in settings.arms if a != "baseline"]]  # the baseline sets the compute to match
     for arm in arms:
-        stage = f"{OUT}/{arm}"
+        stage = f"{out_stage}/{arm}"
         if run.is_complete(stage):
             continue
         if ARMS[arm][1] is None:
             rl = _arm_settings(preset, "baseline")
-            sft_arm(run, preset, rl, stage, _rl_tokens(run.stage_dir(f"{OUT}/baseline")), source)
+            sft_arm(run, preset, rl, stage, _rl_tokens(run.stage_dir(f"{out_stage}/baseline")), source)
         else:
             rl_math(run, preset, _arm_settings(preset, arm), source=source, out_stage=stage)
 
     for arm in arms:  # arms graded before sampled grading existed get it now, from their saved models
-        _grade_sampled(run, preset, f"{OUT}/{arm}", "after", f"{OUT}/{arm}")
-    _grade_sampled(run, preset, f"{OUT}/baseline", "before", source)
-    start = _graded(run.stage_dir(f"{OUT}/baseline") / "heldout" / "before.jsonl")
-    finals = {arm: _graded(run.stage_dir(f"{OUT}/{arm}") / "heldout" / "after.jsonl") for arm in arms}
+        _grade_sampled(run, preset, f"{out_stage}/{arm}", "after", f"{out_stage}/{arm}")
+    _grade_sampled(run, preset, f"{out_stage}/baseline", "before", source)
+    start = _graded(run.stage_dir(f"{out_stage}/baseline") / "heldout" / "before.jsonl")
+    finals = {arm: _graded(run.stage_dir(f"{out_stage}/{arm}") / "heldout" / "after.jsonl") for arm in arms}
     ids = sorted(start)
     sampled = all("sampled_share" in g[i] for g in (start, *finals.values()) for i in ids)
 
@@ -163,12 +165,12 @@ def run_math_rewards(run: Run, preset, settings: MathRewardsSettings | None = No
     if sampled:
         results["arms"][source]["sampled"] = mean_metric(column(start, "sampled_share"))
     for arm in arms:
-        s = read_json(run.stage_dir(f"{OUT}/{arm}") / "summary.json")
+        s = read_json(run.stage_dir(f"{out_stage}/{arm}") / "summary.json")
         correct = column(finals[arm], "correct")
         entry = {"changes": ARMS[arm][0], "accuracy": proportion(int(sum(correct)), len(ids)),
                  "vs_source": paired_difference(column(start, "correct"), correct),
                  "seconds": s["seconds"], "steps": s["steps"],
-                 "tokens_trained": s.get("tokens_trained") or _rl_tokens(run.stage_dir(f"{OUT}/{arm}"))}
+                 "tokens_trained": s.get("tokens_trained") or _rl_tokens(run.stage_dir(f"{out_stage}/{arm}"))}
         if sampled:
             entry["sampled"] = mean_metric(column(finals[arm], "sampled_share"))
             entry["sampled_vs_source"] = paired_difference(column(start, "sampled_share"),
@@ -181,11 +183,11 @@ def run_math_rewards(run: Run, preset, settings: MathRewardsSettings | None = No
         if "reward_first" in s:
             entry["reward"] = [s["reward_first"], s["reward_last"]]
         results["arms"][arm] = entry
-    out = run.stage_dir(OUT)
-    results["plot"] = _plot(run, out, results, arms)
+    out = run.stage_dir(out_stage)
+    results["plot"] = _plot(run, out, results, arms, out_stage)
     (out / "table.md").write_text(table(results))
     write_json(out / "results.json", results)
-    run.mark_complete(OUT, {arm: results["arms"][arm]["accuracy"]["value"] for arm in arms})
+    run.mark_complete(out_stage, {arm: results["arms"][arm]["accuracy"]["value"] for arm in arms})
     return results
 
 
@@ -197,8 +199,9 @@ def table(results: dict) -> str:
     from evals.stats import format_ci
 
     sampled = "sampled" in results["arms"][results["source"]]
-    header = ["arm", "what changes", "greedy accuracy [95% CI]", "− sft-idk, paired", "− baseline, paired"]
-    header += ["sampled accuracy", "− sft-idk, paired", "− baseline, paired"] if sampled else []
+    start = f"− {results['source']}, paired"
+    header = ["arm", "what changes", "greedy accuracy [95% CI]", start, "− baseline, paired"]
+    header += ["sampled accuracy", start, "− baseline, paired"] if sampled else []
     header += ["train reward first → last", "tokens trained", "steps", "seconds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm, m in results["arms"].items():
@@ -215,7 +218,7 @@ def table(results: dict) -> str:
     return "\n".join(lines) + (note if sampled else f"\n\nn = {results['n']} held-out problems, graded greedily.\n")
 
 
-def _plot(run: Run, out, results: dict, arms: list[str]) -> str:
+def _plot(run: Run, out, results: dict, arms: list[str], out_stage: str) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -230,7 +233,7 @@ def _plot(run: Run, out, results: dict, arms: list[str]) -> str:
     ax[0].set(title="held-out accuracy (greedy, 95% CI)", ylabel="accuracy")
     ax[0].tick_params(axis="x", rotation=30)
     for i, arm in enumerate(arms):
-        path = run.stage_dir(f"{OUT}/{arm}") / "logs" / "train.jsonl"
+        path = run.stage_dir(f"{out_stage}/{arm}") / "logs" / "train.jsonl"
         rows = [r for r in map(json.loads, path.read_text().splitlines()) if "accuracy" in r] if path.exists() else []
         if rows:
             values = [r["accuracy"] for r in rows]
