@@ -118,8 +118,9 @@ def _paired_rows(run: Run) -> list[list[str]]:
             except LabError:  # a suite not run on both stages, or a metric it does not have: no row
                 continue
             low, high = r["ci95"]
+            seen = "up" if low > 0 else "down" if high < 0 else "no change seen at this size"
             rows.append([f"{child} − {parent}", suite, metric, f"{r['mean_a']:.3f}", f"{r['mean_b']:.3f}",
-                         f"{r['difference']:+.3f} [{low:+.3f}, {high:+.3f}]", r["n"]])
+                         f"{r['difference']:+.3f} [{low:+.3f}, {high:+.3f}]", seen, r["n"]])
     return rows
 
 
@@ -219,7 +220,8 @@ def _eval_sections(run: Run) -> list[tuple[str, list]]:
         out.append(("Each stage against its parent, paired on the same samples" + suffix, [
             ("text", "Per-sample differences on identical questions (CLT interval of the mean difference): pairing "
                      "removes the between-question variance that two separate intervals would count twice."),
-            ("table", (["stage − parent", "suite", "metric", "parent", "stage", "difference [95% CI]", "n"], paired))]))
+            ("table", (["stage − parent", "suite", "metric", "parent", "stage", "difference [95% CI]",
+                        "effect (95% CI excludes 0?)", "n"], paired))]))
     rows = _eval_rows(run, "hallucination", "k", ("correct", "incorrect", "not_attempted"))
     if rows:
         items = [("text", "SimpleQA-style questions about held-out people (never in SFT data). sft was trained to "
