@@ -400,6 +400,20 @@ def experiment_rlhf_methods(run_dir: Path = typer.Argument(..., help="a run with
     _show_experiment(run.stage_dir(OUT), "rlhf_methods.png")
 
 
+@experiment_app.command("goodhart")
+def experiment_goodhart(run_dir: Path = typer.Argument(..., help="a run with sft-idk, e.g. runs/tiny"),
+                        pairs: Optional[str] = typer.Option(None, help="comparisons per reward model, e.g. 100,200,400"),
+                        set: list[str] = SetOpt):
+    """Reward models of several sizes, GRPO against each: when does optimising the proxy turn gold down?"""
+    from lab.goodhart import OUT, run_goodhart
+
+    run, preset = _run_with_overrides(run_dir, set)
+    if pairs:
+        preset.goodhart.pairs = tuple(int(p) for p in pairs.split(",") if p.strip())
+    run_goodhart(run, preset, preset.goodhart)
+    _show_experiment(run.stage_dir(OUT), "goodhart.png")
+
+
 @experiment_app.command("overoptimization")
 def experiment_overoptimization(run_dir: Path = typer.Argument(..., help="a run with sft-idk and rm, e.g. runs/tiny"),
                                 set: list[str] = SetOpt):

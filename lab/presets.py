@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lab.dpo import DPOSettings
 from lab.errors import LabError
+from lab.goodhart import GoodhartSettings
 from lab.math_rewards import MathRewardsSettings
 from lab.overoptimization import OveroptimizationSettings
 from lab.ppo import PPOSettings
@@ -139,6 +140,7 @@ class Preset:
     ppo: PPOSettings = field(default_factory=PPOSettings)  # the rlhf-ppo stage: same prompts, RM and sample count
     rlhf_methods: RLHFMethodsSettings = field(default_factory=RLHFMethodsSettings)  # PPO/GRPO/RLOO/DPO compared
     overoptimization: OveroptimizationSettings = field(default_factory=OveroptimizationSettings)
+    goodhart: GoodhartSettings = field(default_factory=GoodhartSettings)  # RM quality vs over-optimization
 
 
 def tiny() -> Preset:

@@ -134,53 +134,92 @@ def _point(rows: list[dict]) -> dict:
     return point
 
 
+@dataclass
+class Judge:
+    """One evaluation protocol for every policy: fixed prompts, one answer each, scored by a proxy RM and the
+    gold judge, KL to a reference; samples kept under `samples`."""
+
+    reference: object
+    tokenizer: object
+    rm_model: object
+    rm_tokenizer: object
+    world: object
+    asked: list  # (person, prompt text, prompt ids)
+    settings: RLHFMethodsSettings
+    samples: Path
+
+    @classmethod
+    def for_run(cls, run: Run, preset, settings: RLHFMethodsSettings, source: str, rm_stage: str, samples: Path):
+        from lab.loading import load_model_and_tokenizer
+        from lab.rlhf import rlhf_dataset
+        from rewards.reward_model import check_tokenizers_match, load_reward_model
+        from tasks.world import build_world
+
+        reference, tokenizer = load_model_and_tokenizer(run.require(source))
+        rm_model, rm_tokenizer = load_reward_model(run.require(rm_stage))
+        check_tokenizers_match(rm_tokenizer, tokenizer)
+        world = build_world(preset.data.world)
+        dataset, prompts = rlhf_dataset(world, tokenizer, seed=10_000 + settings.seed)  # not training's order
+        if settings.prompts > len(prompts):
+            raise LabError(f"rlhf_methods.prompts is {settings.prompts} but the world has {len(prompts)} RLHF prompts")
+        asked = [(dataset[i]["person"], text, ids) for i, (text, ids) in enumerate(prompts[: settings.prompts])]
+        samples.mkdir(parents=True, exist_ok=True)
+        return cls(reference, tokenizer, rm_model, rm_tokenizer, world, asked, settings, samples)
+
+    def rows(self, policy, name: str) -> list[dict]:
+        rows = sample_and_score(policy, self.reference, self.rm_model, self.rm_tokenizer, self.tokenizer, self.world,
+                                self.asked, self.settings)
+        (self.samples / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return rows
+
+    def path(self, run: Run, stage: str, start: list[dict]) -> tuple[list[dict], list[list[dict]]]:
+        """(points, rows) along an RL stage's snapshots, `start` (the reference's rows) first."""
+        from lab.model import LabGPTForCausalLM
+
+        points, all_rows = [{"step": 0, **_point(start)}], [start]
+        for step, folder in snapshots(run, stage):
+            policy = LabGPTForCausalLM.from_pretrained(folder).to(next(self.reference.parameters()).device)
+            name = stage.replace("/", "-") if folder == run.stage_dir(stage) else f"{stage.replace('/', '-')}-step-{step}"
+            all_rows.append(self.rows(policy, name))
+            points.append({"step": step, **_point(all_rows[-1])})
+        return points, all_rows
+
+
+def describe_path(points: list[dict], rows: list[list[dict]]) -> dict:
+    """The path as plain numbers, and the held-out-half turn-over test."""
+    result = {"path": [{"step": p["step"], "kl": p["kl"]["value"], "gold": p["gold"]["value"],
+                        "gold_ci95": p["gold"]["ci95"], "proxy": p["proxy"]["value"],
+                        "refusal_rate": p["refusal_rate"]} for p in points],
+              "turnover": turnover(rows)}
+    result["turnover"]["peak_step"] = points[result["turnover"]["peak_index"]]["step"]
+    return result
+
+
 def run_rlhf_methods(run: Run, preset, settings: RLHFMethodsSettings | None = None, source: str = "sft-idk",
                      rm_stage: str = "rm") -> dict:
     from evals.stats import paired_difference
-    from lab.loading import load_model_and_tokenizer
     from lab.model import LabGPTForCausalLM
-    from lab.rlhf import rlhf_dataset
-    from rewards.reward_model import check_tokenizers_match, load_reward_model
-    from tasks.world import build_world
 
     settings = settings or RLHFMethodsSettings()
     train_missing(run, preset, source, rm_stage)
-    reference, tokenizer = load_model_and_tokenizer(run.require(source))
-    rm_model, rm_tokenizer = load_reward_model(run.require(rm_stage))
-    check_tokenizers_match(rm_tokenizer, tokenizer)
-    world = build_world(preset.data.world)
-    dataset, prompts = rlhf_dataset(world, tokenizer, seed=10_000 + settings.seed)  # another order than training's
-    if settings.prompts > len(prompts):
-        raise LabError(f"rlhf_methods.prompts is {settings.prompts} but the world has {len(prompts)} RLHF prompts")
-    asked = [(dataset[i]["person"], text, ids) for i, (text, ids) in enumerate(prompts[: settings.prompts])]
-
     out = run.stage_dir(OUT)
-    (out / "samples").mkdir(parents=True, exist_ok=True)
-
-    def evaluate(policy, name: str) -> list[dict]:
-        rows = sample_and_score(policy, reference, rm_model, rm_tokenizer, tokenizer, world, asked, settings)
-        (out / "samples" / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        return rows
-
-    start = evaluate(reference, source)
+    judge = Judge.for_run(run, preset, settings, source, rm_stage, out / "samples")
+    start = judge.rows(judge.reference, source)
     results: dict = {"settings": asdict(settings), "source": source, "methods": {source: _point(start)}}
     for stage in METHODS:
-        path_rows = [start]
-        path = [{"step": 0, **_point(start)}]
-        for step, folder in snapshots(run, stage) if stage != "dpo" else [(None, run.require(stage))]:
-            policy = LabGPTForCausalLM.from_pretrained(folder).to(next(reference.parameters()).device)
-            rows = evaluate(policy, stage if folder == run.stage_dir(stage) else f"{stage}-step-{step}")
-            path_rows.append(rows)
-            path.append({"step": step, **_point(rows)})
-        entry = {**path[-1], "gold_vs_source": paired_difference([r["gold"] for r in start],
-                                                                  [r["gold"] for r in path_rows[-1]])}
+        if stage == "dpo":  # no sampling, no path: its final policy only
+            policy = LabGPTForCausalLM.from_pretrained(run.require(stage)).to(next(judge.reference.parameters()).device)
+            final = judge.rows(policy, stage)
+            points, rows = [_point(final)], None
+        else:
+            points, rows = judge.path(run, stage, start)
+            final = rows[-1]
+        entry = {**points[-1], "gold_vs_source": paired_difference([r["gold"] for r in start],
+                                                                  [r["gold"] for r in final])}
         entry.update(_method_summary(run, stage))
-        if stage != "dpo":
-            entry["path"] = [{"step": p["step"], "kl": p["kl"]["value"], "gold": p["gold"]["value"],
-                              "gold_ci95": p["gold"]["ci95"], "proxy": p["proxy"]["value"],
-                              "refusal_rate": p["refusal_rate"]} for p in path]
-            entry["turnover"] = turnover(path_rows)
-            entry["turnover"]["peak_step"] = path[entry["turnover"]["peak_index"]]["step"]
+        if rows is not None:
+            entry.update(describe_path(points, rows))
+        entry.pop("step", None)
         results["methods"][stage] = entry
     results["matched_kl"] = results["methods"]["dpo"]["kl"]["value"]
     for stage in METHODS[:3]:

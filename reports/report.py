@@ -364,6 +364,15 @@ def _rlhf_sections(run: Run) -> list[tuple[str, list]]:
                      "gradients and optimizer state of every model the method holds."),
             ("markdown", (methods / "table.md").read_text()),
             ("figure", (f"rlhf_methods_{run.name}", data, "Gold and proxy reward against KL to sft-idk"))]))
+    goodhart = run.stage_dir("experiments/goodhart")
+    if (goodhart / "table.md").exists() and (goodhart / "goodhart.png").exists():
+        data = base64.b64encode((goodhart / "goodhart.png").read_bytes()).decode()
+        out.append((f"When optimising the reward model turns gold down ({run.name})", [
+            ("text", "`lab experiment goodhart`: reward models trained on fewer or other comparisons, GRPO for 60 "
+                     "steps against each, every 10-step snapshot judged like the methods above (the proxy is each "
+                     "run's own RM). 'end − peak' is measured on prompts the peak was not chosen on."),
+            ("markdown", (goodhart / "table.md").read_text()),
+            ("figure", (f"goodhart_{run.name}", data, "Gold and proxy along each run, by reward model"))]))
     over = run.stage_dir("experiments/overoptimization")
     if (over / "table.md").exists() and (over / "overoptimization.png").exists():
         data = base64.b64encode((over / "overoptimization.png").read_bytes()).decode()

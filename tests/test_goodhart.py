@@ -1,0 +1,40 @@
+"""The Goodhart experiment (lab/goodhart.py): an RM per (size, seed), GRPO against each, every snapshot judged."""
+
+import json
+import shutil
+
+import pytest
+from test_pretrain import small_preset
+from test_reward_model import scripted, source  # noqa: F401  (fixture rm_run builds on)
+from test_rlhf import rm_run  # noqa: F401  (fixture: a tiny run with sft-idk and rm stages)
+
+from lab.errors import LabError
+from lab.goodhart import OUT, GoodhartSettings, run_goodhart
+from lab.runs import Run
+from tasks.world import build_world
+
+TINY = ["rm.epochs=1", "rm.max_new_tokens=8", "rm.batch_size=8", "rm.label_mode=argmax", "rm.heldout_share=0.3",
+        "rlhf.batch_size=8", "rlhf.max_completion_length=8", "rlhf_methods.prompts=8",
+        "rlhf_methods.max_new_tokens=8", "rlhf_methods.batch_size=4"]
+
+
+def test_each_reward_model_gets_a_judged_path_and_a_turnover_test(rm_run, tmp_path, monkeypatch):  # noqa: F811
+    shutil.copytree(rm_run.root, tmp_path / "r")
+    run = Run(tmp_path / "r")
+    preset = small_preset(*TINY)
+    scripted(monkeypatch, build_world(preset.data.world))
+    results = run_goodhart(run, preset, GoodhartSettings(pairs=(16, 24), seeds=(0,), steps=2, snapshot_every=1))
+    assert list(results["rms"]) == ["rm-16-seed0", "rm-24-seed0"]
+    for name, r in results["rms"].items():
+        assert run.is_complete(f"{OUT}/{name}") and run.is_complete(f"{OUT}/{name}/rlhf-grpo")
+        assert [p["step"] for p in r["path"]] == [0, 1, 2] and r["path"][0]["kl"] == 0.0
+        assert r["turnover"]["final_minus_peak"]["n"] == 4 and 0 <= r["rm_heldout_accuracy"] <= 1
+    assert results["by_size"]["24"]["runs"] == 1
+    rows = [json.loads(line) for line in (run.stage_dir(OUT) / "samples" / "rm-16-seed0" / "sft-idk.jsonl").open()]
+    assert len(rows) == 8 and {"proxy", "gold", "kl"} <= rows[0].keys()
+    assert "| rm-24-seed0 |" in (run.stage_dir(OUT) / "table.md").read_text()
+
+
+def test_too_small_a_reward_model_is_refused(tmp_path):
+    with pytest.raises(LabError, match="at least 8 comparisons"):
+        run_goodhart(Run(tmp_path), small_preset(), GoodhartSettings(pairs=(4,)))
