@@ -382,9 +382,7 @@ def experiment_math_rewards(run_dir: Path = typer.Argument(..., help="a run with
     """RL on math, one change an arm (reward, format, algorithm, or SFT instead), at matched compute."""
     from lab.math_rewards import run_math_rewards
 
-    run, preset = _run_with_overrides(run_dir, set)
-    if arms:
-        preset.math_rewards.arms = tuple(a.strip() for a in arms.split(",") if a.strip())
+    run, preset = _run_with_overrides(run_dir, set + ([f"math_rewards.arms={arms}"] if arms else []))
     run_math_rewards(run, preset, preset.math_rewards, source=source, out_stage=out)
     _show_experiment(run.stage_dir(out), "math_rewards.png")
 
@@ -407,9 +405,7 @@ def experiment_goodhart(run_dir: Path = typer.Argument(..., help="a run with sft
     """Reward models of several sizes, GRPO against each: when does optimising the proxy turn gold down?"""
     from lab.goodhart import OUT, run_goodhart
 
-    run, preset = _run_with_overrides(run_dir, set)
-    if pairs:
-        preset.goodhart.pairs = tuple(int(p) for p in pairs.split(",") if p.strip())
+    run, preset = _run_with_overrides(run_dir, set + ([f"goodhart.pairs={pairs}"] if pairs else []))
     run_goodhart(run, preset, preset.goodhart)
     _show_experiment(run.stage_dir(OUT), "goodhart.png")
 

@@ -53,3 +53,17 @@ def test_pretrain_under_torchrun_prepares_data_once_and_trains_on_both_ranks(tmp
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("step 6  loss") == 2  # both ranks finished the same run
     assert (tmp_path / "d" / "base" / "COMPLETE").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["experiment", "goodhart", "{run}", "--pairs", "100,many"], "cannot read 'many' as int for setting 'goodhart.pairs'"),
+    (["experiment", "math-rewards", "{run}", "--arms", "baseline,bogus"], "unknown math-rewards arm(s) ['bogus']"),
+])
+def test_experiment_list_options_are_read_like_settings(tmp_path, args, message):
+    from lab.presets import get_preset
+    from lab.runs import Run
+
+    run = Run.create_or_open(tmp_path / "r", get_preset("tiny"))
+    proc = lab(*[a.replace("{run}", str(run.root)) for a in args])
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error:"), proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
