@@ -231,13 +231,14 @@ def check_settings(settings: PPOSettings) -> None:
 
 def train_ppo(out: Path, policy, ref_model, value_model, prompts: list[list[int]], score_fn, settings: PPOSettings,
               stop_token_ids: tuple[int, ...], pad_token_id: int, judge_fn=None, title: str = "ppo",
-              quiet: bool = False) -> Trained:
+              quiet: bool = False, held=()) -> Trained:
     """Train `policy` with PPO on `prompts` (token ids) for settings.steps steps, into `out`.
 
     score_fn(indices, answers) -> one reward per answer, indices into `prompts`, answers as generated ids
     (stop token included when the model closed its turn); judge_fn likewise, logged only. The reference is
     frozen; the value model is trained beside the policy. Checkpoints go to out/checkpoint.pt every
-    settings.ckpt_every steps and at the end; a rerun resumes from there. Logs: out/logs/train.jsonl."""
+    settings.ckpt_every steps and at the end; a rerun resumes from there. Logs: out/logs/train.jsonl. `held`:
+    models the scoring functions keep in memory (the reward model), counted in the memory figure."""
     import torch
 
     from lab.progress import TrainLogger
@@ -281,7 +282,7 @@ def train_ppo(out: Path, policy, ref_model, value_model, prompts: list[list[int]
                 kept = f"the last good checkpoint (step {step}) is kept"
     finally:
         logger.close()
-    memory = {"state_mb": state_bytes([policy, ref_model, value_model], optimizer) / 2**20,
+    memory = {"state_mb": state_bytes([policy, ref_model, value_model, *held], optimizer) / 2**20,
               "peak_mb": peak_memory_mb()}
     return Trained(policy, logs, time.perf_counter() - t0, start or None, settings.steps - start, memory)
 
@@ -392,6 +393,7 @@ def ppo_rlhf(run: Run, preset, settings: PPOSettings, source: str = "sft-idk", r
     from lab.model import LabGPTForCausalLM
     from lab.rl import check_prompts, load_policy
     from lab.rlhf import ends, rlhf_dataset
+    from lab.trainers import lora_config, save_trained
     from rewards.gold import decode_completion, gold_score
     from rewards.reward_model import check_tokenizers_match, load_reward_model, score
     from tasks.world import build_world
@@ -406,11 +408,9 @@ def ppo_rlhf(run: Run, preset, settings: PPOSettings, source: str = "sft-idk", r
     value_model = _value_model(settings, rm_dir, src)
     policy = policy.to(device)
     if settings.lora_r > 0:
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
-        policy = get_peft_model(policy, LoraConfig(
-            r=settings.lora_r, lora_alpha=settings.lora_alpha, task_type="CAUSAL_LM",
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+        policy = get_peft_model(policy, lora_config(settings.lora_r, settings.lora_alpha))
     world = build_world(preset.data.world)
     dataset, prompts = rlhf_dataset(world, tokenizer, settings.seed)
     check_prompts(tokenizer, policy, prompts, settings.max_completion_length)
@@ -431,13 +431,8 @@ def ppo_rlhf(run: Run, preset, settings: PPOSettings, source: str = "sft-idk", r
 
     stops = (tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id)
     done = train_ppo(out, policy, ref_model, value_model, [ids for _, ids in prompts], proxy, settings, stops,
-                     tokenizer.pad_token_id, judge_fn=gold, title=out_stage)
-    trained = done.policy.merge_and_unload() if settings.lora_r > 0 else done.policy
-    trained.config.use_cache = True
-    trained.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    memory = dict(done.memory)  # the reward model is held beside the four PPO models too
-    memory["state_mb"] += sum(p.numel() * p.element_size() for p in rm_model.parameters()) / 2**20
+                     tokenizer.pad_token_id, judge_fn=gold, title=out_stage, held=(rm_model,))
+    save_trained(done.policy, tokenizer, out)
     steps = done.logs
     proxy_first, proxy_last = ends([r["proxy"] for r in steps])
     gold_first, gold_last = ends([r.get("gold") for r in steps])
@@ -450,7 +445,7 @@ def ppo_rlhf(run: Run, preset, settings: PPOSettings, source: str = "sft-idk", r
         "kl_seq_last": ends([r["kl_seq"] for r in steps])[1], "kl_coef_last": steps[-1]["kl_coef"],
         "length_first": ends([r["length"] for r in steps])[0], "length_last": ends([r["length"] for r in steps])[1],
         "explained_variance_last": ends([r["explained_variance"] for r in steps])[1],
-        "memory": memory, "prompts": len(prompts), "settings": asdict(settings),
+        "memory": done.memory, "prompts": len(prompts), "settings": asdict(settings),
     }
     write_json(out / "summary.json", summary)
     run.mark_complete(out_stage, {"algo": "ppo", "steps": summary["steps"], "proxy_last": proxy_last,

@@ -283,15 +283,9 @@ def train_policy(out, model, tokenizer, settings, dataset, reward_funcs, callbac
     import trl
     from transformers import TrainerCallback
 
-    from lab.trainers import save_trained, train_resuming
+    from lab.trainers import lora_config, save_trained, train_resuming
 
-    peft_config = None
-    if settings.lora_r > 0:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, task_type="CAUSAL_LM",
-                                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                                 "down_proj"])
+    peft_config = lora_config(settings.lora_r, settings.lora_alpha)
     rloo = settings.algo == "rloo"
     Config, Trainer = (trl.RLOOConfig, trl.RLOOTrainer) if rloo else (trl.GRPOConfig, trl.GRPOTrainer)
     args = Config(**_trainer_args(settings, out), **ALGOS[settings.algo])

@@ -21,7 +21,7 @@ from lab.chat_format import render
 from lab.errors import LabError
 from lab.progress import trainer_progress
 from lab.runs import Run, write_json
-from lab.trainers import save_trained, train_resuming
+from lab.trainers import lora_config, save_trained, train_resuming
 
 VARIANTS = ("sft", "sft-idk")
 
@@ -110,13 +110,7 @@ def sft(run: Run, preset, variant: str) -> dict:
     dataset, too_long = build_dataset(records, tokenizer, cfg.max_length)
     refused = sum(1 for r in records if r.get("meta", {}).get("refused"))
 
-    peft_config = None
-    if cfg.lora_r > 0:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, task_type="CAUSAL_LM",
-                                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                                 "down_proj"])
+    peft_config = lora_config(cfg.lora_r, cfg.lora_alpha)
     args = SFTConfig(
         output_dir=str(out / "trainer"), num_train_epochs=cfg.epochs, learning_rate=cfg.lr,
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,

@@ -7,6 +7,16 @@ import time
 from pathlib import Path
 
 
+def lora_config(r: int, alpha: int):
+    """LoRA on every projection of attention and MLP, or None for a full fine-tune (r = 0)."""
+    if r <= 0:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=r, lora_alpha=alpha, task_type="CAUSAL_LM",
+                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+
 def train_resuming(trainer, checkpoints: Path) -> tuple[str | None, float]:
     """Train from the last checkpoint under `checkpoints`, if any: (the checkpoint resumed from, seconds)."""
     from transformers.trainer_callback import PrinterCallback
