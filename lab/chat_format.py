@@ -42,6 +42,11 @@ def turn_footer(tokenizer) -> list[int]:
     return [_ids(tokenizer, "<|im_end|>")] + encode_text(tokenizer, "\n")
 
 
+def answer_stops(tokenizer) -> tuple[int, int]:
+    """The ids that end an assistant's answer: its turn's <|im_end|>, or an <|eos|> it writes instead."""
+    return _ids(tokenizer, "<|im_end|>"), tokenizer.eos_token_id
+
+
 def tool_turn(tokenizer, output: str) -> list[int]:
     """What the engine forces after a tool call: close the assistant turn, the tool's turn, reopen the assistant."""
     return (turn_footer(tokenizer) + turn_header(tokenizer, "tool") + encode_text(tokenizer, output)

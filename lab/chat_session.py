@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from lab.chat_format import render
+from lab.chat_format import answer_stops, render
 from lab.engine import Answer, SamplingParams, generate, generate_with_tools
 from lab.loading import load_model_and_tokenizer
 
@@ -24,9 +24,8 @@ class ChatSession:
         preset = run_preset(Path(stage).parent)  # the world and identity of the run the stage belongs to
         self.world = build_world(preset.data.world) if preset else None
         self.system = system if system is not None else (system_message(preset.sft.identity) if preset else None)
-        im_end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
         self.params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                                     stop_token_ids=(im_end, self.tokenizer.eos_token_id))
+                                     stop_token_ids=answer_stops(self.tokenizer))
         self.reset()
 
     def reset(self) -> None:

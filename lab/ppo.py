@@ -390,6 +390,7 @@ def ppo_rlhf(run: Run, preset, settings: PPOSettings, source: str = "sft-idk", r
     """PPO from `source` against the `rm_stage` reward model on the RLHF prompts, into `run/<out_stage>`."""
     import torch
 
+    from lab.chat_format import answer_stops
     from lab.model import LabGPTForCausalLM
     from lab.rl import check_prompts, load_policy
     from lab.rlhf import ends, rlhf_dataset
@@ -429,8 +430,8 @@ def ppo_rlhf(run: Run, preset, settings: PPOSettings, source: str = "sft-idk", r
         return [gold_score(world, people[i], text, finished=done).total
                 for i, (text, done) in zip(indices, decoded(answers))]
 
-    stops = (tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id)
-    done = train_ppo(out, policy, ref_model, value_model, [ids for _, ids in prompts], proxy, settings, stops,
+    done = train_ppo(out, policy, ref_model, value_model, [ids for _, ids in prompts], proxy, settings,
+                     answer_stops(tokenizer),
                      tokenizer.pad_token_id, judge_fn=gold, title=out_stage, held=(rm_model,))
     save_trained(done.policy, tokenizer, out)
     steps = done.logs

@@ -96,22 +96,31 @@ def eval_problems(settings: RLSettings):
     return out
 
 
-def greedy_accuracy(model, tokenizer, problems, max_new_tokens: int, batch_size: int = 64) -> dict:
-    """Greedy answers from our engine, graded by the verifier: overall, per band and per task, plus samples."""
+def _answers(model, tokenizer, problems, max_new_tokens: int, temperature: float = 0.0, per_problem: int = 1,
+             seed: int | None = None, batch_size: int = 64) -> list[str]:
+    """`per_problem` answers to each problem from our engine, in order, as text. Sampled batches are seeded by
+    their position (seed + start), so every model draws with the same seeds."""
+    from lab.chat_format import answer_stops
     from lab.engine import SamplingParams, generate  # runs under torch.no_grad
     from lab.tokenizer import decode_ids
-    from rewards.math_verify import verify_many
 
     was_training = model.training
     model.eval()
-    stops = (tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id)
-    prompts = [ids for _, ids in _prompts(tokenizer, problems)]
-    params = SamplingParams(max_new_tokens=max_new_tokens, stop_token_ids=stops)
+    prompts = [ids for _, ids in _prompts(tokenizer, problems) for _ in range(per_problem)]
     outs = []
     for start in range(0, len(prompts), batch_size):
+        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
+                                stop_token_ids=answer_stops(tokenizer), seed=None if seed is None else seed + start)
         outs += generate(model, prompts[start : start + batch_size], params, pad_token_id=tokenizer.pad_token_id)
     model.train(was_training)
-    responses = [decode_ids(tokenizer, o, skip_special_tokens=True) for o in outs]
+    return [decode_ids(tokenizer, o, skip_special_tokens=True) for o in outs]
+
+
+def greedy_accuracy(model, tokenizer, problems, max_new_tokens: int, batch_size: int = 64) -> dict:
+    """Greedy answers from our engine, graded by the verifier: overall, per band and per task, plus samples."""
+    from rewards.math_verify import verify_many
+
+    responses = _answers(model, tokenizer, problems, max_new_tokens, batch_size=batch_size)
     verdicts = verify_many([(r, p.answer) for r, p in zip(responses, problems)])
     groups: dict[str, list[bool]] = {}
     for p, v in zip(problems, verdicts):
@@ -127,26 +136,15 @@ def heldout_accuracy(model, tokenizer, problems, settings) -> dict:
     """greedy_accuracy, plus each problem's share of `eval_samples` sampled answers the verifier accepts:
     RL changes the sampling distribution before it flips greedy answers, and a share per problem is a
     finer paired measure than one greedy bit."""
-    from lab.engine import SamplingParams, generate
-    from lab.tokenizer import decode_ids
     from rewards.math_verify import verify_many
 
     result = greedy_accuracy(model, tokenizer, problems, settings.max_completion_length)
     k = settings.eval_samples
     if k <= 0:
         return result
-    was_training = model.training
-    model.eval()
-    stops = (tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id)
-    prompts = [ids for _, ids in _prompts(tokenizer, problems) for _ in range(k)]
-    outs = []
-    for start in range(0, len(prompts), 128):  # seeded by position: every model draws with the same seeds
-        params = SamplingParams(max_new_tokens=settings.max_completion_length, temperature=settings.temperature,
-                                stop_token_ids=stops, seed=EVAL_SEED + start)
-        outs += generate(model, prompts[start : start + 128], params, pad_token_id=tokenizer.pad_token_id)
-    model.train(was_training)
-    verdicts = verify_many([(decode_ids(tokenizer, o, skip_special_tokens=True), problems[i // k].answer)
-                            for i, o in enumerate(outs)])
+    texts = _answers(model, tokenizer, problems, settings.max_completion_length, settings.temperature,
+                     per_problem=k, seed=EVAL_SEED, batch_size=128)
+    verdicts = verify_many([(t, problems[i // k].answer) for i, t in enumerate(texts)])
     for i, sample in enumerate(result["samples"]):
         sample["sampled_share"] = sum(v.equivalent for v in verdicts[i * k : (i + 1) * k]) / k
     result["sampled"] = {"accuracy": sum(s["sampled_share"] for s in result["samples"]) / len(problems), "k": k,
@@ -211,13 +209,14 @@ def load_policy(src):
     """(model, tokenizer) of a causal-LM stage, made ready for TRL generation."""
     import torch
 
+    from lab.chat_format import answer_stops
     from lab.model import LabGPTForCausalLM
     from lab.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(src)
     model = LabGPTForCausalLM.from_pretrained(src, dtype=torch.float32)
     # TRL stops a completion at every eos the generation config lists: the chat turn ends at <|im_end|>
-    model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id]
+    model.generation_config.eos_token_id = list(answer_stops(tokenizer))
     return model, tokenizer
 
 

@@ -60,12 +60,13 @@ def sample_and_score(policy, reference, rm_model, rm_tokenizer, tokenizer, world
     """One answer per prompt from `policy`, with its proxy reward, gold score and KL to `reference`."""
     import torch
 
+    from lab.chat_format import answer_stops
     from lab.engine import SamplingParams, generate
     from lab.ppo import answer_logprobs, make_batch
     from rewards.gold import decode_completion, gold_score
     from rewards.reward_model import score
 
-    stops = (tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id)
+    stops = answer_stops(tokenizer)
     device = next(policy.parameters()).device
     rows = []
     for start in range(0, len(asked), settings.batch_size):

@@ -219,12 +219,13 @@ def prompt_text(prompt) -> str:
 def decode_completion(tokenizer, ids) -> tuple[str, bool]:
     """(text, finished) of generated ids: special tokens kept as text (the judge penalises them), the closing
     <|im_end|>/<|eos|> and trailing padding dropped; finished = the model closed its turn itself."""
+    from lab.chat_format import answer_stops
     from lab.tokenizer import decode_ids
 
     ids = [int(i) for i in ids]
     while ids and ids[-1] == tokenizer.pad_token_id:
         ids.pop()
-    finished = bool(ids) and ids[-1] in (tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id)
+    finished = bool(ids) and ids[-1] in answer_stops(tokenizer)
     return decode_ids(tokenizer, ids[:-1] if finished else ids), finished
 
 

@@ -61,11 +61,10 @@ def label(gold_a: float, gold_b: float, rng: random.Random, mode: str = "bt", te
 def sample_responses(model, tokenizer, prompts: list[str], samples: int, temperature: float, max_new_tokens: int,
                      seed: int, batch_size: int = 64) -> list[list[tuple[str, bool]]]:
     """`samples` answers per user prompt as (text, finished); finished = the model closed its turn itself."""
-    from lab.chat_format import render
+    from lab.chat_format import answer_stops, render
     from lab.engine import SamplingParams, generate
 
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    stops = (im_end, tokenizer.eos_token_id)
+    stops = answer_stops(tokenizer)
     ids = [render(tokenizer, [{"role": "user", "content": p}], add_generation_prompt=True)[0] for p in prompts]
     flat = [x for x in ids for _ in range(samples)]
     outs: list[list[int]] = []
