@@ -85,9 +85,11 @@ class Distributed:
         return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
     def full_optimizer_state(self, model, optimizer) -> dict:
-        """The optimizer state keyed by parameter name, whole, on the main rank (collective under FSDP)."""
+        """The optimizer state keyed by parameter name, whole, on the main rank (collective under FSDP); {} elsewhere."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
+        if not self.sharded and not self.is_main:  # DDP: every rank holds the same state; only the main writes it
+            return {}
         return get_optimizer_state_dict(model, optimizer,
                                         options=StateDictOptions(full_state_dict=True, cpu_offload=self.sharded))
 
