@@ -1,11 +1,11 @@
 """The Goodhart experiment (lab/goodhart.py): an RM per (size, seed), GRPO against each, every snapshot judged."""
 
 import json
-import shutil
 
 import pytest
 from test_pretrain import small_preset
 from test_reward_model import scripted, source  # noqa: F401  (fixture rm_run builds on)
+from test_rl import copy_run
 from test_rlhf import rm_run  # noqa: F401  (fixture: a tiny run with sft-idk and rm stages)
 
 from lab.errors import LabError
@@ -19,8 +19,7 @@ TINY = ["rm.epochs=1", "rm.max_new_tokens=8", "rm.batch_size=8", "rm.label_mode=
 
 
 def test_each_reward_model_gets_a_judged_path_and_a_turnover_test(rm_run, tmp_path, monkeypatch):  # noqa: F811
-    shutil.copytree(rm_run.root, tmp_path / "r")
-    run = Run(tmp_path / "r")
+    run = copy_run(rm_run, tmp_path)
     preset = small_preset(*TINY)
     scripted(monkeypatch, build_world(preset.data.world))
     results = run_goodhart(run, preset, GoodhartSettings(pairs=(16, 24), seeds=(0,), steps=2, snapshot_every=1))

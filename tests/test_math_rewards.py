@@ -1,11 +1,10 @@
 """The math-rewards grid (lab/math_rewards.py): every arm from one checkpoint, graded on the same problems."""
 
 import json
-import shutil
 from dataclasses import asdict
 
 import pytest
-from test_rl import FAST, source  # noqa: F401  (fixture: a run with an untrained tiny sft-idk)
+from test_rl import FAST, copy_run, source  # noqa: F401  (fixture: a run with an untrained tiny sft-idk)
 
 from lab.errors import LabError
 from lab.math_rewards import ARMS, OUT, MathRewardsSettings, run_math_rewards
@@ -22,8 +21,7 @@ def tiny_preset():
 
 
 def test_every_arm_trains_from_one_checkpoint_and_is_graded_on_the_same_problems(source, tmp_path):  # noqa: F811
-    shutil.copytree(source.root, tmp_path / "r")
-    run = Run(tmp_path / "r")
+    run = copy_run(source, tmp_path)
     results = run_math_rewards(run, tiny_preset(), MathRewardsSettings(arms=("exact_match", "rloo", "sft")))
     assert list(results["arms"]) == ["sft-idk", "baseline", "exact_match", "rloo", "sft"]  # the baseline always runs
     for arm in ("baseline", "exact_match", "rloo", "sft"):

@@ -2,13 +2,13 @@
 
 import json
 import math
-import shutil
 from dataclasses import replace
 
 import pytest
 import torch
 from test_pretrain import small_preset
 from test_reward_model import source  # noqa: F401  (fixture rm_run builds on)
+from test_rl import copy_run
 from test_rlhf import rm_run  # noqa: F401  (fixture: a tiny run with sft-idk and rm stages)
 
 from lab.errors import LabError
@@ -21,7 +21,6 @@ from lab.ppo_losses import (
     policy_loss,
     value_loss,
 )
-from lab.runs import Run
 
 # ---------------------------------------------------------------- the maths
 
@@ -190,11 +189,6 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
 
 FAST = PPOSettings(steps=2, batch_size=4, minibatch_size=2, ppo_epochs=2, max_completion_length=8, lr=1e-3,
                    ckpt_every=1)
-
-
-def copy_run(run, tmp_path):
-    shutil.copytree(run.root, tmp_path / "r")
-    return Run(tmp_path / "r")
 
 
 def test_ppo_rlhf_trains_a_stage_logging_proxy_gold_and_kl(rm_run, tmp_path):  # noqa: F811

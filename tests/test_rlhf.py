@@ -8,6 +8,7 @@ import pytest
 from test_pretrain import small_preset
 from test_reward_model import FAST as RM_FAST
 from test_reward_model import scripted, source  # noqa: F401  (fixture)
+from test_rl import copy_run, read_log
 
 from lab.errors import LabError
 from lab.rlhf import RLHFSettings, rlhf, rlhf_dataset
@@ -32,15 +33,6 @@ def rm_run(source, tmp_path_factory):  # noqa: F811
         scripted(mp, build_world(preset.data.world))
         train_reward_model(run, preset, RM_FAST)
     return run
-
-
-def copy_run(run, tmp_path):
-    shutil.copytree(run.root, tmp_path / "r")
-    return Run(tmp_path / "r")
-
-
-def read_log(stage_dir):
-    return [json.loads(line) for line in (stage_dir / "logs" / "train.jsonl").read_text().splitlines()]
 
 
 def test_rlhf_logs_proxy_gold_and_kl_every_step_and_resumes(rm_run, tmp_path):

@@ -1,15 +1,14 @@
 """The four-method RLHF comparison (lab/rlhf_methods.py): every policy scored alike, KL measured, costs recorded."""
 
 import json
-import shutil
 
 import pytest
 from test_pretrain import small_preset
 from test_reward_model import source  # noqa: F401  (fixture rm_run builds on)
+from test_rl import copy_run
 from test_rlhf import rm_run  # noqa: F401  (fixture: a tiny run with sft-idk and rm stages)
 
 from lab.rlhf_methods import METHODS, OUT, gold_at_kl, run_rlhf_methods, turnover
-from lab.runs import Run
 
 
 def test_gold_at_kl_interpolates_the_path():
@@ -36,8 +35,7 @@ TINY = ["ppo.steps=2", "ppo.batch_size=4", "ppo.minibatch_size=2", "ppo.max_comp
 
 
 def test_four_methods_are_trained_and_scored_on_the_same_prompts(rm_run, tmp_path):  # noqa: F811
-    shutil.copytree(rm_run.root, tmp_path / "r")
-    run = Run(tmp_path / "r")
+    run = copy_run(rm_run, tmp_path)
     results = run_rlhf_methods(run, small_preset(*TINY), small_preset(*TINY).rlhf_methods)
     assert all(run.is_complete(stage) for stage in (*METHODS, OUT))
     methods = results["methods"]
