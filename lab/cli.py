@@ -1,4 +1,7 @@
-"""The `lab` command line (typer + rich). Every command turns bad input into one `error:` line."""
+"""The `lab` command line (typer + rich). Every command turns bad input into one `error:` line.
+
+This file holds the run-level commands; `lab rl` and `lab experiment` live in lab/cli_experiments.py and
+`lab bench` in lab/cli_bench.py."""
 
 from __future__ import annotations
 
@@ -12,30 +15,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lab.cli_bench import bench_app
+from lab.cli_experiments import experiment_app, rl_app
+from lab.cli_options import NameOpt, PresetOpt, RunsOpt, SetOpt, console, preset_named
 from lab.errors import LabError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="An RL-for-reasoning and hallucination-study lab on a model we build ourselves.")
-bench_app = typer.Typer(no_args_is_help=True, help="Speed as ratios against the field's reference code.")
 app.add_typer(bench_app, name="bench")
-rl_app = typer.Typer(no_args_is_help=True, help="RL and preference tuning on a run's stages.")
 app.add_typer(rl_app, name="rl")
 inspect_app = typer.Typer(no_args_is_help=True, help="Look inside a model: embeddings and attention.")
 app.add_typer(inspect_app, name="inspect")
-experiment_app = typer.Typer(no_args_is_help=True, help="Experiments on a run: each writes runs/<run>/experiments/<name>/.")
 app.add_typer(experiment_app, name="experiment")
-console = Console()
-
-PresetOpt = typer.Option("tiny", "--preset", "-p", help="tiny (2 CPU cores) or gpu (one H100-class GPU)")
-NameOpt = typer.Option(None, "--name", help="run name (default: the preset's)")
-SetOpt = typer.Option([], "--set", "-s", help="override a setting, e.g. --set pretrain.lr=1e-3 (repeatable)")
-RunsOpt = typer.Option(Path("runs"), "--runs-dir", help="where run directories live")
-
-
-def _preset(name: str, overrides: list[str]):
-    from lab.presets import get_preset
-
-    return get_preset(name, overrides)
 
 
 @app.command()
@@ -45,7 +36,7 @@ def pipeline(preset: str = PresetOpt, name: Optional[str] = NameOpt, set: list[s
     """Run every stage into runs/<name>/ (complete stages are skipped; a killed run resumes)."""
     from lab.pipeline import run_pipeline
 
-    run = run_pipeline(_preset(preset, set), runs_dir, name, until, force=tuple(redo))
+    run = run_pipeline(preset_named(preset, set), runs_dir, name, until, force=tuple(redo))
     report = run.stage_dir("report") / "report.md"
     if report.exists():
         console.print(f"report: {report}  (and report.html)")
@@ -60,7 +51,7 @@ def pretrain(preset: str = PresetOpt, name: Optional[str] = NameOpt, set: list[s
     from lab.pretrain import pretrain as run_pretrain
     from lab.runs import Run
 
-    cfg = _preset(preset, set)
+    cfg = preset_named(preset, set)
     root = Path(runs_dir) / (name or cfg.name)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 builds the data and tokenizer
         run_pipeline(cfg, runs_dir, name, until="tokenizer")
@@ -157,7 +148,7 @@ def presets(name: Optional[str] = typer.Argument(None, help="show one preset's s
         for key in PRESETS:
             console.print(key)
         return
-    preset = _preset(name, [])
+    preset = preset_named(name, [])
     for path in field_paths(preset):
         value = preset
         for part in path.split("."):
@@ -301,241 +292,6 @@ def inspect_attention(stage: Path = typer.Argument(..., help="RUN/STAGE, e.g. ru
     attention_figure(tokens, weights, png)
     render_top_attended(tokens, top_attended(tokens, weights, layer), console, layer)
     console.print(f"heatmaps: {png}")
-
-
-def _run_with_overrides(run_dir: Path, overrides: list[str]):
-    from lab.presets import apply_override
-
-    run, preset = _open_run(run_dir)
-    for item in overrides:
-        apply_override(preset, item)
-    return run, preset
-
-
-def _show_experiment(out: Path, plot: str) -> None:
-    console.print((out / "table.md").read_text())
-    console.print(f"plot: {out / plot}")
-
-
-@rl_app.command("math")
-def rl_math_cmd(run_dir: Path = typer.Argument(..., help="a run with the source stage, e.g. runs/tiny"),
-                source: str = typer.Option("sft-idk", "--from", help="the stage to start from"),
-                algo: Optional[str] = typer.Option(None, help="grpo, dr_grpo, dapo, bnpo or rloo (default: rl.algo)"),
-                out: str = typer.Option("rl-math", help="the stage folder to write, e.g. experiments/math-rewards/rloo"),
-                set: list[str] = SetOpt):
-    """RL with the sympy verifier as reward (TRL GRPO / RLOO); prints held-out accuracy before and after."""
-    from lab.rl import rl_math
-
-    run, preset = _run_with_overrides(run_dir, set)
-    if algo is not None:
-        preset.rl.algo = algo
-    s = rl_math(run, preset, preset.rl, source=source, out_stage=out)
-    before, after = s["heldout_before"]["all"], s["heldout_after"]["all"]
-    console.print(f"{out}: {s['algo']}, {s['steps']} steps in {s['seconds']:.0f} s; reward {s['reward_first']:.3f} -> "
-                  f"{s['reward_last']:.3f}; held-out accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f} "
-                  f"(n={after['n']})")
-
-
-@rl_app.command("dpo")
-def rl_dpo_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage (its preferences), e.g. runs/tiny"),
-               source: str = typer.Option("sft-idk", "--from", help="the stage to start from (and the reference)"),
-               out: str = typer.Option("dpo", help="the stage folder to write"), set: list[str] = SetOpt):
-    """DPO (TRL DPOTrainer) on the rm stage's comparisons: preference tuning without a reward model."""
-    from lab.dpo import dpo
-
-    run, preset = _run_with_overrides(run_dir, set)
-    s = dpo(run, preset, preset.dpo, source=source, preferences="rm", out_stage=out)
-    console.print(f"{out}: {s['pairs']} pairs, {s['steps']} steps in {s['seconds']:.0f} s; final loss "
-                  f"{s['final_loss']:.3f}, reward accuracy {s['final_reward_accuracy']:.3f}; "
-                  f"evaluate with `lab eval {run.stage_dir(out)} --suite profile`")
-
-
-@rl_app.command("rlhf")
-def rl_rlhf_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage, e.g. runs/tiny"),
-                source: str = typer.Option("sft-idk", "--from", help="the stage to start from"),
-                algo: Optional[str] = typer.Option(None, help="ppo, grpo, dr_grpo or rloo (default: rlhf.algo)"),
-                out: Optional[str] = typer.Option(None, help="the stage folder (default: rlhf-<algo>)"),
-                set: list[str] = SetOpt):
-    """RL against the learned reward model; the gold judge is logged beside the proxy, never optimised.
-
-    ppo is the lab's own (lab/ppo.py, settings ppo.*); the others are TRL's (settings rlhf.*)."""
-    from lab.ppo import ppo_rlhf
-    from lab.rlhf import rlhf
-
-    run, preset = _run_with_overrides(run_dir, set)
-    if algo is not None:
-        preset.rlhf.algo = algo
-    stage = out or f"rlhf-{preset.rlhf.algo}"
-    if preset.rlhf.algo == "ppo":
-        s = ppo_rlhf(run, preset, preset.ppo, source=source, rm_stage="rm", out_stage=stage)
-    else:
-        s = rlhf(run, preset, preset.rlhf, source=source, rm_stage="rm", out_stage=stage)
-    console.print(f"{stage}: {json.dumps({k: v for k, v in s.items() if not isinstance(v, dict)}, default=str)}")
-
-
-@experiment_app.command("math-rewards")
-def experiment_math_rewards(run_dir: Path = typer.Argument(..., help="a run with sft-idk, e.g. runs/tiny"),
-                            arms: Optional[str] = typer.Option(None, help="comma-separated arms (default: all)"),
-                            source: str = typer.Option("sft-idk", "--from", help="the checkpoint every arm starts from"),
-                            out: str = typer.Option("experiments/math-rewards", help="the experiment's folder"),
-                            set: list[str] = SetOpt):
-    """RL on math, one change an arm (reward, format, algorithm, or SFT instead), at matched compute."""
-    from lab.math_rewards import run_math_rewards
-
-    run, preset = _run_with_overrides(run_dir, set + ([f"math_rewards.arms={arms}"] if arms else []))
-    run_math_rewards(run, preset, preset.math_rewards, source=source, out_stage=out)
-    _show_experiment(run.stage_dir(out), "math_rewards.png")
-
-
-@experiment_app.command("rlhf-methods")
-def experiment_rlhf_methods(run_dir: Path = typer.Argument(..., help="a run with sft-idk and rm, e.g. runs/tiny"),
-                            set: list[str] = SetOpt):
-    """PPO, GRPO, RLOO and DPO on the same reward model (missing stages trained), scored alike at their KL."""
-    from lab.rlhf_methods import OUT, run_rlhf_methods
-
-    run, preset = _run_with_overrides(run_dir, set)
-    run_rlhf_methods(run, preset, preset.rlhf_methods)
-    _show_experiment(run.stage_dir(OUT), "rlhf_methods.png")
-
-
-@experiment_app.command("goodhart")
-def experiment_goodhart(run_dir: Path = typer.Argument(..., help="a run with sft-idk, e.g. runs/tiny"),
-                        pairs: Optional[str] = typer.Option(None, help="comparisons per reward model, e.g. 100,200,400"),
-                        set: list[str] = SetOpt):
-    """Reward models of several sizes, GRPO against each: when does optimising the proxy turn gold down?"""
-    from lab.goodhart import OUT, run_goodhart
-
-    run, preset = _run_with_overrides(run_dir, set + ([f"goodhart.pairs={pairs}"] if pairs else []))
-    run_goodhart(run, preset, preset.goodhart)
-    _show_experiment(run.stage_dir(OUT), "goodhart.png")
-
-
-@experiment_app.command("overoptimization")
-def experiment_overoptimization(run_dir: Path = typer.Argument(..., help="a run with sft-idk and rm, e.g. runs/tiny"),
-                                set: list[str] = SetOpt):
-    """Best-of-n and RL against the proxy RM, scored by the gold judge: Gao et al.'s curves, fits, mitigations."""
-    from lab.overoptimization import run_overoptimization
-
-    run, preset = _run_with_overrides(run_dir, set)
-    run_overoptimization(run, preset, preset.overoptimization)
-    _show_experiment(run.stage_dir("experiments/overoptimization"), "overoptimization.png")
-
-
-@experiment_app.command("rm-scaling")
-def experiment_rm_scaling(run_dir: Path = typer.Argument(..., help="a run with an rm stage, e.g. runs/tiny"),
-                          fractions: str = typer.Option("0.25,0.5,1", help="shares of the training comparisons")):
-    """Reward models trained on growing shares of the comparisons: held-out accuracy and gold agreement."""
-    from lab.runs import write_json
-    from rewards.preferences import load_preferences
-    from rewards.reward_model import data_scaling
-
-    run, preset = _open_run(run_dir)
-    try:
-        shares = tuple(float(f) for f in fractions.split(","))
-    except ValueError:
-        raise LabError(f"--fractions must be numbers like 0.25,0.5,1, got '{fractions}'") from None
-    out = run.stage_dir("experiments/rm-scaling")
-    rows = data_scaling(run.require("sft-idk"), load_preferences(run.require("rm") / "preferences"), preset.rm,
-                        out / "work", shares)
-    lines = ["| comparisons | held-out accuracy | gold agreement | Spearman |", "|---|---|---|---|"]
-    lines += [f"| {r['train_pairs']} | {r['heldout_accuracy']:.3f} | {r['gold_agreement']:.3f} | "
-              f"{r['spearman']:.3f} |" for r in rows]
-    (out / "table.md").write_text("\n".join(lines) + "\n")
-    write_json(out / "results.json", rows)
-    run.mark_complete("experiments/rm-scaling", {"rows": len(rows)})
-    console.print("\n".join(lines))
-
-
-def _open_run(run_dir: Path):
-    """A run and the preset it was made with (config.json), or one clear error."""
-    from lab.presets import run_preset
-    from lab.runs import Run
-
-    run = Run.open_existing(run_dir)
-    preset = run_preset(run.root)
-    if preset is None:
-        raise LabError(f"{run_dir}/config.json holds no preset settings")
-    return run, preset
-
-
-@experiment_app.command("scaling")
-def experiment_scaling(run_dir: Path = typer.Argument(..., help="a run with data and tokenizer, e.g. runs/tiny"),
-                       sizes: Optional[str] = typer.Option(None, help="hidden x layers list, e.g. 32x1,64x2,128x4 "
-                                                                       "(default: the preset's sweep)"),
-                       steps: Optional[int] = typer.Option(None, help="pretraining steps per size "
-                                                                      "(default: the preset's scaling.steps)")):
-    """Pretrain models of several sizes on the run's data: loss vs parameters and compute, recall by size."""
-    from lab.scaling import STAGE, parse_sizes, run_sweep
-
-    run, preset = _open_run(run_dir)
-    run_sweep(run, preset, parse_sizes(sizes) if sizes else None, steps)
-    console.print((run.stage_dir(STAGE) / "table.md").read_text())
-    console.print(f"plot: {run.stage_dir(STAGE) / 'scaling.png'}")
-
-
-@experiment_app.command("replicate")
-def experiment_replicate(run_dir: Path = typer.Argument(..., help="a finished run, e.g. runs/tiny"),
-                         seeds: int = typer.Option(2, help="how many more seeds (the run's own seed is the first)")):
-    """Retrain sft and sft-idk from the same base with other seeds and evaluate: the spread across seeds."""
-    from lab.replicate import STAGE, replicate
-
-    run, preset = _open_run(run_dir)
-    replicate(run, preset, seeds)
-    console.print((run.stage_dir(STAGE) / "table.md").read_text())
-
-
-@bench_app.command("train")
-def bench_train(preset: str = PresetOpt, set: list[str] = SetOpt, steps: int = 20,
-                device: str = typer.Option("auto", help="auto, cpu or cuda")):
-    """Training tokens/s: labgpt vs transformers' LlamaForCausalLM of the same shape (goal >= 1.0)."""
-    from lab.bench import bench_train as run
-
-    result = run(_preset(preset, set), steps=steps, device=device)
-    tps = result["tokens_per_s"]
-    console.print(f"{result['device']}  {result['parameters']:,} parameters  batch {result['batch']} x {result['seq_len']}")
-    for name, value in tps.items():
-        mem = result["memory"][name]
-        console.print(f"  {name:8s} {value:12,.0f} tokens/s   activations {mem['activation_mb']:.0f} MB"
-                      + (f"   peak {mem['peak_allocated_mb']:.0f} MB" if "peak_allocated_mb" in mem else ""))
-    console.print(f"  ratio labgpt/llama = {result['ratio']:.2f}  (goal >= 1.0)")
-    if result["mfu"]:
-        console.print("  MFU " + ", ".join(f"{k} {v:.1%}" for k, v in result["mfu"].items()))
-
-
-@bench_app.command("generate")
-def bench_generate(preset: str = PresetOpt, set: list[str] = SetOpt,
-                   model: Optional[Path] = typer.Option(None, help="RUN/STAGE (default: a random model of the preset's shape)"),
-                   batch: int = 16, new_tokens: int = 128, device: str = typer.Option("auto")):
-    """Generation tokens/s: our engine vs HF generate on the same model, batch 16 (goal >= 2)."""
-    from lab.bench import bench_generate as run
-
-    loaded = None
-    if model is not None:
-        from lab.loading import load_model_and_tokenizer
-
-        loaded, _ = load_model_and_tokenizer(model)
-    result = run(model=loaded, preset=_preset(preset, set), batch=batch, new_tokens=new_tokens, device=device)
-    for name, value in result["tokens_per_s"].items():
-        console.print(f"  {name:12s} {value:12,.0f} tokens/s")
-    console.print(f"  ratio engine/hf = {result['ratio']:.2f}  (goal >= 2); identical greedy tokens: {result['same_greedy_tokens']}")
-
-
-@bench_app.command("verify")
-def bench_verify(checks: int = typer.Option(2000, "--checks", help="how many (response, gold) pairs"),
-                 samples: Optional[Path] = typer.Option(None, help="a math suite samples.jsonl to draw real "
-                                                                    "responses from, e.g. runs/tiny/sft/evals/math/samples.jsonl")):
-    """Math verifier checks per second on one core, and the slowest single check (goals >= 1,000/s, <= 2 s)."""
-    from lab.bench import bench_verify as run
-
-    if samples is not None and not samples.exists():
-        raise LabError(f"{samples} does not exist")
-    r = run(checks, samples)
-    console.print(f"  {r['checks']:,} checks in {r['seconds']:.2f} s on one worker: "
-                  f"{r['checks_per_s_per_core']:,.0f} checks/s/core (goal >= 1,000)")
-    console.print(f"  settled in-process (exact numbers): {r['settled_in_process']:.0%}; the rest through sympy at "
-                  f"{r['sympy_checks_per_s_per_core'] or 0:,.0f} checks/s/core")
-    console.print(f"  verdicts: {r['reasons']}")
-    console.print(f"  slowest single check {r['slowest_s'] * 1000:.1f} ms (goal <= 2 s), hostile inputs included")
 
 
 def main() -> None:
