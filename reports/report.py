@@ -7,25 +7,13 @@ from __future__ import annotations
 
 import base64
 import html
-import io
-import json
 from pathlib import Path
 
 from evals.stats import format_ci
 from lab.presets import run_preset
 from lab.runs import Run, read_json
-
-
-def _jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode()
+from reports.common import jsonl, png
+from reports.rl_sections import reward_model_sections, rl_math_sections, rlhf_sections
 
 
 def loss_curve(runs: list[Run]):
@@ -37,7 +25,7 @@ def loss_curve(runs: list[Run]):
     fig, ax = plt.subplots(figsize=(6, 3.5))
     plotted = False
     for run in runs:
-        log = _jsonl(run.stage_dir("base") / "logs" / "train.jsonl")
+        log = jsonl(run.stage_dir("base") / "logs" / "train.jsonl")
         train = [(r["step"], r["loss"]) for r in log if "loss" in r]
         held = [(r["step"], r["heldout_loss"]) for r in log if "heldout_loss" in r]
         if train:
@@ -53,7 +41,7 @@ def loss_curve(runs: list[Run]):
     ax.set_title("Pretraining loss")
     ax.legend()
     ax.grid(alpha=0.3)
-    data = _png(fig)
+    data = png(fig)
     plt.close(fig)
     return data
 
@@ -148,7 +136,7 @@ def calibration_plot(run: Run):
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend()
-    data = _png(fig)
+    data = png(fig)
     plt.close(fig)
     return data
 
@@ -253,159 +241,6 @@ def _eval_sections(run: Run) -> list[tuple[str, list]]:
     return out
 
 
-RL_CURVES = (("reward", "reward (optimised)"), ("accuracy", "correct answers (sampled)"), ("kl", "KL to the start"),
-             ("completions/mean_length", "response length (tokens)"), ("rewards/format/mean", "answer marked"),
-             ("rewards/self_check/mean", "self-checking phrases"))
-
-
-RLHF_CURVES = (("proxy", "proxy reward (the RM, optimised)"), ("gold", "gold judge (never optimised)"),
-               ("kl_seq", "KL to the start (per answer)"), ("length", "response length (tokens)"))
-PPO_CURVES = (("explained_variance", "critic: explained variance"), ("clip_fraction", "share of tokens clipped"),
-              ("entropy", "policy entropy (nats/token)"), ("kl_coef", "KL coefficient (adaptive)"))
-RLHF_STAGES = {"rlhf-grpo": "GRPO (TRL)", "rlhf-ppo": "PPO (lab/ppo.py: value model, GAE, clipped updates)"}
-
-
-def rl_curves(run: Run, stage: str, wanted=RL_CURVES):
-    """Per-step training curves of an RL stage, smoothed over 10 steps (single steps are a few prompts)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    log = [r for r in _jsonl(run.stage_dir(stage) / "logs" / "train.jsonl") if "reward" in r]
-    curves = [(key, label) for key, label in wanted if any(key in r for r in log)]
-    if not log or not curves:
-        return None
-    fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 3))
-    for ax, (key, label) in zip(axes, curves):
-        points = [(r["step"], r[key]) for r in log if key in r]
-        steps, values = zip(*points)
-        smooth = [sum(values[max(0, i - 9): i + 1]) / len(values[max(0, i - 9): i + 1]) for i in range(len(values))]
-        ax.plot(steps, values, alpha=0.25)
-        ax.plot(steps, smooth)
-        ax.set(title=label, xlabel="step")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    data = _png(fig)
-    plt.close(fig)
-    return data
-
-
-def _rl_math_sections(run: Run) -> list[tuple[str, list]]:
-    from evals.stats import paired_difference
-
-    path = run.stage_dir("rl-math") / "summary.json"
-    if not path.exists():
-        return []
-    s = read_json(path)
-    before = {r["id"]: r for r in _jsonl(run.stage_dir("rl-math") / "heldout" / "before.jsonl")}
-    after = {r["id"]: r for r in _jsonl(run.stage_dir("rl-math") / "heldout" / "after.jsonl")}
-    ids = [i for i in before if i in after]
-    items = [("text", f"{s['algo']} from {s['source']} for {s['steps']} steps ({s['seconds']:.0f} s) on "
-                      f"{', '.join(s['settings']['tasks'])} (bands {s['settings']['bands']}); rewards "
-                      f"{dict(zip(s['settings']['rewards'], s['settings']['reward_weights']))} (weight 0: tracked, "
-                      f"not optimised). Reward {s['reward_first']:.3f} -> {s['reward_last']:.3f} (first and last 10 "
-                      "steps).")]
-    rows = []
-    k = s["settings"].get("eval_samples", 0)
-    for key, what in (("correct", "greedy accuracy"), ("sampled_share", f"share of {k} sampled answers correct")):
-        if ids and all(key in before[i] and key in after[i] for i in ids):
-            d = paired_difference([float(before[i][key]) for i in ids], [float(after[i][key]) for i in ids])
-            rows.append([f"{what}, the trained tasks and bands", f"{d['mean_a']:.3f}", f"{d['mean_b']:.3f}",
-                         f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]", d["n"]])
-    if rows:
-        items.append(("table", (["held-out problems", "before", "after", "after − before [95% CI], paired", "n"],
-                                rows)))
-    curves = rl_curves(run, "rl-math")
-    if curves:
-        items.append(("figure", (f"rl_math_{run.name}", curves, "RL on math, per step (faint) and over 10 steps")))
-    sections = [(f"RL with verifiable math rewards ({run.name})", items)]
-    grid = run.stage_dir("experiments/math-rewards")
-    if (grid / "table.md").exists() and (grid / "math_rewards.png").exists():
-        data = base64.b64encode((grid / "math_rewards.png").read_bytes()).decode()
-        sections.append((f"What matters in RL on math: the math-rewards grid ({run.name})", [
-            ("text", "`lab experiment math-rewards`: one change an arm, every arm from sft-idk with the same steps, "
-                     "and the SFT arm sized to the baseline's trained tokens; all graded greedily on the same "
-                     "held-out problems, differences paired by problem."),
-            ("markdown", (grid / "table.md").read_text()),
-            ("figure", (f"math_rewards_{run.name}", data, "Held-out accuracy by arm; sampled accuracy while training"))]))
-    return sections
-
-
-def _rlhf_sections(run: Run) -> list[tuple[str, list]]:
-    out = []
-    for stage, method in RLHF_STAGES.items():
-        curves = rl_curves(run, stage, RLHF_CURVES) if run.is_complete(stage) else None
-        if not curves:
-            continue
-        s = read_json(run.stage_dir(stage) / "summary.json")
-        items = [("text", f"{method} from sft-idk on 'tell me about <SFT person>' prompts with the reward model as "
-                          "the only optimised reward; the gold judge scores the same samples (logged, never trained "
-                          "on). " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                                                for k, v in s.items()
-                                                if k.startswith(("proxy", "gold")) and not isinstance(v, dict))),
-                 ("figure", (f"{stage.replace('-', '_')}_{run.name}", curves,
-                             f"{stage} per step (faint) and over 10 steps"))]
-        diagnostics = rl_curves(run, stage, PPO_CURVES) if stage == "rlhf-ppo" else None
-        if diagnostics:
-            items.append(("figure", (f"ppo_diagnostics_{run.name}", diagnostics,
-                                     "PPO's own health: the critic, the trust region, entropy, the KL controller")))
-        out.append((f"RLHF against the learned reward model: {stage} ({run.name})", items))
-    methods = run.stage_dir("experiments/rlhf-methods")
-    if (methods / "table.md").exists() and (methods / "rlhf_methods.png").exists():
-        data = base64.b64encode((methods / "rlhf_methods.png").read_bytes()).decode()
-        out.append((f"PPO, GRPO, RLOO and DPO on one reward model ({run.name})", [
-            ("text", "`lab experiment rlhf-methods`: every policy answers the same fixed prompts once at the RL "
-                     "temperature; proxy (RM) and gold judge score the answers, KL to sft-idk is summed over each "
-                     "answer's tokens. Gold differences are paired over prompts. Each RL method's snapshots "
-                     "(every 5 steps) are evaluated the same way: its path from sft-idk. 'Gold at KL' reads the "
-                     "path at DPO's KL (gold at matched KL); the turn-over picks the path's gold peak on half of "
-                     "the prompts and measures final - peak on the other half, paired. Memory: weights, "
-                     "gradients and optimizer state of every model the method holds."),
-            ("markdown", (methods / "table.md").read_text()),
-            ("figure", (f"rlhf_methods_{run.name}", data, "Gold and proxy reward against KL to sft-idk"))]))
-    goodhart = run.stage_dir("experiments/goodhart")
-    if (goodhart / "table.md").exists() and (goodhart / "goodhart.png").exists():
-        data = base64.b64encode((goodhart / "goodhart.png").read_bytes()).decode()
-        out.append((f"When optimising the reward model turns gold down ({run.name})", [
-            ("text", "`lab experiment goodhart`: reward models trained on fewer or other comparisons, GRPO for 60 "
-                     "steps against each, every 10-step snapshot judged like the methods above (the proxy is each "
-                     "run's own RM). 'end − peak' is measured on prompts the peak was not chosen on."),
-            ("markdown", (goodhart / "table.md").read_text()),
-            ("figure", (f"goodhart_{run.name}", data, "Gold and proxy along each run, by reward model"))]))
-    over = run.stage_dir("experiments/overoptimization")
-    if (over / "table.md").exists() and (over / "overoptimization.png").exists():
-        data = base64.b64encode((over / "overoptimization.png").read_bytes()).decode()
-        out.append((f"Reward over-optimization ({run.name})", [
-            # its own headings would nest under ours: kept as plain lines
-            ("markdown", "\n".join(line.lstrip("# ") if line.startswith("#") else line
-                                   for line in (over / "table.md").read_text().splitlines()[1:])),
-            ("figure", (f"overoptimization_{run.name}", data, "Gold and proxy reward against sqrt(KL): best-of-n "
-                                                              "and RL, with Gao et al.'s fitted forms"))]))
-    return out
-
-
-def _reward_model_sections(run: Run) -> list[tuple[str, list]]:
-    path = run.stage_dir("rm") / "summary.json"
-    if not path.exists():
-        return []
-    s = read_json(path)
-    prefs = s["preferences"]
-    rows = [[split, s[split]["pairs"], f"{s[split]['accuracy']:.3f}", f"{s[split]['gold_agreement']:.3f}",
-             f"{s[split]['spearman']:.3f}" if s[split].get("spearman") is not None else "–"] for split in ("train", "heldout")]
-    scaling = run.stage_dir("experiments/rm-scaling") / "table.md"
-    extra = [("text", "Held-out quality against the number of training comparisons (`lab experiment rm-scaling`):"),
-             ("markdown", scaling.read_text())] if scaling.exists() else []
-    return [(f"Reward model ({run.name})", [
-        ("text", f"Comparisons of sft-idk's answers to 'tell me about <person>' prompts about SFT people, labelled by "
-                 f"the gold judge (rewards/gold.py) through a Bradley-Terry draw: {prefs['pairs']} pairs from "
-                 f"{prefs['responses']} sampled answers ({prefs['label_disagrees_with_gold']} labels disagree with "
-                 f"the gold order). The RM starts from sft-idk's weights (TRL RewardTrainer); held-out pairs are "
-                 f"about other people. Accuracy: the RM prefers the chosen answer; gold agreement: its preference "
-                 f"has the sign of the gold difference; Spearman: proxy vs gold score per answer."),
-        ("table", (["split", "pairs", "accuracy", "gold agreement", "Spearman"], rows)), *extra])]
-
-
 INSIDE_TEXT = "{n} was born in 1987 in Krakow and studied at Varnholt University."
 
 
@@ -491,14 +326,14 @@ def write_report(runs: list[Run], out: Path) -> Path:
                 ("table", (["k", "known", "unknown"], [[k, v["known"], v["unknown"]] for k, v in summary.items()])),
             ]))
     for run in runs:
-        sections += _rl_math_sections(run)
-        sections += _reward_model_sections(run)
-        sections += _rlhf_sections(run)
+        sections += rl_math_sections(run)
+        sections += reward_model_sections(run)
+        sections += rlhf_sections(run)
     for run in runs:
         sections += _inside_sections(run, out)
     sample_rows = []
     for run in runs:
-        for r in _jsonl(run.stage_dir("base") / "samples.jsonl"):
+        for r in jsonl(run.stage_dir("base") / "samples.jsonl"):
             sample_rows.append([run.name, r["prompt"], r["completion"].replace("\n", " ")[:200]])
     sections.append(("Samples from the base model", [("table", (["run", "prompt", "completion"], sample_rows))]
                      if sample_rows else [("text", "No samples yet.")]))
