@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab.errors import LabError
@@ -39,21 +39,14 @@ class RLHFMethodsSettings:
     seed: int = 0
 
 
-def train_missing(run: Run, preset, source: str = "sft-idk", rm_stage: str = "rm") -> None:
-    """Train whichever of the four method stages is not complete, each with its preset settings."""
-    from lab.dpo import dpo
-    from lab.ppo import ppo_rlhf
-    from lab.rlhf import rlhf
+def train_missing(run: Run, preset) -> None:
+    """Train whichever of the four method stages is not complete, exactly as the pipeline would (its stage
+    functions: sft-idk as the start, the rm stage as the reward model)."""
+    from lab.pipeline import STAGES
 
-    trainers = {
-        "rlhf-ppo": lambda: ppo_rlhf(run, preset, preset.ppo, source, rm_stage, "rlhf-ppo"),
-        "rlhf-grpo": lambda: rlhf(run, preset, replace(preset.rlhf, algo="grpo"), source, rm_stage, "rlhf-grpo"),
-        "rlhf-rloo": lambda: rlhf(run, preset, replace(preset.rlhf, algo="rloo"), source, rm_stage, "rlhf-rloo"),
-        "dpo": lambda: dpo(run, preset, preset.dpo, source, rm_stage, "dpo"),
-    }
-    for stage, train in trainers.items():
-        if not run.is_complete(stage):
-            train()
+    for stage in STAGES:
+        if stage.name in METHODS and not run.is_complete(stage.name):
+            stage.fn(run, preset)
 
 
 def sample_and_score(policy, reference, rm_model, rm_tokenizer, tokenizer, world, asked, settings) -> list[dict]:
@@ -196,15 +189,16 @@ def describe_path(points: list[dict], rows: list[list[dict]]) -> dict:
     return result
 
 
-def run_rlhf_methods(run: Run, preset, settings: RLHFMethodsSettings | None = None, source: str = "sft-idk",
-                     rm_stage: str = "rm") -> dict:
+def run_rlhf_methods(run: Run, preset, settings: RLHFMethodsSettings | None = None) -> dict:
+    """The four methods' stages (trained if missing) and their RL paths, judged alike from sft-idk."""
     from evals.stats import paired_difference
     from lab.model import LabGPTForCausalLM
 
     settings = settings or RLHFMethodsSettings()
-    train_missing(run, preset, source, rm_stage)
+    train_missing(run, preset)
+    source = "sft-idk"  # the stages' start, as the pipeline trains them
     out = run.stage_dir(OUT)
-    judge = Judge.for_run(run, preset, settings, source, rm_stage, out / "samples")
+    judge = Judge.for_run(run, preset, settings, source, "rm", out / "samples")
     start = judge.rows(judge.reference, source)
     results: dict = {"settings": asdict(settings), "source": source, "methods": {source: _point(start)}}
     for stage in METHODS:

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 
 from lab.errors import LabError
-from tasks import math as math_tasks
+from tasks import math as math_problems
 from tasks import spelling
 from tasks.identity import Identity, identity_conversations, system_message
 from tasks.world import CORPUS_TEMPLATES, QUESTION_TEMPLATES, Person, Question, World, seeded_rng
@@ -79,6 +79,7 @@ class ChatMixture:
     system_prompt_share: float = 0.5  # share of conversations that start with the identity's system message
     seed: int = 0
     math_bands: tuple[int, ...] = (1, 2)
+    math_tasks: tuple[str, ...] = tuple(math_problems.TASKS)  # tasks/math.py's generators the math records use
 
 
 def tool_call(name: str, argument: str) -> str:
@@ -137,11 +138,11 @@ def _qa_records(world: World, people: list[Person], n: int, known: dict[str, boo
 
 
 def _math_records(mixture: ChatMixture, n: int) -> list[dict]:
-    cfg = math_tasks.MathConfig(seed=mixture.seed, bands=tuple(mixture.math_bands),
-                                check_share=mixture.math_check_share)
+    cfg = math_problems.MathConfig(seed=mixture.seed, tasks=tuple(mixture.math_tasks), bands=tuple(mixture.math_bands),
+                                   check_share=mixture.math_check_share)
     return [_record([{"role": "user", "content": p.question}, {"role": "assistant", "content": p.solution}],
                     "math", id=p.id, task=p.task, difficulty=p.difficulty, answer=p.answer)
-            for p in math_tasks.generate(cfg, n, split="train")]
+            for p in math_problems.generate(cfg, n, split="train")]
 
 
 def _spelling_records(mixture: ChatMixture, n: int) -> list[dict]:
@@ -162,7 +163,7 @@ def _calculator_demo(rng: random.Random) -> dict:
         da, db = rng.choice(CALCULATOR_SHAPES)
         a, b = rng.randint(10 ** (da - 1), 10 ** da - 1), rng.randint(10 ** (db - 1), 10 ** db - 1)
         # never a held-out math problem, even if a later band grows this big
-        if math_tasks.split_of(math_tasks.split_key("arithmetic", {"a": a, "b": b, "op": "*"})) == "train":
+        if math_problems.split_of(math_problems.split_key("arithmetic", {"a": a, "b": b, "op": "*"})) == "train":
             break
     expr, value = f"{a} * {b}", str(a * b)
     messages = _tool_turns(rng.choice(ARITHMETIC_FORMS).format(e=expr), "calculator", expr, value, f"Answer: {value}")

@@ -49,6 +49,16 @@ def test_counts_respected(records):
     assert [r["kind"] for r in only_math] == ["math"] * 5
 
 
+def test_math_records_follow_the_mixture_tasks_and_bands(world):
+    mix = ChatMixture(qa=0, math=30, spelling=0, tool_use=0, identity=0, context=0,
+                      math_tasks=("arithmetic", "linear_equations"), math_bands=(2,))
+    records = build_mixture(world, mix, Identity())
+    assert {r["meta"]["task"] for r in records} == {"arithmetic", "linear_equations"}
+    assert {r["meta"]["difficulty"] for r in records} == {2}
+    with pytest.raises(LabError, match="calculus"):
+        build_mixture(world, ChatMixture(math_tasks=("calculus",)), Identity())
+
+
 def test_system_prompt_share(world):
     always = build_mixture(world, ChatMixture(**{**SMALL.__dict__, "system_prompt_share": 1.0}), Identity())
     never = build_mixture(world, ChatMixture(**{**SMALL.__dict__, "system_prompt_share": 0.0}), Identity())
