@@ -43,7 +43,7 @@ def _show_experiment(out: Path, plot: str) -> None:
 
 @rl_app.command("math")
 def rl_math_cmd(run_dir: Path = typer.Argument(..., help="a run with the source stage, e.g. runs/tiny"),
-                source: str = typer.Option("sft-idk", "--from", help="the stage to start from"),
+                source: str = typer.Option("sft-math", "--from", help="the stage to start from"),
                 algo: Optional[str] = typer.Option(None, help="grpo, dr_grpo, dapo, bnpo or rloo (default: rl.algo)"),
                 out: str = typer.Option("rl-math", help="the stage folder to write, e.g. experiments/math-rewards/rloo"),
                 set: list[str] = SetOpt):
@@ -98,9 +98,9 @@ def rl_rlhf_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage
 
 
 @experiment_app.command("math-rewards")
-def experiment_math_rewards(run_dir: Path = typer.Argument(..., help="a run with sft-idk, e.g. runs/tiny"),
+def experiment_math_rewards(run_dir: Path = typer.Argument(..., help="a run with sft-math, e.g. runs/tiny"),
                             arms: Optional[str] = typer.Option(None, help="comma-separated arms (default: all)"),
-                            source: str = typer.Option("sft-idk", "--from", help="the checkpoint every arm starts from"),
+                            source: str = typer.Option("sft-math", "--from", help="the checkpoint every arm starts from"),
                             out: str = typer.Option("experiments/math-rewards", help="the experiment's folder"),
                             set: list[str] = SetOpt):
     """RL on math, one change an arm (reward, format, algorithm, or SFT instead), at matched compute."""

@@ -1,7 +1,7 @@
 """`lab experiment math-rewards`: which choices in RL on math matter, at matched compute, from one checkpoint.
 
-Every arm starts from sft-idk and trains into experiments/math-rewards/<arm>/ with the run's `rl` settings,
-changing one thing:
+Every arm starts from sft-math (sft-idk after math practice, lab/math_sft.py) and trains into
+experiments/math-rewards/<arm>/ with the run's `rl` settings, changing one thing:
 
   baseline     the rl-math recipe: Dr. GRPO, the sympy verifier's correctness + a small format reward
   exact_match  (a) exact string match of the final answer instead of the verifier ("0.5" for "1/2" earns 0)
@@ -12,7 +12,7 @@ changing one thing:
                baseline's sampled completions
 
 Every arm is graded greedily by the verifier on the same held-out problems (lab/rl.eval_problems), so arms
-compare question by question: accuracy, and paired differences to sft-idk and to the baseline. The
+compare question by question: accuracy, and paired differences to the start and to the baseline. The
 verifier's correctness is logged in every RL arm (at weight 0 where it is not the reward), so the
 exact-match arm's training curve shows true accuracy too. Writes results.json, table.md, math_rewards.png.
 """
@@ -56,53 +56,33 @@ def _rl_tokens(out) -> int:
     return round(sum(batch * r["completions/mean_length"] for r in logs if "completions/mean_length" in r))
 
 
-def sft_arm(run: Run, preset, rl, out_stage: str, tokens_to_match: int, source: str = "sft-idk") -> dict:
-    """Supervised fine-tuning on the RL arms' training problems with their worked solutions, at RL's compute."""
-    import torch
-    from trl import SFTConfig, SFTTrainer
-
-    from lab.model import LabGPTForCausalLM
-    from lab.progress import trainer_progress
-    from lab.rl import eval_problems, heldout_accuracy
+def sft_arm(run: Run, preset, rl, out_stage: str, tokens_to_match: int, source: str) -> dict:
+    """Supervised fine-tuning on the RL arms' training problems with their worked solutions, at RL's compute:
+    the same steps, learning rate and schedule, batches sized to the baseline's trained tokens."""
+    from lab.loading import load_model_and_tokenizer
+    from lab.math_sft import solution_records, train_on_records
+    from lab.rl import eval_problems, heldout_accuracy, write_heldout
     from lab.sft import build_dataset
-    from lab.tokenizer import load_tokenizer
-    from lab.trainers import save_trained, train_resuming
     from tasks.math import MathConfig, generate
 
-    src = run.require(source)
-    out = run.stage_dir(out_stage)
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer = load_tokenizer(src)
     problems = generate(MathConfig(seed=rl.seed, tasks=tuple(rl.tasks), bands=tuple(rl.bands)), rl.train_problems,
                         split="train")  # exactly the RL arms' training problems
-    records = [{"messages": [{"role": "user", "content": p.question}, {"role": "assistant", "content": p.solution}]}
-               for p in problems]
-    dataset, too_long = build_dataset(records, tokenizer, preset.sft.max_length)
+    model, tokenizer = load_model_and_tokenizer(run.require(source))
+    records = solution_records(problems)
+    dataset, _ = build_dataset(records, tokenizer, preset.sft.max_length)
     answer_tokens = sum(sum(m) for m in dataset["assistant_masks"]) / len(dataset)
     batch_size = max(1, round(tokens_to_match / (rl.steps * answer_tokens)))
-    cuda = torch.cuda.is_available()
-    model = LabGPTForCausalLM.from_pretrained(src, dtype=torch.float32)
     held_out = eval_problems(rl)
     before = heldout_accuracy(model, tokenizer, held_out, rl)
-    args = SFTConfig(
-        output_dir=str(out / "trainer"), max_steps=rl.steps, learning_rate=rl.lr,
-        lr_scheduler_type="constant_with_warmup", warmup_steps=min(10, rl.steps // 10),  # as the RL arms
-        per_device_train_batch_size=batch_size, logging_steps=rl.log_every, save_strategy="steps",
-        save_steps=rl.ckpt_every, save_total_limit=1, report_to="none", max_length=preset.sft.max_length,
-        seed=rl.seed, data_seed=rl.seed, bf16=cuda, use_cpu=not cuda, dataloader_num_workers=0, disable_tqdm=True,
-    )
-    trainer = SFTTrainer(model=model.train(), args=args, train_dataset=dataset, processing_class=tokenizer,
-                         callbacks=[trainer_progress(out / "logs", out_stage)])
-    _, seconds = train_resuming(trainer, out / "trainer")
-    trained = save_trained(trainer.model, tokenizer, out)
-    after = heldout_accuracy(trained, tokenizer, held_out, rl)
-    (out / "heldout").mkdir(exist_ok=True)
-    for name, result in (("before", before), ("after", after)):
-        (out / "heldout" / f"{name}.jsonl").write_text("".join(json.dumps(s) + "\n" for s in result.pop("samples")))
-    summary = {"algo": "sft", "source": source, "steps": trainer.state.global_step, "batch_size": batch_size,
-               "tokens_trained": round(rl.steps * batch_size * answer_tokens), "tokens_to_match": tokens_to_match,
-               "dropped_too_long": too_long, "seconds": seconds, "heldout_before": before, "heldout_after": after,
-               "settings": asdict(rl)}
+    done = train_on_records(run, preset, records, out_stage, rl.steps, batch_size, rl.lr, rl.seed, source,
+                              rl.log_every, rl.ckpt_every)
+    after = heldout_accuracy(done["model"], tokenizer, held_out, rl)
+    out = run.stage_dir(out_stage)
+    write_heldout(out, before, after)
+    summary = {"algo": "sft", "source": source, "steps": done["steps"], "batch_size": batch_size,
+               "tokens_trained": done["tokens_trained"], "tokens_to_match": tokens_to_match,
+               "dropped_too_long": done["dropped_too_long"], "seconds": done["seconds"], "heldout_before": before,
+               "heldout_after": after, "settings": asdict(rl)}
     write_json(out / "summary.json", summary)
     run.mark_complete(out_stage, {"heldout_after": after["all"]["accuracy"]})
     return summary
@@ -128,7 +108,7 @@ def _grade_sampled(run: Run, preset, stage: str, which: str, model_stage: str) -
     path.write_text("".join(json.dumps({**r, "sampled_share": shares[i]}) + "\n" for i, r in graded.items()))
 
 
-def run_math_rewards(run: Run, preset, settings: MathRewardsSettings | None = None, source: str = "sft-idk",
+def run_math_rewards(run: Run, preset, settings: MathRewardsSettings | None = None, source: str = "sft-math",
                      out_stage: str = OUT) -> dict:
     """Train the missing arms from `source` into `out_stage`/<arm>, then grade and tabulate them all."""
     from evals.stats import mean_metric, paired_difference, proportion

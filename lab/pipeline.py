@@ -100,6 +100,7 @@ def stage_sft(variant: str):
 # the SFT stages on all of them, the RL stages on their own task and the regressions.
 EVAL_SUITES = {
     "sft": None, "sft-idk": None,
+    "sft-math": ("math", "hallucination"),  # hallucination: does practice on one task forget the rest?
     "rl-math": ("math", "hallucination", "identity"),
     "dpo": ("profile", "hallucination", "identity"),
     "rlhf-grpo": ("profile", "hallucination", "identity"),
@@ -134,11 +135,18 @@ def stage_rm(run: Run, preset: Preset) -> None:
     train_reward_model(run, preset, preset.rm, source="sft-idk", out_stage="rm")
 
 
+def stage_sft_math(run: Run, preset: Preset) -> None:
+    """Math practice from sft-idk: worked solutions of one procedure, to the partial competence RL needs."""
+    from lab.math_sft import math_sft
+
+    math_sft(run, preset, preset.math_sft, source="sft-idk", out_stage="sft-math")
+
+
 def stage_rl_math(run: Run, preset: Preset) -> None:
-    """RL with the math verifier as reward, from sft-idk (band 1: where it has partial competence)."""
+    """RL with the math verifier as reward, from sft-math (where it has real but partial competence)."""
     from lab.rl import rl_math
 
-    rl_math(run, preset, preset.rl, source="sft-idk", out_stage="rl-math")
+    rl_math(run, preset, preset.rl, source="sft-math", out_stage="rl-math")
 
 
 def stage_dpo(run: Run, preset: Preset) -> None:
@@ -209,7 +217,8 @@ STAGES = [
     Stage(KNOWLEDGE, ("base",), stage_knowledge),
     Stage("sft", ("base",), stage_sft("sft")),
     Stage("sft-idk", ("base",), stage_sft("sft-idk")),
-    Stage("rl-math", ("sft-idk",), stage_rl_math),
+    Stage("sft-math", ("sft-idk",), stage_sft_math),
+    Stage("rl-math", ("sft-math",), stage_rl_math),
     Stage("rm", ("sft-idk",), stage_rm),
     Stage("dpo", ("rm",), stage_dpo),
     Stage("rlhf-grpo", ("rm",), stage_rlhf),

@@ -15,6 +15,7 @@ from lab.dpo import DPOSettings
 from lab.errors import LabError
 from lab.goodhart import GoodhartSettings
 from lab.math_rewards import MathRewardsSettings
+from lab.math_sft import MathSFTSettings
 from lab.overoptimization import OveroptimizationSettings
 from lab.ppo import PPOSettings
 from lab.rl import RLSettings
@@ -131,6 +132,7 @@ class Preset:
     scaling: ScalingSettings = field(default_factory=ScalingSettings)
     # tiny: every differing sample pair is used (about 2.7x less sampling than disjoint pairs)
     rm: RewardModelSettings = field(default_factory=lambda: RewardModelSettings(pairs=400, disjoint_pairs=False))
+    math_sft: MathSFTSettings = field(default_factory=MathSFTSettings)  # sft-math: practice before rl-math
     # the rl-math stage; self_check (weight 0) is only tracked: does checking one's work emerge?
     rl: RLSettings = field(default_factory=lambda: RLSettings(rewards=("correctness", "format", "self_check"),
                                                               reward_weights=(1.0, 0.1, 0.0)))

@@ -46,10 +46,10 @@ def loss_curve(runs: list[Run]):
     return data
 
 
-EVAL_STAGES = ("sft", "sft-idk", "rl-math", "dpo", "rlhf-grpo", "rlhf-ppo")
+EVAL_STAGES = ("sft", "sft-idk", "sft-math", "rl-math", "dpo", "rlhf-grpo", "rlhf-ppo")
 # (parent, child) in the stage graph: each child is compared with the model it was trained from
-STAGE_PAIRS = (("sft", "sft-idk"), ("sft-idk", "rl-math"), ("sft-idk", "dpo"), ("sft-idk", "rlhf-grpo"),
-               ("sft-idk", "rlhf-ppo"))
+STAGE_PAIRS = (("sft", "sft-idk"), ("sft-idk", "sft-math"), ("sft-math", "rl-math"), ("sft-idk", "dpo"),
+               ("sft-idk", "rlhf-grpo"), ("sft-idk", "rlhf-ppo"))
 
 
 def _results(run: Run, stage: str, suite: str) -> dict | None:

@@ -80,7 +80,7 @@ def rl_math_sections(run: Run) -> list[tuple[str, list]]:
     if (grid / "table.md").exists() and (grid / "math_rewards.png").exists():
         data = base64.b64encode((grid / "math_rewards.png").read_bytes()).decode()
         sections.append((f"What matters in RL on math: the math-rewards grid ({run.name})", [
-            ("text", "`lab experiment math-rewards`: one change an arm, every arm from sft-idk with the same steps, "
+            ("text", "`lab experiment math-rewards`: one change an arm, every arm from sft-math with the same steps, "
                      "and the SFT arm sized to the baseline's trained tokens; all graded greedily on the same "
                      "held-out problems, differences paired by problem."),
             ("markdown", (grid / "table.md").read_text()),

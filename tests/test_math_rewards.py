@@ -22,7 +22,8 @@ def tiny_preset():
 
 def test_every_arm_trains_from_one_checkpoint_and_is_graded_on_the_same_problems(source, tmp_path):  # noqa: F811
     run = copy_run(source, tmp_path)
-    results = run_math_rewards(run, tiny_preset(), MathRewardsSettings(arms=("exact_match", "rloo", "sft")))
+    results = run_math_rewards(run, tiny_preset(), MathRewardsSettings(arms=("exact_match", "rloo", "sft")),
+                               source="sft-idk")
     assert list(results["arms"]) == ["sft-idk", "baseline", "exact_match", "rloo", "sft"]  # the baseline always runs
     for arm in ("baseline", "exact_match", "rloo", "sft"):
         m = results["arms"][arm]
@@ -42,7 +43,8 @@ def test_every_arm_trains_from_one_checkpoint_and_is_graded_on_the_same_problems
     after = run.stage_dir(f"{OUT}/rloo") / "heldout" / "after.jsonl"
     rows = [json.loads(line) for line in after.open()]
     after.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "sampled_share"}) + "\n" for r in rows))
-    run_math_rewards(run, tiny_preset(), MathRewardsSettings(arms=("exact_match", "rloo", "sft")))
+    run_math_rewards(run, tiny_preset(), MathRewardsSettings(arms=("exact_match", "rloo", "sft")),
+                               source="sft-idk")
     assert [json.loads(line)["sampled_share"] for line in after.open()] == [r["sampled_share"] for r in rows]
 
 

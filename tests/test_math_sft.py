@@ -1,0 +1,31 @@
+"""The sft-math stage (lab/math_sft.py): practice on worked solutions, the start of rl-math."""
+
+import pytest
+import torch
+from test_rl import copy_run, source  # noqa: F401  (fixture: a run with an untrained tiny sft-idk)
+
+from lab.errors import LabError
+from lab.math_sft import MathSFTSettings, math_sft
+from lab.model import LabGPTForCausalLM
+from lab.presets import get_preset
+
+SMALL = MathSFTSettings(tasks=("arithmetic",), bands=(1,), problems=12, replay=4, batch_size=4, log_every=1,
+                        ckpt_every=1)
+
+
+def test_practice_trains_every_problem_once_and_writes_a_loadable_stage(source, tmp_path):  # noqa: F811
+    run = copy_run(source, tmp_path)
+    summary = math_sft(run, get_preset("tiny", ["sft.max_length=128"]), SMALL, source="sft-idk", out_stage="sft-math")
+    assert run.is_complete("sft-math") and summary["problems"] == 12 and summary["replayed"] == 4
+    assert summary["steps"] == 4 and summary["tokens_trained"] > 0  # 16 conversations, 4 a step
+    before = LabGPTForCausalLM.from_pretrained(run.stage_dir("sft-idk"))
+    after = LabGPTForCausalLM.from_pretrained(run.stage_dir("sft-math"))
+    assert not torch.equal(before.lm_head.weight, after.lm_head.weight)  # it trained
+    assert (run.stage_dir("sft-math") / "tokenizer.json").exists()
+
+
+def test_an_unknown_task_is_one_clear_error(source, tmp_path):  # noqa: F811
+    run = copy_run(source, tmp_path)
+    with pytest.raises(LabError, match="calculus"):
+        math_sft(run, get_preset("tiny"), MathSFTSettings(tasks=("calculus",)), source="sft-idk")
+    assert not run.is_complete("sft-math")
