@@ -72,6 +72,8 @@ def rl_math_sections(run: Run) -> list[tuple[str, list]]:
     if rows:
         items.append(("table", (["held-out problems", "before", "after", "after − before [95% CI], paired", "n"],
                                 rows)))
+        items.append(("text", "These are held-out problems of the trained tasks and bands only; the math eval suite "
+                              "spreads its problems over every task and band, so it sees little of this change."))
     curves = rl_curves(run, "rl-math")
     if curves:
         items.append(("figure", (f"rl_math_{run.name}", curves, "RL on math, per step (faint) and over 10 steps")))
