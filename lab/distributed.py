@@ -118,4 +118,7 @@ class Distributed:
 
     def close(self) -> None:
         if self.world_size > 1 and torch_dist.is_initialized():
+            # every rank leaves together: a rank that tore its gloo group down while the main rank was still
+            # saving and sampling aborted now and then ("terminate called without an active exception")
+            torch_dist.barrier()
             torch_dist.destroy_process_group()
