@@ -60,7 +60,7 @@ def sft_arm(run: Run, preset, rl, out_stage: str, tokens_to_match: int, source: 
     """Supervised fine-tuning on the RL arms' training problems with their worked solutions, at RL's compute:
     the same steps, learning rate and schedule, batches sized to the baseline's trained tokens."""
     from lab.loading import load_model_and_tokenizer
-    from lab.math_sft import solution_records, train_on_records
+    from lab.math_sft import answer_tokens, solution_records, train_on_records
     from lab.rl import eval_problems, heldout_accuracy, write_heldout
     from lab.sft import build_dataset
     from tasks.math import MathConfig, generate
@@ -68,20 +68,18 @@ def sft_arm(run: Run, preset, rl, out_stage: str, tokens_to_match: int, source: 
     problems = generate(MathConfig(seed=rl.seed, tasks=tuple(rl.tasks), bands=tuple(rl.bands)), rl.train_problems,
                         split="train")  # exactly the RL arms' training problems
     model, tokenizer = load_model_and_tokenizer(run.require(source))
-    records = solution_records(problems)
-    dataset, _ = build_dataset(records, tokenizer, preset.sft.max_length)
-    answer_tokens = sum(sum(m) for m in dataset["assistant_masks"]) / len(dataset)
-    batch_size = max(1, round(tokens_to_match / (rl.steps * answer_tokens)))
+    dataset, too_long = build_dataset(solution_records(problems), tokenizer, preset.sft.max_length)
+    batch_size = max(1, round(tokens_to_match / (rl.steps * answer_tokens(dataset))))
     held_out = eval_problems(rl)
     before = heldout_accuracy(model, tokenizer, held_out, rl)
-    done = train_on_records(run, preset, records, out_stage, rl.steps, batch_size, rl.lr, rl.seed, source,
-                              rl.log_every, rl.ckpt_every)
+    done = train_on_records(run, preset, dataset, out_stage, rl.steps, batch_size, rl.lr, rl.seed, source,
+                            rl.log_every, rl.ckpt_every)
     after = heldout_accuracy(done["model"], tokenizer, held_out, rl)
     out = run.stage_dir(out_stage)
     write_heldout(out, before, after)
     summary = {"algo": "sft", "source": source, "steps": done["steps"], "batch_size": batch_size,
                "tokens_trained": done["tokens_trained"], "tokens_to_match": tokens_to_match,
-               "dropped_too_long": done["dropped_too_long"], "seconds": done["seconds"], "heldout_before": before,
+               "dropped_too_long": too_long, "seconds": done["seconds"], "heldout_before": before,
                "heldout_after": after, "settings": asdict(rl)}
     write_json(out / "summary.json", summary)
     run.mark_complete(out_stage, {"heldout_after": after["all"]["accuracy"]})

@@ -7,8 +7,8 @@ each at SFT's learning rate, bring it to 16% greedy (27% without replay): real b
 which is where rl-math starts. Practice on one task alone makes the 1M model forget the rest (measured
 on the hallucination suite: without replay, the practised model after RL answered 0.01 of questions about
 people correctly, against sft-idk's 0.27, and no longer refused; with 1,000 replayed conversations sft-math
-keeps 0.10 and refuses more), so a share of sft-idk's own SFT conversations is replayed among the problems. The same trainer is the math-rewards
-grid's control arm (more SFT at RL's compute).
+keeps 0.10 and refuses more), so a share of sft-idk's own SFT conversations is replayed among the problems.
+The same trainer is the math-rewards grid's control arm (more SFT at RL's compute).
 """
 
 from __future__ import annotations
@@ -54,17 +54,21 @@ def replay_records(run: Run, preset, source: str, n: int, seed: int) -> list[dic
     return random.Random(seed).sample(records, min(n, len(records)))
 
 
-def train_on_records(run: Run, preset, records: list[dict], out_stage: str, steps: int, batch_size: int, lr: float,
-                     seed: int, source: str, log_every: int, ckpt_every: int) -> dict:
-    """SFT of `source` on chat records (loss on the answers only) into `out_stage`: constant learning rate
-    after 10% warm-up (at most 10 steps), as the RL stages. Resumes from its last checkpoint. Returns what
-    it trained: steps, tokens, seconds, the model; the caller owns COMPLETE."""
+def answer_tokens(dataset) -> float:
+    """Mean trained (assistant) tokens per conversation of a build_dataset dataset."""
+    return sum(sum(m) for m in dataset["assistant_masks"]) / len(dataset)
+
+
+def train_on_records(run: Run, preset, dataset, out_stage: str, steps: int, batch_size: int, lr: float, seed: int,
+                     source: str, log_every: int, ckpt_every: int) -> dict:
+    """SFT of `source` on a build_dataset dataset (loss on the answers only) into `out_stage`: constant
+    learning rate after 10% warm-up (at most 10 steps), as the RL stages. Resumes from its last checkpoint.
+    Returns what it trained: steps, tokens, seconds, the model; the caller owns COMPLETE."""
     import torch
     from trl import SFTConfig, SFTTrainer
 
     from lab.model import LabGPTForCausalLM
     from lab.progress import trainer_progress
-    from lab.sft import build_dataset
     from lab.tokenizer import load_tokenizer
     from lab.trainers import save_trained, train_resuming
 
@@ -72,8 +76,6 @@ def train_on_records(run: Run, preset, records: list[dict], out_stage: str, step
     out = run.stage_dir(out_stage)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(src)
-    dataset, too_long = build_dataset(records, tokenizer, preset.sft.max_length)
-    answer_tokens = sum(sum(m) for m in dataset["assistant_masks"]) / len(dataset)
     cuda = torch.cuda.is_available()
     model = LabGPTForCausalLM.from_pretrained(src, dtype=torch.float32)
     args = SFTConfig(
@@ -87,26 +89,28 @@ def train_on_records(run: Run, preset, records: list[dict], out_stage: str, step
                          callbacks=[trainer_progress(out / "logs", out_stage)])
     _, seconds = train_resuming(trainer, out / "trainer")
     trained = save_trained(trainer.model, tokenizer, out)
-    return {"model": trained, "tokenizer": tokenizer, "steps": trainer.state.global_step, "batch_size": batch_size,
-            "tokens_trained": round(steps * batch_size * answer_tokens), "dropped_too_long": too_long,
-            "seconds": seconds}
+    return {"model": trained, "steps": trainer.state.global_step, "batch_size": batch_size,
+            "tokens_trained": round(steps * batch_size * answer_tokens(dataset)), "seconds": seconds}
 
 
 def math_sft(run: Run, preset, settings: MathSFTSettings, source: str = "sft-idk", out_stage: str = "sft-math") -> dict:
     """The sft-math stage: `settings.problems` training problems of the given tasks and bands, each seen
     once, with `settings.replay` of the source's SFT conversations mixed in."""
+    from lab.sft import build_dataset
+    from lab.tokenizer import load_tokenizer
     from tasks.math import MathConfig, generate
 
-    run.require(source)
+    tokenizer = load_tokenizer(run.require(source))
     problems = generate(MathConfig(seed=settings.seed, tasks=tuple(settings.tasks), bands=tuple(settings.bands)),
                         settings.problems, split="train")
     records = solution_records(problems) + replay_records(run, preset, source, settings.replay, settings.seed)
+    dataset, too_long = build_dataset(records, tokenizer, preset.sft.max_length)
     steps = max(1, len(records) // settings.batch_size)
-    done = train_on_records(run, preset, records, out_stage, steps, settings.batch_size, settings.lr,
+    done = train_on_records(run, preset, dataset, out_stage, steps, settings.batch_size, settings.lr,
                             settings.seed, source, settings.log_every, settings.ckpt_every)
     summary = {"source": source, "problems": len(problems), "distinct_questions": len({p.question for p in problems}),
-               "replayed": len(records) - len(problems),
-               **{k: v for k, v in done.items() if k not in ("model", "tokenizer")}, "settings": asdict(settings)}
+               "replayed": len(records) - len(problems), "dropped_too_long": too_long,
+               **{k: v for k, v in done.items() if k != "model"}, "settings": asdict(settings)}
     write_json(run.stage_dir(out_stage) / "summary.json", summary)
     run.mark_complete(out_stage, {"steps": summary["steps"], "problems": len(problems)})
     return summary

@@ -5,10 +5,9 @@ SFT shows the model worked solutions; RL lets it sample its own and reinforces t
 from partial competence: a group of samples where every answer is wrong (or every one right) has zero
 advantage and teaches nothing. So the default task is the one the sft-math stage (lab/math_sft.py)
 practises to partial competence, two-digit column addition and subtraction (band 2 arithmetic), and rl-math
-starts there; the learning rate sits an
-order below SFT's (calibration notes: 10x the good rate collapsed the policy). Its held-out questions
-(~1,200 distinct) are new combinations of the column steps every training problem uses, so a held-out
-gain is a gain in carrying out the procedure. Watch held-out accuracy, not the training reward: where
+starts there; the learning rate sits an order below SFT's (calibration notes: 10x the good rate collapsed
+the policy). Its held-out questions (~1,200 distinct) are new combinations of the column steps every
+training problem uses, so a held-out gain is a gain in carrying out the procedure. Watch held-out accuracy, not the training reward: where
 competence was ~5% (band 1 of every task, when SFT spread 300 problems over all of them) RL raised the
 training reward on the few hundred distinct band-1 questions while held-out accuracy did not move.
 
