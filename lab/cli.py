@@ -297,8 +297,14 @@ def inspect_attention(stage: Path = typer.Argument(..., help="RUN/STAGE, e.g. ru
 def main() -> None:
     import warnings
 
-    # deprecation notices from inside transformers/TRL are for their maintainers, not for a lab user's terminal
+    from lab.versions import untested_warning
+
+    # deprecation notices from inside transformers/TRL are for their maintainers, not for a lab user's
+    # terminal; tests/test_model.py makes them errors on the model's paths, so none goes unseen
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl)(\.|$)")
+    untested = untested_warning()
+    if untested and os.environ.get("RANK", "0") == "0":  # once per command, not once per torchrun rank
+        Console(stderr=True).print(untested, style="yellow", highlight=False, soft_wrap=True)
     try:
         app()
     except LabError as e:

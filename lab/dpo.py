@@ -58,7 +58,7 @@ def dpo(run: Run, preset, settings: DPOSettings, source: str = "sft-idk", prefer
     from lab.model import LabGPTForCausalLM
     from lab.rlhf import training_memory
     from lab.tokenizer import load_tokenizer
-    from lab.trainers import save_trained, train_resuming
+    from lab.trainers import activation_checkpointing, save_trained, train_resuming
     from rewards.preferences import load_preferences
 
     src = run.require(source)
@@ -77,7 +77,7 @@ def dpo(run: Run, preset, settings: DPOSettings, source: str = "sft-idk", prefer
         max_length=settings.max_length, lr_scheduler_type="cosine", warmup_steps=0.05,
         logging_steps=settings.log_every, save_strategy="steps", save_steps=settings.ckpt_every, save_total_limit=1,
         report_to="none", seed=settings.seed, data_seed=settings.seed, bf16=cuda, use_cpu=not cuda,
-        dataloader_num_workers=0, disable_tqdm=True, gradient_checkpointing=False,
+        dataloader_num_workers=0, disable_tqdm=True, **activation_checkpointing(False),
     )
     trainer = DPOTrainer(model=model.train(), args=args, train_dataset=train, processing_class=training_tokenizer,
                          callbacks=[trainer_progress(out / "logs", out_stage)])

@@ -70,7 +70,7 @@ def train_on_records(run: Run, preset, dataset, out_stage: str, steps: int, batc
     from lab.model import LabGPTForCausalLM
     from lab.progress import trainer_progress
     from lab.tokenizer import load_tokenizer
-    from lab.trainers import save_trained, train_resuming
+    from lab.trainers import activation_checkpointing, save_trained, train_resuming
 
     src = run.require(source)
     out = run.stage_dir(out_stage)
@@ -84,6 +84,7 @@ def train_on_records(run: Run, preset, dataset, out_stage: str, steps: int, batc
         per_device_train_batch_size=batch_size, logging_steps=log_every, save_strategy="steps",
         save_steps=ckpt_every, save_total_limit=1, report_to="none", max_length=preset.sft.max_length,
         seed=seed, data_seed=seed, bf16=cuda, use_cpu=not cuda, dataloader_num_workers=0, disable_tqdm=True,
+        **activation_checkpointing(True),  # TRL's default, kept explicit: turning it off is a speed change of its own
     )
     trainer = SFTTrainer(model=model.train(), args=args, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=[trainer_progress(out / "logs", out_stage)])

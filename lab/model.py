@@ -3,11 +3,23 @@
 RoPE, RMSNorm, grouped-query attention, SwiGLU, optional tied embeddings, KV cache. It is a
 `transformers` PreTrainedModel so TRL, peft, accelerate and `generate` work on it, and its weight
 names and shapes are Llama's, so `lab export --format llama` is a renaming of the config only.
+
+The rule: this module leans only on the stable public surface of transformers: `PreTrainedModel`,
+`PreTrainedConfig`, `GenerationMixin`, the Auto* registries, the `Cache` API (`update(k, v, layer)`,
+`get_seq_length()`), `GradientCheckpointingLayer` and the output dataclasses. The causal + padding
+mask, the attention kernels (torch's `scaled_dot_product_attention`, and an eager path that returns
+the weights for `lab inspect attention`), the loss and the reward head are ours: transformers'
+masking helpers and attention registry are internal and changed signature in 5.23 and again in 5.24,
+which broke generation under TRL. tests/test_model.py turns transformers' and TRL's deprecation
+warnings into errors on a forward, a generate and a TRL step, so the next rename is seen in CI.
+
+Use: `LabGPTForCausalLM(LabGPTConfig(...))`, or `AutoModelForCausalLM.from_pretrained(stage_dir)`
+once `lab.model` is imported.
 """
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 
 import torch
 import torch.nn.functional as F
@@ -17,24 +29,28 @@ from transformers import (
     AutoModel,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
+    DynamicCache,
     GenerationMixin,
-    PretrainedConfig,
+    GradientCheckpointingLayer,
+    PreTrainedConfig,
     PreTrainedModel,
 )
-try:
-    from transformers import initialization as init
-except ImportError:  # older transformers 5.x: plain torch init (no lazy-loading guard needed there)
-    from torch.nn import init
-from transformers.cache_utils import DynamicCache
-from transformers.masking_utils import create_causal_mask
-from transformers.modeling_layers import GenericForSequenceClassification, GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers import initialization as init
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    SequenceClassifierOutputWithPast,
+)
+
+# transformers 5.24 renamed `past_key_values` to `cache`, as forward argument and as output field, and
+# warns on the old name; 5.17-5.23 know only `past_key_values`. Forward takes either; outputs use the
+# name this version's public output dataclass declares.
+CACHE_FIELD = "cache" if "cache" in {f.name for f in dataclasses.fields(CausalLMOutputWithPast)} else "past_key_values"
 
 
-class LabGPTConfig(PretrainedConfig):
+class LabGPTConfig(PreTrainedConfig):
     model_type = "labgpt"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["past_key_values", "cache"]
     auto_map = {}  # TRL reads this attribute on every config
 
     def __init__(
@@ -141,24 +157,66 @@ def apply_rope(q, k, cos, sin):
     return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
 
 
-def eager_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+def causal_attention_mask(attention_mask: torch.Tensor | None, query_len: int, past_len: int) -> torch.Tensor | None:
+    """Boolean (batch, 1, query, key) mask, True where a query may attend; None where causal order alone is exact.
+
+    `attention_mask` is a 2-D padding mask over every key, past ones included (what `generate` and TRL
+    pass), or a ready 4-D mask, used as given (the engine's). Without padding, prefill and one-token
+    decoding need no mask: sdpa's `is_causal` (or nothing, for one query) is exact and takes the fast
+    kernels, as transformers' own sdpa path does."""
+    if attention_mask is not None and attention_mask.dim() == 4:
+        return attention_mask
+    if attention_mask is not None and attention_mask.dim() != 2:
+        raise ValueError(f"attention_mask must be 2-D (batch, keys) or 4-D, got shape {tuple(attention_mask.shape)}")
+    key_len = past_len + query_len
+    if attention_mask is not None and attention_mask.shape[-1] != key_len:
+        raise ValueError(
+            f"attention_mask covers {attention_mask.shape[-1]} positions, but the cache holds {past_len} and "
+            f"the input {query_len}"
+        )
+    padded = attention_mask is not None and not bool(attention_mask.all())
+    if not padded and (past_len == 0 or query_len == 1):
+        return None
+    device = attention_mask.device if attention_mask is not None else None
+    queries = torch.arange(past_len, key_len, device=device)
+    mask = (torch.arange(key_len, device=device)[None, :] <= queries[:, None])[None, None]
+    if padded:
+        mask = mask & attention_mask.bool()[:, None, None, :]
+    return mask
+
+
+def eager_attention(query, key, value, mask, scaling, groups, dropout=0.0, training=False):
     """Reference attention that also returns the weights (for `lab inspect attention`)."""
-    groups = module.num_key_value_groups
     key = key.repeat_interleave(groups, dim=1)
     value = value.repeat_interleave(groups, dim=1)
     scores = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
-        if attention_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+    if mask is None and query.shape[2] > 1:  # causal, the queries being the last positions of the keys
+        q_len, k_len = query.shape[2], key.shape[2]
+        mask = torch.ones(q_len, k_len, dtype=torch.bool, device=query.device).tril(k_len - q_len)
+    if mask is not None:
+        if mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
         else:
-            scores = scores + attention_mask
+            scores = scores + mask
     weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    weights = F.dropout(weights, p=dropout, training=module.training)
-    out = torch.matmul(weights, value).transpose(1, 2).contiguous()
-    return out, weights
+    weights = F.dropout(weights, p=dropout, training=training)
+    return torch.matmul(weights, value), weights
 
 
-_HAS_GET_INTERFACE = hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface")
+def sdpa_attention(query, key, value, mask, scaling, groups, dropout=0.0):
+    """torch's fused attention. Grouped-query heads go in as they are when no mask is given (sdpa's
+    `enable_gqa`); with a mask the fused kernels want full heads, so keys and values are repeated."""
+    gqa = {}
+    if groups > 1:
+        if mask is None:
+            gqa = {"enable_gqa": True}
+        else:
+            key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    out = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling,
+        is_causal=mask is None and query.shape[2] > 1, **gqa,
+    )
+    return out, None
 
 
 class LabGPTAttention(nn.Module):
@@ -176,32 +234,23 @@ class LabGPTAttention(nn.Module):
         self.v_proj = nn.Linear(d, kv * self.head_dim, bias=False)
         self.o_proj = nn.Linear(h * self.head_dim, d, bias=False)
 
-    def forward(self, hidden_states, cos_sin, attention_mask=None, past_key_values=None, **kwargs):
+    def forward(self, hidden_states, cos_sin, mask=None, cache=None):
         b, t, _ = hidden_states.shape
         q = self.q_proj(hidden_states).view(b, t, -1, self.head_dim).transpose(1, 2)
         k = self.k_proj(hidden_states).view(b, t, -1, self.head_dim).transpose(1, 2)
         v = self.v_proj(hidden_states).view(b, t, -1, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, k, *cos_sin)
-        if past_key_values is not None:
-            k, v = past_key_values.update(k, v, self.layer_idx)
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx)
+        dropout = self.config.attention_dropout if self.training else 0.0
         impl = self.config._attn_implementation
         if impl in (None, "eager"):
-            attention = eager_attention
-        elif _HAS_GET_INTERFACE:  # transformers >= 5.2x; older ones index the registry directly
-            attention = ALL_ATTENTION_FUNCTIONS.get_interface(impl, eager_attention)
+            out, weights = eager_attention(q, k, v, mask, self.scaling, self.num_key_value_groups, dropout, self.training)
+        elif impl == "sdpa":
+            out, weights = sdpa_attention(q, k, v, mask, self.scaling, self.num_key_value_groups, dropout)
         else:
-            attention = ALL_ATTENTION_FUNCTIONS[impl]
-        out, weights = attention(
-            self,
-            q,
-            k,
-            v,
-            attention_mask,
-            dropout=self.config.attention_dropout if self.training else 0.0,
-            scaling=self.scaling,
-            **kwargs,
-        )
-        return self.o_proj(out.reshape(b, t, -1)), weights
+            raise ValueError(f"labgpt implements attention 'sdpa' and 'eager', not {impl!r}")
+        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1)), weights
 
 
 class LabGPTMLP(nn.Module):
@@ -223,10 +272,8 @@ class LabGPTDecoderLayer(GradientCheckpointingLayer):
         self.input_layernorm = LabGPTRMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = LabGPTRMSNorm(config.hidden_size, config.rms_norm_eps)
 
-    def forward(self, hidden_states, cos_sin=None, attention_mask=None, past_key_values=None, **kwargs):
-        attn_out, weights = self.self_attn(
-            self.input_layernorm(hidden_states), cos_sin, attention_mask, past_key_values, **kwargs
-        )
+    def forward(self, hidden_states, cos_sin=None, mask=None, cache=None):
+        attn_out, weights = self.self_attn(self.input_layernorm(hidden_states), cos_sin, mask, cache)
         hidden_states = hidden_states + attn_out
         hidden_states = hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
         return hidden_states, weights
@@ -238,12 +285,18 @@ class LabGPTPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _no_split_modules = ["LabGPTDecoderLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
-    _supports_flash_attn = True
-    _supports_sdpa = True
-    _supports_flex_attn = True
-    _supports_attention_backend = True
+    _skip_keys_device_placement = ["past_key_values", "cache"]
+    _supports_sdpa = True  # and eager; our attention calls no kernel registry, so no flash/flex here
     _can_compile_fullgraph = True
+
+    def set_attn_implementation(self, attn_implementation: str, **kwargs) -> None:
+        """Switch between our two attention paths, 'sdpa' (fast) and 'eager' (returns weights).
+
+        transformers' own switch decides from a model's source whether it uses its attention registry;
+        labgpt does not, so it flips the config every layer shares."""
+        if attn_implementation not in ("sdpa", "eager"):
+            raise ValueError(f"labgpt implements attention 'sdpa' and 'eager', not {attn_implementation!r}")
+        self.config._attn_implementation = attn_implementation
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -254,14 +307,6 @@ class LabGPTPreTrainedModel(PreTrainedModel):
             init.normal_(proj.weight, mean=0.0, std=std)
 
 
-def _accepts(fn, name: str) -> bool:
-    return name in inspect.signature(fn).parameters
-
-
-# transformers 5.17 (the GPU machine) still takes cache_position; 5.23 does not.
-_MASK_TAKES_CACHE_POSITION = _accepts(create_causal_mask, "cache_position")
-
-
 def positions_from_mask(attention_mask: torch.Tensor, query_len: int) -> torch.Tensor:
     """Position of each of the last `query_len` tokens, counting only real (unpadded) tokens.
 
@@ -269,6 +314,13 @@ def positions_from_mask(attention_mask: torch.Tensor, query_len: int) -> torch.T
     first real token keeps RoPE positions identical to the unpadded sequence."""
     positions = attention_mask.long().cumsum(-1) - 1
     return positions.clamp(min=0)[:, -query_len:]
+
+
+def one_cache(past_key_values, cache):
+    """The cache under either of its names (see CACHE_FIELD)."""
+    if past_key_values is not None and cache is not None and past_key_values is not cache:
+        raise ValueError("pass the KV cache once, as `cache` or as `past_key_values`")
+    return cache if cache is not None else past_key_values
 
 
 class LabGPTModel(LabGPTPreTrainedModel):
@@ -290,34 +342,26 @@ class LabGPTModel(LabGPTPreTrainedModel):
         use_cache=None,
         output_attentions=False,
         output_hidden_states=False,
-        **kwargs,
+        cache=None,
+        **kwargs,  # what generate and the trainers pass besides (cache_position, return_dict, ...): not needed
     ) -> BaseModelOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
+        cache = one_cache(past_key_values, cache)
         use_cache = self.config.use_cache if use_cache is None else use_cache
-        if use_cache and past_key_values is None and not self.training:
-            past_key_values = DynamicCache(config=self.config)
+        if use_cache and cache is None and not self.training:
+            cache = DynamicCache(config=self.config)
         query_len = inputs_embeds.shape[1]
-        past_len = past_key_values.get_seq_length() if past_key_values is not None else 0
+        past_len = cache.get_seq_length() if cache is not None else 0
 
         if position_ids is None:
             if attention_mask is not None and attention_mask.dim() == 2:
                 position_ids = positions_from_mask(attention_mask, query_len)
             else:
                 position_ids = torch.arange(past_len, past_len + query_len, device=inputs_embeds.device)[None]
-
-        mask_kwargs = dict(
-            config=self.config,
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            past_key_values=past_key_values,
-            position_ids=position_ids,
-        )
-        if _MASK_TAKES_CACHE_POSITION:
-            mask_kwargs["cache_position"] = torch.arange(past_len, past_len + query_len, device=inputs_embeds.device)
-        causal_mask = create_causal_mask(**mask_kwargs)
+        mask = causal_attention_mask(attention_mask, query_len, past_len)
 
         cos_sin = rope_cos_sin(self.config, position_ids, inputs_embeds.dtype)
         hidden_states = inputs_embeds
@@ -325,9 +369,7 @@ class LabGPTModel(LabGPTPreTrainedModel):
         for layer in self.layers:
             if output_hidden_states:
                 all_hidden.append(hidden_states)
-            hidden_states, weights = layer(
-                hidden_states, cos_sin=cos_sin, attention_mask=causal_mask, past_key_values=past_key_values, **kwargs
-            )
+            hidden_states, weights = layer(hidden_states, cos_sin=cos_sin, mask=mask, cache=cache)
             if output_attentions:
                 all_attn.append(weights)
         hidden_states = self.norm(hidden_states)
@@ -335,10 +377,25 @@ class LabGPTModel(LabGPTPreTrainedModel):
             all_hidden.append(hidden_states)
         return BaseModelOutputWithPast(
             last_hidden_state=hidden_states,
-            past_key_values=past_key_values if use_cache else None,
             hidden_states=tuple(all_hidden) if output_hidden_states else None,
             attentions=tuple(all_attn) if output_attentions else None,
+            **{CACHE_FIELD: cache if use_cache else None},
         )
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, ignore_index: int = -100):
+    """Next-token cross-entropy in fp32; labels are the input ids (shifted here), -100 where not trained.
+
+    Trainers that accumulate gradients pass `num_items_in_batch`: the loss is then a sum over this
+    micro-batch divided by the tokens of the whole accumulated batch, so every token weighs the same."""
+    shifted = F.pad(labels, (0, 1), value=ignore_index)[..., 1:].reshape(-1).to(logits.device)
+    flat = logits.float().reshape(-1, logits.shape[-1])
+    if num_items_in_batch is None:
+        return F.cross_entropy(flat, shifted, ignore_index=ignore_index)
+    total = F.cross_entropy(flat, shifted, ignore_index=ignore_index, reduction="sum")
+    if torch.is_tensor(num_items_in_batch):
+        num_items_in_batch = num_items_in_batch.to(total.device)
+    return total / num_items_in_batch
 
 
 class LabGPTForCausalLM(LabGPTPreTrainedModel, GenerationMixin):
@@ -362,7 +419,8 @@ class LabGPTForCausalLM(LabGPTPreTrainedModel, GenerationMixin):
         logits_to_keep: int | torch.Tensor = 0,
         output_attentions=False,
         output_hidden_states=False,
-        return_dict=None,
+        cache=None,
+        num_items_in_batch=None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         out = self.model(
@@ -370,11 +428,11 @@ class LabGPTForCausalLM(LabGPTPreTrainedModel, GenerationMixin):
             attention_mask=attention_mask,
             position_ids=position_ids,
             past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
-            **kwargs,
         )
         hidden = out.last_hidden_state
         if isinstance(logits_to_keep, int):
@@ -382,20 +440,82 @@ class LabGPTForCausalLM(LabGPTPreTrainedModel, GenerationMixin):
         else:
             hidden = hidden[:, logits_to_keep]
         logits = self.lm_head(hidden)
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        loss = causal_lm_loss(logits, labels, num_items_in_batch) if labels is not None else None
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=out.past_key_values,
             hidden_states=out.hidden_states,
             attentions=out.attentions,
+            **{CACHE_FIELD: out.get(CACHE_FIELD)},
         )
 
 
-class LabGPTForSequenceClassification(GenericForSequenceClassification, LabGPTPreTrainedModel):
-    """Scalar head on the last non-pad token: the reward model (TRL RewardTrainer, num_labels=1)."""
+class LabGPTForSequenceClassification(LabGPTPreTrainedModel):
+    """Scalar head on the last non-pad token: the reward model (TRL RewardTrainer, num_labels=1).
+
+    Weight names are transformers' generic ones (`model.*`, `score.weight`), so reward models saved
+    before this head was ours load unchanged."""
+
+    # A reward model starts from a causal LM's checkpoint: its head is new and lm_head is left out, by design.
+    _keys_to_ignore_on_load_missing = [r"^score\.weight$"]
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\."]
+
+    def __init__(self, config: LabGPTConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = LabGPTModel(config)
+        self.score = nn.Linear(config.hidden_size, self.num_labels, bias=False)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        labels=None,
+        use_cache=None,
+        output_attentions=False,
+        output_hidden_states=False,
+        cache=None,
+        **kwargs,
+    ) -> SequenceClassifierOutputWithPast:
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        logits = self.score(out.last_hidden_state)
+        batch = logits.shape[0]
+        if input_ids is not None and self.config.pad_token_id is not None:
+            # the rightmost non-pad token, so left and right padding both work
+            real = (input_ids != self.config.pad_token_id).to(logits.device, torch.int32)
+            last = (torch.arange(input_ids.shape[-1], device=logits.device, dtype=torch.int32) * real).argmax(-1)
+        elif batch == 1:
+            last = -1
+        else:
+            raise ValueError("a batch of more than one sequence needs input_ids and config.pad_token_id to find each end")
+        pooled = logits[torch.arange(batch, device=logits.device), last]
+        loss = None
+        if labels is not None:
+            if self.num_labels == 1:
+                loss = F.mse_loss(pooled.squeeze(-1).float(), labels.float().reshape(-1))
+            else:
+                loss = F.cross_entropy(pooled.float(), labels.reshape(-1))
+        return SequenceClassifierOutputWithPast(
+            loss=loss,
+            logits=pooled,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+            **{CACHE_FIELD: out.get(CACHE_FIELD)},
+        )
 
 
 AutoConfig.register("labgpt", LabGPTConfig, exist_ok=True)

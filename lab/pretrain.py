@@ -351,5 +351,8 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
         write_samples(model.eval(), tokenizer, preset, out / "samples.jsonl")
         run.mark_complete(stage, {"final_loss": loss_value})
         result.update(summary)
+    # The DDP wrapper must go before its process group does: a Reducer freed after destroy_process_group
+    # joins gloo threads that never return (seen as a rank hanging at exit under torchrun).
+    del forward_model
     dist.close()
     return result

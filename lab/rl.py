@@ -201,6 +201,8 @@ def _trainer_args(settings, out) -> dict:
     """The config fields GRPOConfig and RLOOConfig share (settings: RLSettings or RLHFSettings)."""
     import torch
 
+    from lab.trainers import activation_checkpointing
+
     cuda = torch.cuda.is_available()
     return dict(
         output_dir=str(out / "trainer"), max_steps=settings.steps, learning_rate=settings.lr,
@@ -211,7 +213,7 @@ def _trainer_args(settings, out) -> dict:
         logging_steps=settings.log_every, save_strategy="steps", save_steps=settings.ckpt_every, save_total_limit=1,
         seed=settings.seed, data_seed=settings.seed, report_to="none", disable_tqdm=True,
         bf16=cuda, use_cpu=not cuda, dataloader_num_workers=0,
-        gradient_checkpointing=False,  # TRL turns it on by default; a small model only gets slower with it
+        **activation_checkpointing(False),  # TRL turns it on by default; a small model only gets slower with it
         use_vllm=settings.use_vllm, **({"vllm_mode": "colocate"} if settings.use_vllm else {}),
     )
 

@@ -63,6 +63,19 @@ def read_json(path: Path):
         raise LabError(f"{path} is not valid JSON ({e})") from None
 
 
+def last_trainer_checkpoint(folder: Path) -> str | None:
+    """The newest complete `checkpoint-N` a transformers Trainer left in `folder` (highest N), or None.
+
+    Complete means its trainer_state.json is there: the Trainer needs it to resume, and a run killed
+    while saving may leave a folder without it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    steps = [int(p.name.split("-", 1)[1]) for p in folder.glob("checkpoint-*")
+             if p.name.split("-", 1)[1].isdigit() and (p / "trainer_state.json").is_file()]
+    return str(folder / f"checkpoint-{max(steps)}") if steps else None
+
+
 @contextlib.contextmanager
 def atomic_dir(final: Path):
     """Yield a temporary folder beside `final`; on success it replaces `final` in one rename."""

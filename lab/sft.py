@@ -21,7 +21,7 @@ from lab.chat_format import render
 from lab.errors import LabError
 from lab.progress import trainer_progress
 from lab.runs import Run, write_json
-from lab.trainers import lora_config, save_trained, train_resuming
+from lab.trainers import activation_checkpointing, lora_config, save_trained, train_resuming
 
 VARIANTS = ("sft", "sft-idk")
 
@@ -120,6 +120,7 @@ def sft(run: Run, preset, variant: str) -> dict:
         report_to="none", max_length=cfg.max_length, seed=preset.seed, data_seed=preset.seed,
         bf16=cuda, use_cpu=not cuda, dataloader_num_workers=0,
         disable_tqdm=True, train_sampling_strategy="group_by_length",  # batches of similar length: little padding
+        **activation_checkpointing(True),  # TRL's default, kept explicit: turning it off is a speed change of its own
     )
     trainer = SFTTrainer(model=model.train(), args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=peft_config, callbacks=[trainer_progress(out / "logs", variant)])

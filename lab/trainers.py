@@ -17,13 +17,29 @@ def lora_config(r: int, alpha: int):
                       target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
 
 
+def activation_checkpointing(enabled: bool) -> dict:
+    """The trainer-config field that turns activation (gradient) checkpointing on or off.
+
+    transformers 5.24 renamed `gradient_checkpointing` to `activation_checkpointing` and warns on the
+    old name, which TRL's configs set (to True) by default; 5.17-5.23 know only the old name. Setting
+    the name this version declares keeps the choice explicit and the deprecation out."""
+    from dataclasses import fields
+
+    from transformers import TrainingArguments
+
+    name = "activation_checkpointing" if "activation_checkpointing" in {f.name for f in fields(TrainingArguments)} \
+        else "gradient_checkpointing"
+    return {name: enabled}
+
+
 def train_resuming(trainer, checkpoints: Path) -> tuple[str | None, float]:
     """Train from the last checkpoint under `checkpoints`, if any: (the checkpoint resumed from, seconds)."""
-    from transformers.trainer_callback import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
+    from transformers import PrinterCallback
+
+    from lab.runs import last_trainer_checkpoint
 
     trainer.remove_callback(PrinterCallback)  # the lab keeps its own logs (logs/train.jsonl)
-    last = get_last_checkpoint(str(checkpoints)) if Path(checkpoints).exists() else None
+    last = last_trainer_checkpoint(checkpoints)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=last)
     return last, time.perf_counter() - t0

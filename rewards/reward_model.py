@@ -101,10 +101,8 @@ def load_reward_model(path, device: str | None = None):
     if not (path / "config.json").exists():
         raise LabError(f"{path} holds no model (no config.json)")
     tokenizer = load_tokenizer(path)
-    from trl.trainer.reward_trainer import suppress_seqcls_warning  # a causal LM has no head yet: say nothing
-
-    with suppress_seqcls_warning():
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+    # from a causal LM the head is new: labgpt's reward head declares that, so loading says nothing of it
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id  # the head pools at the last non-pad token
     model.config.use_cache = False
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -181,9 +179,11 @@ def tokenize_pairs(rows, tokenizer, max_length: int):
 def fit(model, tokenizer, train, settings: RewardModelSettings, output_dir: Path, save: bool = True):
     """Train `model` on the tokenized pairs with RewardTrainer; resumes from output_dir's last checkpoint."""
     import torch
-    from transformers.trainer_callback import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
+    from transformers import PrinterCallback
     from trl import RewardConfig, RewardTrainer
+
+    from lab.runs import last_trainer_checkpoint
+    from lab.trainers import activation_checkpointing
 
     cuda = torch.cuda.is_available()
     args = RewardConfig(
@@ -194,11 +194,11 @@ def fit(model, tokenizer, train, settings: RewardModelSettings, output_dir: Path
         logging_steps=settings.log_every, save_strategy="steps" if save else "no", save_steps=settings.ckpt_every,
         save_total_limit=1, report_to="none", seed=settings.seed, data_seed=settings.seed, bf16=cuda, use_cpu=not cuda,
         dataloader_num_workers=0, disable_tqdm=True,
-        gradient_checkpointing=False,  # TRL turns it on by default; a small model only gets slower with it
+        **activation_checkpointing(False),  # TRL turns it on by default; a small model only gets slower with it
     )
     trainer = RewardTrainer(model=model.train(), args=args, train_dataset=train, processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)  # the lab keeps its own logs (logs/train.jsonl)
-    last = get_last_checkpoint(str(output_dir)) if save and Path(output_dir).exists() else None
+    last = last_trainer_checkpoint(output_dir) if save else None
     trainer.train(resume_from_checkpoint=last)
     trainer.model.eval()
     return trainer, last
