@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from lab.model import CACHE_FIELD
+
 
 @dataclass
 class SamplingParams:
@@ -51,7 +53,7 @@ class KVCache:
         self.keys = [k[rows] for k in self.keys]
         self.values = [v[rows] for v in self.values]
 
-    # transformers' mask helpers probe these on any cache object
+    # transformers' mask helpers (transformers' Llama calls them; labgpt does not) probe these on any cache
     is_compileable = False
 
     @property
@@ -118,7 +120,8 @@ def generate(model, prompts: list[list[int]], params: SamplingParams, pad_token_
     eye = torch.eye(prompt_len, dtype=torch.bool, device=device)
     mask = (causal & key_valid[:, None, None, :prompt_len]) | eye
     logits = model(
-        input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1
+        input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+        **{CACHE_FIELD: cache},
     ).logits[:, -1]
     cache.advance(prompt_len)
 
@@ -145,7 +148,7 @@ def generate(model, prompts: list[list[int]], params: SamplingParams, pad_token_
             input_ids=token[:, None],
             attention_mask=step_mask,
             position_ids=last_pos[:, None],
-            past_key_values=cache,
+            **{CACHE_FIELD: cache},
             use_cache=True,
         ).logits[:, -1]
         cache.advance(1)
