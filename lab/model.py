@@ -7,11 +7,12 @@ names and shapes are Llama's, so `lab export --format llama` is a renaming of th
 The rule: this module leans only on the stable public surface of transformers: `PreTrainedModel`,
 `PreTrainedConfig`, `GenerationMixin`, the Auto* registries, the `Cache` API (`update(k, v, layer)`,
 `get_seq_length()`), `GradientCheckpointingLayer` and the output dataclasses. The causal + padding
-mask, the attention kernels (torch's `scaled_dot_product_attention`, and an eager path that returns
-the weights for `lab inspect attention`), the loss and the reward head are ours: transformers'
-masking helpers and attention registry are internal and changed signature in 5.23 and again in 5.24,
-which broke generation under TRL. tests/test_model.py turns transformers' and TRL's deprecation
-warnings into errors on a forward, a generate and a TRL step, so the next rename is seen in CI.
+mask and the attention kernels (lab/attention.py: torch's `scaled_dot_product_attention`, and an
+eager path that returns the weights for `lab inspect attention`), the loss and the reward head are
+ours: transformers' masking helpers and attention registry are internal and changed signature in
+5.23 and again in 5.24, which broke generation under TRL. tests/test_model.py fails when the lab
+calls a deprecated transformers or TRL API on a forward, a generate or a TRL step, so the next
+rename is seen in CI.
 
 Use: `LabGPTForCausalLM(LabGPTConfig(...))`, or `AutoModelForCausalLM.from_pretrained(stage_dir)`
 once `lab.model` is imported.
@@ -41,6 +42,8 @@ from transformers.modeling_outputs import (
     CausalLMOutputWithPast,
     SequenceClassifierOutputWithPast,
 )
+
+from lab.attention import apply_rope, causal_attention_mask, eager_attention, rope_cos_sin, sdpa_attention
 
 # transformers 5.24 renamed `past_key_values` to `cache`, as forward argument and as output field, and
 # warns on the old name; 5.17-5.23 know only `past_key_values`. Forward takes either; outputs use the
@@ -135,88 +138,6 @@ class LabGPTRMSNorm(nn.Module):
         else:
             normed = F.rms_norm(x, (x.shape[-1],), eps=self.variance_epsilon)
         return self.weight * normed.to(dtype)
-
-
-def rope_cos_sin(config: LabGPTConfig, position_ids: torch.Tensor, dtype: torch.dtype):
-    # Computed on the fly rather than held in a buffer: non-persistent buffers come back as garbage
-    # from `from_pretrained` (weights are materialised lazily), and this costs next to nothing.
-    dim = config.head_dim
-    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, device=position_ids.device, dtype=torch.float) / dim))
-    freqs = position_ids[..., None].float() * inv_freq
-    emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos().to(dtype), emb.sin().to(dtype)
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
-def apply_rope(q, k, cos, sin):
-    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-    return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-
-
-def causal_attention_mask(attention_mask: torch.Tensor | None, query_len: int, past_len: int) -> torch.Tensor | None:
-    """Boolean (batch, 1, query, key) mask, True where a query may attend; None where causal order alone is exact.
-
-    `attention_mask` is a 2-D padding mask over every key, past ones included (what `generate` and TRL
-    pass), or a ready 4-D mask, used as given (the engine's). Without padding, prefill and one-token
-    decoding need no mask: sdpa's `is_causal` (or nothing, for one query) is exact and takes the fast
-    kernels, as transformers' own sdpa path does."""
-    if attention_mask is not None and attention_mask.dim() == 4:
-        return attention_mask
-    if attention_mask is not None and attention_mask.dim() != 2:
-        raise ValueError(f"attention_mask must be 2-D (batch, keys) or 4-D, got shape {tuple(attention_mask.shape)}")
-    key_len = past_len + query_len
-    if attention_mask is not None and attention_mask.shape[-1] != key_len:
-        raise ValueError(
-            f"attention_mask covers {attention_mask.shape[-1]} positions, but the cache holds {past_len} and "
-            f"the input {query_len}"
-        )
-    padded = attention_mask is not None and not bool(attention_mask.all())
-    if not padded and (past_len == 0 or query_len == 1):
-        return None
-    device = attention_mask.device if attention_mask is not None else None
-    queries = torch.arange(past_len, key_len, device=device)
-    mask = (torch.arange(key_len, device=device)[None, :] <= queries[:, None])[None, None]
-    if padded:
-        mask = mask & attention_mask.bool()[:, None, None, :]
-    return mask
-
-
-def eager_attention(query, key, value, mask, scaling, groups, dropout=0.0, training=False):
-    """Reference attention that also returns the weights (for `lab inspect attention`)."""
-    key = key.repeat_interleave(groups, dim=1)
-    value = value.repeat_interleave(groups, dim=1)
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if mask is None and query.shape[2] > 1:  # causal, the queries being the last positions of the keys
-        q_len, k_len = query.shape[2], key.shape[2]
-        mask = torch.ones(q_len, k_len, dtype=torch.bool, device=query.device).tril(k_len - q_len)
-    if mask is not None:
-        if mask.dtype == torch.bool:
-            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        else:
-            scores = scores + mask
-    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    weights = F.dropout(weights, p=dropout, training=training)
-    return torch.matmul(weights, value), weights
-
-
-def sdpa_attention(query, key, value, mask, scaling, groups, dropout=0.0):
-    """torch's fused attention. Grouped-query heads go in as they are when no mask is given (sdpa's
-    `enable_gqa`); with a mask the fused kernels want full heads, so keys and values are repeated."""
-    gqa = {}
-    if groups > 1:
-        if mask is None:
-            gqa = {"enable_gqa": True}
-        else:
-            key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
-    out = F.scaled_dot_product_attention(
-        query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling,
-        is_causal=mask is None and query.shape[2] > 1, **gqa,
-    )
-    return out, None
 
 
 class LabGPTAttention(nn.Module):
@@ -363,7 +284,7 @@ class LabGPTModel(LabGPTPreTrainedModel):
                 position_ids = torch.arange(past_len, past_len + query_len, device=inputs_embeds.device)[None]
         mask = causal_attention_mask(attention_mask, query_len, past_len)
 
-        cos_sin = rope_cos_sin(self.config, position_ids, inputs_embeds.dtype)
+        cos_sin = rope_cos_sin(self.config.head_dim, self.config.rope_theta, position_ids, inputs_embeds.dtype)
         hidden_states = inputs_embeds
         all_hidden, all_attn = [], []
         for layer in self.layers:
