@@ -11,7 +11,7 @@ LOWEST := transformers==5.17.0 trl==1.16.0
 # Extra pins for `make lock`, e.g. PINS='transformers==5.23.0'
 PINS ?=
 
-.PHONY: run test setup browser lock test-latest test-lowest fresh-clone clean
+.PHONY: run test setup browser lint lock test-latest test-lowest fresh-clone clean
 
 .venv/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -31,8 +31,14 @@ browser:
 	  $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null; }; }
 
-test: setup browser
+test: setup browser lint
 	$(PY) -m pytest -n 2 --durations=15
+
+# The rules the code follows (ruff) and the one-way imports between its layers (import-linter); both
+# configured in pyproject.toml, both part of make test and so of CI.
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/lint-imports --no-cache
 
 # constraints.txt anew: what pip resolves today for pyproject's ranges (plus PINS) in a fresh venv beside
 # the local torch, every package at one exact version; torch stays out (installed first, from the wheel).
@@ -40,7 +46,7 @@ lock:
 	rm -rf .venv-lock && python3 -m venv .venv-lock
 	.venv-lock/bin/python $(PIP) $(TORCH)
 	PIP_NO_CACHE_DIR=1 .venv-lock/bin/python $(PIP) -e '.[dev]' $(PINS)
-	{ echo "# Exact versions for make run / make test (make lock remakes it; torch==2.13.0 is installed first)."; \
+	{ echo "# Exact versions for make run / make test (make lock PINS='$(PINS)' made it; torch==2.13.0 is installed first)."; \
 	  .venv-lock/bin/python -m pip freeze --exclude-editable | grep -viE '^(torch|pip|setuptools|wheel)=='; \
 	} > constraints.txt
 	rm -rf .venv-lock

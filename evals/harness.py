@@ -45,12 +45,15 @@ def resolve_suites(spec: str) -> list[Suite]:
 
 def context_for(model_dir: Path) -> EvalContext:
     """The world and identity of the run a stage belongs to, or the defaults for an outside model."""
-    from lab.presets import Preset, run_preset
-    from tasks.identity import system_message
-    from tasks.world import build_world
+    from lab.runs import read_json
+    from lab.settings import from_settings
+    from tasks.identity import Identity, system_message
+    from tasks.world import WorldConfig, build_world
 
-    preset = run_preset(Path(model_dir).parent) or Preset()
-    world, identity = build_world(preset.data.world), preset.sft.identity
+    config = Path(model_dir).parent / "config.json"
+    settings = read_json(config)["settings"] if config.exists() else {}  # the run's preset, recorded
+    world = build_world(from_settings(WorldConfig, settings.get("data", {}).get("world", {})))
+    identity = from_settings(Identity, settings.get("sft", {}).get("identity", {}))
     return EvalContext(world=world, identity=identity, system=system_message(identity))
 
 
@@ -63,7 +66,7 @@ def model_fingerprint(model_dir: Path) -> str:
 def _prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     """Our renderer for lab tokenizers; the model's own chat template, or plain text, for any other model."""
     if tokenizer.convert_tokens_to_ids("<|im_start|>") == 3:
-        from lab.chat_format import render
+        from lab.model.chat_format import render
 
         return render(tokenizer, messages, add_generation_prompt=True)[0]
     if getattr(tokenizer, "chat_template", None):
@@ -130,7 +133,7 @@ def run_suite(model, tokenizer, suite: Suite, ctx: EvalContext, out: Path, limit
 def _evaluate(model, tokenizer, suite: Suite, ctx: EvalContext, batch: list[dict], k: int, temperature: float,
               seed: int) -> list[dict]:
     """Graded rows for one batch; prompts too long for the model become `skipped` rows (never truncated)."""
-    from lab.engine import SamplingParams
+    from lab.model.engine import SamplingParams
 
     stops = tuple(t for t in (tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab()
                               else None, tokenizer.eos_token_id) if t is not None)
@@ -145,7 +148,7 @@ def _evaluate(model, tokenizer, suite: Suite, ctx: EvalContext, batch: list[dict
         rows.update(zip(keep, _score(model, tokenizer, suite, kept, kept_prompts, context)))
         return [rows[i] for i in range(len(batch))]
     answers = _answers(model, tokenizer, kept_prompts, greedy, kept, suite, ctx)
-    for i, sample, prompt, (response, calls, tokens) in zip(keep, kept, kept_prompts, answers):
+    for i, sample, (response, calls, _tokens) in zip(keep, kept, answers):
         rows[i] = {"id": sample["id"], "prompt": sample["messages"][-1]["content"], "response": response,
                    "gold": sample["gold"], **suite.grade(sample, response, calls), "tool_calls": calls,
                    "extras": sample["extras"]}
@@ -200,7 +203,7 @@ def _answers(model, tokenizer, prompts, params, samples: list[dict], suite: Suit
              ctx: EvalContext) -> list[tuple[str, list, list[int]]]:
     """(answer text, tool calls, generated tokens) per prompt: through the engine's tool loop when the
     tokenizer has the lab's tool-call tokens, else plain generation (an outside model cannot call our tools)."""
-    from lab.engine import generate, generate_with_tools
+    from lab.model.engine import generate, generate_with_tools
 
     def engine(batch, p):
         return generate(model, batch, p, pad_token_id=tokenizer.pad_token_id or 0)

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from evals.stats import format_ci, proportion
-from lab.engine import SamplingParams, generate_text
+from lab.model.engine import SamplingParams, generate_text
 from tasks.world import VALUES, World
 
 

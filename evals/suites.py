@@ -10,8 +10,8 @@ one field (F-score, calibration, paired tool metrics, response length).
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from evals.stats import bootstrap, mean_metric
 
@@ -328,7 +328,8 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
           headline=("correct", "hallucinated_unseen", "not_attempted", "correct_given_attempted", "f_score", "ece")),
     Suite("spelling", "1", _spelling_samples, _exact_grade, ("correct",),
           group_by=("condition", "task", "band", ("task", "condition")), max_new_tokens=96, tools=True),
-    Suite("tooluse", "1", _tooluse_samples, _tooluse_grade, ("correct", "called_tool", "well_formed", "right_tool", "argument_faithful"),
+    Suite("tooluse", "1", _tooluse_samples, _tooluse_grade,
+          ("correct", "called_tool", "well_formed", "right_tool", "argument_faithful"),
           group_by=("condition", "kind", ("kind", "condition")), max_new_tokens=128, tools=True,
           summarize=_tooluse_summary, headline=("correct", "called_tool", "right_tool", "argument_faithful",
                                                 "unnecessary_calls", "tool_accuracy_gain")),

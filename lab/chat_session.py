@@ -6,9 +6,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from lab.chat_format import answer_stops, render
-from lab.engine import Answer, SamplingParams, generate, generate_with_tools
-from lab.loading import load_model_and_tokenizer
+from lab.model.chat_format import answer_stops, render
+from lab.model.engine import Answer, SamplingParams, generate, generate_with_tools
+from lab.model.loading import load_model_and_tokenizer
 
 
 class ChatSession:

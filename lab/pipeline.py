@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from rich.console import Console
 
@@ -44,7 +44,7 @@ def stage_data(run: Run, preset: Preset) -> None:
 
 
 def stage_tokenizer(run: Run, preset: Preset) -> None:
-    from lab.tokenizer import save_tokenizer, train_tokenizer
+    from lab.model.tokenizer import save_tokenizer, train_tokenizer
     from tasks.corpus import load_corpus
 
     corpus = load_corpus(run.require("data"))
@@ -61,7 +61,7 @@ def stage_tokenizer(run: Run, preset: Preset) -> None:
 def stage_base(run: Run, preset: Preset) -> None:
     import json
 
-    from lab.pretrain import pretrain
+    from lab.train.pretrain import pretrain
 
     pretrain(run, preset)
     samples = run.stage_dir("base") / "samples.jsonl"
@@ -73,7 +73,7 @@ def stage_base(run: Run, preset: Preset) -> None:
 
 def stage_knowledge(run: Run, preset: Preset) -> None:
     from evals.knowledge import run_probe
-    from lab.loading import load_model_and_tokenizer
+    from lab.model.loading import load_model_and_tokenizer
     from tasks.world import build_world
 
     model, tokenizer = load_model_and_tokenizer(run.require("base"))
@@ -89,7 +89,7 @@ RLHF_METHODS = "experiments/rlhf-methods"
 
 def stage_sft(variant: str):
     def run_stage(run: Run, preset: Preset) -> None:
-        from lab.sft import sft
+        from lab.train.sft import sft
 
         sft(run, preset, variant)
 
@@ -111,7 +111,7 @@ EVAL_SUITES = {
 def stage_evals(run: Run, preset: Preset) -> None:
     """The eval suites on every policy stage after base (EVAL_SUITES)."""
     from evals.harness import SUITES, context_for, model_fingerprint, run_suite
-    from lab.loading import load_model_and_tokenizer
+    from lab.model.loading import load_model_and_tokenizer
 
     summary = {}
     for stage, names in EVAL_SUITES.items():
@@ -130,56 +130,56 @@ def stage_evals(run: Run, preset: Preset) -> None:
 
 def stage_rm(run: Run, preset: Preset) -> None:
     """The reward model for RLHF: preferences sampled from sft-idk, labelled by the gold judge."""
-    from rewards.reward_model import train_reward_model
+    from lab.train.reward_model import train_reward_model
 
     train_reward_model(run, preset, preset.rm, source="sft-idk", out_stage="rm")
 
 
 def stage_sft_math(run: Run, preset: Preset) -> None:
     """Math practice from sft-idk: worked solutions of one procedure, to the partial competence RL needs."""
-    from lab.math_sft import math_sft
+    from lab.train.math_practice import math_sft
 
     math_sft(run, preset, preset.math_sft, source="sft-idk", out_stage="sft-math")
 
 
 def stage_rl_math(run: Run, preset: Preset) -> None:
     """RL with the math verifier as reward, from sft-math (where it has real but partial competence)."""
-    from lab.rl import rl_math
+    from lab.train.rl_math import rl_math
 
     rl_math(run, preset, preset.rl, source="sft-math", out_stage="rl-math")
 
 
 def stage_dpo(run: Run, preset: Preset) -> None:
     """DPO on the reward model's comparisons: RLHF's target without a reward model."""
-    from lab.dpo import dpo
+    from lab.train.dpo import dpo
 
     dpo(run, preset, preset.dpo, source="sft-idk", preferences="rm", out_stage="dpo")
 
 
 def stage_rlhf(run: Run, preset: Preset) -> None:
     """GRPO from sft-idk against the learned reward model, the gold judge logged beside it."""
-    from lab.rlhf import rlhf
+    from lab.train.rlhf import rlhf
 
     rlhf(run, preset, preset.rlhf, source="sft-idk", rm_stage="rm", out_stage="rlhf-grpo")
 
 
 def stage_rlhf_ppo(run: Run, preset: Preset) -> None:
     """The lab's own PPO (value model, GAE, clipping) against the same reward model, prompts and sample count."""
-    from lab.ppo import ppo_rlhf
+    from lab.train.ppo.loop import ppo_rlhf
 
     ppo_rlhf(run, preset, preset.ppo, source="sft-idk", rm_stage="rm", out_stage="rlhf-ppo")
 
 
 def stage_rlhf_rloo(run: Run, preset: Preset) -> None:
     """TRL's RLOO with rlhf-grpo's settings: the third policy-gradient method of the comparison."""
-    from lab.rlhf import rlhf
+    from lab.train.rlhf import rlhf
 
     rlhf(run, preset, replace(preset.rlhf, algo="rloo"), source="sft-idk", rm_stage="rm", out_stage="rlhf-rloo")
 
 
 def stage_rlhf_methods(run: Run, preset: Preset) -> None:
     """PPO, GRPO, RLOO and DPO evaluated alike: gold and proxy reward at each one's KL from sft-idk."""
-    from lab.rlhf_methods import run_rlhf_methods
+    from lab.experiments.rlhf_methods import run_rlhf_methods
 
     run_rlhf_methods(run, preset, preset.rlhf_methods)
 
@@ -187,7 +187,7 @@ def stage_rlhf_methods(run: Run, preset: Preset) -> None:
 def stage_report(run: Run, preset: Preset) -> None:
     from reports.report import write_report
 
-    write_report([run], run.stage_dir("report"))
+    write_report([run], run.stage_dir("report"), STAGE_NAMES)
     run.mark_complete("report")
 
 
@@ -229,6 +229,17 @@ STAGES = [
     Stage("report", ("base",), stage_report, always=True),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
+
+
+def provide(run: Run, preset: Preset, needs) -> None:
+    """Train whichever of the stages an experiment `needs` is not complete, with the pipeline's own stage
+    functions, so an experiment run on its own sees exactly the stages the pipeline would have made."""
+    unknown = set(needs) - set(STAGE_NAMES)
+    if unknown:
+        raise LabError(f"unknown stage(s) {sorted(unknown)}; stages: {', '.join(STAGE_NAMES)}")
+    for stage in STAGES:
+        if stage.name in needs and not run.is_complete(stage.name):
+            stage.fn(run, preset)
 
 
 def run_pipeline(preset: Preset, runs_dir: Path = Path("runs"), name: str | None = None,

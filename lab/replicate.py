@@ -73,7 +73,7 @@ def spread(runs: dict[int, Run]) -> list[dict]:
 
 
 def table_markdown(rows: list[dict], seeds: list[int]) -> str:
-    head = ["stage", "suite", "metric", *(f"seed {s}" for s in seeds), "mean ± sd (seeds)", "± item CI (seed %d)" % seeds[0]]
+    head = ["stage", "suite", "metric", *(f"seed {s}" for s in seeds), "mean ± sd (seeds)", f"± item CI (seed {seeds[0]})"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         ci = f"±{r['item_ci_half_width']:.3f}" if r["item_ci_half_width"] is not None else "–"

@@ -132,7 +132,7 @@ class Run:
         return read_json(self.config_path)["settings"]
 
     @classmethod
-    def create_or_open(cls, root: Path, settings_obj) -> "Run":
+    def create_or_open(cls, root: Path, settings_obj) -> Run:
         """Open the run at `root`, or create it with these settings (a dataclass).
 
         Re-opening with different settings is refused: a run's results must come from one configuration."""
@@ -173,7 +173,7 @@ class Run:
         return run
 
     @classmethod
-    def open_existing(cls, root: Path) -> "Run":
+    def open_existing(cls, root: Path) -> Run:
         run = cls(root)
         if not run.config_path.exists():
             raise LabError(f"{root} is not a run directory (no config.json); create one with `lab pipeline`")

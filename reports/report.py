@@ -155,11 +155,9 @@ def _system_rows(runs: list[Run]) -> list[list[str]]:
     return rows
 
 
-def _stage_rows(runs: list[Run]) -> list[list[str]]:
-    from lab.pipeline import STAGE_NAMES
-
+def _stage_rows(runs: list[Run], stage_names: list[str]) -> list[list[str]]:
     rows = []
-    for stage in STAGE_NAMES:
+    for stage in stage_names:
         cells = [stage]
         for run in runs:
             timing = run.stage_dir(stage) / "timing.json"
@@ -246,9 +244,9 @@ INSIDE_TEXT = "{n} was born in 1987 in Krakow and studied at Varnholt University
 
 def _inside_sections(run: Run, out: Path) -> list[tuple[str, list]]:
     """A tokenization sample, the embedding map and one attention figure of the run's last model stage."""
-    from lab.inspect_model import attention_figure, attention_maps, embedding_map
-    from lab.inspect_tokens import findings, tokenize_view
-    from lab.loading import load_model_and_tokenizer
+    from lab.model.inspect_model import attention_figure, attention_maps, embedding_map
+    from lab.model.inspect_tokens import findings, tokenize_view
+    from lab.model.loading import load_model_and_tokenizer
     from tasks.world import build_world
 
     stage = next((s for s in ("sft-idk", "sft", "base") if run.is_complete(s)), None)
@@ -274,13 +272,13 @@ def _inside_sections(run: Run, out: Path) -> list[tuple[str, list]]:
     ])]
 
 
-def write_report(runs: list[Run], out: Path) -> Path:
+def write_report(runs: list[Run], out: Path, stage_names: list[str]) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = [r.name for r in runs]
     sections: list[tuple[str, list[tuple[str, object]]]] = []  # (title, [(kind, payload)])
 
-    sections.append(("Stages", [("table", (["stage", *names], _stage_rows(runs)))]))
+    sections.append(("Stages", [("table", (["stage", *names], _stage_rows(runs, stage_names)))]))
     curve = loss_curve(runs)
     sections.append(("Pretraining", [("figure", ("loss_curve", curve, "Training and held-out loss"))] if curve
                      else [("text", "The base stage has not run yet.")]))

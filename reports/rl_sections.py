@@ -8,7 +8,6 @@ import base64
 from lab.runs import Run, read_json
 from reports.common import jsonl, png
 
-
 RL_CURVES = (("reward", "reward (optimised)"), ("accuracy", "correct answers (sampled)"), ("kl", "KL to the start"),
              ("completions/mean_length", "response length (tokens)"), ("rewards/format/mean", "answer marked"),
              ("rewards/self_check/mean", "self-checking phrases"))

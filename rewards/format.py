@@ -11,7 +11,7 @@ into functions and fails with one clear line on a typo.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from lab.errors import LabError
 from rewards.math_verify import extract_answer, verify_many

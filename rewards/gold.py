@@ -40,8 +40,7 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from tasks.chat import is_refusal
-from tasks.world import (ALIASES, CORPUS_TEMPLATES, ENCYCLOPEDIA_LABELS, NOVEL_TEMPLATES, QUESTION_TEMPLATES, VALUES,
-                         World)
+from tasks.world import ALIASES, CORPUS_TEMPLATES, ENCYCLOPEDIA_LABELS, NOVEL_TEMPLATES, QUESTION_TEMPLATES, VALUES, World
 
 # The open-ended task: the prompts the RLHF stages ask.
 PROMPT_TEMPLATES = ("Tell me about {n}.", "What do you know about {n}?", "Who is {n}?",
@@ -219,8 +218,8 @@ def prompt_text(prompt) -> str:
 def decode_completion(tokenizer, ids) -> tuple[str, bool]:
     """(text, finished) of generated ids: special tokens kept as text (the judge penalises them), the closing
     <|im_end|>/<|eos|> and trailing padding dropped; finished = the model closed its turn itself."""
-    from lab.chat_format import answer_stops
-    from lab.tokenizer import decode_ids
+    from lab.model.chat_format import answer_stops
+    from lab.model.tokenizer import decode_ids
 
     ids = [int(i) for i in ids]
     while ids and ids[-1] == tokenizer.pad_token_id:

@@ -133,7 +133,7 @@ def _number(s: str) -> Fraction | None:
     return Fraction(int(m[1] + n), int(d)) if int(d) else None
 
 
-def _precheck(pred: str | None, gold: str, percent: bool) -> str | None:
+def precheck(pred: str | None, gold: str, percent: bool) -> str | None:
     """Decide in-process whatever needs no sympy; None means a worker must look."""
     if pred is None or not pred.strip():
         return "no_answer"
@@ -542,7 +542,7 @@ os.register_at_fork(after_in_child=_new_pool_in_child)
 
 def _verify_all(jobs: list[tuple[str | None, str, bool]], timeout: float) -> list[Verdict]:
     jobs = [(p, str(g), bool(percent)) for p, g, percent in jobs]  # a gold may come from a column of ints
-    reasons = [_precheck(p, g, percent) for p, g, percent in jobs]
+    reasons = [precheck(p, g, percent) for p, g, percent in jobs]
     ask = [i for i, r in enumerate(reasons) if r is None]
     if ask:
         for i, r in zip(ask, _pool.run([["check", *jobs[i]] for i in ask], timeout)):

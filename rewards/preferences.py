@@ -61,8 +61,8 @@ def label(gold_a: float, gold_b: float, rng: random.Random, mode: str = "bt", te
 def sample_responses(model, tokenizer, prompts: list[str], samples: int, temperature: float, max_new_tokens: int,
                      seed: int, batch_size: int = 64) -> list[list[tuple[str, bool]]]:
     """`samples` answers per user prompt as (text, finished); finished = the model closed its turn itself."""
-    from lab.chat_format import answer_stops, render
-    from lab.engine import SamplingParams, generate
+    from lab.model.chat_format import answer_stops, render
+    from lab.model.engine import SamplingParams, generate
 
     stops = answer_stops(tokenizer)
     ids = [render(tokenizer, [{"role": "user", "content": p}], add_generation_prompt=True)[0] for p in prompts]
@@ -267,7 +267,7 @@ def stage_preferences(run, preset, settings, source: str, out: Path):
     out/preferences, so a resumed stage trains on the same ones. Returns (DatasetDict, stats)."""
     import torch
 
-    from lab.loading import load_model_and_tokenizer
+    from lab.model.loading import load_model_and_tokenizer
     from lab.runs import read_json, write_json
     from tasks.world import build_world
 

@@ -16,9 +16,9 @@ import importlib
 import json
 import random
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from lab.errors import LabError
 from tasks.world import World, seeded_rng

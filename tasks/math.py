@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from math import gcd, lcm
-from typing import Callable
 
 from lab.errors import LabError
 from tasks.corpus import register_source
@@ -267,11 +267,11 @@ def fractions(rng: random.Random, band: int) -> Draft:
         steps = [f"The denominators are both {d1}, so {verb} the numerators: {n1} {op} {n2} = {m}, giving {m}/{d1}."]
         steps += simplify_steps(m, d1)
     elif op in "+-":
-        l = lcm(d1, d2)
-        a, b = n1 * l // d1, n2 * l // d2
+        common = lcm(d1, d2)
+        a, b = n1 * common // d1, n2 * common // d2
         m = a + b if op == "+" else a - b
-        steps = [f"The common denominator is lcm({d1}, {d2}) = {l}.", f"{x} = {a}/{l} and {y} = {b}/{l}.",
-                 f"{a} {op} {b} = {m}, giving {m}/{l}."] + simplify_steps(m, l)
+        steps = [f"The common denominator is lcm({d1}, {d2}) = {common}.", f"{x} = {a}/{common} and {y} = {b}/{common}.",
+                 f"{a} {op} {b} = {m}, giving {m}/{common}."] + simplify_steps(m, common)
     else:
         p, q = (n2, d2) if op == "*" else (d2, n2)  # dividing by a fraction is multiplying by its flip
         steps = [] if op == "*" else [f"Dividing by {y} is multiplying by {p}/{q}."]

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
 
 from lab.errors import LabError
 from tasks.corpus import register_source

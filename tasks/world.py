@@ -19,12 +19,12 @@ import functools
 import hashlib
 import random
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from lab.errors import LabError
 
-# Names are onset + ending; the filters in _name_space drop clumsy joins ("Pelllund", "Ororen").
+# Names are onset + ending; the filters in name_space drop clumsy joins ("Pelllund", "Ororen").
 FIRST_ONSETS = ["", "M", "T", "K", "S", "L", "R", "V", "D", "N", "B", "F", "G", "H", "J", "P", "Z", "El", "Or", "Is",
                 "Th", "Br"]
 FIRST_ENDS = ["ira", "oren", "ana", "elis", "avo", "una", "eno", "ila", "aro", "essa", "ivan", "ona", "ael", "ami",
@@ -187,7 +187,7 @@ def seeded_rng(*parts) -> random.Random:
 
 
 @functools.lru_cache(maxsize=1)
-def _name_space() -> tuple[str, ...]:
+def name_space() -> tuple[str, ...]:
     firsts = sorted({(o + e) if o else e.capitalize() for o in FIRST_ONSETS for e in FIRST_ENDS
                      if not (o and o[-1] in "aeiou" and e[0] in "aeiou") and not (o and o.lower() in e)}
                     - WORD_FIRST_NAMES)
@@ -321,7 +321,7 @@ def build_world(cfg: WorldConfig) -> World:
         raise LabError(f"unknown world attribute '{unknown[0]}'; valid: {', '.join(VALUES)}")
     if len(set(cfg.attributes)) != len(cfg.attributes):
         raise LabError(f"world.attributes lists an attribute twice: {cfg.attributes}")
-    names = _name_space()
+    names = name_space()
     total = cfg.people_per_exposure * len(cfg.exposures)
     if total > len(names):
         raise LabError(f"the world asks for {total} people but the name generator has only {len(names)} unique names")

@@ -10,7 +10,7 @@ torch.set_num_threads(1)  # pytest -n 2 already uses both cores
 
 @pytest.fixture
 def tiny_config():
-    from lab.model import LabGPTConfig
+    from lab.model.labgpt import LabGPTConfig
 
     return LabGPTConfig(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                         num_key_value_heads=2, max_position_embeddings=64)
@@ -18,7 +18,7 @@ def tiny_config():
 
 @pytest.fixture
 def tiny_model(tiny_config):
-    from lab.model import LabGPTForCausalLM
+    from lab.model.labgpt import LabGPTForCausalLM
 
     torch.manual_seed(0)
     return LabGPTForCausalLM(tiny_config).eval()

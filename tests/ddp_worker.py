@@ -8,8 +8,8 @@ import sys
 import torch
 
 from lab.presets import get_preset
-from lab.pretrain import pretrain
 from lab.runs import Run
+from lab.train.pretrain import pretrain
 
 run_dir, overrides = sys.argv[1], [a for a in sys.argv[2:] if not a.startswith("stop_at=")]
 stop_at = next((int(a.split("=")[1]) for a in sys.argv[2:] if a.startswith("stop_at=")), None)
@@ -22,9 +22,9 @@ if model is None:  # FSDP gathers the whole model on rank 0 only
     sys.exit(0)
 checksum = float(sum(p.double().sum() * (i + 1) for i, p in enumerate(model.parameters())))
 torch.manual_seed(preset.seed)
-from lab.pretrain import model_config  # noqa: E402
-from lab.model import LabGPTForCausalLM  # noqa: E402
-from lab.tokenizer import load_tokenizer  # noqa: E402
+from lab.model.labgpt import LabGPTForCausalLM  # noqa: E402
+from lab.model.tokenizer import load_tokenizer  # noqa: E402
+from lab.train.pretrain import model_config  # noqa: E402
 
 initial_model = LabGPTForCausalLM(model_config(preset, len(load_tokenizer(Run(run_dir).stage_dir("tokenizer")))))
 initial = float(sum(p.double().sum() * (i + 1) for i, p in enumerate(initial_model.parameters())))

@@ -58,13 +58,14 @@ def main() -> None:
     import transformers  # noqa: F401
     import trl  # noqa: F401
 
-    from lab.engine import SamplingParams, generate
-    from lab.model import LabGPTConfig, LabGPTForCausalLM
+    from lab.model.engine import SamplingParams, generate
+    from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
+    from lab.model.tokenizer import train_tokenizer
     from lab.presets import get_preset
-    from lab.rl import RLSettings, rl_math
     from lab.runs import Run
-    from lab.tokenizer import train_tokenizer
-    from tasks.math import MathConfig, generate as math_problems
+    from lab.train.rl_math import RLSettings, rl_math
+    from tasks.math import MathConfig
+    from tasks.math import generate as math_problems
 
     seen = {"ours": [], "upstream": []}
 

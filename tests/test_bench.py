@@ -1,6 +1,6 @@
 """`lab bench verify` measures what it says: a realistic mix, verdicts of both kinds, the hostile inputs."""
 
-from lab.bench import HOSTILE, bench_verify, verify_mix
+from lab.experiments.bench import HOSTILE, bench_verify, verify_mix
 
 
 def test_verify_mix_has_both_answer_markers_and_wrong_answers():

@@ -9,11 +9,19 @@ from collections import Counter
 import pytest
 
 from lab.errors import LabError
-from lab.tokenizer import train_tokenizer
-from tasks.chat import (REFUSALS, ChatMixture, answer_sentence, build_mixture, contamination_texts, is_refusal,
-                        qa_conversation, tool_call, tool_calls)
-from tasks.identity import (IDENTITY_PROBES, Identity, identity_conversations, probe_targets, system_message,
-                            training_questions)
+from lab.model.tokenizer import train_tokenizer
+from tasks.chat import (
+    REFUSALS,
+    ChatMixture,
+    answer_sentence,
+    build_mixture,
+    contamination_texts,
+    is_refusal,
+    qa_conversation,
+    tool_call,
+    tool_calls,
+)
+from tasks.identity import IDENTITY_PROBES, Identity, identity_conversations, probe_targets, system_message, training_questions
 from tasks.world import WorldConfig, build_world
 
 SMALL = ChatMixture(qa=200, math=40, spelling=40, tool_use=60, identity=60, context=60)

@@ -5,10 +5,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from lab.chat_format import render, tool_turn
-from lab.engine import SamplingParams, generate_with_tools
 from lab.errors import LabError
-from lab.tokenizer import decode_ids, encode_text, train_tokenizer
+from lab.model.chat_format import render, tool_turn
+from lab.model.engine import SamplingParams, generate_with_tools
+from lab.model.tokenizer import decode_ids, encode_text, train_tokenizer
 
 CALL = '<|tool_call|>python\nprint("strawberry".count("r"))<|/tool_call|>'
 CONVERSATION = [
@@ -72,7 +72,7 @@ class Script:
         return [self._ids(o) for o in out]
 
     def _ids(self, text):
-        from lab.chat_format import encode_assistant_content
+        from lab.model.chat_format import encode_assistant_content
 
         end = self.tok.convert_tokens_to_ids("<|im_end|>")
         return encode_assistant_content(self.tok, text.replace("<END>", "")) + ([end] if text.endswith("<END>") else [])

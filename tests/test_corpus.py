@@ -5,8 +5,16 @@ import json
 import pytest
 
 from lab.errors import LabError
-from tasks.corpus import (SOURCES, CorpusConfig, build_corpus, load_corpus, load_text_files, read_text_files,
-                          register_source, save_corpus)
+from tasks.corpus import (
+    SOURCES,
+    CorpusConfig,
+    build_corpus,
+    load_corpus,
+    load_text_files,
+    read_text_files,
+    register_source,
+    save_corpus,
+)
 from tasks.world import NOVEL_TEMPLATES, WorldConfig, build_world
 
 CFG = WorldConfig(people_per_exposure=10, exposures=(0, 1, 2, 4, 16))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lab.engine import SamplingParams, generate, sample_next
+from lab.model.engine import SamplingParams, generate, sample_next
 
 PROMPTS = [[1, 5, 6, 7, 8, 9], [1, 20, 21], [1, 33, 34, 35, 36, 37, 38, 39, 40]]
 
@@ -59,7 +59,7 @@ def test_top_p_keeps_only_the_nucleus():
 
 
 def test_engine_runs_transformers_llama_too(tiny_model):
-    from lab.export import to_llama
+    from lab.model.export import to_llama
 
     llama = to_llama(tiny_model)
     assert generate(llama, PROMPTS, SamplingParams(max_new_tokens=6)) == generate(

@@ -5,8 +5,8 @@ import torch
 from transformers import LlamaForCausalLM
 
 from lab.errors import LabError
-from lab.export import export
-from lab.model import LabGPTConfig, LabGPTForCausalLM
+from lab.model.export import export
+from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
 
 
 @pytest.mark.parametrize("tied", [True, False])

@@ -1,4 +1,4 @@
-"""The Goodhart experiment (lab/goodhart.py): an RM per (size, seed), GRPO against each, every snapshot judged."""
+"""The Goodhart experiment (lab/experiments/goodhart.py): an RM per (size, seed), GRPO against each, every snapshot judged."""
 
 import json
 
@@ -9,7 +9,7 @@ from test_rl import copy_run
 from test_rlhf import rm_run  # noqa: F401  (fixture: a tiny run with sft-idk and rm stages)
 
 from lab.errors import LabError
-from lab.goodhart import OUT, GoodhartSettings, run_goodhart
+from lab.experiments.goodhart import OUT, GoodhartSettings, run_goodhart
 from lab.runs import Run
 from tasks.world import build_world
 

@@ -9,7 +9,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from evals.harness import SUITES, EvalContext, compare, resolve_suites, run_suite
 from evals.stats import paired_difference, wilson_interval
 from lab.errors import LabError
-from lab.tokenizer import train_tokenizer
+from lab.model.tokenizer import train_tokenizer
 from tasks.identity import Identity, system_message
 from tasks.world import WorldConfig, build_world
 
@@ -235,8 +235,8 @@ def test_every_suite_has_unique_sample_ids(outside_model):
 
 def test_an_exported_labgpt_scores_the_same_as_the_original(outside_model, tmp_path):
     """The harness runs unchanged on a Llama-format export, with the same answers and metrics."""
-    from lab.export import to_llama
-    from lab.model import LabGPTConfig, LabGPTForCausalLM
+    from lab.model.export import to_llama
+    from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
 
     _, tok, ctx = outside_model
     torch.manual_seed(1)

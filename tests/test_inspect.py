@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from lab.errors import LabError
-from lab.inspect_model import (
+from lab.model.inspect_model import (
     attention_figure,
     attention_maps,
     default_groups,
@@ -25,7 +25,7 @@ from lab.inspect_model import (
     word_pieces,
     word_vectors,
 )
-from lab.inspect_tokens import (
+from lab.model.inspect_tokens import (
     compare_tokenizers,
     render_comparison,
     render_tokens,
@@ -33,9 +33,9 @@ from lab.inspect_tokens import (
     tokenize_view,
     tokenizer_from,
 )
-from lab.loading import load_model_and_tokenizer
-from lab.model import LabGPTConfig, LabGPTForCausalLM
-from lab.tokenizer import SPECIAL_TOKENS, encode_text, save_tokenizer, train_tokenizer
+from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
+from lab.model.loading import load_model_and_tokenizer
+from lab.model.tokenizer import SPECIAL_TOKENS, encode_text, save_tokenizer, train_tokenizer
 
 WORDS = ("the a cat dog river city teacher garden library market station bridge castle forest island "
          "village harbor museum kitchen window Lisbon Oslo Porto chemistry geology botany was born in year").split()

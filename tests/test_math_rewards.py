@@ -1,4 +1,4 @@
-"""The math-rewards grid (lab/math_rewards.py): every arm from one checkpoint, graded on the same problems."""
+"""The math-rewards grid (lab/experiments/math_rewards.py): every arm from one checkpoint, graded on the same problems."""
 
 import json
 from dataclasses import asdict
@@ -7,7 +7,7 @@ import pytest
 from test_rl import FAST, copy_run, source  # noqa: F401  (fixture: a run with an untrained tiny sft-idk)
 
 from lab.errors import LabError
-from lab.math_rewards import ARMS, OUT, MathRewardsSettings, run_math_rewards
+from lab.experiments.math_rewards import ARMS, OUT, MathRewardsSettings, run_math_rewards
 from lab.presets import get_preset
 from lab.runs import Run
 

@@ -1,13 +1,13 @@
-"""The sft-math stage (lab/math_sft.py): practice on worked solutions, the start of rl-math."""
+"""The sft-math stage (lab/train/math_practice.py): practice on worked solutions, the start of rl-math."""
 
 import pytest
 import torch
 from test_rl import copy_run, source  # noqa: F401  (fixture: a run with an untrained tiny sft-idk)
 
 from lab.errors import LabError
-from lab.math_sft import MathSFTSettings, math_sft
-from lab.model import LabGPTForCausalLM
+from lab.model.labgpt import LabGPTForCausalLM
 from lab.presets import get_preset
+from lab.train.math_practice import MathSFTSettings, math_sft
 
 SMALL = MathSFTSettings(tasks=("arithmetic",), bands=(1,), problems=12, replay=4, batch_size=4, log_every=1,
                         ckpt_every=1)

@@ -5,9 +5,9 @@ import re
 
 import pytest
 import sympy as sp
-from hypothesis import given, settings, strategies as st
-from sympy.parsing.sympy_parser import (convert_xor, implicit_multiplication_application, parse_expr,
-                                        standard_transformations)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sympy.parsing.sympy_parser import convert_xor, implicit_multiplication_application, parse_expr, standard_transformations
 
 from lab.errors import LabError
 from tasks.math import BANDS, TASKS, MathConfig, Problem, generate, split_key, split_of
@@ -29,9 +29,9 @@ def heldout():
 
 def gold(p: Problem) -> str:
     """The answer recomputed by sympy from the problem's parameters, never from its text or our solver."""
-    e, I, R = p.extras, sp.Integer, sp.Rational
+    e, Int, R = p.extras, sp.Integer, sp.Rational
     if p.task == "arithmetic":
-        a, b = I(e["a"]), I(e["b"])
+        a, b = Int(e["a"]), Int(e["b"])
         return str({"+": a + b, "-": a - b, "*": a * b}[e["op"]])
     if p.task == "order_of_operations":
         v = sp.sympify(e["expr"])  # sympy's own parser and precedence rules
@@ -44,7 +44,7 @@ def gold(p: Problem) -> str:
         assert v > 0 and not v.is_integer
         return f"{v.p}/{v.q}"
     if p.task == "percentages":
-        share, base = R(e["p"], 100), I(e["base"])
+        share, base = R(e["p"], 100), Int(e["base"])
         if e["kind"] == "what_percent":
             return f"{R(e['part'], e['base']) * 100}%"
         return str({"of": share * base, "increase": base * (1 + share), "decrease": base * (1 - share)}[e["kind"]])
@@ -61,16 +61,16 @@ def gold(p: Problem) -> str:
     assert p.task == "word_problems"
     k, three = e["kind"], e["steps"] == 3
     if k == "shopping":
-        v = I(e["q"]) * e["p"] + e["e"]
+        v = Int(e["q"]) * e["p"] + e["e"]
         v = e["bill"] - v if three else v
     elif k == "sharing":
-        total = I(e["g"]) * e["s"] if three else I(e["total"])
+        total = Int(e["g"]) * e["s"] if three else Int(e["total"])
         v = (total - e["k"]) / e["f"]
     elif k == "ages":
-        now = I(e["age"]) + e["older"]
+        now = Int(e["age"]) + e["older"]
         v = (now * e["times"] if three else now) + e["later"]
     else:
-        v = I(e["rate"]) * e["hours"] - e["sold"]
+        v = Int(e["rate"]) * e["hours"] - e["sold"]
         v = v / e["bag"] if three else v
     assert v.is_integer and v >= 0
     return str(v)

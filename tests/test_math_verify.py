@@ -11,7 +11,8 @@ import time
 from fractions import Fraction
 
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from rewards import math_verify as mv
 from rewards.math_verify import Verdict, extract_answer, verify, verify_many, verify_response

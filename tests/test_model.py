@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from lab.model import CACHE_FIELD, LabGPTConfig, LabGPTForCausalLM, LabGPTForSequenceClassification, LabGPTModel
+from lab.model.labgpt import CACHE_FIELD, LabGPTConfig, LabGPTForCausalLM, LabGPTForSequenceClassification, LabGPTModel
 
 
 def ids(batch=2, length=12, vocab=97, seed=0):
@@ -178,8 +178,8 @@ def test_a_deprecation_is_blamed_on_the_code_that_called_the_package():
     from tests.deprecation_worker import REPO, culprit
 
     site = "/venv/lib/python3.11/site-packages"
-    ours = [f"{REPO}/lab/rl.py", f"{site}/trl/trainer/grpo_config.py", "/usr/lib/python3.11/dataclasses.py",
+    ours = [f"{REPO}/lab/train/rl_math.py", f"{site}/trl/trainer/grpo_config.py", "/usr/lib/python3.11/dataclasses.py",
             f"{site}/transformers/training_args.py"]
     assert culprit(ours[:1] + ours[3:]) == "lab"  # the lab called transformers itself
     assert culprit(ours) == "trl"  # TRL's config called transformers with its own default
-    assert culprit([f"{REPO}/lab/model.py", "<string>", f"{site}/transformers/utils/generic.py"]) == "lab"
+    assert culprit([f"{REPO}/lab/model/labgpt.py", "<string>", f"{site}/transformers/utils/generic.py"]) == "lab"

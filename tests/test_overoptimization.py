@@ -1,4 +1,4 @@
-"""Over-optimization (lab/overoptimization.py): the exact best-of-n estimator, Gao et al.'s fits, the ensemble
+"""Over-optimization (lab/experiments/overoptimization.py): the exact best-of-n estimator, Gao et al.'s fits, the ensemble
 reward, and a whole tiny experiment end to end."""
 
 import itertools
@@ -13,7 +13,7 @@ from test_reward_model import scripted, source  # noqa: F401  (fixture)
 from test_rlhf import copy_run, rm_run  # noqa: F401  (fixture)
 
 from lab.errors import LabError
-from lab.overoptimization import (
+from lab.experiments.overoptimization import (
     OUT,
     OveroptimizationSettings,
     best_of_n,
@@ -25,7 +25,7 @@ from lab.overoptimization import (
     rl_points,
     run_overoptimization,
 )
-from lab.rlhf import RLHFSettings
+from lab.train.rlhf import RLHFSettings
 from rewards import preferences
 from tasks.world import build_world
 

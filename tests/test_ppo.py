@@ -1,4 +1,4 @@
-"""PPO (lab/ppo.py): GAE by hand, the clipped objective's gradients, a toy reward learned, resume, refusals."""
+"""PPO (lab/train/ppo/loop.py): GAE by hand, the clipped objective's gradients, a toy reward learned, resume, refusals."""
 
 import json
 import math
@@ -12,9 +12,9 @@ from test_rl import copy_run
 from test_rlhf import rm_run  # noqa: F401  (fixture: a tiny run with sft-idk and rm stages)
 
 from lab.errors import LabError
-from lab.model import LabGPTConfig, LabGPTForCausalLM, LabGPTForSequenceClassification
-from lab.ppo import AdaptiveKL, PPOSettings, ppo_rlhf, train_ppo
-from lab.ppo_losses import (
+from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM, LabGPTForSequenceClassification
+from lab.train.ppo.loop import AdaptiveKL, PPOSettings, ppo_rlhf, train_ppo
+from lab.train.ppo.losses import (
     explained_variance,
     gae,
     masked_whiten,
@@ -212,7 +212,7 @@ def test_ppo_rlhf_with_lora_saves_a_merged_policy(rm_run, tmp_path):  # noqa: F8
 
 
 def test_a_reward_model_with_another_tokenizer_is_refused(rm_run, tmp_path):  # noqa: F811
-    from lab.tokenizer import train_tokenizer
+    from lab.model.tokenizer import train_tokenizer
 
     run = copy_run(rm_run, tmp_path)
     train_tokenizer(["something else entirely"] * 20, vocab_size=300).save_pretrained(run.stage_dir("rm"))

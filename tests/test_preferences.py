@@ -7,8 +7,14 @@ from datasets import Dataset, DatasetDict
 
 from lab.errors import LabError
 from rewards import preferences
-from rewards.preferences import (build_preferences, label, load_preferences, preference_probability, save_preferences,
-                                 validate_preferences)
+from rewards.preferences import (
+    build_preferences,
+    label,
+    load_preferences,
+    preference_probability,
+    save_preferences,
+    validate_preferences,
+)
 from tasks.world import WorldConfig, build_world
 
 WORLD = build_world(WorldConfig(people_per_exposure=6, exposures=(0, 1, 16)))

@@ -3,7 +3,8 @@
 import pytest
 
 from lab.errors import LabError
-from lab.presets import field_paths, get_preset
+from lab.presets import get_preset
+from lab.settings import field_paths
 
 
 def test_overrides_are_converted_to_the_field_type():

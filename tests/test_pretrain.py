@@ -12,8 +12,8 @@ import torch
 from lab.errors import LabError
 from lab.pipeline import run_pipeline
 from lab.presets import get_preset
-from lab.pretrain import lr_at, pretrain
 from lab.runs import Run
+from lab.train.pretrain import lr_at, pretrain
 
 SMALL = ["data.world.people_per_exposure=4", "data.world.exposures=0,1,2", "data.corpus.narratives=40",
          "data.corpus.heldout_docs=8", "tokenizer.vocab_size=300", "model.hidden_size=32",
@@ -58,7 +58,7 @@ def test_resume_after_a_kill_continues_the_same_loss_curve(prepared, tmp_path):
 
 
 def test_the_base_stage_is_a_loadable_hf_model_with_samples(prepared, tmp_path):
-    from lab.loading import load_model_and_tokenizer
+    from lab.model.loading import load_model_and_tokenizer
 
     run = fresh_copy(prepared, tmp_path, "c")
     pretrain(run, small_preset(), quiet=True)

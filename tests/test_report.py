@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.pipeline import STAGE_NAMES
 from lab.presets import Preset
 from lab.runs import Run
 from reports.report import write_report
@@ -37,7 +38,7 @@ def test_report_shows_eval_tables_paired_differences_and_calibration(tmp_path):
     run = Run.create_or_open(tmp_path / "r", Preset())
     _fake_eval(run, "sft", [1, 1, 1, 0])
     _fake_eval(run, "sft-idk", [0, 1, 0, 0])
-    out = write_report([run], tmp_path / "report")
+    out = write_report([run], tmp_path / "report", STAGE_NAMES)
     md = (out / "report.md").read_text()
     assert "## Eval suites: headline metrics (r)" in md and "## Hallucination on held-out people" in md
     assert "| sft-idk − sft | hallucination | hallucinated_unseen | 0.750 | 0.250 | -0.500" in md  # paired on ids
@@ -80,7 +81,7 @@ def test_report_html_renders_every_figure_without_console_errors(browser, tmp_pa
     run = Run.create_or_open(tmp_path / "r", Preset())
     _fake_eval(run, "sft", [1, 0])
     _fake_eval(run, "sft-idk", [0, 0])
-    generated = write_report([run], tmp_path / "report") / "report.html"
+    generated = write_report([run], tmp_path / "report", STAGE_NAMES) / "report.html"
     assert rendering_problems(browser, EXAMPLE) == []
     assert rendering_problems(browser, generated) == []
     broken = tmp_path / "broken.html"

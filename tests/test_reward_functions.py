@@ -3,8 +3,7 @@
 import pytest
 
 from lab.errors import LabError
-from rewards.format import (REWARDS, completion_text, correctness, exact_match, format_reward, get_rewards,
-                            length_penalty)
+from rewards.format import REWARDS, completion_text, correctness, exact_match, format_reward, get_rewards, length_penalty
 from tasks.math import MathConfig, generate
 
 

@@ -4,16 +4,16 @@ import json
 
 import pytest
 import torch
+from test_pretrain import small_preset
 
 from lab.errors import LabError
 from lab.runs import Run
+from lab.train.reward_model import RewardModelSettings, data_scaling, train_reward_model
 from rewards import preferences
 from rewards.gold import PROMPT_TEMPLATES
-from rewards.reward_model import (RewardModelSettings, check_tokenizers_match, data_scaling, encode, load_reward_model,
-                                  make_reward_fn, score, train_reward_model)
+from rewards.reward_model import check_tokenizers_match, encode, load_reward_model, make_reward_fn, score
 from tasks.chat import REFUSALS
 from tasks.world import build_world
-from test_pretrain import small_preset
 
 FAST = RewardModelSettings(pairs=24, samples_per_prompt=4, max_new_tokens=8, epochs=2, lr=3e-3, batch_size=8,
                            ckpt_every=3, log_every=1, heldout_share=0.3, label_mode="argmax")
@@ -22,8 +22,8 @@ FAST = RewardModelSettings(pairs=24, samples_per_prompt=4, max_new_tokens=8, epo
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     """A run whose sft-idk stage is an untrained tiny labgpt with a tokenizer trained on the run's world text."""
-    from lab.model import LabGPTConfig, LabGPTForCausalLM
-    from lab.tokenizer import train_tokenizer
+    from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
+    from lab.model.tokenizer import train_tokenizer
 
     preset = small_preset()
     world = build_world(preset.data.world)
@@ -75,7 +75,7 @@ def test_the_head_reads_the_last_real_token_with_left_or_right_padding(rm):
 
 
 def test_the_rm_starts_from_the_source_weights_with_a_new_head(rm, source):
-    from lab.loading import load_model_and_tokenizer
+    from lab.model.loading import load_model_and_tokenizer
 
     model, _ = rm
     policy, _ = load_model_and_tokenizer(source.stage_dir("sft-idk"))
@@ -85,7 +85,7 @@ def test_the_rm_starts_from_the_source_weights_with_a_new_head(rm, source):
 
 
 def test_encode_is_the_chat_format_and_reads_broken_tool_calls_as_text(rm):
-    from lab.chat_format import render
+    from lab.model.chat_format import render
 
     _, tokenizer = rm
     messages = [{"role": "user", "content": "Who is Mira?"}, {"role": "assistant", "content": "Got it."}]
@@ -95,7 +95,7 @@ def test_encode_is_the_chat_format_and_reads_broken_tool_calls_as_text(rm):
 
 
 def test_completion_ids_keep_special_tokens_and_the_cut_off_flag(rm):
-    from lab.tokenizer import encode_text
+    from lab.model.tokenizer import encode_text
     from rewards.gold import decode_completion, gold_reward_fn
 
     model, tokenizer = rm
@@ -113,8 +113,8 @@ def test_completion_ids_keep_special_tokens_and_the_cut_off_flag(rm):
 
 
 def test_reward_fn_scores_text_rendered_and_conversational_prompts_alike(rm):
-    from lab.chat_format import render
-    from lab.tokenizer import decode_ids
+    from lab.model.chat_format import render
+    from lab.model.tokenizer import decode_ids
 
     model, tokenizer = rm
     user = "Tell me about Mira."
@@ -127,7 +127,7 @@ def test_reward_fn_scores_text_rendered_and_conversational_prompts_alike(rm):
 
 
 def test_a_reward_model_with_another_tokenizer_is_refused(rm):
-    from lab.tokenizer import train_tokenizer
+    from lab.model.tokenizer import train_tokenizer
 
     _, tokenizer = rm
     other = train_tokenizer(["completely different words here, many of them, again and again"] * 30, vocab_size=300)
@@ -138,7 +138,7 @@ def test_a_reward_model_with_another_tokenizer_is_refused(rm):
 
 
 def test_sampling_through_the_engine_gives_seeded_answers(rm, source):
-    from lab.loading import load_model_and_tokenizer
+    from lab.model.loading import load_model_and_tokenizer
 
     policy, tokenizer = load_model_and_tokenizer(source.stage_dir("sft-idk"))
     args = (policy, tokenizer, ["Tell me about Mira.", "Who is Oren?"], 3, 1.0, 6)

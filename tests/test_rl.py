@@ -1,4 +1,4 @@
-"""RL on math (lab/rl.py): GRPO and RLOO write a complete stage, a rerun resumes, completions stop at <|im_end|>."""
+"""RL on math (lab/train/rl_math.py): GRPO and RLOO write a complete stage, a rerun resumes, completions stop at <|im_end|>."""
 
 import json
 from dataclasses import replace
@@ -9,8 +9,8 @@ import torch
 import rewards.format
 from lab.errors import LabError
 from lab.presets import get_preset
-from lab.rl import RLSettings, rl_math
 from lab.runs import Run
+from lab.train.rl_math import RLSettings, rl_math
 
 # Small enough that a step is a fraction of a second: 2 prompts x 4 samples of at most 12 tokens.
 FAST = RLSettings(steps=2, num_generations=4, batch_size=8, max_completion_length=12, train_problems=16,
@@ -21,8 +21,8 @@ FAST = RLSettings(steps=2, num_generations=4, batch_size=8, max_completion_lengt
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     """A run with an untrained tiny labgpt as its complete sft-idk stage (RL only needs a policy + tokenizer)."""
-    from lab.model import LabGPTConfig, LabGPTForCausalLM
-    from lab.tokenizer import train_tokenizer
+    from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
+    from lab.model.tokenizer import train_tokenizer
     from tasks.math import MathConfig, generate
 
     texts = [f"{p.question}\n{p.solution}" for p in generate(MathConfig(bands=(1,)), 200)]
@@ -85,8 +85,8 @@ def test_a_rerun_with_more_steps_resumes_from_the_last_checkpoint(source, tmp_pa
 
 def test_completions_stop_at_im_end_and_rewards_see_plain_text(source, tmp_path, monkeypatch):
     """A policy steered to say <|im_end|> at once: TRL must stop there (length 1), and the reward gets ''."""
-    from lab.model import LabGPTForCausalLM
-    from lab.tokenizer import load_tokenizer
+    from lab.model.labgpt import LabGPTForCausalLM
+    from lab.model.tokenizer import load_tokenizer
 
     run = copy_run(source, tmp_path)
     stage = run.stage_dir("sft-idk")

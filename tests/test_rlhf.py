@@ -1,4 +1,4 @@
-"""RLHF (lab/rlhf.py): the policy chases the RM, the gold judge is logged but not optimised, stages resume."""
+"""RLHF (lab/train/rlhf.py): the policy chases the RM, the gold judge is logged but not optimised, stages resume."""
 
 import json
 import shutil
@@ -11,8 +11,8 @@ from test_reward_model import scripted, source  # noqa: F401  (fixture)
 from test_rl import copy_run, read_log
 
 from lab.errors import LabError
-from lab.rlhf import RLHFSettings, rlhf, rlhf_dataset
 from lab.runs import Run
+from lab.train.rlhf import RLHFSettings, rlhf, rlhf_dataset
 from tasks.world import build_world
 
 # 2 prompts x 4 samples of at most 8 tokens: a step is a fraction of a second.
@@ -23,7 +23,7 @@ FAST = RLHFSettings(steps=2, num_generations=4, batch_size=8, max_completion_len
 @pytest.fixture(scope="module")
 def rm_run(source, tmp_path_factory):  # noqa: F811
     """The tiny source run plus a complete rm stage trained on scripted comparisons (preferences kept)."""
-    from rewards.reward_model import train_reward_model
+    from lab.train.reward_model import train_reward_model
 
     root = tmp_path_factory.mktemp("rm") / "r"
     shutil.copytree(source.root, root)
@@ -55,7 +55,7 @@ def test_rlhf_logs_proxy_gold_and_kl_every_step_and_resumes(rm_run, tmp_path):
 
 
 def test_prompts_ask_only_about_sft_people(rm_run):
-    from lab.tokenizer import load_tokenizer
+    from lab.model.tokenizer import load_tokenizer
 
     world = build_world(small_preset().data.world)
     data, _ = rlhf_dataset(world, load_tokenizer(rm_run.stage_dir("sft-idk")))
@@ -73,7 +73,7 @@ def test_a_missing_rm_stage_is_a_clear_error(source, tmp_path):  # noqa: F811
 
 
 def test_an_rm_with_another_tokenizer_is_refused(rm_run, tmp_path):
-    from lab.tokenizer import train_tokenizer
+    from lab.model.tokenizer import train_tokenizer
 
     run = copy_run(rm_run, tmp_path)
     other = train_tokenizer(["completely different words here, many of them, again and again"] * 30, vocab_size=300)

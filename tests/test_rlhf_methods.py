@@ -1,4 +1,4 @@
-"""The four-method RLHF comparison (lab/rlhf_methods.py): every policy scored alike, KL measured, costs recorded."""
+"""The four-method RLHF comparison (lab/experiments/rlhf_methods.py): every policy scored alike, KL measured, costs recorded."""
 
 import json
 
@@ -8,7 +8,8 @@ from test_reward_model import source  # noqa: F401  (fixture rm_run builds on)
 from test_rl import copy_run
 from test_rlhf import rm_run  # noqa: F401  (fixture: a tiny run with sft-idk and rm stages)
 
-from lab.rlhf_methods import METHODS, OUT, gold_at_kl, run_rlhf_methods, turnover
+from lab.experiments.rlhf_methods import METHODS, NEEDS, OUT, gold_at_kl, run_rlhf_methods, turnover
+from lab.pipeline import provide
 
 
 def test_gold_at_kl_interpolates_the_path():
@@ -30,12 +31,14 @@ def test_the_turnover_peak_is_chosen_on_one_half_and_measured_on_the_other():
 
 
 TINY = ["ppo.steps=2", "ppo.batch_size=4", "ppo.minibatch_size=2", "ppo.max_completion_length=8", "ppo.snapshot_every=1",
-        "rlhf.steps=2", "rlhf.batch_size=8", "rlhf.max_completion_length=8", "rlhf.snapshot_every=1", "dpo.epochs=1", "dpo.batch_size=8",
+        "rlhf.steps=2", "rlhf.batch_size=8", "rlhf.max_completion_length=8", "rlhf.snapshot_every=1",
+        "dpo.epochs=1", "dpo.batch_size=8",
         "rlhf_methods.prompts=8", "rlhf_methods.max_new_tokens=8", "rlhf_methods.batch_size=4"]
 
 
 def test_four_methods_are_trained_and_scored_on_the_same_prompts(rm_run, tmp_path):  # noqa: F811
     run = copy_run(rm_run, tmp_path)
+    provide(run, small_preset(*TINY), NEEDS)  # as `lab experiment rlhf-methods` does
     results = run_rlhf_methods(run, small_preset(*TINY), small_preset(*TINY).rlhf_methods)
     assert all(run.is_complete(stage) for stage in (*METHODS, OUT))
     methods = results["methods"]

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from lab.errors import LabError
+from lab.experiments.scaling import fit_power_law, parse_sizes, run_sweep
 from lab.pipeline import run_pipeline
 from lab.runs import Run
-from lab.scaling import fit_power_law, parse_sizes, run_sweep
 from tests.test_pretrain import small_preset
 
 

@@ -4,10 +4,10 @@ import json
 
 import pytest
 import torch
+from test_pretrain import small_preset
 
 from lab.pipeline import run_pipeline
 from lab.runs import Run
-from test_pretrain import small_preset
 
 SFT_SMALL = ["sft.epochs=1", "sft.batch_size=8", "sft.mixture.qa=40", "sft.mixture.math=8", "sft.mixture.spelling=8",
              "sft.mixture.tool_use=6", "sft.mixture.identity=4", "sft.mixture.context=4", "sft.probe_samples=2",
@@ -22,7 +22,7 @@ def trained(tmp_path_factory):
 
 
 def test_both_variants_train_with_the_same_budget_and_idk_refuses_unknowns(trained):
-    from lab.sft import sft
+    from lab.train.sft import sft
 
     run = Run(trained)
     a = sft(run, small_preset(*SFT_SMALL), "sft")
@@ -40,8 +40,8 @@ def test_both_variants_train_with_the_same_budget_and_idk_refuses_unknowns(train
 def test_lora_sft_merges_into_a_plain_checkpoint(trained, tmp_path):
     import shutil
 
-    from lab.loading import load_model_and_tokenizer
-    from lab.sft import sft
+    from lab.model.loading import load_model_and_tokenizer
+    from lab.train.sft import sft
 
     copy = tmp_path / "r"
     shutil.copytree(trained, copy, ignore=shutil.ignore_patterns("sft", "sft-idk"))

@@ -9,8 +9,17 @@ from tokenizers import Tokenizer, models
 from transformers import AutoTokenizer
 
 from lab.errors import LabError
-from lab.tokenizer import (CHAT_TEMPLATE, SPECIAL_TOKENS, decode_ids, encode_text, encode_texts, load_tokenizer,
-                           save_tokenizer, special_id, train_tokenizer)
+from lab.model.tokenizer import (
+    CHAT_TEMPLATE,
+    SPECIAL_TOKENS,
+    decode_ids,
+    encode_text,
+    encode_texts,
+    load_tokenizer,
+    save_tokenizer,
+    special_id,
+    train_tokenizer,
+)
 
 WORDS = ("the a cat dog river mountain city teacher student doctor farmer painter garden library market "
          "station bridge castle forest island village harbor museum kitchen window letter number answer "

@@ -11,8 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from lab.tools import TOOLS, SandboxLimits, ToolContext, calculate, lookup, run_python, run_tool, sandbox_status
-from lab.tools import sandbox
+from lab.tools import TOOLS, SandboxLimits, ToolContext, calculate, lookup, run_python, run_tool, sandbox, sandbox_status
 from tasks.world import WorldConfig, build_world
 
 FAST = SandboxLimits(cpu_seconds=1, wall_seconds=2)

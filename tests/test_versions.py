@@ -5,9 +5,9 @@ one line, without importing torch, when it finds versions outside that range."""
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -75,7 +75,7 @@ def test_lab_warns_once_at_start_up_and_help_loads_no_torch():
         "real = m.version\n"
         "m.version = lambda name: '9.0.0' if name == 'transformers' else real(name)\n"
         "sys.argv = ['lab', '--help']\n"
-        "from lab.cli import main\n"
+        "from lab.cli.main import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('torch loaded' if 'torch' in sys.modules else 'no torch')\n"
     )

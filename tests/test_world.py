@@ -6,8 +6,16 @@ import re
 import pytest
 
 from lab.errors import LabError
-from tasks.world import (CORPUS_TEMPLATES, NOVEL_TEMPLATES, REAL_SURNAMES, VALUES, WORD_FIRST_NAMES, WorldConfig,
-                         _name_space, build_world)
+from tasks.world import (
+    CORPUS_TEMPLATES,
+    NOVEL_TEMPLATES,
+    REAL_SURNAMES,
+    VALUES,
+    WORD_FIRST_NAMES,
+    WorldConfig,
+    build_world,
+    name_space,
+)
 
 CFG = WorldConfig(people_per_exposure=10, exposures=(0, 1, 2, 4, 16))
 
@@ -34,7 +42,7 @@ def test_default_world_size():
 
 
 def test_names_are_unique_two_word_and_not_real():
-    names = _name_space()
+    names = name_space()
     assert len(set(names)) == len(names) > 50_000
     assert all(re.fullmatch(r"[A-Z][a-z]+ [A-Z][a-z]+", n) for n in names)
     firsts, lasts = {n.split()[0] for n in names}, {n.split()[1] for n in names}

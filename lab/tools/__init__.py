@@ -6,22 +6,14 @@ raises on bad input, because a malformed call is an ordinary event in a rollout,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-
-@dataclass
-class ToolResult:
-    ok: bool
-    output: str  # what the model sees: stdout, or a short "error: ..." line
-    error_kind: str | None = None  # "timeout", "memory", "nonzero_exit", "syntax", "not_found", ...
-    seconds: float = 0.0
-
-
-# The submodules import ToolResult from this package, so it must exist before they are imported.
-from lab.tools.calculator import calculate  # noqa: E402
-from lab.tools.lookup import lookup  # noqa: E402
-from lab.tools.sandbox import SandboxLimits, run_python, sandbox_status  # noqa: E402
+from lab.tools.calculator import calculate
+from lab.tools.lookup import lookup
+from lab.tools.result import ToolResult
+from lab.tools.sandbox import SandboxLimits, run_python, sandbox_status
 
 
 @dataclass

@@ -15,7 +15,7 @@ import time
 from decimal import Decimal, localcontext
 from fractions import Fraction
 
-from lab.tools import ToolResult
+from lab.tools.result import ToolResult
 
 MAX_CHARS = 200
 MAX_EXPONENT = 1000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from lab.tools import ToolResult
+from lab.tools.result import ToolResult
 
 # Models often wrap the name in quotes or backticks; those are never part of a name.
 _STRIP = " \t\r\n\"'`“”‘’"

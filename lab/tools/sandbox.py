@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 
-from lab.tools import ToolResult
+from lab.tools.result import ToolResult
 
 NOBODY = 65534
 MAX_CODE_BYTES = 64 * 1024  # one argv string can hold 128 KiB; no sane tool call is this long

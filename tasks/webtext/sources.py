@@ -8,9 +8,9 @@ its `file:line` (or `file:record N`) instead of stopping the run.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from lab.errors import LabError
 from tasks.webtext.warc import WarcError, iter_html_pages

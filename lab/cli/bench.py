@@ -1,0 +1,69 @@
+"""`lab bench`: speed and memory as ratios against the field's reference code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lab.cli.options import PresetOpt, SetOpt, console, preset_named
+from lab.errors import LabError
+
+bench_app = typer.Typer(no_args_is_help=True, help="Speed as ratios against the field's reference code.")
+
+
+@bench_app.command("train")
+def bench_train(preset: str = PresetOpt, set: list[str] = SetOpt, steps: int = 20,
+                device: str = typer.Option("auto", help="auto, cpu or cuda")):
+    """Training tokens/s: labgpt vs transformers' LlamaForCausalLM of the same shape (goal >= 1.0)."""
+    from lab.experiments.bench import bench_train as run
+
+    result = run(preset_named(preset, set), steps=steps, device=device)
+    tps = result["tokens_per_s"]
+    console.print(f"{result['device']}  {result['parameters']:,} parameters  batch {result['batch']} x {result['seq_len']}")
+    for name, value in tps.items():
+        mem = result["memory"][name]
+        console.print(f"  {name:8s} {value:12,.0f} tokens/s   activations {mem['activation_mb']:.0f} MB"
+                      + (f"   peak {mem['peak_allocated_mb']:.0f} MB" if "peak_allocated_mb" in mem else ""))
+    console.print(f"  ratio labgpt/llama = {result['ratio']:.2f}  (goal >= 1.0)")
+    if result["mfu"]:
+        console.print("  MFU " + ", ".join(f"{k} {v:.1%}" for k, v in result["mfu"].items()))
+
+
+@bench_app.command("generate")
+def bench_generate(preset: str = PresetOpt, set: list[str] = SetOpt,
+                   model: Optional[Path] = typer.Option(None, help="RUN/STAGE (default: a random model of the preset's shape)"),
+                   batch: int = 16, new_tokens: int = 128, device: str = typer.Option("auto")):
+    """Generation tokens/s: our engine vs HF generate on the same model, batch 16 (goal >= 2)."""
+    from lab.experiments.bench import bench_generate as run
+
+    loaded = None
+    if model is not None:
+        from lab.model.loading import load_model_and_tokenizer
+
+        loaded, _ = load_model_and_tokenizer(model)
+    result = run(model=loaded, preset=preset_named(preset, set), batch=batch, new_tokens=new_tokens, device=device)
+    for name, value in result["tokens_per_s"].items():
+        console.print(f"  {name:12s} {value:12,.0f} tokens/s")
+    console.print(f"  ratio engine/hf = {result['ratio']:.2f}  (goal >= 2); "
+                  f"identical greedy tokens: {result['same_greedy_tokens']}")
+
+
+@bench_app.command("verify")
+def bench_verify(checks: int = typer.Option(2000, "--checks", help="how many (response, gold) pairs"),
+                 samples: Optional[Path] = typer.Option(
+                     None, help="a math suite samples.jsonl to draw real responses from, "
+                                "e.g. runs/tiny/sft/evals/math/samples.jsonl")):
+    """Math verifier checks per second on one core, and the slowest single check (goals >= 1,000/s, <= 2 s)."""
+    from lab.experiments.bench import bench_verify as run
+
+    if samples is not None and not samples.exists():
+        raise LabError(f"{samples} does not exist")
+    r = run(checks, samples)
+    console.print(f"  {r['checks']:,} checks in {r['seconds']:.2f} s on one worker: "
+                  f"{r['checks_per_s_per_core']:,.0f} checks/s/core (goal >= 1,000)")
+    console.print(f"  settled in-process (exact numbers): {r['settled_in_process']:.0%}; the rest through sympy at "
+                  f"{r['sympy_checks_per_s_per_core'] or 0:,.0f} checks/s/core")
+    console.print(f"  verdicts: {r['reasons']}")
+    console.print(f"  slowest single check {r['slowest_s'] * 1000:.1f} ms (goal <= 2 s), hostile inputs included")

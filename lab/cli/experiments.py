@@ -1,0 +1,198 @@
+"""`lab rl` (RL and preference tuning into a run's stages) and `lab experiment` (experiments on a run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lab.cli.options import SetOpt, console
+from lab.errors import LabError
+
+rl_app = typer.Typer(no_args_is_help=True, help="RL and preference tuning on a run's stages.")
+experiment_app = typer.Typer(no_args_is_help=True, help="Experiments on a run: each writes runs/<run>/experiments/<name>/.")
+
+
+def _open_run(run_dir: Path):
+    """A run and the preset it was made with (config.json), or one clear error."""
+    from lab.presets import run_preset
+    from lab.runs import Run
+
+    run = Run.open_existing(run_dir)
+    preset = run_preset(run.root)
+    if preset is None:
+        raise LabError(f"{run_dir}/config.json holds no preset settings")
+    return run, preset
+
+
+def _run_with_overrides(run_dir: Path, overrides: list[str]):
+    from lab.settings import apply_override
+
+    run, preset = _open_run(run_dir)
+    for item in overrides:
+        apply_override(preset, item)
+    return run, preset
+
+
+def _show_experiment(out: Path, plot: str) -> None:
+    console.print((out / "table.md").read_text())
+    console.print(f"plot: {out / plot}")
+
+
+@rl_app.command("math")
+def rl_math_cmd(run_dir: Path = typer.Argument(..., help="a run with the source stage, e.g. runs/tiny"),
+                source: str = typer.Option("sft-math", "--from", help="the stage to start from"),
+                algo: Optional[str] = typer.Option(None, help="grpo, dr_grpo, dapo, bnpo or rloo (default: rl.algo)"),
+                out: str = typer.Option("rl-math", help="the stage folder to write, e.g. experiments/math-rewards/rloo"),
+                set: list[str] = SetOpt):
+    """RL with the sympy verifier as reward (TRL GRPO / RLOO); prints held-out accuracy before and after."""
+    from lab.train.rl_math import rl_math
+
+    run, preset = _run_with_overrides(run_dir, set)
+    if algo is not None:
+        preset.rl.algo = algo
+    s = rl_math(run, preset, preset.rl, source=source, out_stage=out)
+    before, after = s["heldout_before"]["all"], s["heldout_after"]["all"]
+    console.print(f"{out}: {s['algo']}, {s['steps']} steps in {s['seconds']:.0f} s; reward {s['reward_first']:.3f} -> "
+                  f"{s['reward_last']:.3f}; held-out accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f} "
+                  f"(n={after['n']})")
+
+
+@rl_app.command("dpo")
+def rl_dpo_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage (its preferences), e.g. runs/tiny"),
+               source: str = typer.Option("sft-idk", "--from", help="the stage to start from (and the reference)"),
+               out: str = typer.Option("dpo", help="the stage folder to write"), set: list[str] = SetOpt):
+    """DPO (TRL DPOTrainer) on the rm stage's comparisons: preference tuning without a reward model."""
+    from lab.train.dpo import dpo
+
+    run, preset = _run_with_overrides(run_dir, set)
+    s = dpo(run, preset, preset.dpo, source=source, preferences="rm", out_stage=out)
+    console.print(f"{out}: {s['pairs']} pairs, {s['steps']} steps in {s['seconds']:.0f} s; final loss "
+                  f"{s['final_loss']:.3f}, reward accuracy {s['final_reward_accuracy']:.3f}; "
+                  f"evaluate with `lab eval {run.stage_dir(out)} --suite profile`")
+
+
+@rl_app.command("rlhf")
+def rl_rlhf_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage, e.g. runs/tiny"),
+                source: str = typer.Option("sft-idk", "--from", help="the stage to start from"),
+                algo: Optional[str] = typer.Option(None, help="ppo, grpo, dr_grpo or rloo (default: rlhf.algo)"),
+                out: Optional[str] = typer.Option(None, help="the stage folder (default: rlhf-<algo>)"),
+                set: list[str] = SetOpt):
+    """RL against the learned reward model; the gold judge is logged beside the proxy, never optimised.
+
+    ppo is the lab's own (lab/train/ppo/loop.py, settings ppo.*); the others are TRL's (settings rlhf.*)."""
+    from lab.train.ppo.loop import ppo_rlhf
+    from lab.train.rlhf import rlhf
+
+    run, preset = _run_with_overrides(run_dir, set)
+    if algo is not None:
+        preset.rlhf.algo = algo
+    stage = out or f"rlhf-{preset.rlhf.algo}"
+    if preset.rlhf.algo == "ppo":
+        s = ppo_rlhf(run, preset, preset.ppo, source=source, rm_stage="rm", out_stage=stage)
+    else:
+        s = rlhf(run, preset, preset.rlhf, source=source, rm_stage="rm", out_stage=stage)
+    console.print(f"{stage}: {json.dumps({k: v for k, v in s.items() if not isinstance(v, dict)}, default=str)}")
+
+
+@experiment_app.command("math-rewards")
+def experiment_math_rewards(run_dir: Path = typer.Argument(..., help="a run with sft-math, e.g. runs/tiny"),
+                            arms: Optional[str] = typer.Option(None, help="comma-separated arms (default: all)"),
+                            source: str = typer.Option("sft-math", "--from", help="the checkpoint every arm starts from"),
+                            out: str = typer.Option("experiments/math-rewards", help="the experiment's folder"),
+                            set: list[str] = SetOpt):
+    """RL on math, one change an arm (reward, format, algorithm, or SFT instead), at matched compute."""
+    from lab.experiments.math_rewards import run_math_rewards
+
+    run, preset = _run_with_overrides(run_dir, set + ([f"math_rewards.arms={arms}"] if arms else []))
+    run_math_rewards(run, preset, preset.math_rewards, source=source, out_stage=out)
+    _show_experiment(run.stage_dir(out), "math_rewards.png")
+
+
+@experiment_app.command("rlhf-methods")
+def experiment_rlhf_methods(run_dir: Path = typer.Argument(..., help="a run with sft-idk and rm, e.g. runs/tiny"),
+                            set: list[str] = SetOpt):
+    """PPO, GRPO, RLOO and DPO on the same reward model (missing stages trained), scored alike at their KL."""
+    from lab.experiments.rlhf_methods import NEEDS, OUT, run_rlhf_methods
+    from lab.pipeline import provide
+
+    run, preset = _run_with_overrides(run_dir, set)
+    provide(run, preset, NEEDS)
+    run_rlhf_methods(run, preset, preset.rlhf_methods)
+    _show_experiment(run.stage_dir(OUT), "rlhf_methods.png")
+
+
+@experiment_app.command("goodhart")
+def experiment_goodhart(run_dir: Path = typer.Argument(..., help="a run with sft-idk, e.g. runs/tiny"),
+                        pairs: Optional[str] = typer.Option(None, help="comparisons per reward model, e.g. 100,200,400"),
+                        set: list[str] = SetOpt):
+    """Reward models of several sizes, GRPO against each: when does optimising the proxy turn gold down?"""
+    from lab.experiments.goodhart import OUT, run_goodhart
+
+    run, preset = _run_with_overrides(run_dir, set + ([f"goodhart.pairs={pairs}"] if pairs else []))
+    run_goodhart(run, preset, preset.goodhart)
+    _show_experiment(run.stage_dir(OUT), "goodhart.png")
+
+
+@experiment_app.command("overoptimization")
+def experiment_overoptimization(run_dir: Path = typer.Argument(..., help="a run with sft-idk and rm, e.g. runs/tiny"),
+                                set: list[str] = SetOpt):
+    """Best-of-n and RL against the proxy RM, scored by the gold judge: Gao et al.'s curves, fits, mitigations."""
+    from lab.experiments.overoptimization import run_overoptimization
+
+    run, preset = _run_with_overrides(run_dir, set)
+    run_overoptimization(run, preset, preset.overoptimization)
+    _show_experiment(run.stage_dir("experiments/overoptimization"), "overoptimization.png")
+
+
+@experiment_app.command("rm-scaling")
+def experiment_rm_scaling(run_dir: Path = typer.Argument(..., help="a run with an rm stage, e.g. runs/tiny"),
+                          fractions: str = typer.Option("0.25,0.5,1", help="shares of the training comparisons")):
+    """Reward models trained on growing shares of the comparisons: held-out accuracy and gold agreement."""
+    from lab.runs import write_json
+    from lab.train.reward_model import data_scaling
+    from rewards.preferences import load_preferences
+
+    run, preset = _open_run(run_dir)
+    try:
+        shares = tuple(float(f) for f in fractions.split(","))
+    except ValueError:
+        raise LabError(f"--fractions must be numbers like 0.25,0.5,1, got '{fractions}'") from None
+    out = run.stage_dir("experiments/rm-scaling")
+    rows = data_scaling(run.require("sft-idk"), load_preferences(run.require("rm") / "preferences"), preset.rm,
+                        out / "work", shares)
+    lines = ["| comparisons | held-out accuracy | gold agreement | Spearman |", "|---|---|---|---|"]
+    lines += [f"| {r['train_pairs']} | {r['heldout_accuracy']:.3f} | {r['gold_agreement']:.3f} | "
+              f"{r['spearman']:.3f} |" for r in rows]
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    write_json(out / "results.json", rows)
+    run.mark_complete("experiments/rm-scaling", {"rows": len(rows)})
+    console.print("\n".join(lines))
+
+
+@experiment_app.command("scaling")
+def experiment_scaling(run_dir: Path = typer.Argument(..., help="a run with data and tokenizer, e.g. runs/tiny"),
+                       sizes: Optional[str] = typer.Option(None, help="hidden x layers list, e.g. 32x1,64x2,128x4 "
+                                                                       "(default: the preset's sweep)"),
+                       steps: Optional[int] = typer.Option(None, help="pretraining steps per size "
+                                                                      "(default: the preset's scaling.steps)")):
+    """Pretrain models of several sizes on the run's data: loss vs parameters and compute, recall by size."""
+    from lab.experiments.scaling import STAGE, parse_sizes, run_sweep
+
+    run, preset = _open_run(run_dir)
+    run_sweep(run, preset, parse_sizes(sizes) if sizes else None, steps)
+    console.print((run.stage_dir(STAGE) / "table.md").read_text())
+    console.print(f"plot: {run.stage_dir(STAGE) / 'scaling.png'}")
+
+
+@experiment_app.command("replicate")
+def experiment_replicate(run_dir: Path = typer.Argument(..., help="a finished run, e.g. runs/tiny"),
+                         seeds: int = typer.Option(2, help="how many more seeds (the run's own seed is the first)")):
+    """Retrain sft and sft-idk from the same base with other seeds and evaluate: the spread across seeds."""
+    from lab.replicate import STAGE, replicate
+
+    run, preset = _open_run(run_dir)
+    replicate(run, preset, seeds)
+    console.print((run.stage_dir(STAGE) / "table.md").read_text())

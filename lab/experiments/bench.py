@@ -1,0 +1,218 @@
+"""`lab bench`: speed as ratios measured in one process, so the machine's own speed cancels out.
+
+- train: labgpt vs `transformers.LlamaForCausalLM` of the same shape on the same batches (goal >= 1.0)
+- generate: our engine vs HF `generate` on the same model, batch 16 (goal >= 2)
+Timed blocks alternate between the two contenders so background load hits both alike.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from contextlib import nullcontext
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from lab.model.engine import SamplingParams, generate
+from lab.model.export import to_llama
+from lab.model.labgpt import LabGPTForCausalLM
+from lab.train.pretrain import model_config, peak_flops
+
+if TYPE_CHECKING:  # annotations only: the presets sit above the experiments
+    from lab.presets import Preset
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class _SavedBytes:
+    """Bytes of tensors autograd saves for backward: the activation memory, the same measure on CPU and GPU."""
+
+    def __init__(self):
+        self.total = 0
+
+    def __enter__(self):
+        def pack(t):
+            self.total += t.numel() * t.element_size()
+            return t
+
+        self.hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
+        self.hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.hooks.__exit__(*exc)
+
+
+def bench_train(preset: Preset, steps: int = 20, vocab_size: int | None = None, device: str = "auto") -> dict:
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    cfg = preset.pretrain
+    vocab = vocab_size or preset.tokenizer.vocab_size
+    torch.manual_seed(0)
+    ours = LabGPTForCausalLM(model_config(preset, vocab)).to(dev).train()
+    ours.config.use_cache = False
+    llama = to_llama(ours).to(dev).train()
+    llama.config.use_cache = False
+    use_bf16 = dev.type == "cuda"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
+    contenders = {"labgpt": ours, "llama": llama}
+    optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-4, fused=dev.type == "cuda") for k, m in contenders.items()}
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randint(0, vocab, (cfg.batch_size, cfg.seq_len + 1), generator=gen) for _ in range(4)]
+
+    def loss_of(model, batch):
+        with autocast:
+            logits = model(input_ids=batch[:, :-1]).logits
+        return F.cross_entropy(logits.float().view(-1, vocab), batch[:, 1:].reshape(-1))
+
+    # The same treatment as pretraining: forward and loss compiled together on CUDA.
+    losses = {k: functools.partial(loss_of, m) for k, m in contenders.items()}
+    if cfg.compile and dev.type == "cuda":
+        losses = {k: torch.compile(fn) for k, fn in losses.items()}
+
+    def step(name, i, measure=None):
+        batch = batches[i % len(batches)].to(dev)
+        with measure or nullcontext():
+            loss = losses[name](batch)
+        loss.backward()
+        optimizers[name].step()
+        optimizers[name].zero_grad(set_to_none=True)
+
+    memory = {}
+    for name in contenders:  # warm-up (and compilation), then one measured step for memory
+        for i in range(3):
+            step(name, i)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        saved = _SavedBytes()
+        step(name, 0, saved)
+        _sync(dev)
+        memory[name] = {"activation_mb": saved.total / 2**20}
+        if dev.type == "cuda":
+            memory[name]["peak_allocated_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    elapsed = {name: 0.0 for name in contenders}
+    block = 5
+    for start in range(0, steps, block):
+        for name in contenders:
+            _sync(dev)
+            t0 = time.perf_counter()
+            for i in range(start, min(steps, start + block)):
+                step(name, i)
+            _sync(dev)
+            elapsed[name] += time.perf_counter() - t0
+    tokens = steps * cfg.batch_size * cfg.seq_len
+    tps = {name: tokens / elapsed[name] for name in contenders}
+    peak = peak_flops(cfg, dev)
+    mfu = {name: ours.config.flops_per_token(cfg.seq_len) * v / peak for name, v in tps.items()} if peak else None
+    return {"mfu": mfu,
+        "device": str(dev), "shape": preset.model.__dict__, "batch": cfg.batch_size, "seq_len": cfg.seq_len,
+        "parameters": ours.config.num_parameters(), "tokens_per_s": tps, "ratio": tps["labgpt"] / tps["llama"],
+        "memory": memory,
+    }
+
+
+@torch.no_grad()
+def bench_generate(model=None, preset: Preset | None = None, batch: int = 16, prompt_len: int = 32,
+                   new_tokens: int = 128, rounds: int = 3, device: str = "auto") -> dict:
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    if model is None:
+        if preset is None:
+            raise ValueError("bench_generate needs a model, or a preset to build a random one of its shape")
+        torch.manual_seed(0)
+        model = LabGPTForCausalLM(model_config(preset, preset.tokenizer.vocab_size))
+    model = model.to(dev).eval()
+    if dev.type == "cuda":
+        model = model.to(torch.bfloat16)
+    model.config.use_cache = True
+    vocab = model.config.vocab_size
+    gen = torch.Generator().manual_seed(0)
+    prompts = [[1] + torch.randint(7, vocab, (prompt_len - 1,), generator=gen).tolist() for _ in range(batch)]
+    ids = torch.tensor(prompts, device=dev)
+    params = SamplingParams(max_new_tokens=new_tokens)  # greedy, no stop token: both produce every token
+
+    def ours():
+        return generate(model, prompts, params)
+
+    def hf():
+        return model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                              min_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
+
+    same = [o for o in ours()] == hf()[:, prompt_len:].tolist()
+    elapsed = {"engine": 0.0, "hf_generate": 0.0}
+    for _ in range(rounds):
+        for name, fn in (("engine", ours), ("hf_generate", hf)):
+            _sync(dev)
+            t0 = time.perf_counter()
+            fn()
+            _sync(dev)
+            elapsed[name] += time.perf_counter() - t0
+    tps = {k: rounds * batch * new_tokens / v for k, v in elapsed.items()}
+    return {"device": str(dev), "batch": batch, "prompt_len": prompt_len, "new_tokens": new_tokens,
+            "tokens_per_s": tps, "ratio": tps["engine"] / tps["hf_generate"], "same_greedy_tokens": same}
+
+
+# ---------------------------------------------------------------- verifier
+
+
+def verify_mix(n: int, samples_path=None) -> list[tuple[str, str]]:
+    """(response, gold) pairs like RL produces: the math suite's real responses when given, plus worked
+    solutions from the generator, half ending "Answer: X" and half GSM8K-style "#### X", a third wrong."""
+    import json
+    from pathlib import Path
+
+    from tasks.math import MathConfig, generate
+
+    pairs = []
+    if samples_path is not None:
+        rows = [json.loads(line) for line in Path(samples_path).read_text().splitlines() if line.strip()]
+        pairs += [(r["response"], r["gold"]) for r in rows][: n // 2]
+    problems = generate(MathConfig(seed=3, bands=(1, 2, 3, 4)), n - len(pairs))
+    for i, p in enumerate(problems):
+        body = p.solution.rsplit("Answer:", 1)[0]
+        answer = p.answer if i % 3 else problems[i - 1].answer  # a wrong answer of the same kinds of form
+        pairs.append((body + (f"#### {answer}" if i % 2 else f"Answer: {answer}"), p.answer))
+    return pairs
+
+
+HOSTILE = ["9**9**9**9", "10^10^10^10", "(" * 5000 + "1" + ")" * 5000, "__import__('os').system('echo hi')",
+           "x" * 10_000, "\\frac{" * 200 + "1" + "}" * 200, "2^(2^(2^(2^(2^100))))"]
+
+
+def bench_verify(n: int = 2000, samples_path=None, slowest_of: int = 300) -> dict:
+    """Checks per second on one worker (one core), the share settled in-process, and the slowest single
+    check among real answers and hostile strings (goals: >= 1,000 checks/s/core, none over 2 s)."""
+    import rewards.math_verify as mv
+
+    pairs = verify_mix(n, samples_path)
+    saved, mv._pool = mv._pool, mv._Pool(1)
+    try:
+        mv.verify_many(pairs[:2])  # start the worker outside the timed block
+        t0 = time.perf_counter()
+        verdicts = mv.verify_many(pairs)
+        seconds = time.perf_counter() - t0
+        settled = [mv.precheck(mv.extract_answer(r), g, False) is not None for r, g in pairs]
+        to_worker = [pair for pair, done in zip(pairs, settled) if not done]
+        t0 = time.perf_counter()
+        mv.verify_many(to_worker)
+        worker_seconds = time.perf_counter() - t0
+        slowest, worst = 0.0, ""
+        for response, gold in pairs[:slowest_of] + [(f"Answer: {h}", "1") for h in HOSTILE]:
+            t = time.perf_counter()
+            mv.verify_response(response, gold)
+            if time.perf_counter() - t > slowest:
+                slowest, worst = time.perf_counter() - t, response[-60:]
+    finally:
+        mv._pool.close()
+        mv._pool = saved
+    reasons: dict[str, int] = {}
+    for v in verdicts:
+        reasons[v.reason] = reasons.get(v.reason, 0) + 1
+    return {"checks": len(pairs), "seconds": seconds, "checks_per_s_per_core": len(pairs) / seconds,
+            "settled_in_process": sum(settled) / len(pairs),
+            "sympy_checks_per_s_per_core": len(to_worker) / worker_seconds if to_worker else None,
+            "reasons": reasons, "slowest_s": slowest,
+            "slowest_input": worst}

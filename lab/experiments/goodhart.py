@@ -1,0 +1,121 @@
+"""`lab experiment goodhart`: how the reward model's quality decides whether optimising it helps or hurts.
+
+Gao et al.'s over-optimization needs a proxy that agrees with the gold reward near the start and
+disagrees further out. The run's main RM (400 comparisons) shares its optimum with the gold judge at the
+tiny scale (refuse everything: the 1M model's facts are mostly wrong), so optimising it never turns gold
+down (experiments/rlhf-methods). Here reward models of several sizes are trained on fresh comparisons
+(`pairs` each, rewards/preferences.py), GRPO optimises each from sft-idk with snapshots every few steps,
+and every snapshot is evaluated alike (lab/rlhf_methods.Judge: 192 fixed prompts, that RM's proxy score,
+the gold judge, KL to sft-idk). Per RM: its held-out accuracy, gold's peak along the path and the drop
+from the peak to the end, measured on prompts the peak was not chosen on (lab/rlhf_methods.turnover).
+Writes experiments/goodhart/{results.json, table.md, goodhart.png, rm-<pairs>/, samples/}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from lab.errors import LabError
+from lab.runs import Run, read_json, write_json
+
+OUT = "experiments/goodhart"
+
+
+@dataclass
+class GoodhartSettings:
+    pairs: tuple[int, ...] = (100, 200, 400)  # comparisons per reward model
+    seeds: tuple[int, ...] = (0, 1)  # a reward model per (size, seed): small RMs differ a lot from draw to draw
+    label_noise: float = 0.0
+    steps: int = 60  # GRPO steps against each RM (twice rlhf-grpo's: far enough to pass a peak)
+    snapshot_every: int = 10
+
+
+def run_goodhart(run: Run, preset, settings: GoodhartSettings | None = None, source: str = "sft-idk") -> dict:
+    from lab.experiments.rlhf_methods import Judge, describe_path, judged_point
+    from lab.train.reward_model import train_reward_model
+    from lab.train.rlhf import rlhf
+
+    settings = settings or GoodhartSettings()
+    if not settings.pairs or min(settings.pairs) < 8:
+        raise LabError(f"goodhart.pairs needs reward-model sizes of at least 8 comparisons, got {settings.pairs}")
+    run.require(source)
+    out = run.stage_dir(OUT)
+    results: dict = {"settings": asdict(settings), "source": source, "rms": {}}
+    for pairs in settings.pairs:
+        for seed in settings.seeds:
+            name = f"rm-{pairs}-seed{seed}"
+            rm_stage, rl_stage = f"{OUT}/{name}", f"{OUT}/{name}/rlhf-grpo"
+            if not run.is_complete(rm_stage):
+                train_reward_model(run, preset, replace(preset.rm, pairs=pairs, seed=seed,
+                                                        label_noise=settings.label_noise),
+                                   source=source, out_stage=rm_stage)
+            if not run.is_complete(rl_stage):
+                rlhf(run, preset, replace(preset.rlhf, algo="grpo", steps=settings.steps,
+                                          snapshot_every=settings.snapshot_every),
+                     source=source, rm_stage=rm_stage, out_stage=rl_stage)
+            judge = Judge.for_run(run, preset, preset.rlhf_methods, source, rm_stage, out / "samples" / name)
+            start = judge.rows(judge.reference, source)  # each RM scores sft-idk with its own proxy
+            points, rows = judge.path(run, rl_stage, start)
+            rm = read_json(run.stage_dir(rm_stage) / "summary.json")
+            results["rms"][name] = {"pairs": pairs, "seed": seed, "rm_heldout_accuracy": rm["heldout"]["accuracy"],
+                                    "rm_gold_agreement": rm["heldout"]["gold_agreement"], "start": judged_point(start),
+                                    "final": points[-1], **describe_path(points, rows)}
+    for pairs in settings.pairs:  # per size: how often, and how much, optimising the proxy turned gold down
+        drops = [r["turnover"]["final_minus_peak"] for r in results["rms"].values() if r["pairs"] == pairs]
+        results.setdefault("by_size", {})[str(pairs)] = {
+            "runs": len(drops), "mean_end_minus_peak": sum(d["difference"] for d in drops) / len(drops),
+            "significant_drops": sum(d["ci95"][1] < 0 for d in drops)}
+    results["plot"] = _plot(out, results)
+    (out / "table.md").write_text(table(results))
+    write_json(out / "results.json", results)
+    run.mark_complete(OUT, {p: r["mean_end_minus_peak"] for p, r in results["by_size"].items()})
+    return results
+
+
+def table(results: dict) -> str:
+    from evals.stats import format_ci
+
+    header = ["RM", "RM held-out accuracy", "proxy start → end", "gold peak (step, KL)", "gold at the end [95% CI]",
+              "end − peak [95% CI], other half", "KL at the end", "refusals at the end"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, r in results["rms"].items():
+        path, turn = r["path"], r["turnover"]
+        peak = path[turn["peak_index"]]
+        d = turn["final_minus_peak"]
+        lines.append("| " + " | ".join([
+            name, f"{r['rm_heldout_accuracy']:.2f}", f"{path[0]['proxy']:.2f} → {path[-1]['proxy']:.2f}",
+            f"{peak['gold']:.3f} ({peak['step']}, {peak['kl']:.2f})", format_ci(r["final"]["gold"], 3),
+            f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]", f"{path[-1]['kl']:.2f}",
+            f"{path[-1]['refusal_rate']:.2f}"]) + " |")
+    start = next(iter(results["rms"].values()))["start"]["gold"]
+    lines += ["", f"Gold of sft-idk's own answers: {format_ci(start, 3)}. By RM size:", "",
+              "| comparisons | runs | mean end − peak | runs where gold fell significantly |", "|---|---|---|---|"]
+    lines += [f"| {pairs} | {s['runs']} | {s['mean_end_minus_peak']:+.3f} | {s['significant_drops']} |"
+              for pairs, s in results["by_size"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(out, results: dict) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    sizes = list(dict.fromkeys(r["pairs"] for r in results["rms"].values()))
+    for name, r in results["rms"].items():
+        path, colour = r["path"], f"C{sizes.index(r['pairs'])}"
+        style = ["o-", "s--", "^:", "d-."][r["seed"] % 4]
+        kl = [p["kl"] for p in path]
+        ax[0].errorbar(kl, [p["gold"] for p in path], fmt=style, ms=3, capsize=2, color=colour, alpha=0.8,
+                       yerr=[[p["gold"] - p["gold_ci95"][0] for p in path], [p["gold_ci95"][1] - p["gold"] for p in path]],
+                       label=f"{name} (RM acc {r['rm_heldout_accuracy']:.2f})")
+        ax[1].plot(kl, [p["proxy"] for p in path], style, ms=3, color=colour, label=name)
+    ax[0].set(title="gold judge along each GRPO run (95% CI)", xlabel="KL to sft-idk (nats per answer)",
+              ylabel="gold reward")
+    ax[1].set(title="the proxy each run optimises", xlabel="KL to sft-idk (nats per answer)", ylabel="RM reward")
+    ax[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "goodhart.png", dpi=120)
+    plt.close(fig)
+    return "goodhart.png"

@@ -1,0 +1,362 @@
+"""Pretraining: our own loop (nanoGPT-style), not HF Trainer.
+
+Packed token windows from a memmap, AdamW (fused on CUDA), warmup + cosine or WSD, gradient
+accumulation, clipping, bf16 autocast and torch.compile on CUDA, DDP or FSDP under torchrun. The batch for a
+step is a pure function of (seed, step, rank), so a resumed run sees exactly the data it would have
+seen; with the optimizer and RNG state in the checkpoint, its loss curve continues bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lab.errors import LabError
+from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
+from lab.model.tokenizer import encode_texts, load_tokenizer
+from lab.runs import Run, atomic_dir, write_json
+from lab.train.pretrain_settings import PretrainSettings
+
+if TYPE_CHECKING:  # for annotations only: the presets sit above the stages and import them
+    from lab.presets import Preset
+
+STAGE = "base"
+# bf16 dense peak of the GPUs this lab is tuned on; MFU on other hardware needs pretrain.peak_tflops.
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+def model_config(preset: Preset, vocab_size: int, pad_token_id: int = 0, bos_token_id: int = 1,
+                 eos_token_id: int = 2) -> LabGPTConfig:
+    """The preset's model shape with a vocabulary; the special ids default to lab/model/tokenizer.py's fixed ones."""
+    shape = preset.model
+    return LabGPTConfig(
+        vocab_size=vocab_size,
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size or None,
+        num_hidden_layers=shape.num_hidden_layers,
+        num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_key_value_heads,
+        max_position_embeddings=shape.max_position_embeddings,
+        rope_theta=shape.rope_theta,
+        tie_word_embeddings=shape.tie_word_embeddings,
+        pad_token_id=pad_token_id,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+    )
+
+
+# ---------------------------------------------------------------- data
+
+
+def tokenize_documents(tokenizer, texts, path: Path) -> int:
+    """Write `<|bos|> doc <|eos|>` for every document into one flat token file (uint16 when it fits)."""
+    dtype = np.uint16 if len(tokenizer) < 2**16 else np.uint32
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    chunks, total, texts = [], 0, list(texts)
+    for start in range(0, len(texts), 1024):
+        for ids in encode_texts(tokenizer, texts[start : start + 1024]):
+            chunks.append(np.asarray([bos, *ids, eos], dtype=dtype))
+            total += len(ids) + 2
+    tmp = path.with_name(path.name + ".tmp")
+    np.concatenate(chunks or [np.zeros(0, dtype)]).tofile(tmp)
+    os.replace(tmp, path)
+    return total
+
+
+def ensure_tokens(run: Run, tokenizer) -> dict[str, Path]:
+    """Tokenize the run's corpus once into `base/data/{train,heldout}.bin` (cached across resumes)."""
+    from tasks.corpus import load_corpus
+
+    data_dir = run.stage_dir(STAGE) / "data"
+    meta_path = data_dir / "meta.json"
+    paths = {split: data_dir / f"{split}.bin" for split in ("train", "heldout")}
+    if meta_path.exists():
+        return paths
+    data_dir.mkdir(parents=True, exist_ok=True)
+    corpus = load_corpus(run.require("data"))
+    counts = {split: tokenize_documents(tokenizer, corpus[split]["text"], paths[split]) for split in paths}
+    write_json(meta_path, {"tokens": counts, "dtype": "uint16" if len(tokenizer) < 2**16 else "uint32"})
+    return paths
+
+
+class TokenWindows:
+    """Random (seq_len + 1)-token windows from a token file; the window starts depend only on the key."""
+
+    def __init__(self, path: Path, seq_len: int):
+        meta = json.loads((path.parent / "meta.json").read_text())
+        self.tokens = np.memmap(path, dtype=np.dtype(meta["dtype"]), mode="r")
+        self.seq_len = seq_len
+        if len(self.tokens) <= seq_len + 1:
+            raise LabError(f"{path} holds {len(self.tokens)} tokens, fewer than one window of {seq_len + 1}")
+
+    def batch(self, batch_size: int, key: tuple[int, ...], device) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng(list(key))
+        starts = rng.integers(0, len(self.tokens) - self.seq_len - 1, size=batch_size)
+        windows = np.stack([self.tokens[s : s + self.seq_len + 1] for s in starts]).astype(np.int64)
+        windows = torch.from_numpy(windows).to(device, non_blocking=True)
+        return windows[:, :-1], windows[:, 1:]
+
+
+# ---------------------------------------------------------------- optimisation
+
+
+def lr_at(step: int, cfg: PretrainSettings) -> float:
+    min_lr = cfg.lr * cfg.min_lr_ratio
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "wsd":  # warmup-stable-decay: flat, then linear decay over the last 20% of steps
+        decay_start = int(cfg.max_steps * 0.8)
+        if step < decay_start:
+            return cfg.lr
+        return cfg.lr - (cfg.lr - min_lr) * (step - decay_start) / max(1, cfg.max_steps - decay_start)
+    if cfg.schedule != "cosine":
+        raise LabError(f"unknown schedule '{cfg.schedule}'; valid: cosine, wsd")
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    return min_lr + 0.5 * (cfg.lr - min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(model, cfg: PretrainSettings, device: torch.device) -> torch.optim.AdamW:
+    # No weight decay on norms (1-D parameters); the tied embedding is decayed once.
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(
+        groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8, fused=device.type == "cuda"
+    )
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def peak_flops(cfg: PretrainSettings, device: torch.device) -> float | None:
+    if cfg.peak_tflops > 0:
+        return cfg.peak_tflops * 1e12
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, tflops in PEAK_TFLOPS.items():
+            if key in name:
+                return tflops * 1e12
+    return None
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: Path, dist, model, optimizer, step: int, config: LabGPTConfig) -> None:
+    """Whole weights and a name-keyed optimizer state, whatever the parallelism (every rank calls this: under
+    FSDP gathering them is a collective); the main rank writes."""
+    weights = dist.full_state_dict(model)
+    optimizer_state = dist.full_optimizer_state(model, optimizer)
+    if not dist.is_main:
+        return
+    if config.tie_word_embeddings:
+        weights.pop("lm_head.weight", None)  # the embedding, saved once
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(tmp, state_dict=weights)
+        torch.save(
+            {
+                "step": step,
+                "optimizer": optimizer_state,
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "config": config.to_dict(),
+            },
+            tmp / "trainer_state.pt",
+        )
+
+
+def load_checkpoint(path: Path, model, config: LabGPTConfig) -> dict:
+    """Load the weights into the (unwrapped) model and restore the RNG; returns the state with the step and
+    the optimizer state, which is loaded once the optimizer exists (after any sharding)."""
+    state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=False)
+    shape_keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                  "intermediate_size", "tie_word_embeddings")
+    stored, wanted = state["config"], config.to_dict()
+    mismatched = [k for k in shape_keys if stored.get(k) != wanted.get(k)]
+    if mismatched:
+        k = mismatched[0]
+        raise LabError(f"checkpoint {path} has {k}={stored.get(k)} but the settings ask for {k}={wanted.get(k)}; "
+                       "use another --name or delete the checkpoint")
+    from safetensors.torch import load_file
+
+    weights = load_file(path / "model.safetensors")
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or set(missing) - {"lm_head.weight"}:  # a tied lm_head is absent from the file
+        raise LabError(f"checkpoint {path} does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.tie_weights()
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return state
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def write_samples(model, tokenizer, preset: Preset, path: Path) -> list[dict]:
+    """A few sampled continuations of the preset's prompts: the first look at what the model learned."""
+    from lab.model.engine import SamplingParams, generate_text
+
+    s = preset.sample
+    params = SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_k=s.top_k,
+                            seed=preset.seed, stop_token_ids=(tokenizer.eos_token_id,))
+    texts = generate_text(model, tokenizer, list(s.prompts), params)
+    rows = [{"prompt": p, "completion": t} for p, t in zip(s.prompts, texts)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+
+def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool = False, quiet: bool = False,
+             stage: str = STAGE) -> dict:
+    """Train the base model into `run/base` (or another stage folder: the scaling sweep trains one a size).
+    Resumes from `<stage>/checkpoint` unless `restart`.
+
+    `stop_at` ends the run after that many steps without finishing the stage, as if killed (used to
+    split pretraining across commands, and by the resume test)."""
+    from lab.progress import TrainLogger
+    from lab.train.distributed import Distributed
+
+    cfg = preset.pretrain
+    if cfg.parallel not in ("ddp", "fsdp"):
+        raise LabError(f"unknown pretrain.parallel '{cfg.parallel}'; valid: ddp, fsdp")
+    dist = Distributed.from_env(cfg.device)
+    device = dist.device
+    out = run.stage_dir(stage)
+    tokenizer = load_tokenizer(run.require("tokenizer"))
+    if dist.is_main:
+        ensure_tokens(run, tokenizer)  # shared by every model of the run: always base/data
+    dist.barrier()
+    paths = {split: run.stage_dir(STAGE) / "data" / f"{split}.bin" for split in ("train", "heldout")}
+    train_data = TokenWindows(paths["train"], cfg.seq_len)
+    heldout_data = TokenWindows(paths["heldout"], cfg.seq_len)
+
+    config = model_config(preset, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
+                          tokenizer.eos_token_id)
+    if cfg.seq_len > config.max_position_embeddings:
+        raise LabError(f"pretrain.seq_len {cfg.seq_len} exceeds model.max_position_embeddings {config.max_position_embeddings}")
+    torch.manual_seed(preset.seed)
+    model = LabGPTForCausalLM(config).to(device)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    ckpt_path = out / "checkpoint"
+    state = load_checkpoint(ckpt_path, model, config) if ckpt_path.exists() and not restart else None
+    start = state["step"] if state else 0
+    model.train()
+    config.use_cache = False
+    forward_model = dist.wrap(model, cfg.parallel)  # FSDP shards `model` in place
+    optimizer = make_optimizer(model, cfg, device)
+    if state:
+        dist.load_optimizer_state(model, optimizer, state["optimizer"])
+
+    use_bf16 = device.type == "cuda" and cfg.dtype in ("auto", "bfloat16")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls outside autocast (none by design) use TF32
+
+    tokens_per_step = cfg.batch_size * cfg.seq_len * cfg.grad_accum * dist.world_size
+    flops_per_token = config.flops_per_token(cfg.seq_len)
+    peak = peak_flops(cfg, device)
+    end = cfg.max_steps if stop_at is None else min(stop_at, cfg.max_steps)
+    logger = TrainLogger(out / "logs", enabled=dist.is_main and start < end, total=cfg.max_steps, start=start,
+                         title="pretrain", quiet=quiet)
+
+    def loss_on(x, y, m):
+        with autocast:
+            logits = m(input_ids=x).logits
+        return F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1))
+
+    if cfg.compile and device.type == "cuda":
+        # Compile forward and loss together, so the fp32 upcast and log-softmax over the vocabulary
+        # fuse instead of materialising a float copy of every logit.
+        loss_on = torch.compile(loss_on)
+
+    @torch.no_grad()
+    def heldout_loss() -> float:
+        model.eval()
+        losses = [loss_on(*heldout_data.batch(cfg.batch_size, (preset.seed, 7, i), device), model).item()
+                  for i in range(cfg.eval_batches)]
+        model.train()
+        return float(np.mean(losses))
+
+    step, loss_value, t0 = start, float("nan"), time.perf_counter()
+    for step in range(start, end):
+        lr = lr_at(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss_sum = 0.0
+        for micro in range(cfg.grad_accum):
+            x, y = train_data.batch(cfg.batch_size, (preset.seed, step, micro, dist.rank), device)
+            with dist.no_sync(forward_model, last=micro == cfg.grad_accum - 1):
+                loss = loss_on(x, y, forward_model) / cfg.grad_accum
+                loss.backward()
+            loss_sum += loss.item()
+        grad_norm = dist.grad_norm(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss_value = dist.mean(loss_sum)
+        if not math.isfinite(loss_value):
+            raise LabError(f"pretraining diverged at step {step + 1} (loss {loss_value}); lower pretrain.lr "
+                           f"(now {cfg.lr}); the last good checkpoint is kept in {ckpt_path}")
+        done = step + 1
+        if done % cfg.log_every == 0 or done == end:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            elapsed = time.perf_counter() - t0
+            steps_timed = done - (logger.last_logged_step or start)
+            tps = tokens_per_step * steps_timed / elapsed
+            record = {"step": done, "loss": loss_value, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps,
+                      "tokens": done * tokens_per_step}
+            if peak:
+                record["mfu"] = flops_per_token * tps / (peak * dist.world_size)
+            logger.log(record)
+            t0 = time.perf_counter()
+        if done % cfg.eval_every == 0 or done == cfg.max_steps:
+            held = heldout_loss()
+            if dist.is_main:
+                logger.log({"step": done, "heldout_loss": held})
+        if done % cfg.ckpt_every == 0 or done == cfg.max_steps:
+            save_checkpoint(ckpt_path, dist, model, optimizer, done, config)
+        dist.barrier()
+    logger.close()
+
+    if dist.sharded:  # the whole model, on the main rank, for saving and sampling
+        weights = dist.full_state_dict(model)
+        model = LabGPTForCausalLM(config).to(device) if dist.is_main else None
+        if model is not None:
+            model.load_state_dict(weights, strict=False)
+            model.tie_weights()
+    result = {"step": step + 1 if end > start else start, "loss": loss_value, "model": model}
+    if (end == cfg.max_steps) and dist.is_main:
+        config.use_cache = True
+        model.config.use_cache = True
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        summary = {"parameters": config.num_parameters(), "tokens_trained": cfg.max_steps * tokens_per_step,
+                   "final_loss": loss_value, "heldout_loss": logger.last.get("heldout_loss"),
+                   "tokens_per_s": logger.mean("tokens_per_s"), "mfu": logger.mean("mfu"),
+                   "device": str(device), "world_size": dist.world_size,
+                   "parallel": ("fsdp" if dist.sharded else "ddp") if dist.world_size > 1 else "none",
+                   "settings": asdict(cfg)}
+        write_json(out / "summary.json", summary)
+        write_samples(model.eval(), tokenizer, preset, out / "samples.jsonl")
+        run.mark_complete(stage, {"final_loss": loss_value})
+        result.update(summary)
+    # The DDP wrapper must go before its process group does: a Reducer freed after destroy_process_group
+    # joins gloo threads that never return (seen as a rank hanging at exit under torchrun).
+    del forward_model
+    dist.close()
+    return result

@@ -1,0 +1,55 @@
+"""Pretraining's settings: the model's shape, the optimisation, and the samples written at the end.
+
+Torch-free, beside lab/train/pretrain.py (which imports torch at load), so the presets and `lab --help`
+load without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ModelShape:
+    hidden_size: int = 128
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    intermediate_size: int = 0  # 0 = 8/3 x hidden_size (SwiGLU default)
+    max_position_embeddings: int = 512
+    tie_word_embeddings: bool = True
+    rope_theta: float = 10000.0
+
+
+@dataclass
+class PretrainSettings:
+    seq_len: int = 128
+    batch_size: int = 16  # sequences per micro-batch (per process under DDP)
+    grad_accum: int = 1
+    max_steps: int = 2000
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 50
+    schedule: str = "cosine"  # cosine | wsd (warmup-stable-decay, decay over the last 20%)
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    eval_every: int = 250
+    eval_batches: int = 8
+    ckpt_every: int = 250
+    log_every: int = 25
+    dtype: str = "auto"  # auto = bfloat16 autocast on CUDA, float32 on CPU
+    compile: bool = False
+    device: str = "auto"
+    peak_tflops: float = 0.0  # for MFU; 0 = look up the GPU (H100/H200 bf16 dense), none on CPU
+    gradient_checkpointing: bool = False
+    parallel: str = "ddp"  # under torchrun: ddp (a whole model per rank) | fsdp (sharded, for models that don't fit)
+
+
+@dataclass
+class SampleSettings:
+    prompts: tuple[str, ...] = ("Mira", "In 1988,", "The university of")
+    max_new_tokens: int = 48
+    temperature: float = 0.8
+    top_k: int = 50

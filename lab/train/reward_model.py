@@ -1,0 +1,190 @@
+"""Training the proxy reward model (the rm stage): TRL's RewardTrainer on gold-labelled comparisons, and
+how good a stand-in it is (held-out pairwise accuracy, agreement and correlation with the gold judge),
+by the number of comparisons too (the data-scaling table of `lab experiment rm-scaling`).
+
+The RM starts from the sft-idk weights; scoring and loading are rewards/reward_model.py, so RL stages
+and experiments read rewards without importing this trainer. Run: `lab pipeline` (stage rm).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lab.errors import LabError
+from lab.runs import Run, write_json
+from rewards.reward_model import check_tokenizers_match, encode, load_reward_model, score
+
+
+@dataclass
+class RewardModelSettings:
+    # preference data (rewards/preferences.build_preferences)
+    pairs: int = 1000
+    samples_per_prompt: int = 4
+    temperature: float = 0.7  # the policy's RL sampling temperature: the RM should see what RL will show it
+    max_new_tokens: int = 64
+    label_mode: str = "bt"  # bt | argmax
+    label_temperature: float = 0.1
+    label_noise: float = 0.0
+    heldout_share: float = 0.2  # of SFT people, whose comparisons are the RM's test split
+    disjoint_pairs: bool = True
+    sample_batch_size: int = 64
+    # training (TRL RewardTrainer)
+    epochs: float = 2.0
+    lr: float = 2e-4
+    batch_size: int = 16
+    grad_accum: int = 1
+    max_length: int = 256
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    center_rewards: float = 0.01  # pulls the mean reward to 0, so RL sees rewards on a steady scale
+    log_every: int = 10
+    ckpt_every: int = 50
+    seed: int = 0
+
+
+def tokenize_pairs(rows, tokenizer, max_length: int):
+    """RewardTrainer's input, chosen_ids/rejected_ids from encode(), as a fresh in-memory Dataset (no cache files
+    in the stage folder); pairs longer than max_length are dropped. Returns (dataset, dropped)."""
+    from datasets import Dataset
+
+    from rewards.gold import completion_text
+
+    ids = {"chosen_ids": [], "rejected_ids": []}
+    dropped = 0
+    for row in rows:
+        chosen = encode(tokenizer, row["prompt"], completion_text(row["chosen"]))
+        rejected = encode(tokenizer, row["prompt"], completion_text(row["rejected"]))
+        if max(len(chosen), len(rejected)) > max_length:
+            dropped += 1
+            continue
+        ids["chosen_ids"].append(chosen)
+        ids["rejected_ids"].append(rejected)
+    return Dataset.from_dict(ids), dropped
+
+
+def fit(model, tokenizer, train, settings: RewardModelSettings, output_dir: Path, save: bool = True):
+    """Train `model` on the tokenized pairs with RewardTrainer; resumes from output_dir's last checkpoint."""
+    import torch
+    from transformers import PrinterCallback
+    from trl import RewardConfig, RewardTrainer
+
+    from lab.runs import last_trainer_checkpoint
+    from lab.train.trainers import activation_checkpointing
+
+    cuda = torch.cuda.is_available()
+    args = RewardConfig(
+        output_dir=str(output_dir), num_train_epochs=settings.epochs, learning_rate=settings.lr,
+        per_device_train_batch_size=settings.batch_size, gradient_accumulation_steps=settings.grad_accum,
+        lr_scheduler_type="cosine", warmup_steps=settings.warmup_ratio, weight_decay=settings.weight_decay,
+        center_rewards_coefficient=settings.center_rewards or None, max_length=settings.max_length,
+        logging_steps=settings.log_every, save_strategy="steps" if save else "no", save_steps=settings.ckpt_every,
+        save_total_limit=1, report_to="none", seed=settings.seed, data_seed=settings.seed, bf16=cuda, use_cpu=not cuda,
+        dataloader_num_workers=0, disable_tqdm=True,
+        **activation_checkpointing(False),  # TRL turns it on by default; a small model only gets slower with it
+    )
+    trainer = RewardTrainer(model=model.train(), args=args, train_dataset=train, processing_class=tokenizer)
+    trainer.remove_callback(PrinterCallback)  # the lab keeps its own logs (logs/train.jsonl)
+    last = last_trainer_checkpoint(output_dir) if save else None
+    trainer.train(resume_from_checkpoint=last)
+    trainer.model.eval()
+    return trainer, last
+
+
+def correlation(x: list[float], y: list[float], method: str) -> float | None:
+    """Pearson or Spearman (ties share their average rank); None where undefined (a constant side)."""
+    import pandas as pd
+
+    value = pd.Series(x, dtype=float).corr(pd.Series(y, dtype=float), method=method) if len(x) > 1 else float("nan")
+    return None if math.isnan(value) else float(value)
+
+
+def evaluate(model, tokenizer, data, batch_size: int = 64) -> dict:
+    """How well the proxy stands in for the gold judge on a split of preference pairs."""
+    from rewards.gold import completion_text
+
+    prompts = list(data["prompt"])
+    chosen = score(model, tokenizer, prompts, [completion_text(c) for c in data["chosen"]], batch_size)
+    rejected = score(model, tokenizer, prompts, [completion_text(c) for c in data["rejected"]], batch_size)
+    gold_c, gold_r = list(data["gold_chosen"]), list(data["gold_rejected"])
+    n = max(len(chosen), 1)
+    # One point per distinct answer: a response seen in two pairs counts once in the correlations.
+    points = {}
+    answers = list(data["chosen"]) + list(data["rejected"])
+    for p, t, s, g in zip(prompts * 2, answers, chosen + rejected, gold_c + gold_r):
+        points[(json.dumps(p), completion_text(t))] = (s, g)
+    proxy, gold = [s for s, _ in points.values()], [g for _, g in points.values()]
+    return {
+        "pairs": len(chosen),
+        "accuracy": sum(c > r for c, r in zip(chosen, rejected)) / n,  # prefers the labelled choice
+        "gold_agreement": sum((c - r) * (a - b) > 0 for c, r, a, b in zip(chosen, rejected, gold_c, gold_r)) / n,
+        "responses": len(points), "spearman": correlation(proxy, gold, "spearman"),
+        "pearson": correlation(proxy, gold, "pearson"),
+        "proxy_mean": statistics.fmean(proxy) if proxy else None,
+        "proxy_std": statistics.pstdev(proxy) if proxy else None,
+    }
+
+
+def train_reward_model(run: Run, preset, settings: RewardModelSettings, source: str = "sft-idk",
+                       out_stage: str = "rm") -> dict:
+    """The `rm` stage: sample and label comparisons from `source`, train the RM from `source`'s weights."""
+    from lab.model.tokenizer import load_tokenizer
+    from rewards.preferences import stage_preferences
+
+    src = run.require(source)
+    out = run.stage_dir(out_stage)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "COMPLETE").unlink(missing_ok=True)  # a rerun is not complete until it finishes
+    data, pref_stats = stage_preferences(run, preset, settings, source, out)
+    if not len(data["train"]) or not len(data["test"]):
+        raise LabError(f"the preference data has {len(data['train'])} training and {len(data['test'])} held-out pairs; "
+                       "both are needed (raise rm.pairs, or move rm.heldout_share away from 0 and 1)")
+    model, tokenizer = load_reward_model(src)
+    check_tokenizers_match(tokenizer, load_tokenizer(src))
+    train, too_long = tokenize_pairs(data["train"], tokenizer, settings.max_length)
+    t0 = time.perf_counter()
+    trainer, resumed_from = fit(model, tokenizer, train, settings, out / "trainer")
+    seconds = time.perf_counter() - t0
+    model = trainer.model
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    logs = [dict(r) for r in trainer.state.log_history]
+    (out / "logs").mkdir(exist_ok=True)
+    (out / "logs" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
+    summary = {"source": source, "train_pairs": len(train), "dropped_too_long": too_long,
+               "steps": trainer.state.global_step, "seconds": seconds, "resumed_from": resumed_from,
+               "train": evaluate(model, tokenizer, data["train"]), "heldout": evaluate(model, tokenizer, data["test"]),
+               "preferences": pref_stats, "settings": asdict(settings)}
+    write_json(out / "summary.json", summary)
+    run.mark_complete(out_stage, {"heldout_accuracy": summary["heldout"]["accuracy"],
+                                  "gold_agreement": summary["heldout"]["gold_agreement"]})
+    return summary
+
+
+def data_scaling(init_path, data, settings: RewardModelSettings, workdir: Path,
+                 fractions: tuple[float, ...] = (0.25, 0.5, 1.0)) -> list[dict]:
+    """Held-out quality of RMs trained on nested shares of the training comparisons (one row per share).
+
+    Trains len(fractions) RMs from `init_path` (slow: about the rm stage's training time each)."""
+    import random
+
+    rows = []
+    shuffled = list(data["train"])
+    random.Random(settings.seed).shuffle(shuffled)  # nested: the 25% set is inside the 50% set
+    for fraction in fractions:
+        if not 0 < fraction <= 1:
+            raise LabError(f"data-scaling fractions must be in (0, 1], got {fraction}")
+        model, tokenizer = load_reward_model(init_path)
+        train, _ = tokenize_pairs(shuffled[: max(1, round(fraction * len(shuffled)))], tokenizer, settings.max_length)
+        t0 = time.perf_counter()
+        trainer, _ = fit(model, tokenizer, train, settings, Path(workdir) / f"fraction-{fraction:g}", save=False)
+        heldout = evaluate(trainer.model, tokenizer, data["test"])
+        rows.append({"fraction": fraction, "train_pairs": len(train), "steps": trainer.state.global_step,
+                     "seconds": time.perf_counter() - t0, "heldout_accuracy": heldout["accuracy"],
+                     "gold_agreement": heldout["gold_agreement"], "spearman": heldout["spearman"],
+                     "pearson": heldout["pearson"]})
+    return rows

@@ -1,0 +1,373 @@
+"""RL on verifiable math rewards with TRL: the SFT model practises problems and is paid for right answers.
+
+SFT shows the model worked solutions; RL lets it sample its own and reinforces the ones the verifier
+(rewards/math_verify.py, through the reward functions in rewards/format.py) accepts. That only works
+from partial competence: a group of samples where every answer is wrong (or every one right) has zero
+advantage and teaches nothing. So the default task is the one the sft-math stage (lab/train/math_practice.py)
+practises to partial competence, two-digit column addition and subtraction (band 2 arithmetic), and rl-math
+starts there; the learning rate sits an order below SFT's (calibration notes: 10x the good rate collapsed
+the policy). Its held-out questions (~1,200 distinct) are new combinations of the column steps every
+training problem uses, so a held-out gain is a gain in carrying out the procedure. Watch held-out accuracy,
+not the training reward: where
+competence was ~5% (band 1 of every task, when SFT spread 300 problems over all of them) RL raised the
+training reward on the few hundred distinct band-1 questions while held-out accuracy did not move.
+
+Algorithms are TRL's GRPOTrainer with its loss variants (grpo, dr_grpo, dapo, bnpo) or RLOOTrainer.
+Prompts are our chat format (lab/chat_format.render, user turn = the question) passed as text; we check
+that TRL's tokenization of that text gives exactly render()'s ids, and make `<|im_end|>` an eos so a
+completion ends where the engine would stop it (TRL decodes completions without special tokens for the
+rewards). Before and after training, greedy accuracy on a fixed set of held-out problems is measured with
+our engine and the same verifier, so arms are comparable.
+
+The TRL core (load_policy, check_settings, check_prompts, train_policy) is shared with RLHF (lab/train/rlhf.py):
+only the prompts, the rewards and the summary differ between the two.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lab.errors import LabError
+from lab.runs import Run, write_json
+
+# Each variant is a set of TRL config fields; rloo is its own trainer.
+ALGOS = {
+    "grpo": {"loss_type": "grpo", "scale_rewards": "group"},
+    "dr_grpo": {"loss_type": "dr_grpo", "scale_rewards": "none"},  # Dr. GRPO: no length or std normalisation
+    "dapo": {"loss_type": "dapo", "epsilon_high": 0.28, "mask_truncated_completions": True},  # clip-higher
+    "bnpo": {"loss_type": "bnpo"},
+    "rloo": {},
+}
+EVAL_SEED = 1234  # the held-out eval set is fixed, whatever the training seed, so arms see the same problems
+
+
+@dataclass
+class RLSettings:
+    algo: str = "dr_grpo"  # grpo | dr_grpo | dapo | bnpo | rloo
+    steps: int = 120  # ~1.3 s a step on 2 free CPU cores with the tiny model
+    lr: float = 1e-4  # SFT's is 1e-3; on tiny, 3e-4 and 5e-4 gained no more reward, with 2-4x the KL
+    num_generations: int = 8  # samples per prompt: the group the advantage is computed in
+    batch_size: int = 32  # completions per step (batch_size / num_generations prompts)
+    temperature: float = 0.7  # at 1.0 the tiny model's samples are far worse than its greedy answers
+    max_completion_length: int = 128  # band 2 arithmetic solutions are ~75 tokens; cut-off answers earn nothing
+    beta: float = 0.01  # KL to the source model; > 0 loads a reference model (LoRA: the adapter is switched off)
+    rewards: tuple[str, ...] = ("correctness", "format")
+    reward_weights: tuple[float, ...] = (1.0, 0.1)
+    lora_r: int = 0  # 0 = full fine-tune
+    lora_alpha: int = 16
+    # the task sft-math practises to partial competence (tiny: sft-idk 0.5% greedy, sft-math 16%); band 2
+    # has ~1,200 distinct held-out questions built from the same column steps: a gain there is skill, not recall
+    tasks: tuple[str, ...] = ("arithmetic",)
+    bands: tuple[int, ...] = (2,)
+    train_problems: int = 2000
+    eval_problems: int = 300  # distinct held-out questions, graded greedily before and after
+    eval_samples: int = 4  # and this many answers each at `temperature` (0 = greedy only): a finer paired measure
+    eval_every: int = 0  # also grade the held-out set every this many steps (0 = before and after only)
+    log_every: int = 1
+    ckpt_every: int = 50
+    seed: int = 0
+    use_vllm: bool = False  # GPU only: TRL's colocated vLLM generation, when vllm is installed
+
+
+def chat_prompts(tokenizer, questions: list[str]) -> list[tuple[str, list[int]]]:
+    """(text, ids) of each question as a user turn in our chat format, ready for the assistant's answer."""
+    from lab.model.chat_format import render
+    from lab.model.tokenizer import decode_ids
+
+    out = []
+    for q in questions:
+        ids, _ = render(tokenizer, [{"role": "user", "content": q}], add_generation_prompt=True)
+        out.append((decode_ids(tokenizer, ids), ids))
+    return out
+
+
+def _prompts(tokenizer, problems) -> list[tuple[str, list[int]]]:
+    return chat_prompts(tokenizer, [p.question for p in problems])
+
+
+def eval_problems(settings: RLSettings):
+    """The fixed held-out set: distinct questions (band 1 repeats a lot), first come first kept."""
+    from tasks.math import MathConfig, generate
+
+    pool = generate(MathConfig(seed=EVAL_SEED, tasks=tuple(settings.tasks), bands=tuple(settings.bands)),
+                    4 * settings.eval_problems, split="heldout")
+    seen, out = set(), []
+    for p in pool:
+        if p.question not in seen and len(out) < settings.eval_problems:
+            seen.add(p.question)
+            out.append(p)
+    return out
+
+
+def _answers(model, tokenizer, problems, max_new_tokens: int, temperature: float = 0.0, per_problem: int = 1,
+             seed: int | None = None, batch_size: int = 64) -> list[str]:
+    """`per_problem` answers to each problem from our engine, in order, as text. Sampled batches are seeded by
+    their position (seed + start), so every model draws with the same seeds."""
+    from lab.model.chat_format import answer_stops
+    from lab.model.engine import SamplingParams, generate  # runs under torch.no_grad
+    from lab.model.tokenizer import decode_ids
+
+    was_training = model.training
+    model.eval()
+    prompts = [ids for _, ids in _prompts(tokenizer, problems) for _ in range(per_problem)]
+    outs = []
+    for start in range(0, len(prompts), batch_size):
+        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
+                                stop_token_ids=answer_stops(tokenizer), seed=None if seed is None else seed + start)
+        outs += generate(model, prompts[start : start + batch_size], params, pad_token_id=tokenizer.pad_token_id)
+    model.train(was_training)
+    return [decode_ids(tokenizer, o, skip_special_tokens=True) for o in outs]
+
+
+def greedy_accuracy(model, tokenizer, problems, max_new_tokens: int, batch_size: int = 64) -> dict:
+    """Greedy answers from our engine, graded by the verifier: overall, per band and per task, plus samples."""
+    from rewards.math_verify import verify_many
+
+    responses = _answers(model, tokenizer, problems, max_new_tokens, batch_size=batch_size)
+    verdicts = verify_many([(r, p.answer) for r, p in zip(responses, problems)])
+    groups: dict[str, list[bool]] = {}
+    for p, v in zip(problems, verdicts):
+        for key in ("all", f"band{p.difficulty}", p.task):
+            groups.setdefault(key, []).append(v.equivalent)
+    result = {k: {"accuracy": sum(v) / len(v), "n": len(v)} for k, v in groups.items()}
+    result["samples"] = [{"id": p.id, "question": p.question, "gold": p.answer, "response": r, "correct": v.equivalent,
+                          "reason": v.reason} for p, r, v in zip(problems, responses, verdicts)]
+    return result
+
+
+def heldout_accuracy(model, tokenizer, problems, settings) -> dict:
+    """greedy_accuracy, plus each problem's share of `eval_samples` sampled answers the verifier accepts:
+    RL changes the sampling distribution before it flips greedy answers, and a share per problem is a
+    finer paired measure than one greedy bit."""
+    from rewards.math_verify import verify_many
+
+    result = greedy_accuracy(model, tokenizer, problems, settings.max_completion_length)
+    k = settings.eval_samples
+    if k <= 0:
+        return result
+    texts = _answers(model, tokenizer, problems, settings.max_completion_length, settings.temperature,
+                     per_problem=k, seed=EVAL_SEED, batch_size=128)
+    verdicts = verify_many([(t, problems[i // k].answer) for i, t in enumerate(texts)])
+    for i, sample in enumerate(result["samples"]):
+        sample["sampled_share"] = sum(v.equivalent for v in verdicts[i * k : (i + 1) * k]) / k
+    result["sampled"] = {"accuracy": sum(s["sampled_share"] for s in result["samples"]) / len(problems), "k": k,
+                         "temperature": settings.temperature}
+    return result
+
+
+def write_heldout(out: Path, before: dict, after: dict) -> None:
+    """heldout/before.jsonl and after.jsonl: each held-out problem's grades (the samples leave the dicts)."""
+    (out / "heldout").mkdir(exist_ok=True)
+    for name, result in (("before", before), ("after", after)):
+        (out / "heldout" / f"{name}.jsonl").write_text("".join(json.dumps(s) + "\n" for s in result.pop("samples")))
+
+
+def write_log(out, history: list[dict]) -> list[dict]:
+    """logs/train.jsonl from the trainer's log history (restored from the checkpoint on resume, so complete)."""
+    rows = [dict(r) for r in history]
+    for r in rows:  # "accuracy": the share of sampled completions the verifier accepted
+        if "rewards/correctness/mean" in r:
+            r["accuracy"] = r["rewards/correctness/mean"]
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    (out / "logs" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def _eval_callback(settings: RLSettings, tokenizer, problems):
+    from transformers import TrainerCallback
+
+    class HeldoutEval(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if settings.eval_every and state.global_step % settings.eval_every == 0:
+                acc = greedy_accuracy(model, tokenizer, problems, settings.max_completion_length)
+                # log_history is saved in every checkpoint, so these rows survive a resume
+                state.log_history.append({"step": state.global_step, "heldout_accuracy": acc["all"]["accuracy"]})
+
+    return HeldoutEval()
+
+
+def _tensorboard(out) -> list:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        return [TensorBoardCallback(tb_writer=SummaryWriter(str(out / "logs" / "tensorboard")))]
+    except ImportError:  # TensorBoard is a nicety; logs/train.jsonl is the record
+        return []
+
+
+def _trainer_args(settings, out) -> dict:
+    """The config fields GRPOConfig and RLOOConfig share (settings: RLSettings or RLHFSettings)."""
+    import torch
+
+    from lab.train.trainers import activation_checkpointing
+
+    cuda = torch.cuda.is_available()
+    return dict(
+        output_dir=str(out / "trainer"), max_steps=settings.steps, learning_rate=settings.lr,
+        lr_scheduler_type="constant_with_warmup", warmup_steps=min(10, settings.steps // 10),
+        per_device_train_batch_size=settings.batch_size, num_generations=settings.num_generations,
+        max_completion_length=settings.max_completion_length, temperature=settings.temperature,
+        beta=settings.beta, reward_weights=list(settings.reward_weights),
+        logging_steps=settings.log_every, save_strategy="steps", save_steps=settings.ckpt_every, save_total_limit=1,
+        seed=settings.seed, data_seed=settings.seed, report_to="none", disable_tqdm=True,
+        bf16=cuda, use_cpu=not cuda, dataloader_num_workers=0,
+        **activation_checkpointing(False),  # TRL turns it on by default; a small model only gets slower with it
+        use_vllm=settings.use_vllm, **({"vllm_mode": "colocate"} if settings.use_vllm else {}),
+    )
+
+
+def load_policy(src):
+    """(model, tokenizer) of a causal-LM stage, made ready for TRL generation."""
+    import torch
+
+    from lab.model.chat_format import answer_stops
+    from lab.model.labgpt import LabGPTForCausalLM
+    from lab.model.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(src)
+    model = LabGPTForCausalLM.from_pretrained(src, dtype=torch.float32)
+    # TRL stops a completion at every eos the generation config lists: the chat turn ends at <|im_end|>
+    model.generation_config.eos_token_id = list(answer_stops(tokenizer))
+    return model, tokenizer
+
+
+def check_prompts(tokenizer, model, prompts: list[tuple[str, list[int]]], max_completion_length: int) -> None:
+    """TRL tokenizes text prompts itself; they must become exactly the ids SFT trained on and the engine uses,
+    and leave room for the completion in the model's context."""
+    trl_ids = tokenizer(text=[text for text, _ in prompts])["input_ids"]
+    drift = next((text for (text, ids), got in zip(prompts, trl_ids) if ids != got), None)
+    if drift is not None:
+        raise LabError(f"the tokenizer does not round-trip the chat format for prompt {drift!r}")
+    longest = max(len(ids) for _, ids in prompts)
+    if longest + max_completion_length > model.config.max_position_embeddings:
+        raise LabError(f"prompts ({longest} tokens) + rl.max_completion_length ({max_completion_length}) "
+                       f"exceed the model's context ({model.config.max_position_embeddings})")
+
+
+def check_settings(settings, n_rewards: int) -> None:
+    """The refusals every policy-gradient stage shares, before anything is written."""
+    if settings.algo not in ALGOS:
+        raise LabError(f"unknown RL algo '{settings.algo}'; valid: {', '.join(ALGOS)}")
+    if len(settings.reward_weights) != n_rewards:
+        raise LabError(f"rl has {n_rewards} rewards ({', '.join(settings.rewards)}) but "
+                       f"{len(settings.reward_weights)} reward_weights")
+    if settings.batch_size % settings.num_generations:
+        raise LabError(f"rl.batch_size ({settings.batch_size}) must be a multiple of rl.num_generations "
+                       f"({settings.num_generations}): each prompt's samples form one group")
+    if settings.use_vllm:
+        try:
+            import vllm  # noqa: F401
+        except ImportError:
+            raise LabError("rl.use_vllm=true needs the vllm package (GPU only); install it or set "
+                           "rl.use_vllm=false") from None
+
+
+def save_snapshot(model, out: Path, step: int) -> None:
+    """The policy's weights at `step` in out/snapshots/step-N (LoRA merged into a copy): one point of the
+    run's path away from its start, for experiments to evaluate afterwards (lab/experiments/rlhf_methods.py)."""
+    import copy
+
+    from lab.runs import atomic_dir
+
+    if hasattr(model, "merge_and_unload"):
+        model = copy.deepcopy(model).merge_and_unload()
+    with atomic_dir(Path(out) / "snapshots" / f"step-{step}") as tmp:
+        model.save_pretrained(tmp)
+
+
+@dataclass
+class Trained:
+    trainer: object
+    model: object  # LoRA merged in, use_cache on, saved in the stage folder
+    logs: list[dict]  # logs/train.jsonl as written
+    seconds: float
+    resumed_from: str | None  # the checkpoint this session started from
+    steps_this_session: int  # proves a rerun resumed, not restarted
+
+
+def train_policy(out, model, tokenizer, settings, dataset, reward_funcs, callbacks=(), write_logs=write_log) -> Trained:
+    """The TRL core shared by RL on math and RLHF: config, trainer, resume, train, save, logs.
+
+    `settings` is an RLSettings or anything with its trainer fields (RLHFSettings); `model` comes from
+    load_policy. The caller has checked its settings and prompts and owns the summary and COMPLETE."""
+    import trl
+    from transformers import TrainerCallback
+
+    from lab.train.trainers import lora_config, save_trained, train_resuming
+
+    peft_config = lora_config(settings.lora_r, settings.lora_alpha)
+    rloo = settings.algo == "rloo"
+    Config, Trainer = (trl.RLOOConfig, trl.RLOOTrainer) if rloo else (trl.GRPOConfig, trl.GRPOTrainer)
+    args = Config(**_trainer_args(settings, out), **ALGOS[settings.algo])
+    counter = {"steps": 0}
+
+    snapshot_every = getattr(settings, "snapshot_every", 0)
+
+    class Core(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            counter["steps"] += 1
+            if snapshot_every and state.global_step % snapshot_every == 0:
+                save_snapshot(model, out, state.global_step)
+
+        def on_log(self, args, state, control, **kwargs):
+            write_logs(out, state.log_history)  # rewritten whole each time: a live view of a long run
+
+    trainer = Trainer(model=model.train(), reward_funcs=reward_funcs, args=args, train_dataset=dataset,
+                      processing_class=tokenizer, peft_config=peft_config,
+                      callbacks=[Core(), *callbacks, *_tensorboard(out)])
+    last, seconds = train_resuming(trainer, out / "trainer")
+    trained = save_trained(trainer.model, tokenizer, out)
+    logs = write_logs(out, trainer.state.log_history)
+    return Trained(trainer, trained, logs, seconds, last, counter["steps"])
+
+
+def rl_math(run: Run, preset, settings: RLSettings, source: str = "sft-idk", out_stage: str = "rl-math") -> dict:
+    """Train `source` with RL on math into `run/<out_stage>` (a relative path such as experiments/x/arm works).
+
+    `preset` is the run's preset, passed like to every stage; the RL settings come separately so
+    experiment arms can vary them."""
+    from datasets import Dataset
+
+    from rewards.format import get_rewards
+    from tasks.math import MathConfig, generate
+
+    reward_funcs = get_rewards(list(settings.rewards))
+    check_settings(settings, len(settings.rewards))
+    src = run.require(source)
+    out = run.stage_dir(out_stage)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "COMPLETE").unlink(missing_ok=True)  # a rerun is not complete until it finishes
+    model, tokenizer = load_policy(src)
+
+    problems = generate(MathConfig(seed=settings.seed, tasks=tuple(settings.tasks), bands=tuple(settings.bands)),
+                        settings.train_problems, split="train")
+    prompts = _prompts(tokenizer, problems)
+    check_prompts(tokenizer, model, prompts, settings.max_completion_length)
+    dataset = Dataset.from_dict({"prompt": [text for text, _ in prompts], "answer": [p.answer for p in problems],
+                                 "task": [p.task for p in problems], "difficulty": [p.difficulty for p in problems]})
+    held_out = eval_problems(settings)
+    before = heldout_accuracy(model, tokenizer, held_out, settings)
+
+    done = train_policy(out, model, tokenizer, settings, dataset, reward_funcs,
+                        callbacks=[_eval_callback(settings, tokenizer, held_out)])
+    last, trainer = done.resumed_from, done.trainer
+    after = heldout_accuracy(done.model, tokenizer, held_out, settings)
+    write_heldout(out, before, after)
+    rewards = [r["reward"] for r in done.logs if "reward" in r]
+    window = max(1, min(10, len(rewards) // 4))  # single steps are noisy: average a few at each end
+    summary = {
+        "algo": settings.algo, "source": source, "steps": trainer.state.global_step,
+        "resumed_from": Path(last).name if last else None, "steps_this_session": done.steps_this_session,
+        "seconds": done.seconds, "seconds_per_step": done.seconds / max(1, done.steps_this_session),
+        "reward_first": sum(rewards[:window]) / window if rewards else None,
+        "reward_last": sum(rewards[-window:]) / window if rewards else None,
+        "heldout_before": before, "heldout_after": after, "train_problems": len(problems),
+        "settings": asdict(settings),
+    }
+    write_json(out / "summary.json", summary)
+    run.mark_complete(out_stage, {"algo": settings.algo, "steps": summary["steps"], "heldout_before":
+                                  before["all"]["accuracy"], "heldout_after": after["all"]["accuracy"]})
+    return summary

@@ -1,0 +1,145 @@
+"""Supervised fine-tuning on conversations with TRL's SFTTrainer: the base model becomes an assistant.
+
+Conversations are rendered by lab/model/chat_format.py, the same renderer the engine uses, into
+`input_ids` + `assistant_masks`; TRL turns the mask into labels, so the loss counts only what the
+assistant itself must produce (never the prompt, tool outputs, or tokens the engine forces).
+
+Two variants from the same base with the same data budget (Gekhman et al. 2024; Llama 3's recipe):
+- `sft` answers every Q&A question, including ones the base model does not know;
+- `sft-idk` first probes the base model: a question is "known" if at least `known_threshold` of
+  `probe_samples` sampled completions are correct, and unknown questions get a refusal as target.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from lab.errors import LabError
+from lab.model.chat_format import render
+from lab.progress import trainer_progress
+from lab.runs import Run, write_json
+from lab.train.trainers import activation_checkpointing, lora_config, save_trained, train_resuming
+
+VARIANTS = ("sft", "sft-idk")
+
+
+def probe_known(model, tokenizer, world, people, samples: int, temperature: float, threshold: float,
+                seed: int = 0, batch_size: int = 256) -> dict[str, dict]:
+    """For each question about `people`: the share of sampled completions of its fact prompt that are correct."""
+    from evals.knowledge import normalise
+    from lab.model.engine import SamplingParams, generate_text
+
+    items = [(q, world.fact_prompts(p, q.attribute)["corpus"]) for p in people for q in world.questions(p)]
+    prompts = [prompt for _, prompt in items for _ in range(samples)]
+    completions: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        params = SamplingParams(max_new_tokens=10, temperature=temperature, top_k=0, seed=seed + start,
+                                stop_token_ids=(tokenizer.eos_token_id,))
+        completions += generate_text(model, tokenizer, prompts[start : start + batch_size], params)
+    result = {}
+    for i, (question, _) in enumerate(items):
+        golds = [normalise(g) for g in (question.answer, *question.aliases)]
+        hits = sum(any(normalise(c).startswith(g) for g in golds) for c in completions[i * samples : (i + 1) * samples])
+        result[question.id] = {"k": question.k, "correct_share": hits / samples, "known": hits / samples >= threshold}
+    return result
+
+
+def _probe(run: Run, preset, model, tokenizer, world, out: Path) -> dict[str, dict]:
+    path = out / "probe.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    cfg = preset.sft
+    probe = probe_known(model, tokenizer, world, world.sft_people(), cfg.probe_samples, cfg.probe_temperature,
+                        cfg.known_threshold, seed=preset.seed)
+    write_json(path, probe)
+    by_k: dict[int, list[int]] = {}
+    for item in probe.values():
+        by_k.setdefault(item["k"], [0, 0])[0 if item["known"] else 1] += 1
+    write_json(out / "probe_summary.json", {str(k): {"known": v[0], "unknown": v[1]} for k, v in sorted(by_k.items())})
+    return probe
+
+
+def build_dataset(records: list[dict], tokenizer, max_length: int):
+    from datasets import Dataset
+
+    rows = {"input_ids": [], "assistant_masks": [], "length": []}
+    too_long = 0
+    for record in records:
+        ids, mask = render(tokenizer, record["messages"])
+        if len(ids) > max_length:  # never truncate silently: a cut answer teaches the wrong stop
+            too_long += 1
+            continue
+        rows["input_ids"].append(ids)
+        rows["assistant_masks"].append(mask)
+        rows["length"].append(len(ids))
+    if not rows["input_ids"]:
+        raise LabError(f"every SFT conversation is longer than sft.max_length={max_length}")
+    return Dataset.from_dict(rows), too_long
+
+
+def sft(run: Run, preset, variant: str) -> dict:
+    from trl import SFTConfig, SFTTrainer
+
+    from lab.model.labgpt import LabGPTForCausalLM
+    from lab.model.tokenizer import load_tokenizer
+    from tasks.chat import build_mixture, contamination_texts
+    from tasks.world import build_world
+
+    if variant not in VARIANTS:
+        raise LabError(f"unknown SFT variant '{variant}'; valid: {', '.join(VARIANTS)}")
+    cfg = preset.sft
+    out = run.stage_dir(variant)
+    out.mkdir(parents=True, exist_ok=True)
+    base = run.require("base")
+    tokenizer = load_tokenizer(base)
+    world = build_world(preset.data.world)
+    cuda = torch.cuda.is_available()
+    model = LabGPTForCausalLM.from_pretrained(base, dtype=torch.float32)
+
+    known = None
+    if variant == "sft-idk":
+        probe = _probe(run, preset, model.to("cuda" if cuda else "cpu").eval(), tokenizer, world, out)
+        known = {qid: item["known"] for qid, item in probe.items()}
+    records = build_mixture(world, cfg.mixture, cfg.identity, known)
+    violations = world.contamination_check(contamination_texts(records))
+    if violations:
+        raise LabError(f"SFT data mentions held-out material ({len(violations)} cases), first: {violations[0]}")
+    dataset, too_long = build_dataset(records, tokenizer, cfg.max_length)
+    refused = sum(1 for r in records if r.get("meta", {}).get("refused"))
+
+    peft_config = lora_config(cfg.lora_r, cfg.lora_alpha)
+    args = SFTConfig(
+        output_dir=str(out / "trainer"), num_train_epochs=cfg.epochs, learning_rate=cfg.lr,
+        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        lr_scheduler_type="cosine", warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in transformers 5
+        weight_decay=cfg.weight_decay,
+        logging_steps=cfg.log_every, save_strategy="steps", save_steps=cfg.ckpt_every, save_total_limit=1,
+        report_to="none", max_length=cfg.max_length, seed=preset.seed, data_seed=preset.seed,
+        bf16=cuda, use_cpu=not cuda, dataloader_num_workers=0,
+        disable_tqdm=True, train_sampling_strategy="group_by_length",  # batches of similar length: little padding
+        **activation_checkpointing(True),  # TRL's default, kept explicit: turning it off is a speed change of its own
+    )
+    trainer = SFTTrainer(model=model.train(), args=args, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=peft_config, callbacks=[trainer_progress(out / "logs", variant)])
+    _, seconds = train_resuming(trainer, out / "trainer")
+    save_trained(trainer.model, tokenizer, out)
+    logs = [r for r in trainer.state.log_history]
+    (out / "logs").mkdir(exist_ok=True)
+    (out / "logs" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
+    summary = {"variant": variant, "conversations": len(dataset), "dropped_too_long": too_long,
+               "refusal_targets": refused, "steps": trainer.state.global_step, "seconds": seconds,
+               "final_loss": next((r["loss"] for r in reversed(logs) if "loss" in r), None),
+               "lora_r": cfg.lora_r, "kinds": _count_kinds(records)}
+    write_json(out / "summary.json", summary)
+    run.mark_complete(variant, {"conversations": len(dataset), "refusal_targets": refused})
+    return summary
+
+
+def _count_kinds(records: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r["kind"]] = counts.get(r["kind"], 0) + 1
+    return counts

@@ -1,0 +1,34 @@
+"""SFT's settings (both variants, sft and sft-idk): optimisation, the knowledge probe, the data mixture
+and the assistant's identity.
+
+Torch-free, beside lab/train/sft.py (which imports torch at load), so the presets load without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tasks.chat import ChatMixture
+from tasks.identity import Identity
+
+
+@dataclass
+class SFTSettings:
+    epochs: float = 2.0
+    lr: float = 1e-3
+    batch_size: int = 32
+    grad_accum: int = 1
+    max_length: int = 384
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    log_every: int = 10
+    ckpt_every: int = 100
+    lora_r: int = 0  # 0 = full fine-tune; > 0 = LoRA of this rank (peft), merged into the saved model
+    lora_alpha: int = 16
+    # knowledge probing for sft-idk: a question is known if >= known_threshold of probe_samples are correct
+    probe_samples: int = 8
+    probe_temperature: float = 0.7
+    known_threshold: float = 0.5
+    mixture: ChatMixture = field(default_factory=lambda: ChatMixture(
+        qa=1500, math=300, spelling=300, tool_use=300, identity=150, context=200))
+    identity: Identity = field(default_factory=Identity)
