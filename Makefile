@@ -32,7 +32,7 @@ browser:
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null; }; }
 
 test: setup browser lint
-	$(PY) -m pytest -n 2 --durations=15
+	$(PY) -m pytest -n 2 --dist loadgroup --durations=15
 
 # The rules the code follows (ruff) and the one-way imports between its layers (import-linter); both
 # configured in pyproject.toml, both part of make test and so of CI.
@@ -59,14 +59,14 @@ test-latest: browser
 	.venv-latest/bin/python $(PIP) $(TORCH)
 	.venv-latest/bin/python $(PIP) --upgrade -e '.[dev]'
 	.venv-latest/bin/python -m pip list 2>/dev/null | grep -iE '^(transformers|trl|peft|accelerate|datasets) '
-	.venv-latest/bin/python -m pytest -n 2
+	.venv-latest/bin/python -m pytest -n 2 --dist loadgroup
 
 test-lowest: browser
 	rm -rf .venv-lowest && python3 -m venv .venv-lowest
 	.venv-lowest/bin/python $(PIP) $(TORCH)
 	.venv-lowest/bin/python $(PIP) -e '.[dev]' $(LOWEST)
 	.venv-lowest/bin/python -m pip list 2>/dev/null | grep -iE '^(transformers|trl) '
-	.venv-lowest/bin/python -m pytest -n 2
+	.venv-lowest/bin/python -m pytest -n 2 --dist loadgroup
 
 # A new user's first hour: a fresh clone of the committed HEAD, a fresh venv, no pip cache; both README
 # commands, timed. Nothing of this machine's .venv or pip cache can leak in.

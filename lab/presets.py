@@ -15,6 +15,7 @@ from lab.experiments.goodhart import GoodhartSettings
 from lab.experiments.math_rewards import MathRewardsSettings
 from lab.experiments.overoptimization import OveroptimizationSettings
 from lab.experiments.rlhf_methods import RLHFMethodsSettings
+from lab.experiments.scaling import ScalingSettings
 from lab.settings import apply_override, from_settings
 from lab.train.dpo import DPOSettings
 from lab.train.math_practice import MathSFTSettings
@@ -42,13 +43,6 @@ class DataSettings:
 class TokenizerSettings:
     vocab_size: int = 2048
     min_frequency: int = 2
-
-
-@dataclass
-class ScalingSettings:
-    # `lab experiment scaling`: hidden size x layers per model (heads of 32 dimensions), steps per model
-    sizes: str = "32x1,64x2,96x3,128x4,192x4"  # ~0.1M to ~2.2M parameters with the 2k vocabulary
-    steps: int = 600  # the same steps and batches for every size: fixed data
 
 
 @dataclass

@@ -15,6 +15,7 @@ import math
 import os
 
 from lab.errors import LabError
+from lab.presets import Preset
 from lab.runs import Run, read_json, write_json
 
 STAGE = "experiments/replicate"
@@ -22,7 +23,7 @@ SHARED = ("data", "tokenizer", "base", "experiments/knowledge")  # reused as the
 EVAL_STAGES = ("sft", "sft-idk")
 
 
-def replicate(run: Run, preset, seeds: int) -> list[dict]:
+def replicate(run: Run, preset: Preset, seeds: int) -> list[dict]:
     from lab.pipeline import run_pipeline
 
     if seeds < 1:

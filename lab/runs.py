@@ -54,6 +54,20 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def write_train_log(stage_dir: Path, rows: list[dict]) -> None:
+    """A stage's training log, logs/train.jsonl: one JSON object a line, written whole and atomically
+    (trainers keep their history in memory and in checkpoints, so a resumed run rewrites it complete)."""
+    path = Path(stage_dir) / "logs" / "train.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, path)
+
+
+def read_train_log(stage_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (Path(stage_dir) / "logs" / "train.jsonl").read_text().splitlines()]
+
+
 def read_json(path: Path):
     try:
         return json.loads(Path(path).read_text())
@@ -112,6 +126,14 @@ class Run:
 
     def stage_dir(self, stage: str) -> Path:
         return self.root / stage
+
+    def open_stage(self, stage: str) -> Path:
+        """The stage's folder, made if missing, and not complete until this run of it marks it so again:
+        every stage starts this way, so a rerun killed halfway is never mistaken for a finished one."""
+        out = self.stage_dir(stage)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "COMPLETE").unlink(missing_ok=True)
+        return out
 
     def is_complete(self, stage: str) -> bool:
         return (self.stage_dir(stage) / "COMPLETE").exists()

@@ -27,10 +27,14 @@ import random
 import statistics
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lab.errors import LabError
 from rewards.gold import PROMPT_TEMPLATES, GoldWeights, decode_completion, gold_score, prompt_for
 from tasks.world import World, seeded_rng
+
+if TYPE_CHECKING:  # annotations only: the presets sit above this module
+    from lab.presets import Preset
 
 COLUMNS = ("prompt", "chosen", "rejected", "gold_chosen", "gold_rejected", "person", "k")
 LABEL_MODES = ("bt", "argmax")
@@ -262,7 +266,7 @@ def load_preferences(path: Path):
     return data
 
 
-def stage_preferences(run, preset, settings, source: str, out: Path):
+def stage_preferences(run, preset: Preset, settings, source: str, out: Path):
     """The rm stage's comparisons (settings: a RewardModelSettings), sampled from `source` once and kept in
     out/preferences, so a resumed stage trains on the same ones. Returns (DatasetDict, stats)."""
     import torch

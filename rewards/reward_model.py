@@ -11,7 +11,7 @@ rank/linear correlation of proxy and gold scores on held-out answers, by a data-
 
 The RM starts from the sft-idk weights (Ouyang et al. 2022 start theirs from the SFT model: it already
 reads the chat format); the head sits on the last non-pad token. Every sequence is the conversation
-rendered by lab/chat_format.render (the answer as plain text), for training and scoring alike, so the
+rendered by lab/model/chat_format.render (the answer as plain text), for training and scoring alike, so the
 RM scores exactly the ids it learned on. The RM must share the policy's tokenizer when it scores the
 policy's text: a mismatch is refused (check_tokenizers_match).
 """

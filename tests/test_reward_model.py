@@ -7,8 +7,9 @@ import torch
 from test_pretrain import small_preset
 
 from lab.errors import LabError
+from lab.experiments.rm_scaling import data_scaling
 from lab.runs import Run
-from lab.train.reward_model import RewardModelSettings, data_scaling, train_reward_model
+from lab.train.reward_model import RewardModelSettings, train_reward_model
 from rewards import preferences
 from rewards.gold import PROMPT_TEMPLATES
 from rewards.reward_model import check_tokenizers_match, encode, load_reward_model, make_reward_fn, score
@@ -169,6 +170,24 @@ def test_the_rm_stage_trains_resumes_and_reports_gold_agreement(source, tmp_path
     model, tokenizer = load_reward_model(out, device="cpu")
     assert score(model, tokenizer, ["Tell me about Mira."], ["Got it."])[0] == pytest.approx(
         score(model, tokenizer, ["Tell me about Mira."], ["Got it."])[0])
+
+
+def test_the_rm_stage_is_the_same_whatever_the_process_drew_before(source, tmp_path, monkeypatch):
+    # The new head is initialised from the global RNG; a pipeline resumed at the rm stage has drawn other
+    # numbers before it than one run start to finish, so the stage seeds the head itself.
+    import shutil
+
+    from safetensors.torch import load_file
+
+    preset = small_preset()
+    scripted(monkeypatch, build_world(preset.data.world))
+    heads = []
+    for drawn in (1, 2):
+        run = Run(shutil.copytree(source.root, tmp_path / f"r{drawn}"))
+        torch.manual_seed(drawn)
+        train_reward_model(run, preset, RewardModelSettings(**{**FAST.__dict__, "epochs": 1}))
+        heads.append(load_file(run.stage_dir("rm") / "model.safetensors")["score.weight"])
+    assert torch.equal(heads[0], heads[1])
 
 
 def test_data_scaling_returns_one_row_per_share(source, monkeypatch):

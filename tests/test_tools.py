@@ -14,6 +14,10 @@ import pytest
 from lab.tools import TOOLS, SandboxLimits, ToolContext, calculate, lookup, run_python, run_tool, sandbox, sandbox_status
 from tasks.world import WorldConfig, build_world
 
+# RLIMIT_NPROC counts every process of the sandbox uid on the machine: the fork-bomb test run beside
+# another sandbox test in a second xdist worker can starve it of forks, so they all run on one worker.
+pytestmark = pytest.mark.xdist_group("sandbox")
+
 FAST = SandboxLimits(cpu_seconds=1, wall_seconds=2)
 STATUS = sandbox_status()
 needs_sandbox = pytest.mark.skipif(not STATUS["available"], reason=f"no python sandbox here: {STATUS['problem']}")

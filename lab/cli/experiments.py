@@ -151,25 +151,14 @@ def experiment_overoptimization(run_dir: Path = typer.Argument(..., help="a run 
 def experiment_rm_scaling(run_dir: Path = typer.Argument(..., help="a run with an rm stage, e.g. runs/tiny"),
                           fractions: str = typer.Option("0.25,0.5,1", help="shares of the training comparisons")):
     """Reward models trained on growing shares of the comparisons: held-out accuracy and gold agreement."""
-    from lab.runs import write_json
-    from lab.train.reward_model import data_scaling
-    from rewards.preferences import load_preferences
+    from lab.experiments.rm_scaling import run_rm_scaling
 
     run, preset = _open_run(run_dir)
     try:
         shares = tuple(float(f) for f in fractions.split(","))
     except ValueError:
         raise LabError(f"--fractions must be numbers like 0.25,0.5,1, got '{fractions}'") from None
-    out = run.stage_dir("experiments/rm-scaling")
-    rows = data_scaling(run.require("sft-idk"), load_preferences(run.require("rm") / "preferences"), preset.rm,
-                        out / "work", shares)
-    lines = ["| comparisons | held-out accuracy | gold agreement | Spearman |", "|---|---|---|---|"]
-    lines += [f"| {r['train_pairs']} | {r['heldout_accuracy']:.3f} | {r['gold_agreement']:.3f} | "
-              f"{r['spearman']:.3f} |" for r in rows]
-    (out / "table.md").write_text("\n".join(lines) + "\n")
-    write_json(out / "results.json", rows)
-    run.mark_complete("experiments/rm-scaling", {"rows": len(rows)})
-    console.print("\n".join(lines))
+    console.print("\n".join(run_rm_scaling(run, preset, shares)))
 
 
 @experiment_app.command("scaling")

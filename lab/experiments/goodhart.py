@@ -7,16 +7,20 @@ down (experiments/rlhf-methods). Here reward models of several sizes are trained
 (`pairs` each, rewards/preferences.py), GRPO optimises each from sft-idk with snapshots every few steps,
 and every snapshot is evaluated alike (lab/rlhf_methods.Judge: 192 fixed prompts, that RM's proxy score,
 the gold judge, KL to sft-idk). Per RM: its held-out accuracy, gold's peak along the path and the drop
-from the peak to the end, measured on prompts the peak was not chosen on (lab/rlhf_methods.turnover).
+from the peak to the end, measured on prompts the peak was not chosen on (lab/experiments/rlhf_methods.turnover).
 Writes experiments/goodhart/{results.json, table.md, goodhart.png, rm-<pairs>/, samples/}.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 from lab.errors import LabError
 from lab.runs import Run, read_json, write_json
+
+if TYPE_CHECKING:  # annotations only: the presets sit above this module
+    from lab.presets import Preset
 
 OUT = "experiments/goodhart"
 
@@ -30,7 +34,7 @@ class GoodhartSettings:
     snapshot_every: int = 10
 
 
-def run_goodhart(run: Run, preset, settings: GoodhartSettings | None = None, source: str = "sft-idk") -> dict:
+def run_goodhart(run: Run, preset: Preset, settings: GoodhartSettings | None = None, source: str = "sft-idk") -> dict:
     from lab.experiments.rlhf_methods import Judge, describe_path, judged_point
     from lab.train.reward_model import train_reward_model
     from lab.train.rlhf import rlhf

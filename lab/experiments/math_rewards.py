@@ -11,7 +11,7 @@ experiments/math-rewards/<arm>/ with the run's `rl` settings, changing one thing
                steps, learning rate and schedule, and batches sized so it trains on as many tokens as the
                baseline's sampled completions
 
-Every arm is graded greedily by the verifier on the same held-out problems (lab/rl.eval_problems), so arms
+Every arm is graded greedily by the verifier on the same held-out problems (lab/train/rl_math.eval_problems), so arms
 compare question by question: accuracy, and paired differences to the start and to the baseline. The
 verifier's correctness is logged in every RL arm (at weight 0 where it is not the reward), so the
 exact-match arm's training curve shows true accuracy too. Writes results.json, table.md, math_rewards.png.
@@ -21,9 +21,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 from lab.errors import LabError
-from lab.runs import Run, read_json, write_json
+from lab.runs import Run, read_json, read_train_log, write_json
+
+if TYPE_CHECKING:  # annotations only: the presets sit above this module
+    from lab.presets import Preset
 
 OUT = "experiments/math-rewards"
 ARMS = {  # arm -> (what it changes, RLSettings fields)
@@ -42,7 +46,7 @@ class MathRewardsSettings:
     arms: tuple[str, ...] = tuple(ARMS)
 
 
-def _arm_settings(preset, arm: str):
+def _arm_settings(preset: Preset, arm: str):
     """The baseline is the run's rl settings with correctness and format only (trackers dropped)."""
     base = replace(preset.rl, rewards=("correctness", "format"), reward_weights=(1.0, 0.1), eval_every=0)
     return replace(base, **ARMS[arm][1])
@@ -50,13 +54,13 @@ def _arm_settings(preset, arm: str):
 
 def _rl_tokens(out) -> int:
     """Completion tokens the RL arm trained on: per step, completions x their mean length."""
-    logs = [json.loads(line) for line in (out / "logs" / "train.jsonl").read_text().splitlines()]
+    logs = read_train_log(out)
     summary = read_json(out / "summary.json")
     batch = summary["settings"]["batch_size"]
     return round(sum(batch * r["completions/mean_length"] for r in logs if "completions/mean_length" in r))
 
 
-def sft_arm(run: Run, preset, rl, out_stage: str, tokens_to_match: int, source: str) -> dict:
+def sft_arm(run: Run, preset: Preset, rl, out_stage: str, tokens_to_match: int, source: str) -> dict:
     """Supervised fine-tuning on the RL arms' training problems with their worked solutions, at RL's compute:
     the same steps, learning rate and schedule, batches sized to the baseline's trained tokens."""
     from lab.model.loading import load_model_and_tokenizer
@@ -90,7 +94,7 @@ def _graded(path) -> dict[str, dict]:
     return {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
 
 
-def _grade_sampled(run: Run, preset, stage: str, which: str, model_stage: str) -> None:
+def _grade_sampled(run: Run, preset: Preset, stage: str, which: str, model_stage: str) -> None:
     """Add each problem's sampled share to heldout/<which>.jsonl when it lacks one (graded: `model_stage`)."""
     from lab.model.loading import load_model_and_tokenizer
     from lab.train.rl_math import eval_problems, heldout_accuracy
@@ -106,7 +110,7 @@ def _grade_sampled(run: Run, preset, stage: str, which: str, model_stage: str) -
     path.write_text("".join(json.dumps({**r, "sampled_share": shares[i]}) + "\n" for i, r in graded.items()))
 
 
-def run_math_rewards(run: Run, preset, settings: MathRewardsSettings | None = None, source: str = "sft-math",
+def run_math_rewards(run: Run, preset: Preset, settings: MathRewardsSettings | None = None, source: str = "sft-math",
                      out_stage: str = OUT) -> dict:
     """Train the missing arms from `source` into `out_stage`/<arm>, then grade and tabulate them all."""
     from evals.stats import mean_metric, paired_difference, proportion

@@ -25,15 +25,18 @@ held-out people, who stay unseen by every stage), so the proxy is scored off its
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lab.errors import LabError
-from lab.runs import Run, read_json, write_json
+from lab.runs import Run, read_json, read_train_log, write_json
 from lab.train.rlhf import RLHFSettings, rlhf
+
+if TYPE_CHECKING:  # annotations only: the presets sit above this module
+    from lab.presets import Preset
 
 OUT = "experiments/overoptimization"
 
@@ -151,7 +154,7 @@ def bon_people(world, rm_settings: dict, count: int, seed: int = 0) -> list[str]
     return names[:count]
 
 
-def sample_bon(run: Run, preset, settings: OveroptimizationSettings, source: str, rm_stage: str, out: Path) -> dict:
+def sample_bon(run: Run, preset: Preset, settings: OveroptimizationSettings, source: str, rm_stage: str, out: Path) -> dict:
     """The best-of-n samples, scored by proxy and gold; kept in out/bon_samples.json so a rerun reuses them."""
     from lab.model.loading import load_model_and_tokenizer
     from rewards.gold import gold_score, prompt_for
@@ -189,7 +192,7 @@ def sample_bon(run: Run, preset, settings: OveroptimizationSettings, source: str
     return result
 
 
-def train_ensemble(run: Run, preset, settings: OveroptimizationSettings, source: str, rm_stage: str, out: Path):
+def train_ensemble(run: Run, preset: Preset, settings: OveroptimizationSettings, source: str, rm_stage: str, out: Path):
     """Reward functions of RMs trained like the rm stage on its comparisons, one per seed (cached in out/)."""
     import torch
 
@@ -211,14 +214,15 @@ def train_ensemble(run: Run, preset, settings: OveroptimizationSettings, source:
     for seed in settings.ensemble_seeds:
         # the rm stage is the member with its own seed: one RM fewer to train (~100 s each on tiny)
         path = rm_dir if seed == base.seed else out / f"rm-seed{seed}"
-        if not (path / "COMPLETE").exists():
+        member = str(path.relative_to(run.root))
+        if not run.is_complete(member):
             torch.manual_seed(seed)  # the new head's initialisation
             model, tokenizer = load_reward_model(run.require(source))
             train, _ = tokenize_pairs(data["train"], tokenizer, base.max_length)
             trainer, _ = fit(model, tokenizer, train, replace(base, seed=seed), path / "trainer", save=False)
             trainer.model.save_pretrained(path)
             tokenizer.save_pretrained(path)
-            write_json(path / "COMPLETE", {"seed": seed, "steps": trainer.state.global_step})
+            run.mark_complete(member, {"seed": seed, "steps": trainer.state.global_step})
         model, tokenizer = load_reward_model(path)
         fns.append(make_reward_fn(model, tokenizer, policy_tokenizer=policy_tokenizer, name=f"rm{seed}"))
     return fns
@@ -236,10 +240,10 @@ def rl_points(logs: list[dict], smooth: int = 1) -> list[dict]:
     return out
 
 
-def _arm(run: Run, preset, settings: RLHFSettings, stage: str, source: str, rm_stage: str, proxy=None) -> dict:
+def _arm(run: Run, preset: Preset, settings: RLHFSettings, stage: str, source: str, rm_stage: str, proxy=None) -> dict:
     if not run.is_complete(stage):
         rlhf(run, preset, settings, source=source, rm_stage=rm_stage, out_stage=stage, proxy=proxy)
-    logs = [json.loads(line) for line in (run.stage_dir(stage) / "logs" / "train.jsonl").read_text().splitlines()]
+    logs = read_train_log(run.stage_dir(stage))
     return {"stage": stage, "summary": read_json(run.stage_dir(stage) / "summary.json"), "logs": logs}
 
 
@@ -287,7 +291,7 @@ def _verdict(points: list[dict], fit: dict, what: str, noise: float = 0.0) -> st
             f"gold at the end is {fell:.3f} below its best; a point's standard error is about {noise:.3f}).")
 
 
-def run_overoptimization(run: Run, preset, settings: OveroptimizationSettings | None = None, source: str = "sft-idk",
+def run_overoptimization(run: Run, preset: Preset, settings: OveroptimizationSettings | None = None, source: str = "sft-idk",
                          rm_stage: str = "rm") -> dict:
     """Best-of-n and RL against the proxy, with the gold judge watching; writes experiments/overoptimization/."""
     settings = settings or OveroptimizationSettings()
@@ -295,8 +299,7 @@ def run_overoptimization(run: Run, preset, settings: OveroptimizationSettings | 
         raise LabError(f"best-of-{max(settings.ns)} needs bon_samples >= {max(settings.ns)}, got {settings.bon_samples}")
     run.require(source)
     run.require(rm_stage)
-    out = run.stage_dir(OUT)
-    out.mkdir(parents=True, exist_ok=True)
+    out = run.open_stage(OUT)
     timings = {}
 
     t0 = time.perf_counter()

@@ -22,9 +22,13 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lab.errors import LabError
 from lab.runs import Run, read_json, write_json
+
+if TYPE_CHECKING:  # annotations only: the presets sit above this module
+    from lab.presets import Preset
 
 OUT = "experiments/rlhf-methods"
 METHODS = ("rlhf-ppo", "rlhf-grpo", "rlhf-rloo", "dpo")
@@ -134,7 +138,7 @@ class Judge:
     samples: Path
 
     @classmethod
-    def for_run(cls, run: Run, preset, settings: RLHFMethodsSettings, source: str, rm_stage: str, samples: Path):
+    def for_run(cls, run: Run, preset: Preset, settings: RLHFMethodsSettings, source: str, rm_stage: str, samples: Path):
         from lab.model.loading import load_model_and_tokenizer
         from lab.train.rlhf import rlhf_dataset
         from rewards.reward_model import check_tokenizers_match, load_reward_model
@@ -180,7 +184,7 @@ def describe_path(points: list[dict], rows: list[list[dict]]) -> dict:
     return result
 
 
-def run_rlhf_methods(run: Run, preset, settings: RLHFMethodsSettings | None = None) -> dict:
+def run_rlhf_methods(run: Run, preset: Preset, settings: RLHFMethodsSettings | None = None) -> dict:
     """The four methods' final policies and RL paths, judged alike from sft-idk. Their stages (NEEDS) must be
     complete: the pipeline runs this after them, and `lab experiment rlhf-methods` has lab.pipeline.provide
     train any that are missing."""

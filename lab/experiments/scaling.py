@@ -15,9 +15,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lab.errors import LabError
 from lab.runs import Run, read_json, write_json
+
+if TYPE_CHECKING:  # annotations only: the presets sit above this module
+    from lab.presets import Preset
+
+
+@dataclass
+class ScalingSettings:
+    # `lab experiment scaling`: hidden size x layers per model (heads of 32 dimensions), steps per model
+    sizes: str = "32x1,64x2,96x3,128x4,192x4"  # ~0.1M to ~2.2M parameters with the 2k vocabulary
+    steps: int = 600  # the same steps and batches for every size: fixed data
+
 
 STAGE = "experiments/scaling"
 
@@ -34,7 +47,7 @@ def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
     return sizes
 
 
-def size_preset(preset, hidden: int, layers: int, steps: int):
+def size_preset(preset: Preset, hidden: int, layers: int, steps: int):
     heads = hidden // 32  # key/value heads: half of them (GQA), as in the presets
     shape = dataclasses.replace(preset.model, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                                 num_key_value_heads=max(1, heads // 2), intermediate_size=0)
@@ -60,7 +73,7 @@ def fit_power_law(params: list[float], losses: list[float]) -> dict:
     return best
 
 
-def run_sweep(run: Run, preset, sizes: tuple[tuple[int, int], ...] | None = None, steps: int | None = None) -> list[dict]:
+def run_sweep(run: Run, preset: Preset, sizes: tuple[tuple[int, int], ...] | None = None, steps: int | None = None) -> list[dict]:
     """Pretrain every size (default: the preset's `scaling` settings) and write table, fit and plot."""
     from evals.knowledge import probe, summarize
     from lab.model.loading import load_model_and_tokenizer

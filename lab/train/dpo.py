@@ -5,19 +5,22 @@ the `rm` stage trained its reward model on, through TRL's DPOTrainer, from sft-i
 frozen reference. The comparison with RLHF is then on equal data: same prompts, same labels, and the
 same gold judge (the `profile` eval suite) to score both.
 
-Prompts are passed as our chat-format text (lab/chat_format.render, checked to round-trip through the
+Prompts are passed as our chat-format text (lab/model/chat_format.render, checked to round-trip through the
 tokenizer), answers as text, and the tokenizer's eos is `<|im_end|>` while training, so TRL appends
 exactly the token that ends an assistant turn.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from lab.errors import LabError
 from lab.progress import trainer_progress
-from lab.runs import Run, write_json
+from lab.runs import Run, write_json, write_train_log
+
+if TYPE_CHECKING:  # annotations only: the presets sit above this module
+    from lab.presets import Preset
 
 
 @dataclass
@@ -50,7 +53,7 @@ def _as_text(tokenizer, data):
     return out
 
 
-def dpo(run: Run, preset, settings: DPOSettings, source: str = "sft-idk", preferences: str = "rm",
+def dpo(run: Run, preset: Preset, settings: DPOSettings, source: str = "sft-idk", preferences: str = "rm",
         out_stage: str = "dpo") -> dict:
     import torch
     from trl import DPOConfig, DPOTrainer
@@ -58,33 +61,30 @@ def dpo(run: Run, preset, settings: DPOSettings, source: str = "sft-idk", prefer
     from lab.model.labgpt import LabGPTForCausalLM
     from lab.model.tokenizer import load_tokenizer
     from lab.train.memory import training_memory
-    from lab.train.trainers import activation_checkpointing, save_trained, train_resuming
+    from lab.train.trainers import common_trainer_args, save_trained, train_resuming
     from rewards.preferences import load_preferences
 
     src = run.require(source)
     data = load_preferences(run.require(preferences) / "preferences")
-    out = run.stage_dir(out_stage)
-    out.mkdir(parents=True, exist_ok=True)
+    out = run.open_stage(out_stage)
     tokenizer = load_tokenizer(src)
     train = _as_text(tokenizer, data["train"])
     training_tokenizer = load_tokenizer(src)
     training_tokenizer.eos_token = "<|im_end|>"  # what TRL appends to every answer: the end of the turn
-    cuda = torch.cuda.is_available()
     model = LabGPTForCausalLM.from_pretrained(src, dtype=torch.float32)
     args = DPOConfig(
         output_dir=str(out / "trainer"), num_train_epochs=settings.epochs, learning_rate=settings.lr,
         per_device_train_batch_size=settings.batch_size, beta=settings.beta, loss_type=[settings.loss_type],
         max_length=settings.max_length, lr_scheduler_type="cosine", warmup_steps=0.05,
         logging_steps=settings.log_every, save_strategy="steps", save_steps=settings.ckpt_every, save_total_limit=1,
-        report_to="none", seed=settings.seed, data_seed=settings.seed, bf16=cuda, use_cpu=not cuda,
-        dataloader_num_workers=0, disable_tqdm=True, **activation_checkpointing(False),
+        seed=settings.seed, data_seed=settings.seed, **common_trainer_args(checkpointing=False),
     )
     trainer = DPOTrainer(model=model.train(), args=args, train_dataset=train, processing_class=training_tokenizer,
                          callbacks=[trainer_progress(out / "logs", out_stage)])
     last, seconds = train_resuming(trainer, out / "trainer")
     save_trained(trainer.model, tokenizer, out)  # the original tokenizer, eos included
     logs = [dict(r) for r in trainer.state.log_history]
-    (out / "logs" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
+    write_train_log(out, logs)
     summary = {"source": source, "pairs": len(train), "steps": trainer.state.global_step,
                "seconds": seconds, "resumed_from": last,
                "final_loss": next((r["loss"] for r in reversed(logs) if "loss" in r), None),

@@ -14,8 +14,12 @@ The same trainer is the math-rewards grid's control arm (more SFT at RL's comput
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from lab.runs import Run, write_json
+
+if TYPE_CHECKING:  # annotations only: the presets sit above this module
+    from lab.presets import Preset
 
 
 @dataclass
@@ -37,7 +41,7 @@ def solution_records(problems) -> list[dict]:
             for p in problems]
 
 
-def replay_records(run: Run, preset, source: str, n: int, seed: int) -> list[dict]:
+def replay_records(run: Run, preset: Preset, source: str, n: int, seed: int) -> list[dict]:
     """`n` conversations of the SFT mixture `source` was trained on (sft-idk's refusals where its probe
     found the base model ignorant), drawn with `seed`."""
     import random
@@ -59,7 +63,7 @@ def answer_tokens(dataset) -> float:
     return sum(sum(m) for m in dataset["assistant_masks"]) / len(dataset)
 
 
-def train_on_records(run: Run, preset, dataset, out_stage: str, steps: int, batch_size: int, lr: float, seed: int,
+def train_on_records(run: Run, preset: Preset, dataset, out_stage: str, steps: int, batch_size: int, lr: float, seed: int,
                      source: str, log_every: int, ckpt_every: int) -> dict:
     """SFT of `source` on a build_dataset dataset (loss on the answers only) into `out_stage`: constant
     learning rate after 10% warm-up (at most 10 steps), as the RL stages. Resumes from its last checkpoint.
@@ -70,21 +74,18 @@ def train_on_records(run: Run, preset, dataset, out_stage: str, steps: int, batc
     from lab.model.labgpt import LabGPTForCausalLM
     from lab.model.tokenizer import load_tokenizer
     from lab.progress import trainer_progress
-    from lab.train.trainers import activation_checkpointing, save_trained, train_resuming
+    from lab.train.trainers import common_trainer_args, save_trained, train_resuming
 
     src = run.require(source)
-    out = run.stage_dir(out_stage)
-    out.mkdir(parents=True, exist_ok=True)
+    out = run.open_stage(out_stage)
     tokenizer = load_tokenizer(src)
-    cuda = torch.cuda.is_available()
     model = LabGPTForCausalLM.from_pretrained(src, dtype=torch.float32)
     args = SFTConfig(
         output_dir=str(out / "trainer"), max_steps=steps, learning_rate=lr,
         lr_scheduler_type="constant_with_warmup", warmup_steps=min(10, steps // 10),
         per_device_train_batch_size=batch_size, logging_steps=log_every, save_strategy="steps",
-        save_steps=ckpt_every, save_total_limit=1, report_to="none", max_length=preset.sft.max_length,
-        seed=seed, data_seed=seed, bf16=cuda, use_cpu=not cuda, dataloader_num_workers=0, disable_tqdm=True,
-        **activation_checkpointing(True),  # TRL's default, kept explicit: turning it off is a speed change of its own
+        save_steps=ckpt_every, save_total_limit=1, max_length=preset.sft.max_length, seed=seed, data_seed=seed,
+        **common_trainer_args(checkpointing=True),  # TRL's default, kept explicit: turning it off changes speed
     )
     trainer = SFTTrainer(model=model.train(), args=args, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=[trainer_progress(out / "logs", out_stage)])
@@ -94,7 +95,7 @@ def train_on_records(run: Run, preset, dataset, out_stage: str, steps: int, batc
             "tokens_trained": round(steps * batch_size * answer_tokens(dataset)), "seconds": seconds}
 
 
-def math_sft(run: Run, preset, settings: MathSFTSettings, source: str = "sft-idk", out_stage: str = "sft-math") -> dict:
+def math_sft(run: Run, preset: Preset, settings: MathSFTSettings, source: str = "sft-idk", out_stage: str = "sft-math") -> dict:
     """The sft-math stage: `settings.problems` training problems of the given tasks and bands, each seen
     once, with `settings.replay` of the source's SFT conversations mixed in."""
     from lab.model.tokenizer import load_tokenizer

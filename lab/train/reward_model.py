@@ -1,6 +1,6 @@
 """Training the proxy reward model (the rm stage): TRL's RewardTrainer on gold-labelled comparisons, and
 how good a stand-in it is (held-out pairwise accuracy, agreement and correlation with the gold judge),
-by the number of comparisons too (the data-scaling table of `lab experiment rm-scaling`).
+by the number of comparisons too (the data-scaling table, lab/experiments/rm_scaling.py).
 
 The RM starts from the sft-idk weights; scoring and loading are rewards/reward_model.py, so RL stages
 and experiments read rewards without importing this trainer. Run: `lab pipeline` (stage rm).
@@ -14,10 +14,14 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lab.errors import LabError
-from lab.runs import Run, write_json
+from lab.runs import Run, write_json, write_train_log
 from rewards.reward_model import check_tokenizers_match, encode, load_reward_model, score
+
+if TYPE_CHECKING:  # annotations only: the presets sit above this module
+    from lab.presets import Preset
 
 
 @dataclass
@@ -69,23 +73,20 @@ def tokenize_pairs(rows, tokenizer, max_length: int):
 
 def fit(model, tokenizer, train, settings: RewardModelSettings, output_dir: Path, save: bool = True):
     """Train `model` on the tokenized pairs with RewardTrainer; resumes from output_dir's last checkpoint."""
-    import torch
     from transformers import PrinterCallback
     from trl import RewardConfig, RewardTrainer
 
     from lab.runs import last_trainer_checkpoint
-    from lab.train.trainers import activation_checkpointing
+    from lab.train.trainers import common_trainer_args
 
-    cuda = torch.cuda.is_available()
     args = RewardConfig(
         output_dir=str(output_dir), num_train_epochs=settings.epochs, learning_rate=settings.lr,
         per_device_train_batch_size=settings.batch_size, gradient_accumulation_steps=settings.grad_accum,
         lr_scheduler_type="cosine", warmup_steps=settings.warmup_ratio, weight_decay=settings.weight_decay,
         center_rewards_coefficient=settings.center_rewards or None, max_length=settings.max_length,
         logging_steps=settings.log_every, save_strategy="steps" if save else "no", save_steps=settings.ckpt_every,
-        save_total_limit=1, report_to="none", seed=settings.seed, data_seed=settings.seed, bf16=cuda, use_cpu=not cuda,
-        dataloader_num_workers=0, disable_tqdm=True,
-        **activation_checkpointing(False),  # TRL turns it on by default; a small model only gets slower with it
+        save_total_limit=1, seed=settings.seed, data_seed=settings.seed,
+        **common_trainer_args(checkpointing=False),  # TRL turns it on by default; a small model only gets slower
     )
     trainer = RewardTrainer(model=model.train(), args=args, train_dataset=train, processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)  # the lab keeps its own logs (logs/train.jsonl)
@@ -129,20 +130,21 @@ def evaluate(model, tokenizer, data, batch_size: int = 64) -> dict:
     }
 
 
-def train_reward_model(run: Run, preset, settings: RewardModelSettings, source: str = "sft-idk",
+def train_reward_model(run: Run, preset: Preset, settings: RewardModelSettings, source: str = "sft-idk",
                        out_stage: str = "rm") -> dict:
     """The `rm` stage: sample and label comparisons from `source`, train the RM from `source`'s weights."""
     from lab.model.tokenizer import load_tokenizer
     from rewards.preferences import stage_preferences
 
     src = run.require(source)
-    out = run.stage_dir(out_stage)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "COMPLETE").unlink(missing_ok=True)  # a rerun is not complete until it finishes
+    out = run.open_stage(out_stage)
     data, pref_stats = stage_preferences(run, preset, settings, source, out)
     if not len(data["train"]) or not len(data["test"]):
         raise LabError(f"the preference data has {len(data['train'])} training and {len(data['test'])} held-out pairs; "
                        "both are needed (raise rm.pairs, or move rm.heldout_share away from 0 and 1)")
+    import torch
+
+    torch.manual_seed(settings.seed)  # the new head's initialisation: not whatever the process drew before
     model, tokenizer = load_reward_model(src)
     check_tokenizers_match(tokenizer, load_tokenizer(src))
     train, too_long = tokenize_pairs(data["train"], tokenizer, settings.max_length)
@@ -153,8 +155,7 @@ def train_reward_model(run: Run, preset, settings: RewardModelSettings, source: 
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     logs = [dict(r) for r in trainer.state.log_history]
-    (out / "logs").mkdir(exist_ok=True)
-    (out / "logs" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
+    write_train_log(out, logs)
     summary = {"source": source, "train_pairs": len(train), "dropped_too_long": too_long,
                "steps": trainer.state.global_step, "seconds": seconds, "resumed_from": resumed_from,
                "train": evaluate(model, tokenizer, data["train"]), "heldout": evaluate(model, tokenizer, data["test"]),
@@ -163,28 +164,3 @@ def train_reward_model(run: Run, preset, settings: RewardModelSettings, source: 
     run.mark_complete(out_stage, {"heldout_accuracy": summary["heldout"]["accuracy"],
                                   "gold_agreement": summary["heldout"]["gold_agreement"]})
     return summary
-
-
-def data_scaling(init_path, data, settings: RewardModelSettings, workdir: Path,
-                 fractions: tuple[float, ...] = (0.25, 0.5, 1.0)) -> list[dict]:
-    """Held-out quality of RMs trained on nested shares of the training comparisons (one row per share).
-
-    Trains len(fractions) RMs from `init_path` (slow: about the rm stage's training time each)."""
-    import random
-
-    rows = []
-    shuffled = list(data["train"])
-    random.Random(settings.seed).shuffle(shuffled)  # nested: the 25% set is inside the 50% set
-    for fraction in fractions:
-        if not 0 < fraction <= 1:
-            raise LabError(f"data-scaling fractions must be in (0, 1], got {fraction}")
-        model, tokenizer = load_reward_model(init_path)
-        train, _ = tokenize_pairs(shuffled[: max(1, round(fraction * len(shuffled)))], tokenizer, settings.max_length)
-        t0 = time.perf_counter()
-        trainer, _ = fit(model, tokenizer, train, settings, Path(workdir) / f"fraction-{fraction:g}", save=False)
-        heldout = evaluate(trainer.model, tokenizer, data["test"])
-        rows.append({"fraction": fraction, "train_pairs": len(train), "steps": trainer.state.global_step,
-                     "seconds": time.perf_counter() - t0, "heldout_accuracy": heldout["accuracy"],
-                     "gold_agreement": heldout["gold_agreement"], "spearman": heldout["spearman"],
-                     "pearson": heldout["pearson"]})
-    return rows

@@ -13,13 +13,13 @@ competence was ~5% (band 1 of every task, when SFT spread 300 problems over all 
 training reward on the few hundred distinct band-1 questions while held-out accuracy did not move.
 
 Algorithms are TRL's GRPOTrainer with its loss variants (grpo, dr_grpo, dapo, bnpo) or RLOOTrainer.
-Prompts are our chat format (lab/chat_format.render, user turn = the question) passed as text; we check
+Prompts are our chat format (lab/model/chat_format.render, user turn = the question) passed as text; we check
 that TRL's tokenization of that text gives exactly render()'s ids, and make `<|im_end|>` an eos so a
 completion ends where the engine would stop it (TRL decodes completions without special tokens for the
 rewards). Before and after training, greedy accuracy on a fixed set of held-out problems is measured with
 our engine and the same verifier, so arms are comparable.
 
-The TRL core (load_policy, check_settings, check_prompts, train_policy) is shared with RLHF (lab/train/rlhf.py):
+The TRL core (load_policy, check_rl_settings, check_prompts, train_policy) is shared with RLHF (lab/train/rlhf.py):
 only the prompts, the rewards and the summary differ between the two.
 """
 
@@ -28,9 +28,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lab.errors import LabError
-from lab.runs import Run, write_json
+from lab.runs import Run, write_json, write_train_log
+
+if TYPE_CHECKING:  # annotations only: rlhf builds on this module, the presets sit above both
+    from lab.presets import Preset
+    from lab.train.rlhf import RLHFSettings
 
 # Each variant is a set of TRL config fields; rloo is its own trainer.
 ALGOS = {
@@ -170,8 +175,7 @@ def write_log(out, history: list[dict]) -> list[dict]:
     for r in rows:  # "accuracy": the share of sampled completions the verifier accepted
         if "rewards/correctness/mean" in r:
             r["accuracy"] = r["rewards/correctness/mean"]
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    (out / "logs" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_train_log(out, rows)
     return rows
 
 
@@ -200,11 +204,8 @@ def _tensorboard(out) -> list:
 
 def _trainer_args(settings, out) -> dict:
     """The config fields GRPOConfig and RLOOConfig share (settings: RLSettings or RLHFSettings)."""
-    import torch
+    from lab.train.trainers import common_trainer_args
 
-    from lab.train.trainers import activation_checkpointing
-
-    cuda = torch.cuda.is_available()
     return dict(
         output_dir=str(out / "trainer"), max_steps=settings.steps, learning_rate=settings.lr,
         lr_scheduler_type="constant_with_warmup", warmup_steps=min(10, settings.steps // 10),
@@ -212,9 +213,8 @@ def _trainer_args(settings, out) -> dict:
         max_completion_length=settings.max_completion_length, temperature=settings.temperature,
         beta=settings.beta, reward_weights=list(settings.reward_weights),
         logging_steps=settings.log_every, save_strategy="steps", save_steps=settings.ckpt_every, save_total_limit=1,
-        seed=settings.seed, data_seed=settings.seed, report_to="none", disable_tqdm=True,
-        bf16=cuda, use_cpu=not cuda, dataloader_num_workers=0,
-        **activation_checkpointing(False),  # TRL turns it on by default; a small model only gets slower with it
+        seed=settings.seed, data_seed=settings.seed,
+        **common_trainer_args(checkpointing=False),  # TRL turns it on by default; a small model only gets slower
         use_vllm=settings.use_vllm, **({"vllm_mode": "colocate"} if settings.use_vllm else {}),
     )
 
@@ -247,7 +247,7 @@ def check_prompts(tokenizer, model, prompts: list[tuple[str, list[int]]], max_co
                        f"exceed the model's context ({model.config.max_position_embeddings})")
 
 
-def check_settings(settings, n_rewards: int) -> None:
+def check_rl_settings(settings, n_rewards: int) -> None:
     """The refusals every policy-gradient stage shares, before anything is written."""
     if settings.algo not in ALGOS:
         raise LabError(f"unknown RL algo '{settings.algo}'; valid: {', '.join(ALGOS)}")
@@ -279,7 +279,7 @@ def save_snapshot(model, out: Path, step: int) -> None:
 
 
 @dataclass
-class Trained:
+class TrainedPolicy:
     trainer: object
     model: object  # LoRA merged in, use_cache on, saved in the stage folder
     logs: list[dict]  # logs/train.jsonl as written
@@ -288,11 +288,13 @@ class Trained:
     steps_this_session: int  # proves a rerun resumed, not restarted
 
 
-def train_policy(out, model, tokenizer, settings, dataset, reward_funcs, callbacks=(), write_logs=write_log) -> Trained:
-    """The TRL core shared by RL on math and RLHF: config, trainer, resume, train, save, logs.
+def train_policy(out, model, tokenizer, settings: RLSettings | RLHFSettings, dataset, reward_funcs, callbacks=(),
+                 write_logs=write_log, snapshot_every: int = 0) -> TrainedPolicy:
+    """The TRL core shared by RL on math and RLHF: config, trainer, resume, train, save, logs; the policy is
+    kept every `snapshot_every` steps (snapshots/step-N, 0 = never: RLHF measures its KL path so).
 
-    `settings` is an RLSettings or anything with its trainer fields (RLHFSettings); `model` comes from
-    load_policy. The caller has checked its settings and prompts and owns the summary and COMPLETE."""
+    `model` comes from load_policy. The caller has checked its settings and prompts and owns the summary
+    and COMPLETE."""
     import trl
     from transformers import TrainerCallback
 
@@ -304,7 +306,6 @@ def train_policy(out, model, tokenizer, settings, dataset, reward_funcs, callbac
     args = Config(**_trainer_args(settings, out), **ALGOS[settings.algo])
     counter = {"steps": 0}
 
-    snapshot_every = getattr(settings, "snapshot_every", 0)
 
     class Core(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kwargs):
@@ -321,10 +322,10 @@ def train_policy(out, model, tokenizer, settings, dataset, reward_funcs, callbac
     last, seconds = train_resuming(trainer, out / "trainer")
     trained = save_trained(trainer.model, tokenizer, out)
     logs = write_logs(out, trainer.state.log_history)
-    return Trained(trainer, trained, logs, seconds, last, counter["steps"])
+    return TrainedPolicy(trainer, trained, logs, seconds, last, counter["steps"])
 
 
-def rl_math(run: Run, preset, settings: RLSettings, source: str = "sft-idk", out_stage: str = "rl-math") -> dict:
+def rl_math(run: Run, preset: Preset, settings: RLSettings, source: str = "sft-idk", out_stage: str = "rl-math") -> dict:
     """Train `source` with RL on math into `run/<out_stage>` (a relative path such as experiments/x/arm works).
 
     `preset` is the run's preset, passed like to every stage; the RL settings come separately so
@@ -335,11 +336,9 @@ def rl_math(run: Run, preset, settings: RLSettings, source: str = "sft-idk", out
     from tasks.math import MathConfig, generate
 
     reward_funcs = get_rewards(list(settings.rewards))
-    check_settings(settings, len(settings.rewards))
+    check_rl_settings(settings, len(settings.rewards))
     src = run.require(source)
-    out = run.stage_dir(out_stage)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "COMPLETE").unlink(missing_ok=True)  # a rerun is not complete until it finishes
+    out = run.open_stage(out_stage)
     model, tokenizer = load_policy(src)
 
     problems = generate(MathConfig(seed=settings.seed, tasks=tuple(settings.tasks), bands=tuple(settings.bands)),

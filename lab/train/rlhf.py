@@ -11,25 +11,28 @@ TRL logs KL as a mean per token; the over-optimization curves need it per answer
 whole sequences), so each log row also gets kl_seq = kl x mean completion length, an estimate good
 enough to place the points. KL is only measured with beta > 0 (TRL then keeps a reference model).
 
-The trainer core (config, resume, save, logs) is lab/rl.train_policy, shared with RL on math.
+The trainer core (config, resume, save, logs) is lab/train/rl_math.train_policy, shared with RL on math.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lab.errors import LabError
-from lab.runs import Run, write_json
+from lab.runs import Run, write_json, write_train_log
 from lab.train.memory import training_memory
 from lab.train.rl_math import (
     chat_prompts,
     check_prompts,
-    check_settings,
+    check_rl_settings,
     load_policy,
     train_policy,
 )
+
+if TYPE_CHECKING:  # annotations only: the presets sit above this module
+    from lab.presets import Preset
 
 
 @dataclass
@@ -77,8 +80,7 @@ def write_rlhf_log(out, history: list[dict]) -> list[dict]:
             r["length"] = r.get("completions/mean_length")
             if "kl" in r and r["length"] is not None:
                 r["kl_seq"] = r["kl"] * r["length"]
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    (out / "logs" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_train_log(out, rows)
     return rows
 
 
@@ -91,7 +93,7 @@ def ends(values: list[float]) -> tuple[float | None, float | None]:
     return sum(values[:window]) / window, sum(values[-window:]) / window
 
 
-def rlhf(run: Run, preset, settings: RLHFSettings, source: str = "sft-idk", rm_stage: str = "rm",
+def rlhf(run: Run, preset: Preset, settings: RLHFSettings, source: str = "sft-idk", rm_stage: str = "rm",
          out_stage: str = "rlhf-grpo", proxy=None) -> dict:
     """Optimise `source` against the `rm_stage` reward model into `run/<out_stage>`.
 
@@ -105,7 +107,7 @@ def rlhf(run: Run, preset, settings: RLHFSettings, source: str = "sft-idk", rm_s
     )
     from tasks.world import build_world
 
-    check_settings(settings, len(settings.rewards))
+    check_rl_settings(settings, len(settings.rewards))
     if tuple(settings.rewards) != ("proxy", "gold"):
         raise LabError(f"rlhf.rewards is fixed to ('proxy', 'gold'), got {settings.rewards}")
     src = run.require(source)
@@ -123,12 +125,11 @@ def rlhf(run: Run, preset, settings: RLHFSettings, source: str = "sft-idk", rm_s
         check_tokenizers_match(load_tokenizer(rm_dir), tokenizer)
     dataset, prompts = rlhf_dataset(world, tokenizer, settings.seed)
     check_prompts(tokenizer, model, prompts, settings.max_completion_length)
-    out = run.stage_dir(out_stage)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "COMPLETE").unlink(missing_ok=True)  # a rerun is not complete until it finishes
+    out = run.open_stage(out_stage)
 
     gold = gold_reward_fn(world, tokenizer=tokenizer)  # reads completion_ids: special tokens and cut-offs cost
-    done = train_policy(out, model, tokenizer, settings, dataset, [proxy, gold], write_logs=write_rlhf_log)
+    done = train_policy(out, model, tokenizer, settings, dataset, [proxy, gold], write_logs=write_rlhf_log,
+                        snapshot_every=settings.snapshot_every)
     steps = [r for r in done.logs if "proxy" in r]
     proxy_first, proxy_last = ends([r["proxy"] for r in steps])
     gold_first, gold_last = ends([r["gold"] for r in steps])

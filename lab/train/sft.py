@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from lab.errors import LabError
 from lab.model.chat_format import render
 from lab.progress import trainer_progress
-from lab.runs import Run, write_json
-from lab.train.trainers import activation_checkpointing, lora_config, save_trained, train_resuming
+from lab.runs import Run, write_json, write_train_log
+from lab.train.trainers import common_trainer_args, lora_config, save_trained, train_resuming
+
+if TYPE_CHECKING:  # annotations only: the presets sit above this module
+    from lab.presets import Preset
 
 VARIANTS = ("sft", "sft-idk")
 
@@ -47,7 +51,7 @@ def probe_known(model, tokenizer, world, people, samples: int, temperature: floa
     return result
 
 
-def _probe(run: Run, preset, model, tokenizer, world, out: Path) -> dict[str, dict]:
+def _probe(run: Run, preset: Preset, model, tokenizer, world, out: Path) -> dict[str, dict]:
     path = out / "probe.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -80,7 +84,7 @@ def build_dataset(records: list[dict], tokenizer, max_length: int):
     return Dataset.from_dict(rows), too_long
 
 
-def sft(run: Run, preset, variant: str) -> dict:
+def sft(run: Run, preset: Preset, variant: str) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     from lab.model.labgpt import LabGPTForCausalLM
@@ -91,8 +95,7 @@ def sft(run: Run, preset, variant: str) -> dict:
     if variant not in VARIANTS:
         raise LabError(f"unknown SFT variant '{variant}'; valid: {', '.join(VARIANTS)}")
     cfg = preset.sft
-    out = run.stage_dir(variant)
-    out.mkdir(parents=True, exist_ok=True)
+    out = run.open_stage(variant)
     base = run.require("base")
     tokenizer = load_tokenizer(base)
     world = build_world(preset.data.world)
@@ -117,18 +120,16 @@ def sft(run: Run, preset, variant: str) -> dict:
         lr_scheduler_type="cosine", warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in transformers 5
         weight_decay=cfg.weight_decay,
         logging_steps=cfg.log_every, save_strategy="steps", save_steps=cfg.ckpt_every, save_total_limit=1,
-        report_to="none", max_length=cfg.max_length, seed=preset.seed, data_seed=preset.seed,
-        bf16=cuda, use_cpu=not cuda, dataloader_num_workers=0,
-        disable_tqdm=True, train_sampling_strategy="group_by_length",  # batches of similar length: little padding
-        **activation_checkpointing(True),  # TRL's default, kept explicit: turning it off is a speed change of its own
+        max_length=cfg.max_length, seed=preset.seed, data_seed=preset.seed,
+        train_sampling_strategy="group_by_length",  # batches of similar length: little padding
+        **common_trainer_args(checkpointing=True),  # TRL's default, kept explicit: turning it off changes speed
     )
     trainer = SFTTrainer(model=model.train(), args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=peft_config, callbacks=[trainer_progress(out / "logs", variant)])
     _, seconds = train_resuming(trainer, out / "trainer")
     save_trained(trainer.model, tokenizer, out)
     logs = [r for r in trainer.state.log_history]
-    (out / "logs").mkdir(exist_ok=True)
-    (out / "logs" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
+    write_train_log(out, logs)
     summary = {"variant": variant, "conversations": len(dataset), "dropped_too_long": too_long,
                "refusal_targets": refused, "steps": trainer.state.global_step, "seconds": seconds,
                "final_loss": next((r["loss"] for r in reversed(logs) if "loss" in r), None),

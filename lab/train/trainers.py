@@ -32,6 +32,17 @@ def activation_checkpointing(enabled: bool) -> dict:
     return {name: enabled}
 
 
+def common_trainer_args(checkpointing: bool) -> dict:
+    """The trainer-config fields every stage sets alike: bf16 on CUDA and the CPU otherwise, no reporting
+    integrations, no progress bars or dataloader workers (the lab logs and prints its own progress), and
+    activation checkpointing on or off by its current name."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return dict(report_to="none", bf16=cuda, use_cpu=not cuda, dataloader_num_workers=0, disable_tqdm=True,
+                **activation_checkpointing(checkpointing))
+
+
 def train_resuming(trainer, checkpoints: Path) -> tuple[str | None, float]:
     """Train from the last checkpoint under `checkpoints`, if any: (the checkpoint resumed from, seconds)."""
     from transformers import PrinterCallback

@@ -26,7 +26,6 @@ torch is imported inside the functions: the presets import PPOSettings at every 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -34,11 +33,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab.errors import LabError
-from lab.runs import Run, write_json
+from lab.runs import Run, write_json, write_train_log
 from lab.train.memory import peak_memory_mb, state_bytes
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only (torch loads lazily; the presets sit above the stages)
     import torch
+
+    from lab.presets import Preset
 
 
 @dataclass
@@ -151,7 +152,7 @@ def check_value_model(value_model, policy) -> None:
 
 
 @dataclass
-class Trained:
+class PPOResult:
     policy: object
     logs: list[dict]
     seconds: float
@@ -197,7 +198,7 @@ def _load_checkpoint(path: Path, settings: PPOSettings) -> dict:
     return state
 
 
-def check_settings(settings: PPOSettings) -> None:
+def check_ppo_settings(settings: PPOSettings) -> None:
     """The refusals that need no model: before anything is loaded or written."""
     if settings.batch_size % settings.minibatch_size:
         raise LabError(f"ppo.batch_size ({settings.batch_size}) must be a multiple of ppo.minibatch_size "
@@ -210,7 +211,7 @@ def check_settings(settings: PPOSettings) -> None:
 
 def train_ppo(out: Path, policy, ref_model, value_model, prompts: list[list[int]], score_fn, settings: PPOSettings,
               stop_token_ids: tuple[int, ...], pad_token_id: int, judge_fn=None, title: str = "ppo",
-              quiet: bool = False, held=()) -> Trained:
+              quiet: bool = False, held=()) -> PPOResult:
     """Train `policy` with PPO on `prompts` (token ids) for settings.steps steps, into `out`.
 
     score_fn(indices, answers) -> one reward per answer, indices into `prompts`, answers as generated ids
@@ -223,7 +224,7 @@ def train_ppo(out: Path, policy, ref_model, value_model, prompts: list[list[int]
     from lab.progress import TrainLogger
     from lab.train.rl_math import save_snapshot
 
-    check_settings(settings)
+    check_ppo_settings(settings)
     if not prompts:
         raise LabError("PPO got no prompts")
     check_value_model(value_model, policy)
@@ -241,9 +242,8 @@ def train_ppo(out: Path, policy, ref_model, value_model, prompts: list[list[int]
         value_model.load_state_dict(state["value"])
         optimizer.load_state_dict(state["optimizer"])
         kl.coef, logs, start = state["kl_coef"], state["logs"], state["step"]
-    (out / "logs").mkdir(exist_ok=True)
     # the log restarts from the checkpoint's: steps done after it (a kill) are redone, not duplicated
-    (out / "logs" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
+    write_train_log(out, logs)
     logger = TrainLogger(out / "logs", True, settings.steps, start=start, title=title, quiet=quiet)
     order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(settings.seed)).tolist()
     t0, kept = time.perf_counter(), f"the last good checkpoint (step {start}) is kept" if start else "no checkpoint yet"
@@ -263,7 +263,7 @@ def train_ppo(out: Path, policy, ref_model, value_model, prompts: list[list[int]
         logger.close()
     memory = {"state_mb": state_bytes([policy, ref_model, value_model, *held], optimizer) / 2**20,
               "peak_mb": peak_memory_mb()}
-    return Trained(policy, logs, time.perf_counter() - t0, start or None, settings.steps - start, memory)
+    return PPOResult(policy, logs, time.perf_counter() - t0, start or None, settings.steps - start, memory)
 
 
 def _ppo_step(step, policy, ref_model, value_model, optimizer, kl, prompts, order, score_fn, judge_fn, settings,
@@ -364,7 +364,7 @@ def _value_model(settings: PPOSettings, rm_dir: Path, source_dir: Path):
     return value_model.train()
 
 
-def ppo_rlhf(run: Run, preset, settings: PPOSettings, source: str = "sft-idk", rm_stage: str = "rm",
+def ppo_rlhf(run: Run, preset: Preset, settings: PPOSettings, source: str = "sft-idk", rm_stage: str = "rm",
              out_stage: str = "rlhf-ppo") -> dict:
     """PPO from `source` against the `rm_stage` reward model on the RLHF prompts, into `run/<out_stage>`."""
     import torch
@@ -378,7 +378,7 @@ def ppo_rlhf(run: Run, preset, settings: PPOSettings, source: str = "sft-idk", r
     from rewards.reward_model import check_tokenizers_match, load_reward_model, score
     from tasks.world import build_world
 
-    check_settings(settings)
+    check_ppo_settings(settings)
     src, rm_dir = run.require(source), run.require(rm_stage)
     policy, tokenizer = load_policy(src)
     rm_model, rm_tokenizer = load_reward_model(rm_dir)
@@ -395,9 +395,7 @@ def ppo_rlhf(run: Run, preset, settings: PPOSettings, source: str = "sft-idk", r
     dataset, prompts = rlhf_dataset(world, tokenizer, settings.seed)
     check_prompts(tokenizer, policy, prompts, settings.max_completion_length)
     people = dataset["person"]
-    out = run.stage_dir(out_stage)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "COMPLETE").unlink(missing_ok=True)  # a rerun is not complete until it finishes
+    out = run.open_stage(out_stage)
 
     def decoded(answers):  # special tokens kept as text, a cut-off answer marked unfinished: as for GRPO
         return [decode_completion(tokenizer, a) for a in answers]
