@@ -232,13 +232,22 @@ STAGE_NAMES = [s.name for s in STAGES]
 
 
 def provide(run: Run, preset: Preset, needs) -> None:
-    """Train whichever of the stages an experiment `needs` is not complete, with the pipeline's own stage
-    functions, so an experiment run on its own sees exactly the stages the pipeline would have made."""
+    """Train whichever of the stages an experiment `needs` is not complete, and the missing stages those
+    stand on, in pipeline order with the pipeline's own stage functions: an experiment run on its own sees
+    exactly the stages the pipeline would have made."""
     unknown = set(needs) - set(STAGE_NAMES)
     if unknown:
         raise LabError(f"unknown stage(s) {sorted(unknown)}; stages: {', '.join(STAGE_NAMES)}")
+    by_name = {stage.name: stage for stage in STAGES}
+    missing, todo = set(), list(needs)
+    while todo:
+        name = todo.pop()
+        if name not in missing and not run.is_complete(name):
+            missing.add(name)
+            todo.extend(by_name[name].parents)
     for stage in STAGES:
-        if stage.name in needs and not run.is_complete(stage.name):
+        if stage.name in missing:
+            console.print(f"  [cyan]→[/cyan] {stage.name} (needed)")
             stage.fn(run, preset)
 
 

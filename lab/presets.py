@@ -16,6 +16,7 @@ from lab.experiments.math_rewards import MathRewardsSettings
 from lab.experiments.overoptimization import OveroptimizationSettings
 from lab.experiments.rlhf_methods import RLHFMethodsSettings
 from lab.experiments.scaling import ScalingSettings
+from lab.model.tokenizer_settings import TokenizerSettings
 from lab.settings import apply_override, from_settings
 from lab.train.dpo import DPOSettings
 from lab.train.math_practice import MathSFTSettings
@@ -25,24 +26,8 @@ from lab.train.reward_model import RewardModelSettings
 from lab.train.rl_math import RLSettings
 from lab.train.rlhf import RLHFSettings
 from lab.train.sft_settings import SFTSettings
-from tasks.corpus import CorpusConfig
+from tasks.corpus import CorpusConfig, DataSettings
 from tasks.world import WorldConfig
-
-
-@dataclass
-class DataSettings:
-    # "world": the generated world corpus; "files": the user's own text (corpus_paths), e.g. `lab data` output.
-    source: str = "world"
-    corpus_paths: tuple[str, ...] = ()
-    world: WorldConfig = field(default_factory=WorldConfig)
-    # math and spelling walkthroughs join the world text (issue: the pretraining mix)
-    corpus: CorpusConfig = field(default_factory=lambda: CorpusConfig(extra_sources={"math": 300, "spelling": 300}))
-
-
-@dataclass
-class TokenizerSettings:
-    vocab_size: int = 2048
-    min_frequency: int = 2
 
 
 @dataclass

@@ -26,6 +26,7 @@ import math
 import random
 import statistics
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -276,7 +277,8 @@ def stage_preferences(run, preset: Preset, settings, source: str, out: Path):
     from tasks.world import build_world
 
     world = build_world(preset.data.world)
-    sampling = {"source": source, **{k: getattr(settings, k) for k in SAMPLING_FIELDS}}
+    chosen = asdict(settings)
+    sampling = {"source": source, **{k: chosen[k] for k in SAMPLING_FIELDS}}
     if (out / "preferences.json").exists():
         stats = read_json(out / "preferences.json")
         if stats.get("sampling") != sampling:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lab.errors import LabError
-from tasks.world import World, seeded_rng
+from tasks.world import World, WorldConfig, seeded_rng
 
 # name -> fn(n, rng) -> n documents; math and spelling walkthroughs register themselves here.
 SOURCES: dict[str, Callable[[int, random.Random], list[str]]] = {}
@@ -236,3 +236,15 @@ def load_text_files(paths: Iterable[Path]) -> list[dict]:
     if not docs:
         raise LabError("the corpus is empty: no text found in " + ", ".join(map(str, paths)))
     return docs
+
+
+@dataclass
+class DataSettings:
+    """What the data stage pretrains on (lab/pipeline.py's stage_data builds it from these)."""
+
+    # "world": the generated world corpus; "files": the user's own text (corpus_paths), e.g. `lab data` output.
+    source: str = "world"
+    corpus_paths: tuple[str, ...] = ()
+    world: WorldConfig = field(default_factory=WorldConfig)
+    # math and spelling walkthroughs join the world text (issue: the pretraining mix)
+    corpus: CorpusConfig = field(default_factory=lambda: CorpusConfig(extra_sources={"math": 300, "spelling": 300}))

@@ -15,24 +15,23 @@ rl_app = typer.Typer(no_args_is_help=True, help="RL and preference tuning on a r
 experiment_app = typer.Typer(no_args_is_help=True, help="Experiments on a run: each writes runs/<run>/experiments/<name>/.")
 
 
-def _open_run(run_dir: Path):
-    """A run and the preset it was made with (config.json), or one clear error."""
+def _open_run(run_dir: Path, needs: tuple[str, ...] = (), overrides: list[str] = ()):
+    """A run and the preset it was made with (config.json, then `overrides`), with the stages an experiment
+    `needs` provided by the pipeline (trained where missing); or one clear error. Only rlhf-methods asks
+    for stages (it compares four stages the pipeline trains); the others `require` theirs after checking
+    their own settings, so a bad setting is reported before anything trains."""
+    from lab.pipeline import provide
     from lab.presets import run_preset
     from lab.runs import Run
+    from lab.settings import apply_override
 
     run = Run.open_existing(run_dir)
     preset = run_preset(run.root)
     if preset is None:
         raise LabError(f"{run_dir}/config.json holds no preset settings")
-    return run, preset
-
-
-def _run_with_overrides(run_dir: Path, overrides: list[str]):
-    from lab.settings import apply_override
-
-    run, preset = _open_run(run_dir)
     for item in overrides:
         apply_override(preset, item)
+    provide(run, preset, needs)
     return run, preset
 
 
@@ -50,7 +49,7 @@ def rl_math_cmd(run_dir: Path = typer.Argument(..., help="a run with the source 
     """RL with the sympy verifier as reward (TRL GRPO / RLOO); prints held-out accuracy before and after."""
     from lab.train.rl_math import rl_math
 
-    run, preset = _run_with_overrides(run_dir, set)
+    run, preset = _open_run(run_dir, overrides=set)
     if algo is not None:
         preset.rl.algo = algo
     s = rl_math(run, preset, preset.rl, source=source, out_stage=out)
@@ -67,7 +66,7 @@ def rl_dpo_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage 
     """DPO (TRL DPOTrainer) on the rm stage's comparisons: preference tuning without a reward model."""
     from lab.train.dpo import dpo
 
-    run, preset = _run_with_overrides(run_dir, set)
+    run, preset = _open_run(run_dir, overrides=set)
     s = dpo(run, preset, preset.dpo, source=source, preferences="rm", out_stage=out)
     console.print(f"{out}: {s['pairs']} pairs, {s['steps']} steps in {s['seconds']:.0f} s; final loss "
                   f"{s['final_loss']:.3f}, reward accuracy {s['final_reward_accuracy']:.3f}; "
@@ -86,7 +85,7 @@ def rl_rlhf_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage
     from lab.train.ppo.loop import ppo_rlhf
     from lab.train.rlhf import rlhf
 
-    run, preset = _run_with_overrides(run_dir, set)
+    run, preset = _open_run(run_dir, overrides=set)
     if algo is not None:
         preset.rlhf.algo = algo
     stage = out or f"rlhf-{preset.rlhf.algo}"
@@ -106,7 +105,7 @@ def experiment_math_rewards(run_dir: Path = typer.Argument(..., help="a run with
     """RL on math, one change an arm (reward, format, algorithm, or SFT instead), at matched compute."""
     from lab.experiments.math_rewards import run_math_rewards
 
-    run, preset = _run_with_overrides(run_dir, set + ([f"math_rewards.arms={arms}"] if arms else []))
+    run, preset = _open_run(run_dir, overrides=set + ([f"math_rewards.arms={arms}"] if arms else []))
     run_math_rewards(run, preset, preset.math_rewards, source=source, out_stage=out)
     _show_experiment(run.stage_dir(out), "math_rewards.png")
 
@@ -114,12 +113,10 @@ def experiment_math_rewards(run_dir: Path = typer.Argument(..., help="a run with
 @experiment_app.command("rlhf-methods")
 def experiment_rlhf_methods(run_dir: Path = typer.Argument(..., help="a run with sft-idk and rm, e.g. runs/tiny"),
                             set: list[str] = SetOpt):
-    """PPO, GRPO, RLOO and DPO on the same reward model (missing stages trained), scored alike at their KL."""
+    """PPO, GRPO, RLOO and DPO on the same reward model (the pipeline trains any missing stage), scored alike at their KL."""
     from lab.experiments.rlhf_methods import NEEDS, OUT, run_rlhf_methods
-    from lab.pipeline import provide
 
-    run, preset = _run_with_overrides(run_dir, set)
-    provide(run, preset, NEEDS)
+    run, preset = _open_run(run_dir, NEEDS, overrides=set)
     run_rlhf_methods(run, preset, preset.rlhf_methods)
     _show_experiment(run.stage_dir(OUT), "rlhf_methods.png")
 
@@ -131,7 +128,7 @@ def experiment_goodhart(run_dir: Path = typer.Argument(..., help="a run with sft
     """Reward models of several sizes, GRPO against each: when does optimising the proxy turn gold down?"""
     from lab.experiments.goodhart import OUT, run_goodhart
 
-    run, preset = _run_with_overrides(run_dir, set + ([f"goodhart.pairs={pairs}"] if pairs else []))
+    run, preset = _open_run(run_dir, overrides=set + ([f"goodhart.pairs={pairs}"] if pairs else []))
     run_goodhart(run, preset, preset.goodhart)
     _show_experiment(run.stage_dir(OUT), "goodhart.png")
 
@@ -142,7 +139,7 @@ def experiment_overoptimization(run_dir: Path = typer.Argument(..., help="a run 
     """Best-of-n and RL against the proxy RM, scored by the gold judge: Gao et al.'s curves, fits, mitigations."""
     from lab.experiments.overoptimization import run_overoptimization
 
-    run, preset = _run_with_overrides(run_dir, set)
+    run, preset = _open_run(run_dir, overrides=set)
     run_overoptimization(run, preset, preset.overoptimization)
     _show_experiment(run.stage_dir("experiments/overoptimization"), "overoptimization.png")
 
@@ -153,11 +150,11 @@ def experiment_rm_scaling(run_dir: Path = typer.Argument(..., help="a run with a
     """Reward models trained on growing shares of the comparisons: held-out accuracy and gold agreement."""
     from lab.experiments.rm_scaling import run_rm_scaling
 
-    run, preset = _open_run(run_dir)
     try:
         shares = tuple(float(f) for f in fractions.split(","))
     except ValueError:
         raise LabError(f"--fractions must be numbers like 0.25,0.5,1, got '{fractions}'") from None
+    run, preset = _open_run(run_dir)
     console.print("\n".join(run_rm_scaling(run, preset, shares)))
 
 

@@ -8,6 +8,7 @@ seen; with the optimizer and RNG state in the checkpoint, its loss curve continu
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -355,8 +356,11 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
         write_samples(model.eval(), tokenizer, preset, out / "samples.jsonl")
         run.mark_complete(stage, {"final_loss": loss_value})
         result.update(summary)
-    # The DDP wrapper must go before its process group does: a Reducer freed after destroy_process_group
-    # joins gloo threads that never return (seen as a rank hanging at exit under torchrun).
-    del forward_model
+    # What holds the process group must go before the group does: a DDP Reducer freed after
+    # destroy_process_group joins gloo threads that never return (a rank hung at exit under torchrun), and
+    # FSDP's sharded module and the optimizer over its parameters, freed at interpreter exit, aborted a
+    # rank ("terminate called without an active exception").
+    del forward_model, optimizer
+    gc.collect()
     dist.close()
     return result

@@ -190,10 +190,11 @@ def _load_checkpoint(path: Path, settings: PPOSettings) -> dict:
     import torch
 
     state = torch.load(path, map_location="cpu", weights_only=False)
-    differs = [k for k, v in asdict(settings).items() if k not in _RESUMABLE and state["settings"].get(k) != v]
+    now = asdict(settings)
+    differs = [k for k, v in now.items() if k not in _RESUMABLE and state["settings"].get(k) != v]
     if differs:
         k = differs[0]
-        raise LabError(f"{path} was made with ppo.{k}={state['settings'].get(k)!r}, not {getattr(settings, k)!r}; "
+        raise LabError(f"{path} was made with ppo.{k}={state['settings'].get(k)!r}, not {now[k]!r}; "
                        "rerun with the same settings to resume, or delete the stage to start over")
     return state
 
