@@ -235,10 +235,10 @@ def provide(run: Run, preset: Preset, needs) -> None:
     """Train whichever of the stages an experiment `needs` is not complete, and the missing stages those
     stand on, in pipeline order with the pipeline's own stage functions: an experiment run on its own sees
     exactly the stages the pipeline would have made."""
-    unknown = set(needs) - set(STAGE_NAMES)
-    if unknown:
-        raise LabError(f"unknown stage(s) {sorted(unknown)}; stages: {', '.join(STAGE_NAMES)}")
     by_name = {stage.name: stage for stage in STAGES}
+    unknown = set(needs) - set(by_name)
+    if unknown:
+        raise LabError(f"unknown stage(s) {sorted(unknown)}; stages: {', '.join(by_name)}")
     missing, todo = set(), list(needs)
     while todo:
         name = todo.pop()

@@ -15,12 +15,11 @@ rl_app = typer.Typer(no_args_is_help=True, help="RL and preference tuning on a r
 experiment_app = typer.Typer(no_args_is_help=True, help="Experiments on a run: each writes runs/<run>/experiments/<name>/.")
 
 
-def _open_run(run_dir: Path, needs: tuple[str, ...] = (), overrides: list[str] = ()):
-    """A run and the preset it was made with (config.json, then `overrides`), with the stages an experiment
-    `needs` provided by the pipeline (trained where missing); or one clear error. Only rlhf-methods asks
-    for stages (it compares four stages the pipeline trains); the others `require` theirs after checking
-    their own settings, so a bad setting is reported before anything trains."""
-    from lab.pipeline import provide
+def _open_run(run_dir: Path, overrides: list[str] = ()):
+    """A run and the preset it was made with (config.json, then `overrides`), or one clear error.
+
+    Experiments then check their own settings and have lab.pipeline.provide train the stages they need
+    (their NEEDS) where missing: a bad setting is reported before anything trains."""
     from lab.presets import run_preset
     from lab.runs import Run
     from lab.settings import apply_override
@@ -31,7 +30,6 @@ def _open_run(run_dir: Path, needs: tuple[str, ...] = (), overrides: list[str] =
         raise LabError(f"{run_dir}/config.json holds no preset settings")
     for item in overrides:
         apply_override(preset, item)
-    provide(run, preset, needs)
     return run, preset
 
 
@@ -103,9 +101,12 @@ def experiment_math_rewards(run_dir: Path = typer.Argument(..., help="a run with
                             out: str = typer.Option("experiments/math-rewards", help="the experiment's folder"),
                             set: list[str] = SetOpt):
     """RL on math, one change an arm (reward, format, algorithm, or SFT instead), at matched compute."""
-    from lab.experiments.math_rewards import run_math_rewards
+    from lab.experiments.math_rewards import check_math_rewards_settings, run_math_rewards
+    from lab.pipeline import STAGE_NAMES, provide
 
     run, preset = _open_run(run_dir, overrides=set + ([f"math_rewards.arms={arms}"] if arms else []))
+    check_math_rewards_settings(preset.math_rewards)
+    provide(run, preset, (source,) if source in STAGE_NAMES else ())  # another checkpoint: it must exist
     run_math_rewards(run, preset, preset.math_rewards, source=source, out_stage=out)
     _show_experiment(run.stage_dir(out), "math_rewards.png")
 
@@ -115,8 +116,10 @@ def experiment_rlhf_methods(run_dir: Path = typer.Argument(..., help="a run with
                             set: list[str] = SetOpt):
     """PPO, GRPO, RLOO and DPO on the same reward model (the pipeline trains any missing stage), scored alike at their KL."""
     from lab.experiments.rlhf_methods import NEEDS, OUT, run_rlhf_methods
+    from lab.pipeline import provide
 
-    run, preset = _open_run(run_dir, NEEDS, overrides=set)
+    run, preset = _open_run(run_dir, overrides=set)
+    provide(run, preset, NEEDS)
     run_rlhf_methods(run, preset, preset.rlhf_methods)
     _show_experiment(run.stage_dir(OUT), "rlhf_methods.png")
 
@@ -126,9 +129,12 @@ def experiment_goodhart(run_dir: Path = typer.Argument(..., help="a run with sft
                         pairs: Optional[str] = typer.Option(None, help="comparisons per reward model, e.g. 100,200,400"),
                         set: list[str] = SetOpt):
     """Reward models of several sizes, GRPO against each: when does optimising the proxy turn gold down?"""
-    from lab.experiments.goodhart import OUT, run_goodhart
+    from lab.experiments.goodhart import NEEDS, OUT, check_goodhart_settings, run_goodhart
+    from lab.pipeline import provide
 
     run, preset = _open_run(run_dir, overrides=set + ([f"goodhart.pairs={pairs}"] if pairs else []))
+    check_goodhart_settings(preset.goodhart)
+    provide(run, preset, NEEDS)
     run_goodhart(run, preset, preset.goodhart)
     _show_experiment(run.stage_dir(OUT), "goodhart.png")
 
@@ -137,9 +143,12 @@ def experiment_goodhart(run_dir: Path = typer.Argument(..., help="a run with sft
 def experiment_overoptimization(run_dir: Path = typer.Argument(..., help="a run with sft-idk and rm, e.g. runs/tiny"),
                                 set: list[str] = SetOpt):
     """Best-of-n and RL against the proxy RM, scored by the gold judge: Gao et al.'s curves, fits, mitigations."""
-    from lab.experiments.overoptimization import run_overoptimization
+    from lab.experiments.overoptimization import NEEDS, check_overoptimization_settings, run_overoptimization
+    from lab.pipeline import provide
 
     run, preset = _open_run(run_dir, overrides=set)
+    check_overoptimization_settings(preset.overoptimization)
+    provide(run, preset, NEEDS)
     run_overoptimization(run, preset, preset.overoptimization)
     _show_experiment(run.stage_dir("experiments/overoptimization"), "overoptimization.png")
 
@@ -148,13 +157,16 @@ def experiment_overoptimization(run_dir: Path = typer.Argument(..., help="a run 
 def experiment_rm_scaling(run_dir: Path = typer.Argument(..., help="a run with an rm stage, e.g. runs/tiny"),
                           fractions: str = typer.Option("0.25,0.5,1", help="shares of the training comparisons")):
     """Reward models trained on growing shares of the comparisons: held-out accuracy and gold agreement."""
-    from lab.experiments.rm_scaling import run_rm_scaling
+    from lab.experiments.rm_scaling import NEEDS, check_fractions, run_rm_scaling
+    from lab.pipeline import provide
 
     try:
         shares = tuple(float(f) for f in fractions.split(","))
     except ValueError:
         raise LabError(f"--fractions must be numbers like 0.25,0.5,1, got '{fractions}'") from None
+    check_fractions(shares)
     run, preset = _open_run(run_dir)
+    provide(run, preset, NEEDS)
     console.print("\n".join(run_rm_scaling(run, preset, shares)))
 
 
@@ -165,10 +177,13 @@ def experiment_scaling(run_dir: Path = typer.Argument(..., help="a run with data
                        steps: Optional[int] = typer.Option(None, help="pretraining steps per size "
                                                                       "(default: the preset's scaling.steps)")):
     """Pretrain models of several sizes on the run's data: loss vs parameters and compute, recall by size."""
-    from lab.experiments.scaling import STAGE, parse_sizes, run_sweep
+    from lab.experiments.scaling import NEEDS, STAGE, parse_sizes, run_sweep
+    from lab.pipeline import provide
 
+    parsed = parse_sizes(sizes) if sizes else None
     run, preset = _open_run(run_dir)
-    run_sweep(run, preset, parse_sizes(sizes) if sizes else None, steps)
+    provide(run, preset, NEEDS)
+    run_sweep(run, preset, parsed, steps)
     console.print((run.stage_dir(STAGE) / "table.md").read_text())
     console.print(f"plot: {run.stage_dir(STAGE) / 'scaling.png'}")
 

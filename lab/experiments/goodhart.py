@@ -34,14 +34,21 @@ class GoodhartSettings:
     snapshot_every: int = 10
 
 
+NEEDS = ("sft-idk",)  # every RM's starting weights and every RL run's policy; the pipeline provides it
+
+
+def check_goodhart_settings(settings: GoodhartSettings) -> None:
+    if not settings.pairs or min(settings.pairs) < 8:
+        raise LabError(f"goodhart.pairs needs reward-model sizes of at least 8 comparisons, got {settings.pairs}")
+
+
 def run_goodhart(run: Run, preset: Preset, settings: GoodhartSettings | None = None, source: str = "sft-idk") -> dict:
     from lab.experiments.rlhf_methods import Judge, describe_path, judged_point
     from lab.train.reward_model import train_reward_model
     from lab.train.rlhf import rlhf
 
     settings = settings or GoodhartSettings()
-    if not settings.pairs or min(settings.pairs) < 8:
-        raise LabError(f"goodhart.pairs needs reward-model sizes of at least 8 comparisons, got {settings.pairs}")
+    check_goodhart_settings(settings)
     run.require(source)
     out = run.stage_dir(OUT)
     results: dict = {"settings": asdict(settings), "source": source, "rms": {}}

@@ -110,6 +110,12 @@ def _grade_sampled(run: Run, preset: Preset, stage: str, which: str, model_stage
     path.write_text("".join(json.dumps({**r, "sampled_share": shares[i]}) + "\n" for i, r in graded.items()))
 
 
+def check_math_rewards_settings(settings: MathRewardsSettings) -> None:
+    unknown = [a for a in settings.arms if a not in ARMS]
+    if unknown or not settings.arms:
+        raise LabError(f"unknown math-rewards arm(s) {unknown or '(none)'}; valid: {', '.join(ARMS)}")
+
+
 def run_math_rewards(run: Run, preset: Preset, settings: MathRewardsSettings | None = None, source: str = "sft-math",
                      out_stage: str = OUT) -> dict:
     """Train the missing arms from `source` into `out_stage`/<arm>, then grade and tabulate them all."""
@@ -117,9 +123,7 @@ def run_math_rewards(run: Run, preset: Preset, settings: MathRewardsSettings | N
     from lab.train.rl_math import rl_math
 
     settings = settings or MathRewardsSettings()
-    unknown = [a for a in settings.arms if a not in ARMS]
-    if unknown or not settings.arms:
-        raise LabError(f"unknown math-rewards arm(s) {unknown or '(none)'}; valid: {', '.join(ARMS)}")
+    check_math_rewards_settings(settings)
     arms = ["baseline", *[a for a in settings.arms if a != "baseline"]]  # the baseline sets the compute to match
     for arm in arms:
         stage = f"{out_stage}/{arm}"

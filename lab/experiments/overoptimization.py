@@ -291,12 +291,19 @@ def _verdict(points: list[dict], fit: dict, what: str, noise: float = 0.0) -> st
             f"gold at the end is {fell:.3f} below its best; a point's standard error is about {noise:.3f}).")
 
 
+NEEDS = ("sft-idk", "rm")  # the policy and the reward model it is optimised against; the pipeline provides them
+
+
+def check_overoptimization_settings(settings: OveroptimizationSettings) -> None:
+    if max(settings.ns) > settings.bon_samples:
+        raise LabError(f"best-of-{max(settings.ns)} needs bon_samples >= {max(settings.ns)}, got {settings.bon_samples}")
+
+
 def run_overoptimization(run: Run, preset: Preset, settings: OveroptimizationSettings | None = None, source: str = "sft-idk",
                          rm_stage: str = "rm") -> dict:
     """Best-of-n and RL against the proxy, with the gold judge watching; writes experiments/overoptimization/."""
     settings = settings or OveroptimizationSettings()
-    if max(settings.ns) > settings.bon_samples:
-        raise LabError(f"best-of-{max(settings.ns)} needs bon_samples >= {max(settings.ns)}, got {settings.bon_samples}")
+    check_overoptimization_settings(settings)
     run.require(source)
     run.require(rm_stage)
     out = run.open_stage(OUT)

@@ -21,6 +21,13 @@ if TYPE_CHECKING:  # annotations only: the presets sit above the experiments
     from lab.presets import Preset
 
 STAGE = "experiments/rm-scaling"
+NEEDS = ("sft-idk", "rm")  # the RMs' starting weights and the rm stage's comparisons; the pipeline provides them
+
+
+def check_fractions(fractions: tuple[float, ...]) -> None:
+    bad = [f for f in fractions if not 0 < f <= 1]
+    if bad or not fractions:
+        raise LabError(f"data-scaling fractions must be in (0, 1], got {bad[0] if bad else '(none)'}")
 
 
 def data_scaling(init_path, data, settings: RewardModelSettings, workdir: Path,
@@ -33,9 +40,8 @@ def data_scaling(init_path, data, settings: RewardModelSettings, workdir: Path,
     rows = []
     shuffled = list(data["train"])
     random.Random(settings.seed).shuffle(shuffled)  # nested: the 25% set is inside the 50% set
+    check_fractions(fractions)
     for fraction in fractions:
-        if not 0 < fraction <= 1:
-            raise LabError(f"data-scaling fractions must be in (0, 1], got {fraction}")
         torch.manual_seed(settings.seed)  # the new head's initialisation, the same for every share
         model, tokenizer = load_reward_model(init_path)
         train, _ = tokenize_pairs(shuffled[: max(1, round(fraction * len(shuffled)))], tokenizer, settings.max_length)

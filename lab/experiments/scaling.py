@@ -33,6 +33,7 @@ class ScalingSettings:
 
 
 STAGE = "experiments/scaling"
+NEEDS = ("tokenizer",)  # the run's data and its tokenizer, shared by every size; the pipeline provides them
 
 
 def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
