@@ -61,7 +61,7 @@ def tiny() -> Preset:
 
 
 def gpu() -> Preset:
-    # ~120M parameters (d=768, 12 layers, GQA 12/4), 1024-token context, 48k vocabulary.
+    # 100.7M parameters (d=768, 12 layers, GQA 12/4) at the 32k vocabulary below, 1024-token context.
     return Preset(
         name="gpu",
         data=DataSettings(world=WorldConfig(people_per_exposure=400), corpus=CorpusConfig(
