@@ -45,23 +45,23 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def write_json(path: Path, obj) -> None:
-    """Write JSON atomically: a reader never sees a half-written file."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a file atomically (a temporary beside it, then one rename): a reader never sees half of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def write_train_log(stage_dir: Path, rows: list[dict]) -> None:
     """A stage's training log, logs/train.jsonl: one JSON object a line, written whole and atomically
     (trainers keep their history in memory and in checkpoints, so a resumed run rewrites it complete)."""
-    path = Path(stage_dir) / "logs" / "train.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
+    write_text_atomic(Path(stage_dir) / "logs" / "train.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def read_train_log(stage_dir: Path) -> list[dict]:

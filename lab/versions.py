@@ -10,9 +10,9 @@ read with importlib.metadata, so the check imports no torch and `lab --help` sta
 
 from __future__ import annotations
 
-from importlib import metadata
-
 from packaging.version import InvalidVersion, Version
+
+from lab.runs import package_versions
 
 TESTED: dict[str, tuple[str, str]] = {
     "transformers": ("5.17.0", "5.24.0"),
@@ -30,19 +30,11 @@ def _release(version: str) -> tuple[int, ...]:
 
 def untested(installed: dict[str, str] | None = None) -> list[str]:
     """'transformers 5.25.0 (tested 5.17.0 to 5.24.0)' for each installed package outside its tested range."""
-    found = {}
-    for name in TESTED:
-        if installed is not None:
-            found[name] = installed.get(name)
-        else:
-            try:
-                found[name] = metadata.version(name)
-            except metadata.PackageNotFoundError:
-                found[name] = None
+    found = installed if installed is not None else package_versions()
     out = []
     for name, (low, high) in TESTED.items():
-        version = found[name]
-        if version is not None and not _release(low) <= _release(version) <= _release(high):
+        version = found.get(name, "not installed")
+        if version != "not installed" and not _release(low) <= _release(version) <= _release(high):
             out.append(f"{name} {version} (tested {low} to {high})")
     return out
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lab.model.labgpt import CACHE_FIELD
+from lab.model.labgpt import CACHE_FIELD, positions_from_mask
 
 
 @dataclass
@@ -105,7 +105,7 @@ def generate(model, prompts: list[list[int]], params: SamplingParams, pad_token_
         ids[i, prompt_len - len(p) :] = torch.tensor(p)
         key_valid[i, prompt_len - len(p) : prompt_len] = True
     ids, key_valid = ids.to(device), key_valid.to(device)
-    positions = (key_valid[:, :prompt_len].long().cumsum(-1) - 1).clamp(min=0)
+    positions = positions_from_mask(key_valid[:, :prompt_len], prompt_len)
 
     num_layers, kv_heads, head_dim = _kv_shape(model.config)
     cache = KVCache(num_layers, batch, kv_heads, head_dim, total, dtype, device)

@@ -30,4 +30,9 @@ def peak_memory_mb() -> float:
 def training_memory(trainer, held=()) -> dict:
     """Model-state memory of a TRL trainer (policy, reference if any, optimizer) plus models `held` beside it."""
     models = [trainer.model, *([trainer.ref_model] if getattr(trainer, "ref_model", None) is not None else []), *held]
-    return {"state_mb": state_bytes(models, trainer.optimizer) / 2**20, "peak_mb": peak_memory_mb()}
+    return memory_of(models, trainer.optimizer)
+
+
+def memory_of(models: list, optimizer) -> dict:
+    """The memory figure every method reports: model state in MB, and the process's peak."""
+    return {"state_mb": state_bytes(models, optimizer) / 2**20, "peak_mb": peak_memory_mb()}

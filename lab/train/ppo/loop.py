@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from lab.errors import LabError
 from lab.runs import Run, write_json, write_train_log
-from lab.train.memory import peak_memory_mb, state_bytes
+from lab.train.memory import memory_of
 
 if TYPE_CHECKING:  # annotations only (torch loads lazily; the presets sit above the stages)
     import torch
@@ -262,8 +262,7 @@ def train_ppo(out: Path, policy, ref_model, value_model, prompts: list[list[int]
                 kept = f"the last good checkpoint (step {step}) is kept"
     finally:
         logger.close()
-    memory = {"state_mb": state_bytes([policy, ref_model, value_model, *held], optimizer) / 2**20,
-              "peak_mb": peak_memory_mb()}
+    memory = memory_of([policy, ref_model, value_model, *held], optimizer)
     return PPOResult(policy, logs, time.perf_counter() - t0, start or None, settings.steps - start, memory)
 
 
