@@ -80,6 +80,16 @@ def test_bad_code_arguments_are_refused_before_running(code, message):
     assert not result.ok and result.error_kind == "bad_arguments" and message in result.output
 
 
+@needs_sandbox
+def test_the_error_is_the_exception_line_even_when_a_cut_traceback_follows_it():
+    # what a fork bomb leaves on the shared stderr: the real error, then a child killed mid-traceback
+    code = "import sys\nsys.stderr.write('BlockingIOError: [Errno 11] Resource temporarily unavailable\\n'"\
+           " 'Traceback (most recent call last):\\n  File \"<string>\", line 2, in <module>\\n')\nsys.exit(1)"
+    result = run_python(code, FAST)
+    assert (result.ok, result.error_kind) == (False, "nonzero_exit")
+    assert result.output == "BlockingIOError: [Errno 11] Resource temporarily unavailable"
+
+
 # --- sandbox: hostile code ---
 
 @needs_sandbox

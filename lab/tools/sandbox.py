@@ -47,6 +47,9 @@ mkdir -m 700 /tmp/work && chown "$2:$2" /tmp/work && cd /tmp/work
 shift 2
 "$@"
 """
+_TRACEBACK_HEADERS = ("Traceback (most recent call last):",
+                      "During handling of the above exception, another exception occurred:",
+                      "The above exception was the direct cause of the following exception:")
 _SHARED_FS = 'cd "$1" && shift 2 && "$@"'  # fallback: a host temp dir, removed by us afterwards
 
 
@@ -175,10 +178,20 @@ def _collect(proc: subprocess.Popen, limits: SandboxLimits, deadline: float) -> 
     return out, err, None
 
 
+def _error_line(stderr: str) -> str:
+    """The exception line of a traceback: the last line that is neither a frame nor a traceback header.
+
+    Processes the code forked share its stderr and are killed when the sandbox's pid 1 exits, so the stream
+    can end in the first line of a child's traceback, cut short ("Traceback (most recent call last):")."""
+    for line in reversed(stderr.splitlines()):
+        if line.strip() and not line[0].isspace() and line.strip() not in _TRACEBACK_HEADERS:
+            return line.strip()
+    return ""
+
+
 def _verdict(out: bytes, err: bytes, stop: str | None, returncode: int, limits: SandboxLimits):
     """(ok, message appended to stdout, error_kind) for a finished run."""
-    lines = err.decode("utf-8", "replace").strip().splitlines()
-    last = lines[-1].strip() if lines else ""
+    last = _error_line(err.decode("utf-8", "replace"))
     if stop == "timeout":
         return False, f"error: timed out after {limits.wall_seconds:g} s", "timeout"
     if stop == "output":
