@@ -57,6 +57,7 @@ def main() -> None:
     # imported before the hooks: what libraries say at import time is not the lab's concern
     import transformers  # noqa: F401
     import trl  # noqa: F401
+    from transformers import GenerationMixin
 
     from lab.model.engine import SamplingParams, generate
     from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
@@ -101,8 +102,11 @@ def main() -> None:
     model(ids, attention_mask=mask, labels=ids).loss.backward()
     model.eval()
     pad = tokenizer.pad_token_id
-    model.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=pad)
+    model.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=pad)  # the engine
     model.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=True, top_k=5, pad_token_id=pad)
+    # HF's own loop on labgpt (what a call the engine does not implement gets)
+    GenerationMixin.generate(model, ids, attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=pad)
+    model.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=True, repetition_penalty=1.2, pad_token_id=pad)
     generate(model, [[1, 5, 6], [1, 7]], SamplingParams(max_new_tokens=4))
 
     run = Run(Path(tempfile.mkdtemp()) / "r")

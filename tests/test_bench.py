@@ -1,5 +1,7 @@
 """`lab bench verify` measures what it says: a realistic mix, verdicts of both kinds, the hostile inputs."""
 
+import pytest
+
 from lab.experiments.bench import HOSTILE, bench_verify, verify_mix
 
 
@@ -23,3 +25,32 @@ def test_bench_generate_measures_the_engine_against_hf_generate_on_llama_and_on_
     assert set(r["tokens_per_s"]) == {"engine", "hf_generate_llama", "hf_generate_labgpt"}
     assert r["same_greedy_tokens"] == {"hf_generate_llama": True, "hf_generate_labgpt": True}
     assert r["ratio"] == r["tokens_per_s"]["engine"] / r["tokens_per_s"]["hf_generate_llama"]
+
+
+def test_the_readme_table_is_rendered_from_bench_results_and_replaces_only_its_block(tiny_model):
+    from lab.experiments.bench import (
+        PERF_BEGIN,
+        PERF_END,
+        bench_generate,
+        bench_train,
+        machine,
+        perf_rows,
+        replace_perf_block,
+    )
+    from lab.presets import get_preset
+
+    preset = get_preset("tiny", ["model.hidden_size=32", "model.num_hidden_layers=1", "pretrain.seq_len=16",
+                                 "pretrain.batch_size=2"])
+    result = {"machine": machine(), "preset": "tiny", "train": bench_train(preset, steps=5, vocab_size=97, device="cpu"),
+              "generate": {"2": bench_generate(model=tiny_model, batch=2, prompt_len=6, new_tokens=5, rounds=1, device="cpu")},
+              "verify": bench_verify(20, slowest_of=2)}
+    table = perf_rows([result])
+    assert f"{result['train']['ratio']:.2f}" in table and f"{result['generate']['2']['ratio']:.2f}" in table
+    assert result["machine"]["versions"]["torch"] in table and "identical greedy tokens" in table
+    readme = f"# lab\nbefore\n{PERF_BEGIN}\n| old | row |\n{PERF_END}\nafter\n"
+    updated = replace_perf_block(readme, table)
+    assert "| old | row |" not in updated and table in updated
+    assert updated.startswith("# lab\nbefore\n") and updated.endswith(f"{PERF_END}\nafter\n")
+    assert replace_perf_block(updated, table) == updated
+    with pytest.raises(ValueError, match="no .* block to fill"):
+        replace_perf_block("# a README without the markers\n", table)

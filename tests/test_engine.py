@@ -69,3 +69,132 @@ def test_engine_runs_transformers_llama_too(tiny_model):
 def test_prompt_longer_than_the_context_is_refused(tiny_model):
     with pytest.raises(ValueError, match="exceeds the context"):
         generate(tiny_model, [[1] * 60], SamplingParams(max_new_tokens=10))
+
+
+# --- labgpt's decode step: the model's maths in fewer ops ---
+
+def test_the_decode_step_gives_the_models_logits_with_and_without_padding(tiny_model):
+    from lab.model.decode_step import DecodeStep
+    from lab.model.engine import KVCache, _kv_shape
+
+    assert DecodeStep.supports(tiny_model)
+    for prompts in (PROMPTS, [p[:3] for p in PROMPTS]):  # padded rows, then equal lengths (no mask)
+        width = max(map(len, prompts))
+        ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        nxt = torch.tensor([11, 12, 13])
+        full_mask = torch.cat([mask, torch.ones(3, 1, dtype=mask.dtype)], 1)
+        expected = tiny_model(torch.cat([ids, nxt[:, None]], 1), attention_mask=full_mask, use_cache=False).logits[:, -1]
+        cache = KVCache(*_kv_shape(tiny_model.config)[:1], 3, *_kv_shape(tiny_model.config)[1:], width + 1,
+                        torch.float32, "cpu")
+        tiny_model(ids, attention_mask=mask, past_key_values=cache, use_cache=True)
+        cache.advance(width)
+        key_mask = full_mask.bool()[:, None, None, :] if not mask.all() else None
+        got = DecodeStep(tiny_model)(nxt, full_mask.sum(-1) - 1, cache, key_mask)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_peft_adapter_keeps_the_model_forward(tiny_model):
+    from peft import LoraConfig, get_peft_model
+
+    from lab.model.decode_step import DecodeStep
+
+    lora = get_peft_model(tiny_model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    assert not DecodeStep.supports(lora.base_model.model)
+
+
+# --- HF generate's call on the engine (what TRL's rollouts make) ---
+
+def _left_padded(prompts):
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    return ids, (torch.arange(width) >= width - torch.tensor([len(p) for p in prompts])[:, None]).long()
+
+
+def _hf(model, ids, mask, config):
+    from transformers import GenerationMixin
+
+    return GenerationMixin.generate(model, input_ids=ids, attention_mask=mask, generation_config=config)
+
+
+def test_greedy_generate_with_eos_equals_hf_generate_padding_included(tiny_model, monkeypatch):
+    from transformers import GenerationConfig
+
+    import lab.model.engine as engine
+
+    ids, mask = _left_padded(PROMPTS)
+    free = engine.generate(tiny_model, PROMPTS, SamplingParams(max_new_tokens=12))
+    config = GenerationConfig(max_new_tokens=12, do_sample=False, eos_token_id=[free[0][2], free[1][5]], pad_token_id=0)
+    calls = []
+    monkeypatch.setattr(engine, "generate", lambda *a, **k: calls.append(1) or generate(*a, **k))
+    ours = tiny_model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+    assert calls and ours.tolist() == _hf(tiny_model, ids, mask, config).tolist()
+    assert ours.shape[1] > ids.shape[1] + 3 and (ours[0, ids.shape[1] + 3 :] == 0).all()  # row 0 ended, then padding
+
+
+@pytest.mark.parametrize("sampling", [dict(temperature=0.7, top_k=0, top_p=1.0),  # TRL's defaults, rl-math's temperature
+                                      dict(temperature=1.0, top_k=20, top_p=0.9), dict(temperature=1.3, min_p=0.05)])
+def test_sampling_draws_hf_generates_tokens_from_the_same_seed(tiny_model, sampling):
+    from transformers import GenerationConfig, set_seed
+
+    # no eos anywhere (the model's generation config has one): once a row finishes, the engine drops it and
+    # HF keeps drawing for it, so the two consume the RNG differently from there on
+    tiny_model.generation_config.eos_token_id = None
+    ids, mask = _left_padded(PROMPTS)
+    config = GenerationConfig(max_new_tokens=16, do_sample=True, pad_token_id=0, **sampling)
+    set_seed(5)
+    ours = tiny_model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+    set_seed(5)
+    assert ours.tolist() == _hf(tiny_model, ids, mask, config).tolist()
+
+
+def test_the_sampled_tokens_log_probs_are_hf_generates(tiny_model):
+    """HF's processed scores (output_scores goes to HF generate) against the engine's sampling_logprobs."""
+    from transformers import GenerationConfig, set_seed
+
+    from lab.model.engine import sampling_logprobs
+
+    tiny_model.generation_config.eos_token_id = None
+    ids, mask = _left_padded(PROMPTS)
+    params = SamplingParams(max_new_tokens=8, temperature=0.8, top_k=30, top_p=0.95)
+    config = GenerationConfig(max_new_tokens=8, do_sample=True, temperature=0.8, top_k=30, top_p=0.95,
+                              pad_token_id=0, eos_token_id=None, output_scores=True, return_dict_in_generate=True)
+    set_seed(0)
+    out = tiny_model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+    seq = out.sequences
+    full_mask = torch.cat([mask, torch.ones(3, 8, dtype=mask.dtype)], 1)
+    logits = tiny_model(seq, attention_mask=full_mask, use_cache=False).logits[:, ids.shape[1] - 1 : -1]
+    for t, hf_scores in enumerate(out.scores):
+        token = seq[:, ids.shape[1] + t]
+        ours = sampling_logprobs(logits[:, t], params).gather(-1, token[:, None])
+        torch.testing.assert_close(ours, hf_scores.log_softmax(-1).gather(-1, token[:, None]), rtol=1e-4, atol=1e-4)
+        assert torch.equal(torch.isinf(sampling_logprobs(logits[:, t], params)), torch.isinf(hf_scores))
+
+
+@pytest.mark.parametrize("extra", [dict(repetition_penalty=1.3), dict(num_beams=2), dict(no_repeat_ngram_size=2),
+                                   dict(output_scores=True, return_dict_in_generate=True)])
+def test_an_option_the_engine_lacks_goes_to_hf_generate(tiny_model, monkeypatch, extra):
+    from transformers import GenerationConfig
+
+    import lab.model.engine as engine
+
+    ids, mask = _left_padded(PROMPTS)
+    config = GenerationConfig(max_new_tokens=6, do_sample=False, pad_token_id=0, **extra)
+    assert engine.hf_call_params(tiny_model, ids, mask, config) is None
+    monkeypatch.setattr(engine, "generate", lambda *a, **k: pytest.fail("the engine ran an option it lacks"))
+    ours = tiny_model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+    hf = _hf(tiny_model, ids, mask, config)
+    assert torch.equal(ours if torch.is_tensor(ours) else ours.sequences, hf if torch.is_tensor(hf) else hf.sequences)
+
+
+def test_other_arguments_and_right_padding_go_to_hf_generate(tiny_model):
+    from transformers import GenerationConfig, LogitsProcessorList
+
+    import lab.model.engine as engine
+
+    ids, mask = _left_padded(PROMPTS)
+    config = GenerationConfig(max_new_tokens=6, do_sample=False, pad_token_id=0)
+    assert engine.hf_call_params(tiny_model, ids, mask, config) is not None
+    assert engine.hf_call_params(tiny_model, ids, mask, config, logits_processor=LogitsProcessorList()) is None
+    assert engine.hf_call_params(tiny_model, ids, mask.flip(-1), config) is None  # right padding
+    assert engine.hf_call_params(tiny_model, ids, None, config) is None

@@ -95,14 +95,17 @@ def test_the_loss_is_next_token_cross_entropy_over_trained_positions(tiny_model)
 
 
 def test_hf_generate_with_cache_equals_argmax_without(tiny_model):
+    from transformers import GenerationMixin
+
     x = ids(1, 6)
-    generated = tiny_model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=8, do_sample=False,
-                                    eos_token_id=None)
     seq = x
     for _ in range(8):
         nxt = tiny_model(seq, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
         seq = torch.cat([seq, nxt], 1)
-    assert torch.equal(generated, seq)
+    # labgpt's generate (the engine takes this call) and GenerationMixin's (HF's loop and DynamicCache)
+    for generate in (tiny_model.generate, lambda *a, **k: GenerationMixin.generate(tiny_model, *a, **k)):
+        generated = generate(x, attention_mask=torch.ones_like(x), max_new_tokens=8, do_sample=False, eos_token_id=None)
+        assert torch.equal(generated, seq)
 
 
 def test_eager_attention_matches_sdpa_and_returns_weights(tiny_config):

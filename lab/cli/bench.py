@@ -40,12 +40,7 @@ def bench_generate(preset: str = PresetOpt, set: list[str] = SetOpt,
     would pick instead; goal >= 2 at batch 16), with HF generate on labgpt itself beside it."""
     from lab.experiments.bench import bench_generate as run
 
-    try:
-        sizes = [int(b) for b in batches.split(",")]
-    except ValueError:
-        raise LabError(f"--batches must be whole numbers like 1,16, got '{batches}'") from None
-    if not sizes or min(sizes) < 1:
-        raise LabError(f"--batches must be positive, got '{batches}'")
+    sizes = _batch_sizes(batches)
     loaded = None
     if model is not None:
         from lab.model.loading import load_model_and_tokenizer
@@ -59,6 +54,54 @@ def bench_generate(preset: str = PresetOpt, set: list[str] = SetOpt,
         console.print(f"  ratio engine / HF generate on Llama = {result['ratio']:.2f}  (goal >= 2); "
                       f"engine / HF generate on labgpt = {result['ratio_vs_labgpt_hf']:.2f}; "
                       f"identical greedy tokens: {result['same_greedy_tokens']}")
+
+
+@bench_app.command("all")
+def bench_all(preset: str = PresetOpt, set: list[str] = SetOpt,
+              out: Path = typer.Option(..., help="the JSON to write, e.g. reports/bench/cpu-tiny.json"),
+              batches: str = typer.Option("1,16", help="generation batch sizes"), device: str = typer.Option("auto")):
+    """Every bench (train, generate at each batch, verify) into one JSON, with the machine and versions:
+    what `lab bench table` renders into the README."""
+    from lab.experiments.bench import bench_all as run
+    from lab.runs import write_json
+
+    result = run(preset_named(preset, set), batches=_batch_sizes(batches), device=device)
+    write_json(out, result)
+    console.print(f"wrote {out}")
+
+
+@bench_app.command("table")
+def bench_table(results: list[Path] = typer.Argument(..., help="JSON files from `lab bench all` (or scripts/gpu_check.sh)"),
+                readme: Optional[Path] = typer.Option(None, help="rewrite this file's perf-table block, e.g. README.md")):
+    """Render the performance table from bench JSON files; with --readme, write it into the README."""
+    from lab.experiments.bench import perf_rows, replace_perf_block
+    from lab.runs import read_json, write_text_atomic
+
+    missing = [str(p) for p in results if not p.exists()]
+    if missing:
+        raise LabError(f"no such bench file: {', '.join(missing)}")
+    try:
+        table = perf_rows([read_json(p) for p in results])
+    except (KeyError, TypeError, ValueError) as error:  # ValueError: not JSON at all
+        raise LabError(f"not a `lab bench all` result ({error}); make one with lab bench all --out FILE") from None
+    if readme is None:
+        console.print(table)
+        return
+    try:
+        write_text_atomic(readme, replace_perf_block(readme.read_text(), table))
+    except (OSError, ValueError) as error:
+        raise LabError(str(error)) from None
+    console.print(f"updated the performance table in {readme}")
+
+
+def _batch_sizes(batches: str) -> list[int]:
+    try:
+        sizes = [int(b) for b in batches.split(",")]
+    except ValueError:
+        raise LabError(f"--batches must be whole numbers like 1,16, got '{batches}'") from None
+    if not sizes or min(sizes) < 1:
+        raise LabError(f"--batches must be positive, got '{batches}'")
+    return sizes
 
 
 @bench_app.command("verify")

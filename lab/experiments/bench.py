@@ -1,7 +1,8 @@
 """`lab bench`: speed as ratios measured in one process, so the machine's own speed cancels out.
 
 - train: labgpt vs `transformers.LlamaForCausalLM` of the same shape on the same batches (goal >= 1.0)
-- generate: our engine vs HF `generate` on the same model, batch 16 (goal >= 2)
+- generate: our engine vs HF `generate` on the exported Llama of the same weights (goal >= 2 at batch 16),
+  and vs HF generate on labgpt itself (GenerationMixin's, not labgpt's engine-backed override)
 Timed blocks alternate between the two contenders so background load hits both alike.
 """
 
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from transformers import GenerationMixin
 
 from lab.model.engine import SamplingParams, generate
 from lab.model.export import to_llama
@@ -142,8 +144,10 @@ def bench_generate(model=None, preset: Preset | None = None, batch: int = 16, pr
         return generate(model, prompts, params)
 
     def hf_generate(on):
-        return lambda: on.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                                   min_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
+        # GenerationMixin's own generate: labgpt's `generate` would hand this call to the engine
+        return lambda: GenerationMixin.generate(on, ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                                                min_new_tokens=new_tokens, do_sample=False, eos_token_id=None,
+                                                pad_token_id=0)
 
     contenders = {"engine": ours, "hf_generate_llama": hf_generate(llama), "hf_generate_labgpt": hf_generate(model)}
     engine_tokens = ours()
@@ -160,6 +164,83 @@ def bench_generate(model=None, preset: Preset | None = None, batch: int = 16, pr
     return {"device": str(dev), "batch": batch, "prompt_len": prompt_len, "new_tokens": new_tokens,
             "tokens_per_s": tps, "ratio": tps["engine"] / tps["hf_generate_llama"],
             "ratio_vs_labgpt_hf": tps["engine"] / tps["hf_generate_labgpt"], "same_greedy_tokens": same}
+
+
+# ---------------------------------------------------------------- one file of every figure, and the README's rows
+
+
+def machine() -> dict:
+    """What a figure was measured on: CPU model and cores, the GPU if any, and the versions that matter."""
+    import os
+    import platform
+    from datetime import date
+
+    from lab.runs import package_versions
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    versions = package_versions()
+    return {"date": date.today().isoformat(), "cpu": cpu, "cores": len(os.sched_getaffinity(0)),
+            "threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "versions": {name: versions.get(name) for name in ("torch", "transformers", "trl")}}
+
+
+def bench_all(preset: Preset, batches=(1, 16), train_steps: int = 20, verify_checks: int = 2000,
+              device: str = "auto") -> dict:
+    """Every `lab bench` figure in one dict (what `lab bench all --out` writes and `perf_rows` renders)."""
+    return {"machine": machine(), "preset": preset.name, "train": bench_train(preset, steps=train_steps, device=device),
+            "generate": {str(b): bench_generate(preset=preset, batch=b, device=device) for b in batches},
+            "verify": bench_verify(verify_checks)}
+
+
+def _k(value: float) -> str:
+    return f"{value / 1000:.1f}k" if value >= 1000 else f"{value:.0f}"
+
+
+def perf_rows(results: list[dict]) -> str:
+    """The README's performance table, rendered from `bench_all` results (one per machine), never typed."""
+    lines = ["| what | hardware, versions | labgpt / ours | reference | ratio | goal |", "|---|---|---|---|---|---|"]
+    for r in results:
+        m = r["machine"]
+        where = m["gpu"] or f"{m['cores']}-core CPU ({m['cpu']})"
+        versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+        hw = f"{where}, {r['preset']} preset; {versions}; {m['date']}"
+        t = r["train"]
+        tps = t["tokens_per_s"]
+        mfu = f", MFU {t['mfu']['labgpt']:.1%}" if t.get("mfu") else ""
+        lines.append(f"| training tokens/s vs `LlamaForCausalLM` of the same shape and batches ({t['parameters'] / 1e6:.1f}M "
+                     f"params, {t['batch']}×{t['seq_len']}) | {hw} | {_k(tps['labgpt'])} tok/s{mfu} | {_k(tps['llama'])} tok/s "
+                     f"| {t['ratio']:.2f} | ≥ 1.0 |")
+        for batch, g in r["generate"].items():
+            same = "identical greedy tokens" if all(g["same_greedy_tokens"].values()) else "greedy tokens DIFFER"
+            speed = g["tokens_per_s"]
+            lines.append(f"| generation tokens/s, batch {batch}, {g['prompt_len']}-token prompts, {g['new_tokens']} new "
+                         f"tokens ({same}) vs HF `generate` on the exported Llama | {hw} | {_k(speed['engine'])} tok/s "
+                         f"| {_k(speed['hf_generate_llama'])} tok/s | {g['ratio']:.2f} | {'≥ 2' if batch == '16' else ''} |")
+            lines.append(f"| the same vs HF `generate` on labgpt itself | {hw} | | {_k(speed['hf_generate_labgpt'])} tok/s "
+                         f"| {g['ratio_vs_labgpt_hf']:.2f} | |")
+        v = r.get("verify")
+        if v:
+            lines.append(f"| math verifier checks/s on one worker ({v['settled_in_process']:.0%} settled in-process), "
+                         f"slowest single check {v['slowest_s'] * 1000:.1f} ms, hostile inputs included | {hw} "
+                         f"| {v['checks_per_s_per_core']:,.0f}/s | | | ≥ 1,000/s, none > 2 s |")
+    return "\n".join(lines)
+
+
+PERF_BEGIN, PERF_END = "<!-- perf-table: generated by `lab bench table` -->", "<!-- /perf-table -->"
+
+
+def replace_perf_block(readme: str, table: str) -> str:
+    """`readme` with the text between the perf-table markers replaced by `table`."""
+    if PERF_BEGIN not in readme or PERF_END not in readme:
+        raise ValueError(f"the README has no {PERF_BEGIN} ... {PERF_END} block to fill")
+    head, rest = readme.split(PERF_BEGIN, 1)
+    return head + PERF_BEGIN + "\n" + table + "\n" + PERF_END + rest.split(PERF_END, 1)[1]
 
 
 # ---------------------------------------------------------------- verifier

@@ -1,9 +1,16 @@
-"""Batched generation with our own preallocated KV cache.
+"""Batched generation with our own preallocated KV cache, and labgpt's `generate` when TRL samples.
 
 HF `generate` is general; this loop is not: one prefill over the left-padded batch, then one token
 per step with a cache written in place, logits only for the last position, and rows that finished
-dropped from the batch. Works on any causal LM whose attention calls `cache.update(k, v, layer_idx)`
-(labgpt, and transformers' Llama).
+dropped from the batch. For labgpt each step is lab/model/decode_step.py (fused projections, fewer
+ops); any other causal LM whose attention calls `cache.update(k, v, layer_idx)` (transformers' Llama)
+runs its own forward. Sampling is transformers' own logits warpers (temperature, top-k, top-p, min-p,
+in HF's order) on fp32 logits, then `torch.multinomial`: the same distribution HF generate samples.
+
+`generate_like_hf` is what `LabGPTForCausalLM.generate` calls first: it runs HF's call (input ids,
+attention mask, a GenerationConfig, as TRL's GRPO/RLOO rollouts make it) on the engine when every
+option set is one the engine implements, and returns None otherwise, so the model falls back to HF
+generate: nothing is silently ignored.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lab.model.decode_step import DecodeStep
 from lab.model.labgpt import CACHE_FIELD, positions_from_mask
 
 
@@ -21,6 +29,7 @@ class SamplingParams:
     temperature: float = 0.0  # 0 = greedy
     top_k: int = 0  # 0 = off
     top_p: float = 1.0
+    min_p: float | None = None  # None = off
     stop_token_ids: tuple[int, ...] = ()
     seed: int | None = None
 
@@ -67,20 +76,43 @@ def _kv_shape(config):
     return config.num_hidden_layers, kv_heads, head_dim
 
 
-def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
-    if params.temperature <= 0:
-        return logits.argmax(-1)
-    logits = logits.float() / params.temperature
-    if params.top_k > 0:
-        kth = torch.topk(logits, min(params.top_k, logits.shape[-1])).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+def _warpers(params: SamplingParams):
+    """transformers' logits warpers for `params`, in the order HF generate applies them."""
+    from transformers import (
+        LogitsProcessorList,
+        MinPLogitsWarper,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    chain = LogitsProcessorList()
+    if params.temperature != 1.0:
+        chain.append(TemperatureLogitsWarper(params.temperature))
+    if params.top_k:
+        chain.append(TopKLogitsWarper(params.top_k))
     if params.top_p < 1.0:
-        sorted_logits, order = logits.sort(-1, descending=True)
-        cumulative = sorted_logits.softmax(-1).cumsum(-1)
-        # drop a token once the mass before it already reaches top_p (the top token always stays)
-        drop = (cumulative - sorted_logits.softmax(-1)) >= params.top_p
-        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-    probs = logits.softmax(-1)
+        chain.append(TopPLogitsWarper(params.top_p))
+    if params.min_p is not None:
+        chain.append(MinPLogitsWarper(params.min_p))
+    return chain
+
+
+def _warped(logits: torch.Tensor, params: SamplingParams, warpers=None) -> torch.Tensor:
+    warpers = _warpers(params) if warpers is None else warpers
+    return warpers(None, logits.float())  # these warpers never read the input ids
+
+
+def sampling_logprobs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Log-probabilities of the distribution a token is drawn from (fp32; -inf outside top-k/top-p/min-p)."""
+    return _warped(logits, params).log_softmax(-1)
+
+
+def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None,
+                warpers=None) -> torch.Tensor:
+    if params.temperature <= 0:
+        return logits.max(-1).indices  # argmax's first maximum, in half its time on CPU
+    probs = _warped(logits, params, warpers).softmax(-1)  # softmax, as HF: exp(log_softmax) rounds differently
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
@@ -112,7 +144,7 @@ def generate(model, prompts: list[list[int]], params: SamplingParams, pad_token_
     generator = None
     if params.temperature > 0 and params.seed is not None:
         generator = torch.Generator(device=device).manual_seed(params.seed)
-    stop = torch.tensor(list(params.stop_token_ids) or [-1], device=device)
+    stop = torch.tensor(list(params.stop_token_ids), dtype=torch.long, device=device)
 
     # Prefill mask: causal and key not padding; a padding query may see itself so no row is all-masked
     # (an all-masked softmax row is NaN, and NaN values leak into every later step through the cache).
@@ -125,34 +157,45 @@ def generate(model, prompts: list[list[int]], params: SamplingParams, pad_token_
     ).logits[:, -1]
     cache.advance(prompt_len)
 
-    outputs: list[list[int]] = [[] for _ in range(batch)]
+    # labgpt steps through its lean decode path; other models (transformers' Llama) through their forward
+    step = DecodeStep(model) if DecodeStep.supports(model) else None
+    warpers = _warpers(params) if params.temperature > 0 else None
+    padded = not bool(key_valid[:, :prompt_len].all())  # no padding: no row ever needs a mask
+    # Tokens go into one tensor and rows' lengths into a list: no per-token Python work beyond the step
+    tokens = torch.zeros((batch, params.max_new_tokens), dtype=torch.long, device=device)
+    lengths = [params.max_new_tokens] * batch
     alive = torch.arange(batch, device=device)  # original row of each row still generating
     last_pos = positions[:, -1]
-    for step in range(params.max_new_tokens):
-        token = sample_next(logits, params, generator)
-        for row, tok in zip(alive.tolist(), token.tolist()):
-            outputs[row].append(tok)
-        done = torch.isin(token, stop)
-        if step == params.max_new_tokens - 1:
+    for index in range(params.max_new_tokens):
+        token = sample_next(logits, params, generator, warpers)
+        tokens[alive, index] = token
+        if index == params.max_new_tokens - 1:
             break
-        if done.any():
-            keep = (~done).nonzero().squeeze(-1)
-            if keep.numel() == 0:
-                break
-            alive, token, last_pos, key_valid = alive[keep], token[keep], last_pos[keep], key_valid[keep]
-            cache.keep_rows(keep)
+        if params.stop_token_ids:
+            done = torch.isin(token, stop)
+            if done.any():
+                for row in alive[done].tolist():
+                    lengths[row] = index + 1
+                keep = (~done).nonzero().squeeze(-1)
+                if keep.numel() == 0:
+                    break
+                alive, token, last_pos, key_valid = alive[keep], token[keep], last_pos[keep], key_valid[keep]
+                cache.keep_rows(keep)
         key_valid[:, cache.length] = True
         last_pos = last_pos + 1
-        step_mask = key_valid[:, None, None, : cache.length + 1]
-        logits = model(
-            input_ids=token[:, None],
-            attention_mask=step_mask,
-            position_ids=last_pos[:, None],
-            **{CACHE_FIELD: cache},
-            use_cache=True,
-        ).logits[:, -1]
+        step_mask = key_valid[:, None, None, : cache.length + 1] if padded else None
+        if step is not None:
+            logits = step(token, last_pos, cache, step_mask)
+        else:
+            logits = model(
+                input_ids=token[:, None],
+                attention_mask=step_mask if padded else key_valid[:, : cache.length + 1],
+                position_ids=last_pos[:, None],
+                **{CACHE_FIELD: cache},
+                use_cache=True,
+            ).logits[:, -1]
         cache.advance(1)
-    return outputs
+    return [row[:n] for row, n in zip(tokens.tolist(), lengths)]
 
 
 def generate_text(model, tokenizer, texts: list[str], params: SamplingParams, add_bos: bool = True) -> list[str]:
@@ -164,6 +207,86 @@ def generate_text(model, tokenizer, texts: list[str], params: SamplingParams, ad
     outs = generate(model, prompts, params, pad_token_id=tokenizer.pad_token_id or 0)
     stops = set(params.stop_token_ids)
     return [decode_ids(tokenizer, [t for t in o if t not in stops]) for o in outs]
+
+
+# ---------------------------------------------------------------- HF generate's call, on the engine
+
+# What `generate_like_hf` does with each GenerationConfig field once resolved as HF resolves it (the call's
+# kwargs, then its generation_config, then the model's, then HF's documented defaults, below): implemented,
+# accepted at any value (they act only under beam search or compilation, which the engine never does),
+# or accepted at the values that change nothing. Any other field set, or any other argument, goes to HF.
+_IMPLEMENTED = {"max_new_tokens", "max_length", "do_sample", "temperature", "top_k", "top_p", "min_p",
+                "pad_token_id", "bos_token_id", "eos_token_id"}
+_ANY_VALUE = {"length_penalty", "early_stopping", "disable_compile", "compile_config", "transformers_version",
+              "_from_model_config", "low_memory"}
+_INERT = {"num_beams": (1,), "num_return_sequences": (1,), "repetition_penalty": (1.0,), "min_new_tokens": (0,),
+          "min_length": (0,), "typical_p": (1.0,), "no_repeat_ngram_size": (0,), "encoder_no_repeat_ngram_size": (0,),
+          "output_scores": (False,), "output_logits": (False,), "output_attentions": (False,),
+          "output_hidden_states": (False,), "return_dict_in_generate": (False,), "remove_invalid_values": (False,),
+          "use_cache": (True,), "renormalize_logits": (False, True)}  # the engine samples a normalised distribution
+# HF's defaults where neither the call nor the model sets a field (GenerationConfig's documented defaults)
+_HF_DEFAULTS = {"do_sample": False, "temperature": 1.0, "top_k": 50, "top_p": 1.0, "max_length": 20}
+
+
+def _resolved_config(model, generation_config, kwargs: dict) -> dict:
+    from transformers import GenerationConfig
+
+    layers = [kwargs, generation_config.to_dict() if generation_config is not None else {}]
+    if getattr(model, "generation_config", None) is not None:
+        layers.append(model.generation_config.to_dict())
+    layers.append(_HF_DEFAULTS)
+    fields = set(GenerationConfig().to_dict()) | {key for layer in layers for key in layer}
+    return {key: next((layer[key] for layer in layers if layer.get(key) is not None), None) for key in fields}
+
+
+def hf_call_params(model, input_ids, attention_mask, generation_config=None, **kwargs) -> SamplingParams | None:
+    """The engine's SamplingParams for an HF `generate` call, or None where the engine does not implement it."""
+    from transformers import GenerationConfig
+
+    if any(not hasattr(GenerationConfig(), key) for key in kwargs):  # streamer, logits_processor, inputs_embeds...
+        return None
+    config = _resolved_config(model, generation_config, kwargs)
+    for key, value in config.items():
+        if value is None or key in _IMPLEMENTED or key in _ANY_VALUE or value in _INERT.get(key, ()):
+            continue
+        return None
+    if input_ids is None or input_ids.dim() != 2 or attention_mask is None or attention_mask.shape != input_ids.shape:
+        return None
+    mask = attention_mask.bool()
+    if not bool(mask[:, -1].all()) or not bool((mask[:, 1:] >= mask[:, :-1]).all()):
+        return None  # left padding only, every row with a token
+    new_tokens = config["max_new_tokens"] or config["max_length"] - input_ids.shape[1]
+    sampling = bool(config["do_sample"])
+    if new_tokens <= 0 or (sampling and config["temperature"] <= 0):
+        return None  # HF's own error message
+    eos = config["eos_token_id"]
+    stops = tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (eos,))
+    return SamplingParams(max_new_tokens=int(new_tokens), temperature=float(config["temperature"]) if sampling else 0.0,
+                          top_k=int(config["top_k"]) if sampling else 0, top_p=float(config["top_p"]) if sampling else 1.0,
+                          min_p=config["min_p"] if sampling else None, stop_token_ids=tuple(int(t) for t in stops))
+
+
+def generate_like_hf(model, inputs=None, generation_config=None, **kwargs) -> torch.Tensor | None:
+    """HF `generate`'s result (prompt ids, then new ids, finished rows padded) computed by the engine, or None
+    when the call asks for something the engine does not implement. Sampling draws from torch's global RNG,
+    as HF's does, so `transformers.set_seed` (what TRL seeds with) governs it."""
+    input_ids = kwargs.pop("input_ids", inputs)
+    attention_mask = kwargs.pop("attention_mask", None)
+    params = hf_call_params(model, input_ids, attention_mask, generation_config, **kwargs)
+    if params is None:
+        return None
+    config = _resolved_config(model, generation_config, kwargs)
+    pad = config["pad_token_id"]
+    pad = pad if pad is not None else (params.stop_token_ids[0] if params.stop_token_ids else 0)
+    lengths = attention_mask.sum(-1).tolist()
+    rows = input_ids.tolist()
+    prompts = [row[len(row) - n:] for row, n in zip(rows, lengths)]
+    outputs = generate(model, prompts, params, pad_token_id=int(pad))
+    width = max(len(out) for out in outputs)
+    new = torch.full((len(outputs), width), int(pad), dtype=input_ids.dtype)
+    for i, out in enumerate(outputs):
+        new[i, : len(out)] = torch.tensor(out, dtype=input_ids.dtype)
+    return torch.cat((input_ids, new.to(input_ids.device)), dim=1)
 
 
 # ---------------------------------------------------------------- the tool loop

@@ -371,6 +371,17 @@ class LabGPTForCausalLM(LabGPTPreTrainedModel, GenerationMixin):
         )
 
 
+    def generate(self, inputs=None, generation_config=None, **kwargs):
+        """HF `generate`, run by the lab's engine when it implements every option the call sets (greedy or
+        sampling with temperature/top-k/top-p/min-p, eos, left-padded batches: what TRL's rollouts ask for),
+        by transformers' GenerationMixin otherwise. The engine's sampling is HF's warpers on the same
+        logits, so both draw the same tokens from the same seed until a row finishes (tests/test_engine.py)."""
+        from lab.model.engine import generate_like_hf  # the engine builds on this module
+
+        result = generate_like_hf(self, inputs, generation_config, **kwargs)
+        return result if result is not None else super().generate(inputs, generation_config, **kwargs)
+
+
 class LabGPTForSequenceClassification(LabGPTPreTrainedModel):
     """Scalar head on the last non-pad token: the reward model (TRL RewardTrainer, num_labels=1).
 
