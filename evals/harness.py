@@ -18,11 +18,29 @@ import json
 import random
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from evals.stats import mean_metric, paired_difference, proportion
 from evals.suites import SUITES, EvalContext, Suite, final_answer  # noqa: F401  (re-exported for callers)
 from lab.errors import LabError
+
+
+@dataclass
+class EvalSettings:
+    """The pipeline's `evals` stage: every suite in full unless cut (a quick check, e.g. the gpu preset's CPU test)."""
+    limit: int = 0  # samples per suite, drawn with the run's seed (0 = every sample)
+    max_new_tokens: int = 0  # a cap on every suite's answer length (0 = each suite's own)
+
+
+def sized(suite: Suite, settings: EvalSettings) -> Suite:
+    """The suite with its answers capped at settings.max_new_tokens (the cap is part of the cache key)."""
+    if settings.max_new_tokens < 0 or settings.limit < 0:
+        raise LabError(f"evals.limit and evals.max_new_tokens must be >= 0 (0 = no cut), got {settings.limit} and "
+                       f"{settings.max_new_tokens}")
+    if settings.max_new_tokens and settings.max_new_tokens < suite.max_new_tokens:
+        return replace(suite, max_new_tokens=settings.max_new_tokens)
+    return suite
 
 
 def resolve_suites(spec: str) -> list[Suite]:

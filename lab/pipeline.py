@@ -110,9 +110,10 @@ EVAL_SUITES = {
 
 def stage_evals(run: Run, preset: Preset) -> None:
     """The eval suites on every policy stage after base (EVAL_SUITES)."""
-    from evals.harness import SUITES, context_for, model_fingerprint, run_suite
+    from evals.harness import SUITES, context_for, model_fingerprint, run_suite, sized
     from lab.model.loading import load_model_and_tokenizer
 
+    cut = preset.evals
     summary = {}
     for stage, names in EVAL_SUITES.items():
         if not run.is_complete(stage):
@@ -120,8 +121,8 @@ def stage_evals(run: Run, preset: Preset) -> None:
         model, tokenizer = load_model_and_tokenizer(run.stage_dir(stage))
         context = context_for(run.stage_dir(stage))
         for suite in (SUITES[n] for n in names) if names else SUITES.values():
-            results = run_suite(model, tokenizer, suite, context, run.stage_dir(stage) / "evals",
-                                seed=preset.seed, model_name=f"{run.name}/{stage}",
+            results = run_suite(model, tokenizer, sized(suite, cut), context, run.stage_dir(stage) / "evals",
+                                limit=cut.limit or None, seed=preset.seed, model_name=f"{run.name}/{stage}",
                                 fingerprint=model_fingerprint(run.stage_dir(stage)))
             summary[f"{stage}/{suite.name}"] = {k: m["value"] for k, m in results["metrics"].items()}
     write_json(run.stage_dir("evals") / "summary.json", summary)

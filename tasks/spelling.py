@@ -3,6 +3,9 @@
 Words come from `wordfreq`'s English list (shipped with the package, nothing downloads), restricted to
 lowercase a-z words of 3 to 12 letters and binned by Zipf frequency: "high" (>= 5), "mid" (4 to 5) and
 "low" (3 to 4). Rare words are the interesting ones: a BPE tokenizer sees them as fewer, stranger pieces.
+Where wordfreq is not installed (its wheel is ~54 MB: a GPU machine with carried wheels, scripts/gpu_check.sh),
+the same words come from tasks/english_words.tsv, wordfreq's list written out once (`python -m tasks.spelling`
+rewrites it; tests/test_spelling_tasks.py checks the two agree).
 
 Every problem carries three renderings of the same answer in `extras`: "direct" (the bare answer),
 "steps" (spell the word out with 1-based positions, then derive; this is also `solution`) and "tool"
@@ -17,6 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from lab.errors import LabError
 from tasks.corpus import register_source
@@ -26,22 +30,47 @@ BANDS = {"high": (5.0, 99.0), "mid": (4.0, 5.0), "low": (3.0, 4.0)}  # Zipf rang
 DIFFICULTY = {"high": 1, "mid": 2, "low": 3}
 WORD_RE = re.compile(r"[a-z]{3,12}")
 ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+WORD_LIST = Path(__file__).with_name("english_words.tsv")  # wordfreq's list, for machines without wordfreq
+WORD_LIST_DEPTH = 20000  # how deep into wordfreq's list the file goes (SpellingConfig.max_words' default)
+
+
+def ranked_words(max_words: int) -> list[tuple[int, str, float]]:
+    """(rank, word, zipf) of the a-z words of 3-12 letters among the top max_words English words, most
+    frequent first: from wordfreq when installed, else from WORD_LIST (which reaches WORD_LIST_DEPTH)."""
+    try:
+        from wordfreq import top_n_list, zipf_frequency  # loads its data files; only pay for it when used
+    except ImportError:
+        if max_words > WORD_LIST_DEPTH:
+            raise LabError(f"spelling max_words={max_words} needs the wordfreq package (pip install wordfreq); "
+                           f"without it {WORD_LIST.name} holds the top {WORD_LIST_DEPTH}") from None
+        rows = (line.split("\t") for line in WORD_LIST.read_text().splitlines() if not line.startswith("#"))
+        return [(int(rank), w, float(z)) for rank, w, z in rows if int(rank) < max_words]
+    return [(rank, w, zipf_frequency(w, "en")) for rank, w in enumerate(top_n_list("en", max_words))
+            if WORD_RE.fullmatch(w)]
 
 
 @lru_cache(maxsize=8)
 def _table(max_words: int) -> dict[str, tuple[tuple[str, float], ...]]:
     """Band -> ((word, zipf), ...) in wordfreq's frequency order, from the top max_words English words."""
-    from wordfreq import top_n_list, zipf_frequency  # loads its data files; only pay for it when used
-
     table: dict[str, list[tuple[str, float]]] = {band: [] for band in BANDS}
-    for w in top_n_list("en", max_words):
-        if not WORD_RE.fullmatch(w):
-            continue
-        z = zipf_frequency(w, "en")
+    for _, w, z in ranked_words(max_words):
         for band, (lo, hi) in BANDS.items():
             if lo <= z < hi:
                 table[band].append((w, z))
     return {band: tuple(rows) for band, rows in table.items()}
+
+
+def write_word_list(path: Path = WORD_LIST) -> int:
+    """Write wordfreq's list (rank, word, zipf; a-z words of 3-12 letters in the top WORD_LIST_DEPTH) to `path`."""
+    from importlib.metadata import version
+
+    import wordfreq  # noqa: F401  (the source: this must not read the file it writes)
+
+    rows = ranked_words(WORD_LIST_DEPTH)
+    header = (f"# wordfreq {version('wordfreq')} top_n_list('en', {WORD_LIST_DEPTH}): rank, word, zipf_frequency "
+              "of the a-z words of 3-12 letters; written by `python -m tasks.spelling`\n")
+    path.write_text(header + "".join(f"{rank}\t{w}\t{z}\n" for rank, w, z in rows))
+    return len(rows)
 
 
 def _check_band(band: str) -> None:
@@ -220,3 +249,7 @@ def generate(cfg: SpellingConfig, n: int, split: str = "train") -> list[Problem]
 def spelling_documents(n: int, rng: random.Random) -> list[str]:
     """Step-by-step spelling walkthroughs for the pretraining mix, train-split words only."""
     return [f"{p.question}\n{p.solution}" for p in generate(SpellingConfig(seed=rng.randrange(2**31)), n)]
+
+
+if __name__ == "__main__":
+    print(f"{write_word_list()} words written to {WORD_LIST}")

@@ -28,6 +28,17 @@ def test_unknown_suite_lists_the_valid_ones():
     assert [s.name for s in resolve_suites("all")] == list(SUITES)
 
 
+def test_the_evals_stage_can_cut_every_suite_to_short_answers():
+    from evals.harness import EvalSettings, sized
+
+    math = SUITES["math"]
+    assert sized(math, EvalSettings()) is math  # 0 = each suite as it is
+    assert sized(math, EvalSettings(max_new_tokens=8)).max_new_tokens == 8 and math.max_new_tokens == 192
+    assert sized(SUITES["identity"], EvalSettings(max_new_tokens=64)).max_new_tokens == 32  # a cap, never a raise
+    with pytest.raises(LabError, match="evals.limit and evals.max_new_tokens must be >= 0"):
+        sized(math, EvalSettings(limit=-1))
+
+
 @pytest.fixture(scope="module")
 def outside_model(tmp_path_factory):
     """A random plain LlamaForCausalLM with a lab tokenizer, saved the way a user's model would be."""

@@ -52,3 +52,13 @@ def test_lora_sft_merges_into_a_plain_checkpoint(trained, tmp_path):
     assert not any("lora" in n for n, _ in model.named_parameters())
     changed = [n for (n, p), (_, q) in zip(model.named_parameters(), base.named_parameters()) if not torch.equal(p, q)]
     assert changed and all("proj" in n for n in changed)  # only the adapted projections moved
+
+
+def test_ckpt_every_zero_keeps_no_resume_checkpoint_and_below_zero_is_one_clear_error():
+    from lab.errors import LabError
+    from lab.train.trainers import checkpoint_args
+
+    assert checkpoint_args(0) == {"save_strategy": "no"}  # the finished weights only (tests/test_gpu_preset.py)
+    assert checkpoint_args(50) == {"save_strategy": "steps", "save_steps": 50, "save_total_limit": 1}
+    with pytest.raises(LabError, match="ckpt_every must be >= 0"):
+        checkpoint_args(-1)

@@ -126,3 +126,23 @@ def test_bad_config_raises_lab_error():
         generate(CFG, 5, split="dev")
     with pytest.raises(LabError, match="max_words"):
         generate(SpellingConfig(bands=("low",), max_words=50), 5)
+
+
+
+def test_the_shipped_word_list_is_wordfreqs_own(monkeypatch):
+    """tasks/english_words.tsv stands in for wordfreq where it is not installed (the GPU check's machine):
+    the same words, ranks and Zipf values, so the problems are the same with or without the package."""
+    import tasks.spelling as spelling
+
+    with_wordfreq = spelling.ranked_words(20000)
+    problems = generate(CFG, 200, split="heldout")
+    monkeypatch.setitem(sys.modules, "wordfreq", None)  # `import wordfreq` now raises ImportError
+    spelling._table.cache_clear()
+    try:
+        assert spelling.ranked_words(20000) == with_wordfreq
+        assert spelling.ranked_words(5000) == [r for r in with_wordfreq if r[0] < 5000]
+        assert generate(CFG, 200, split="heldout") == problems
+        with pytest.raises(LabError, match="needs the wordfreq package"):
+            spelling.ranked_words(30000)
+    finally:
+        spelling._table.cache_clear()  # later tests see wordfreq's table again

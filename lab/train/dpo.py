@@ -61,7 +61,7 @@ def dpo(run: Run, preset: Preset, settings: DPOSettings, source: str = "sft-idk"
     from lab.model.labgpt import LabGPTForCausalLM
     from lab.model.tokenizer import load_tokenizer
     from lab.train.memory import training_memory
-    from lab.train.trainers import common_trainer_args, save_trained, train_resuming
+    from lab.train.trainers import checkpoint_args, common_trainer_args, save_trained, train_resuming
     from rewards.preferences import load_preferences
 
     src = run.require(source)
@@ -76,7 +76,7 @@ def dpo(run: Run, preset: Preset, settings: DPOSettings, source: str = "sft-idk"
         output_dir=str(out / "trainer"), num_train_epochs=settings.epochs, learning_rate=settings.lr,
         per_device_train_batch_size=settings.batch_size, beta=settings.beta, loss_type=[settings.loss_type],
         max_length=settings.max_length, lr_scheduler_type="cosine", warmup_steps=0.05,
-        logging_steps=settings.log_every, save_strategy="steps", save_steps=settings.ckpt_every, save_total_limit=1,
+        logging_steps=settings.log_every, **checkpoint_args(settings.ckpt_every),
         seed=settings.seed, data_seed=settings.seed, **common_trainer_args(checkpointing=False),
     )
     trainer = DPOTrainer(model=model.train(), args=args, train_dataset=train, processing_class=training_tokenizer,

@@ -74,7 +74,7 @@ def train_on_records(run: Run, preset: Preset, dataset, out_stage: str, steps: i
     from lab.model.labgpt import LabGPTForCausalLM
     from lab.model.tokenizer import load_tokenizer
     from lab.progress import trainer_progress
-    from lab.train.trainers import common_trainer_args, save_trained, train_resuming
+    from lab.train.trainers import checkpoint_args, common_trainer_args, save_trained, train_resuming
 
     src = run.require(source)
     out = run.open_stage(out_stage)
@@ -83,8 +83,8 @@ def train_on_records(run: Run, preset: Preset, dataset, out_stage: str, steps: i
     args = SFTConfig(
         output_dir=str(out / "trainer"), max_steps=steps, learning_rate=lr,
         lr_scheduler_type="constant_with_warmup", warmup_steps=min(10, steps // 10),
-        per_device_train_batch_size=batch_size, logging_steps=log_every, save_strategy="steps",
-        save_steps=ckpt_every, save_total_limit=1, max_length=preset.sft.max_length, seed=seed, data_seed=seed,
+        per_device_train_batch_size=batch_size, logging_steps=log_every, **checkpoint_args(ckpt_every),
+        max_length=preset.sft.max_length, seed=seed, data_seed=seed,
         **common_trainer_args(checkpointing=True),  # TRL's default, kept explicit: turning it off changes speed
     )
     trainer = SFTTrainer(model=model.train(), args=args, train_dataset=dataset, processing_class=tokenizer,

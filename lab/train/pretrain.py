@@ -329,7 +329,7 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
             held = heldout_loss()
             if dist.is_main:
                 logger.log({"step": done, "heldout_loss": held})
-        if done % cfg.ckpt_every == 0 or done == cfg.max_steps:
+        if cfg.ckpt_every and (done % cfg.ckpt_every == 0 or done == cfg.max_steps):  # 0: weights only
             save_checkpoint(ckpt_path, dist, model, optimizer, done, config)
         dist.barrier()
     logger.close()

@@ -37,7 +37,7 @@ class PretrainSettings:
     grad_clip: float = 1.0
     eval_every: int = 250
     eval_batches: int = 8
-    ckpt_every: int = 250
+    ckpt_every: int = 250  # resume checkpoints (weights, AdamW, RNG); 0 = none, the finished weights only
     log_every: int = 25
     dtype: str = "auto"  # auto = bfloat16 autocast on CUDA, float32 on CPU
     compile: bool = False

@@ -77,15 +77,15 @@ def fit(model, tokenizer, train, settings: RewardModelSettings, output_dir: Path
     from trl import RewardConfig, RewardTrainer
 
     from lab.runs import last_trainer_checkpoint
-    from lab.train.trainers import common_trainer_args
+    from lab.train.trainers import checkpoint_args, common_trainer_args
 
     args = RewardConfig(
         output_dir=str(output_dir), num_train_epochs=settings.epochs, learning_rate=settings.lr,
         per_device_train_batch_size=settings.batch_size, gradient_accumulation_steps=settings.grad_accum,
         lr_scheduler_type="cosine", warmup_steps=settings.warmup_ratio, weight_decay=settings.weight_decay,
         center_rewards_coefficient=settings.center_rewards or None, max_length=settings.max_length,
-        logging_steps=settings.log_every, save_strategy="steps" if save else "no", save_steps=settings.ckpt_every,
-        save_total_limit=1, seed=settings.seed, data_seed=settings.seed,
+        logging_steps=settings.log_every, **checkpoint_args(settings.ckpt_every if save else 0),
+        seed=settings.seed, data_seed=settings.seed,
         **common_trainer_args(checkpointing=False),  # TRL turns it on by default; a small model only gets slower
     )
     trainer = RewardTrainer(model=model.train(), args=args, train_dataset=train, processing_class=tokenizer)

@@ -204,7 +204,7 @@ def _tensorboard(out) -> list:
 
 def _trainer_args(settings, out) -> dict:
     """The config fields GRPOConfig and RLOOConfig share (settings: RLSettings or RLHFSettings)."""
-    from lab.train.trainers import common_trainer_args
+    from lab.train.trainers import checkpoint_args, common_trainer_args
 
     return dict(
         output_dir=str(out / "trainer"), max_steps=settings.steps, learning_rate=settings.lr,
@@ -212,7 +212,7 @@ def _trainer_args(settings, out) -> dict:
         per_device_train_batch_size=settings.batch_size, num_generations=settings.num_generations,
         max_completion_length=settings.max_completion_length, temperature=settings.temperature,
         beta=settings.beta, reward_weights=list(settings.reward_weights),
-        logging_steps=settings.log_every, save_strategy="steps", save_steps=settings.ckpt_every, save_total_limit=1,
+        logging_steps=settings.log_every, **checkpoint_args(settings.ckpt_every),
         seed=settings.seed, data_seed=settings.seed,
         **common_trainer_args(checkpointing=False),  # TRL turns it on by default; a small model only gets slower
         use_vllm=settings.use_vllm, **({"vllm_mode": "colocate"} if settings.use_vllm else {}),

@@ -22,7 +22,7 @@ from lab.errors import LabError
 from lab.model.chat_format import render
 from lab.progress import trainer_progress
 from lab.runs import Run, write_json, write_train_log
-from lab.train.trainers import common_trainer_args, lora_config, save_trained, train_resuming
+from lab.train.trainers import checkpoint_args, common_trainer_args, lora_config, save_trained, train_resuming
 
 if TYPE_CHECKING:  # annotations only: the presets sit above this module
     from lab.presets import Preset
@@ -119,7 +119,7 @@ def sft(run: Run, preset: Preset, variant: str) -> dict:
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
         lr_scheduler_type="cosine", warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in transformers 5
         weight_decay=cfg.weight_decay,
-        logging_steps=cfg.log_every, save_strategy="steps", save_steps=cfg.ckpt_every, save_total_limit=1,
+        logging_steps=cfg.log_every, **checkpoint_args(cfg.ckpt_every),
         max_length=cfg.max_length, seed=preset.seed, data_seed=preset.seed,
         train_sampling_strategy="group_by_length",  # batches of similar length: little padding
         **common_trainer_args(checkpointing=True),  # TRL's default, kept explicit: turning it off changes speed

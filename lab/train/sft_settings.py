@@ -22,7 +22,7 @@ class SFTSettings:
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
     log_every: int = 10
-    ckpt_every: int = 100
+    ckpt_every: int = 100  # resume checkpoints (with optimizer state) every N steps; 0 = none, weights only
     lora_r: int = 0  # 0 = full fine-tune; > 0 = LoRA of this rank (peft), merged into the saved model
     lora_alpha: int = 16
     # knowledge probing for sft-idk: a question is known if >= known_threshold of probe_samples are correct

@@ -43,6 +43,20 @@ def common_trainer_args(checkpointing: bool) -> dict:
                 **activation_checkpointing(checkpointing))
 
 
+def checkpoint_args(ckpt_every: int) -> dict:
+    """The trainer-config fields for a stage's resume checkpoints: weights, optimizer and scheduler state every
+    `ckpt_every` steps and at the end, the newest one kept. 0 writes none: the stage saves its finished weights
+    only, and a killed run starts that stage again (a full-size model on a small disk, as in the gpu preset's
+    CPU test, tests/test_gpu_preset.py)."""
+    from lab.errors import LabError
+
+    if ckpt_every < 0:
+        raise LabError(f"ckpt_every must be >= 0 (0 = no resume checkpoints), got {ckpt_every}")
+    if ckpt_every == 0:
+        return dict(save_strategy="no")
+    return dict(save_strategy="steps", save_steps=ckpt_every, save_total_limit=1)
+
+
 def train_resuming(trainer, checkpoints: Path) -> tuple[str | None, float]:
     """Train from the last checkpoint under `checkpoints`, if any: (the checkpoint resumed from, seconds)."""
     from transformers import PrinterCallback

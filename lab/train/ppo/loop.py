@@ -66,7 +66,7 @@ class PPOSettings:
     value_init: str = "rm"  # rm: a copy of the reward model | policy: the policy with a fresh scalar head
     lora_r: int = 0  # 0 = full fine-tune of the policy (the value model is always fully trained)
     lora_alpha: int = 16
-    ckpt_every: int = 10
+    ckpt_every: int = 10  # checkpoint.pt (policy, value model, optimizer) every N steps; 0 = none
     snapshot_every: int = 5  # keep the policy every this many steps (snapshots/), 0 = never: the KL path
     seed: int = 0
 
@@ -218,8 +218,9 @@ def train_ppo(out: Path, policy, ref_model, value_model, prompts: list[list[int]
     score_fn(indices, answers) -> one reward per answer, indices into `prompts`, answers as generated ids
     (stop token included when the model closed its turn); judge_fn likewise, logged only. The reference is
     frozen; the value model is trained beside the policy. Checkpoints go to out/checkpoint.pt every
-    settings.ckpt_every steps and at the end; a rerun resumes from there. Logs: out/logs/train.jsonl. `held`:
-    models the scoring functions keep in memory (the reward model), counted in the memory figure."""
+    settings.ckpt_every steps and at the end (none when it is 0); a rerun resumes from there. Logs:
+    out/logs/train.jsonl. `held`: models the scoring functions keep in memory (the reward model), counted
+    in the memory figure."""
     import torch
 
     from lab.progress import TrainLogger
@@ -257,7 +258,7 @@ def train_ppo(out: Path, policy, ref_model, value_model, prompts: list[list[int]
             logger.log(row)
             if settings.snapshot_every and step % settings.snapshot_every == 0:
                 save_snapshot(policy, out, step)
-            if step % settings.ckpt_every == 0 or step == settings.steps:
+            if settings.ckpt_every and (step % settings.ckpt_every == 0 or step == settings.steps):
                 _save_checkpoint(ckpt, step, policy, value_model, optimizer, kl, logs, settings)
                 kept = f"the last good checkpoint (step {step}) is kept"
     finally:
