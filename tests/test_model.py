@@ -186,3 +186,27 @@ def test_a_deprecation_is_blamed_on_the_code_that_called_the_package():
     assert culprit(ours[:1] + ours[3:]) == "lab"  # the lab called transformers itself
     assert culprit(ours) == "trl"  # TRL's config called transformers with its own default
     assert culprit([f"{REPO}/lab/model/labgpt.py", "<string>", f"{site}/transformers/utils/generic.py"]) == "lab"
+
+
+def test_under_cpu_autocast_attention_runs_in_fp32_and_logits_stay_close(tiny_model):
+    from lab.model.attention import sdpa_attention
+
+    q, k, v = (torch.randn(2, heads, 5, 8, dtype=torch.bfloat16) for heads in (4, 2, 2))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = sdpa_attention(q, k, v, None, 8**-0.5, 2)
+        logits = tiny_model(ids(2, 7)).logits
+    assert out.dtype == torch.float32  # bf16 flash-attention backward is ~2.5x slower on CPU
+    reference, _ = sdpa_attention(q.float(), k.float(), v.float(), None, 8**-0.5, 2)
+    assert torch.equal(out, reference)
+    torch.testing.assert_close(logits.float(), tiny_model(ids(2, 7)).logits, atol=0.05, rtol=0.05)
+
+
+def test_pretraining_precision_is_bf16_only_where_the_hardware_has_it():
+    from lab.errors import LabError
+    from lab.train.pretrain import autocast_dtype, cpu_has_native_bf16
+
+    cpu = torch.device("cpu")
+    assert autocast_dtype("float32", cpu) is None and autocast_dtype("bfloat16", cpu) == torch.bfloat16
+    assert autocast_dtype("auto", cpu) == (torch.bfloat16 if cpu_has_native_bf16() else None)
+    with pytest.raises(LabError, match="unknown pretrain.dtype 'fp8'"):
+        autocast_dtype("fp8", cpu)

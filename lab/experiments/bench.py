@@ -20,7 +20,7 @@ from transformers import GenerationMixin
 from lab.model.engine import SamplingParams, generate
 from lab.model.export import to_llama
 from lab.model.labgpt import LabGPTForCausalLM
-from lab.train.pretrain import model_config, peak_flops
+from lab.train.pretrain import autocast_dtype, model_config, peak_flops
 
 if TYPE_CHECKING:  # annotations only: the presets sit above the experiments
     from lab.presets import Preset
@@ -59,8 +59,8 @@ def bench_train(preset: Preset, steps: int = 20, vocab_size: int | None = None, 
     ours.config.use_cache = False
     llama = to_llama(ours).to(dev).train()
     llama.config.use_cache = False
-    use_bf16 = dev.type == "cuda"
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
+    precision = autocast_dtype(cfg.dtype, dev)  # pretraining's precision, for both contenders
+    autocast = torch.autocast(dev.type, dtype=precision) if precision else nullcontext()
     contenders = {"labgpt": ours, "llama": llama}
     optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-4, fused=dev.type == "cuda") for k, m in contenders.items()}
     gen = torch.Generator().manual_seed(0)
@@ -110,7 +110,7 @@ def bench_train(preset: Preset, steps: int = 20, vocab_size: int | None = None, 
     tps = {name: tokens / elapsed[name] for name in contenders}
     peak = peak_flops(cfg, dev)
     mfu = {name: ours.config.flops_per_token(cfg.seq_len) * v / peak for name, v in tps.items()} if peak else None
-    return {"mfu": mfu,
+    return {"mfu": mfu, "precision": "bf16 autocast" if precision else "float32",
         "device": str(dev), "shape": preset.model.__dict__, "batch": cfg.batch_size, "seq_len": cfg.seq_len,
         "parameters": ours.config.num_parameters(), "tokens_per_s": tps, "ratio": tps["labgpt"] / tps["llama"],
         "memory": memory,
@@ -213,8 +213,9 @@ def perf_rows(results: list[dict]) -> str:
         t = r["train"]
         tps = t["tokens_per_s"]
         mfu = f", MFU {t['mfu']['labgpt']:.1%}" if t.get("mfu") else ""
-        lines.append(f"| training tokens/s vs `LlamaForCausalLM` of the same shape and batches ({t['parameters'] / 1e6:.1f}M "
-                     f"params, {t['batch']}×{t['seq_len']}) | {hw} | {_k(tps['labgpt'])} tok/s{mfu} | {_k(tps['llama'])} tok/s "
+        lines.append(f"| training tokens/s vs `LlamaForCausalLM` of the same shape, batches and precision "
+                     f"({t['parameters'] / 1e6:.1f}M params, {t['batch']}×{t['seq_len']}, {t.get('precision', 'float32')}) "
+                     f"| {hw} | {_k(tps['labgpt'])} tok/s{mfu} | {_k(tps['llama'])} tok/s "
                      f"| {t['ratio']:.2f} | ≥ 1.0 |")
         for batch, g in r["generate"].items():
             same = "identical greedy tokens" if all(g["same_greedy_tokens"].values()) else "greedy tokens DIFFER"

@@ -82,6 +82,11 @@ def eager_attention(query, key, value, mask, scaling, groups, dropout=0.0, train
 def sdpa_attention(query, key, value, mask, scaling, groups, dropout=0.0):
     """torch's fused attention. Grouped-query heads go in as they are when no mask is given (sdpa's
     `enable_gqa`); with a mask the fused kernels want full heads, so keys and values are repeated."""
+    if query.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        # The matmuls around attention run in bf16 under CPU autocast, attention itself in fp32: torch's CPU
+        # flash-attention backward is ~2.5x slower in bf16 than in fp32 (tiny shape, measured).
+        with torch.autocast("cpu", enabled=False):
+            return sdpa_attention(query.float(), key.float(), value.float(), mask, scaling, groups, dropout)
     gqa = {}
     if groups > 1:
         if mask is None:

@@ -148,9 +148,12 @@ def generate(model, prompts: list[list[int]], params: SamplingParams, pad_token_
 
     # Prefill mask: causal and key not padding; a padding query may see itself so no row is all-masked
     # (an all-masked softmax row is NaN, and NaN values leak into every later step through the cache).
-    causal = torch.ones(prompt_len, prompt_len, dtype=torch.bool, device=device).tril()
-    eye = torch.eye(prompt_len, dtype=torch.bool, device=device)
-    mask = (causal & key_valid[:, None, None, :prompt_len]) | eye
+    padded = not bool(key_valid[:, :prompt_len].all())  # no padding: causal order is the whole mask, ever
+    mask = None
+    if padded:
+        causal = torch.ones(prompt_len, prompt_len, dtype=torch.bool, device=device).tril()
+        eye = torch.eye(prompt_len, dtype=torch.bool, device=device)
+        mask = (causal & key_valid[:, None, None, :prompt_len]) | eye
     logits = model(
         input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
         **{CACHE_FIELD: cache},
@@ -160,7 +163,6 @@ def generate(model, prompts: list[list[int]], params: SamplingParams, pad_token_
     # labgpt steps through its lean decode path; other models (transformers' Llama) through their forward
     step = DecodeStep(model) if DecodeStep.supports(model) else None
     warpers = _warpers(params) if params.temperature > 0 else None
-    padded = not bool(key_valid[:, :prompt_len].all())  # no padding: no row ever needs a mask
     # Tokens go into one tensor and rows' lengths into a list: no per-token Python work beyond the step
     tokens = torch.zeros((batch, params.max_new_tokens), dtype=torch.long, device=device)
     lengths = [params.max_new_tokens] * batch
@@ -168,7 +170,10 @@ def generate(model, prompts: list[list[int]], params: SamplingParams, pad_token_
     last_pos = positions[:, -1]
     for index in range(params.max_new_tokens):
         token = sample_next(logits, params, generator, warpers)
-        tokens[alive, index] = token
+        if len(token) == batch:  # every row still running: a plain column write
+            tokens[:, index] = token
+        else:
+            tokens[alive, index] = token
         if index == params.max_new_tokens - 1:
             break
         if params.stop_token_ids:
