@@ -76,7 +76,7 @@ class DecodeStep:
             angles = torch.cat((freqs, freqs), dim=-1)
             self.cos, self.sin = angles.cos().to(weight.dtype), angles.sin().to(weight.dtype)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, cache, key_mask: torch.Tensor | None):
         """Logits (batch, vocab) for one new token per row at `positions`; writes its keys and values at
         slot `cache.length` (the caller advances). `key_mask`: (batch, 1, 1, length + 1) bool, or None

@@ -116,7 +116,7 @@ def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.G
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-@torch.no_grad()
+@torch.inference_mode()  # lighter than no_grad per op; only lists leave this function, never its tensors
 def generate(model, prompts: list[list[int]], params: SamplingParams, pad_token_id: int = 0) -> list[list[int]]:
     """Generate continuations for a batch of token-id prompts. Returns new tokens only, stop token included."""
     if not prompts:
