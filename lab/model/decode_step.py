@@ -97,7 +97,7 @@ class DecodeStep:
             query = qkv[:, :h].view(batch, kv, h // kv, d)
             out = F.scaled_dot_product_attention(query, keys.narrow(2, 0, n + 1), values.narrow(2, 0, n + 1),
                                                  attn_mask=key_mask, scale=self.scaling)
-            x = x + F.linear(out.reshape(batch, h * d), o_w)
+            x = torch.addmm(x, out.reshape(batch, h * d), o_w.t())  # the residual add inside the matmul
             gate, up = F.linear(_rms_norm(x, norm2, self.eps), gate_up_w).chunk(2, dim=-1)
-            x = x + F.linear(F.silu(gate).mul_(up), down_w)
+            x = torch.addmm(x, F.silu(gate).mul_(up), down_w.t())
         return F.linear(_rms_norm(x, self.norm, self.eps), self.head)
