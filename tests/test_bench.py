@@ -54,3 +54,17 @@ def test_the_readme_table_is_rendered_from_bench_results_and_replaces_only_its_b
     assert replace_perf_block(updated, table) == updated
     with pytest.raises(ValueError, match="no .* block to fill"):
         replace_perf_block("# a README without the markers\n", table)
+
+
+def test_the_readmes_performance_rows_are_the_committed_bench_results():
+    """Never typed by hand: `lab bench table reports/bench/*.json --readme README.md` wrote them."""
+    from pathlib import Path
+
+    from lab.experiments.bench import PERF_BEGIN, PERF_END, perf_rows, replace_perf_block
+    from lab.runs import read_json
+
+    root = Path(__file__).resolve().parents[1]
+    results = [read_json(f) for f in sorted((root / "reports" / "bench").glob("*.json"))]
+    readme = (root / "README.md").read_text()
+    assert results and PERF_BEGIN in readme and PERF_END in readme
+    assert replace_perf_block(readme, perf_rows(results)) == readme

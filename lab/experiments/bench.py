@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -20,7 +21,7 @@ from transformers import GenerationMixin
 from lab.model.engine import SamplingParams, generate
 from lab.model.export import to_llama
 from lab.model.labgpt import LabGPTForCausalLM
-from lab.train.pretrain import autocast_dtype, model_config, peak_flops
+from lab.train.pretrain import autocast_dtype, cpu_has_native_bf16, model_config, peak_flops
 
 if TYPE_CHECKING:  # annotations only: the presets sit above the experiments
     from lab.presets import Preset
@@ -194,7 +195,11 @@ def bench_all(preset: Preset, batches=(1, 16), train_steps: int = 60, rounds: in
               device: str = "auto") -> dict:
     """Every `lab bench` figure in one dict (what `lab bench all --out` writes and `perf_rows` renders); longer
     than the single benches' defaults, so the committed figures vary less."""
-    return {"machine": machine(), "preset": preset.name, "train": bench_train(preset, steps=train_steps, device=device),
+    trains = {"train": bench_train(preset, steps=train_steps, device=device)}
+    if trains["train"]["precision"] == "float32" and cpu_has_native_bf16() and trains["train"]["device"] == "cpu":
+        bf16 = replace(preset, pretrain=replace(preset.pretrain, dtype="bfloat16"))  # the opt-in, side by side
+        trains["train_bf16"] = bench_train(bf16, steps=train_steps, device=device)
+    return {"machine": machine(), "preset": preset.name, **trains,
             "generate": {str(b): bench_generate(preset=preset, batch=b, rounds=rounds, device=device) for b in batches},
             "verify": bench_verify(verify_checks)}
 
@@ -211,12 +216,16 @@ def perf_rows(results: list[dict]) -> str:
         where = m["gpu"] or f"{m['cores']}-core CPU ({m['cpu']})"
         versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
         lines.append(f"| **{where}, {r['preset']} preset; {versions}; {m['date']}** | | | | |")
-        t = r["train"]
-        tps = t["tokens_per_s"]
-        mfu = f", MFU {t['mfu']['labgpt']:.1%}" if t.get("mfu") else ""
-        lines.append(f"| training tokens/s vs `LlamaForCausalLM` of the same shape, batches and precision "
-                     f"({t['parameters'] / 1e6:.1f}M params, {t['batch']}×{t['seq_len']}, {t.get('precision', 'float32')}) "
-                     f"| {_k(tps['labgpt'])} tok/s{mfu} | {_k(tps['llama'])} tok/s | {t['ratio']:.2f} | ≥ 1.0 |")
+        for key in ("train", "train_bf16"):
+            if key not in r:
+                continue
+            t = r[key]
+            tps = t["tokens_per_s"]
+            mfu = f", MFU {t['mfu']['labgpt']:.1%}" if t.get("mfu") else ""
+            which = "pipeline default" if key == "train" else "opt-in, pretrain.dtype=bfloat16"
+            lines.append(f"| training tokens/s vs `LlamaForCausalLM` of the same shape, batches and precision "
+                         f"({t['parameters'] / 1e6:.1f}M params, {t['batch']}×{t['seq_len']}, {t['precision']}: {which}) "
+                         f"| {_k(tps['labgpt'])} tok/s{mfu} | {_k(tps['llama'])} tok/s | {t['ratio']:.2f} | ≥ 1.0 |")
         for batch, g in r["generate"].items():
             same = "identical greedy tokens" if all(g["same_greedy_tokens"].values()) else "greedy tokens DIFFER"
             speed = g["tokens_per_s"]

@@ -39,7 +39,7 @@ class PretrainSettings:
     eval_batches: int = 8
     ckpt_every: int = 250  # resume checkpoints (weights, AdamW, RNG); 0 = none, the finished weights only
     log_every: int = 25
-    dtype: str = "auto"  # auto = bfloat16 autocast on CUDA and on CPUs with native bf16 (avx512_bf16/AMX); float32
+    dtype: str = "auto"  # auto = bf16 autocast on CUDA, float32 on CPU; bfloat16 = bf16 on CPU too (native bf16 only)
     compile: bool = False
     device: str = "auto"
     peak_tflops: float = 0.0  # for MFU; 0 = look up the GPU (H100/H200 bf16 dense), none on CPU
