@@ -5,9 +5,8 @@ attention weights). A decode step needs none of that, and on a small model on CP
 matmuls plus a fixed cost per op, so this path cuts ops (profiled on tiny, batch 16, 2 cores: the
 model's forward ran ~50 ops a layer, this one ~20):
 
-- q, k, v and the rotary halves of q and k come out of one matmul: `rotate_half` is a signed permutation
-  of a projection's output rows, so it folds into a copy of the weight exactly, and RoPE becomes
-  `q * cos + q_rotated * sin` in place;
+- q, k and v come out of one matmul, and RoPE is applied in place in two ops (`rotate_half`'s sign sits
+  in a signed sine table, so it is `x * cos + swap_halves(x) * signed_sin`);
 - gate and up come out of one matmul; cos and sin are tables over every position, looked up per step;
 - the step's keys and values go straight into the engine's preallocated cache, and attention reads its
   first n + 1 slots, the query heads of a key head side by side as its queries (no copied keys).
@@ -24,13 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from lab.model.labgpt import LabGPTForCausalLM
-
-
-def _rotated_rows(weight: torch.Tensor, head_dim: int) -> torch.Tensor:
-    """The weight whose output is rotate_half of `weight`'s, head by head: rows (-second half, first half)."""
-    heads = weight.view(-1, head_dim, weight.shape[-1])
-    first, second = heads.chunk(2, dim=1)
-    return torch.cat((-second, first), dim=1).reshape(weight.shape)
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -61,8 +53,7 @@ class DecodeStep:
         with torch.no_grad():
             for layer in model.model.layers:
                 attn, mlp = layer.self_attn, layer.mlp
-                qk = torch.cat((attn.q_proj.weight, attn.k_proj.weight))
-                qkv = torch.cat((qk, attn.v_proj.weight, _rotated_rows(qk, self.head_dim)))
+                qkv = torch.cat((attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight))
                 gate_up = torch.cat((mlp.gate_proj.weight, mlp.up_proj.weight))
                 self.layers.append((layer.input_layernorm.weight, qkv, attn.o_proj.weight,
                                     layer.post_attention_layernorm.weight, gate_up, mlp.down_proj.weight))
@@ -74,7 +65,9 @@ class DecodeStep:
             inv_freq = 1.0 / (config.rope_theta ** (steps / self.head_dim))
             freqs = torch.arange(config.max_position_embeddings, device=weight.device, dtype=torch.float)[:, None] * inv_freq
             angles = torch.cat((freqs, freqs), dim=-1)
-            self.cos, self.sin = angles.cos().to(weight.dtype), angles.sin().to(weight.dtype)
+            # rotate_half(x) * sin == swap_halves(x) * (-sin | sin): the sign goes into the table
+            self.cos = angles.cos().to(weight.dtype)
+            self.signed_sin = torch.cat((-freqs.sin(), freqs.sin()), dim=-1).to(weight.dtype)
 
     @torch.inference_mode()
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, cache, key_mask: torch.Tensor | None):
@@ -85,13 +78,15 @@ class DecodeStep:
         x = F.embedding(tokens, self.embed)
         batch = x.shape[0]
         n = cache.length
-        cos, sin = self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
+        cos, sin = self.cos[positions].unsqueeze(1), self.signed_sin[positions].unsqueeze(1)
         for i, (norm1, qkv_w, o_w, norm2, gate_up_w, down_w) in enumerate(self.layers):
-            qkv = F.linear(_rms_norm(x, norm1, self.eps), qkv_w).view(batch, 2 * h + 3 * kv, d)
-            qkv[:, : h + kv].mul_(cos).addcmul_(qkv[:, h + 2 * kv :], sin)  # RoPE on q and k, in place
+            qkv = F.linear(_rms_norm(x, norm1, self.eps), qkv_w).view(batch, h + 2 * kv, d)
+            qk = qkv[:, : h + kv]
+            swapped = qk.unflatten(-1, (2, d // 2)).flip(-2).flatten(-2)  # (x2, x1): rotate_half without its sign
+            qk.mul_(cos).addcmul_(swapped, sin)  # RoPE on q and k, in place
             keys, values = cache.keys[i], cache.values[i]
             keys.select(2, n).copy_(qkv[:, h : h + kv])
-            values.select(2, n).copy_(qkv[:, h + kv : h + 2 * kv])
+            values.select(2, n).copy_(qkv[:, h + kv :])
             # The h // kv query heads sharing a key head go in as that head's queries: one token's queries see
             # the same keys under the same mask, so this is grouped-query attention without copying keys.
             query = qkv[:, :h].view(batch, kv, h // kv, d)
