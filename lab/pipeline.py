@@ -72,7 +72,10 @@ def stage_base(run: Run, preset: Preset) -> None:
 
 
 def stage_knowledge(run: Run, preset: Preset) -> None:
+    """What the base model knows (knowledge vs exposure) and whether it reads its context (reading.json:
+    the induction score, per head, and copy accuracy by kind and length; evals/reading.py)."""
     from evals.knowledge import run_probe
+    from evals.reading import copy_accuracy, induction_heads, induction_score
     from lab.model.loading import load_model_and_tokenizer
     from tasks.world import build_world
 
@@ -80,7 +83,12 @@ def stage_knowledge(run: Run, preset: Preset) -> None:
     rows = run_probe(model, tokenizer, build_world(preset.data.world), run.stage_dir(KNOWLEDGE))
     top = max(r["k"] for r in rows)
     acc = {r["k"]: r["accuracy"]["value"] for r in rows if r["phrasing"] == "corpus"}
-    run.mark_complete(KNOWLEDGE, {"accuracy_k0": acc.get(0), f"accuracy_k{top}": acc[top]})
+    reading = {"induction": induction_score(model), "induction_heads": induction_heads(model),
+               "copy": copy_accuracy(model, tokenizer)}
+    write_json(run.stage_dir(KNOWLEDGE) / "reading.json", reading)
+    copy8 = next((r["accuracy"]["value"] for r in reading["copy"] if (r["kind"], r["length"]) == ("digits", 8)), None)
+    run.mark_complete(KNOWLEDGE, {"accuracy_k0": acc.get(0), f"accuracy_k{top}": acc[top],
+                                  "induction_score": reading["induction"]["score"], "copy_digits_8": copy8})
 
 
 KNOWLEDGE = "experiments/knowledge"
