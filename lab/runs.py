@@ -35,6 +35,16 @@ def git_commit() -> str:
         return "unknown"
 
 
+def cpu_info(field: str) -> str | None:
+    """A field of this machine's first /proc/cpuinfo entry (e.g. "model name", "flags"); None where there is
+    no such file (not Linux) or field."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.split(":", 1)[0].strip() == field), None)
+    except OSError:
+        return None
+
+
 def package_versions() -> dict[str, str]:
     versions = {}
     for name in PACKAGES:

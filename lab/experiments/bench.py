@@ -176,14 +176,9 @@ def machine() -> dict:
     import platform
     from datetime import date
 
-    from lab.runs import package_versions
+    from lab.runs import cpu_info, package_versions
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu = cpu_info("model name") or platform.processor() or platform.machine()
     versions = package_versions()
     return {"date": date.today().isoformat(), "cpu": cpu, "cores": len(os.sched_getaffinity(0)),
             "threads": torch.get_num_threads(),

@@ -15,6 +15,7 @@ generate: nothing is silently ignored.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -233,22 +234,26 @@ _INERT = {"num_beams": (1,), "num_return_sequences": (1,), "repetition_penalty":
 _HF_DEFAULTS = {"do_sample": False, "temperature": 1.0, "top_k": 50, "top_p": 1.0, "max_length": 20}
 
 
-def _resolved_config(model, generation_config, kwargs: dict) -> dict:
+@functools.lru_cache(maxsize=1)
+def _generation_fields() -> frozenset[str]:
     from transformers import GenerationConfig
 
+    return frozenset(GenerationConfig().to_dict())
+
+
+def _resolved_config(model, generation_config, kwargs: dict) -> dict:
     layers = [kwargs, generation_config.to_dict() if generation_config is not None else {}]
     if getattr(model, "generation_config", None) is not None:
         layers.append(model.generation_config.to_dict())
     layers.append(_HF_DEFAULTS)
-    fields = set(GenerationConfig().to_dict()) | {key for layer in layers for key in layer}
+    fields = _generation_fields() | {key for layer in layers for key in layer}
     return {key: next((layer[key] for layer in layers if layer.get(key) is not None), None) for key in fields}
 
 
-def hf_call_params(model, input_ids, attention_mask, generation_config=None, **kwargs) -> SamplingParams | None:
-    """The engine's SamplingParams for an HF `generate` call, or None where the engine does not implement it."""
-    from transformers import GenerationConfig
-
-    if any(not hasattr(GenerationConfig(), key) for key in kwargs):  # streamer, logits_processor, inputs_embeds...
+def _engine_call(model, input_ids, attention_mask, generation_config, kwargs) -> tuple[SamplingParams, int] | None:
+    """(the engine's SamplingParams, the pad id) for an HF `generate` call, or None where the engine does not
+    implement it."""
+    if any(key not in _generation_fields() for key in kwargs):  # streamer, logits_processor, inputs_embeds...
         return None
     config = _resolved_config(model, generation_config, kwargs)
     for key, value in config.items():
@@ -265,10 +270,18 @@ def hf_call_params(model, input_ids, attention_mask, generation_config=None, **k
     if new_tokens <= 0 or (sampling and config["temperature"] <= 0):
         return None  # HF's own error message
     eos = config["eos_token_id"]
-    stops = tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (eos,))
-    return SamplingParams(max_new_tokens=int(new_tokens), temperature=float(config["temperature"]) if sampling else 0.0,
-                          top_k=int(config["top_k"]) if sampling else 0, top_p=float(config["top_p"]) if sampling else 1.0,
-                          min_p=config["min_p"] if sampling else None, stop_token_ids=tuple(int(t) for t in stops))
+    stops = tuple(int(t) for t in (eos if isinstance(eos, (list, tuple)) else () if eos is None else (eos,)))
+    params = SamplingParams(max_new_tokens=int(new_tokens), temperature=float(config["temperature"]) if sampling else 0.0,
+                            top_k=int(config["top_k"]) if sampling else 0, top_p=float(config["top_p"]) if sampling else 1.0,
+                            min_p=config["min_p"] if sampling else None, stop_token_ids=stops)
+    pad = config["pad_token_id"]  # HF pads finished rows with it, else with the first eos
+    return params, int(pad if pad is not None else (stops[0] if stops else 0))
+
+
+def hf_call_params(model, input_ids, attention_mask, generation_config=None, **kwargs) -> SamplingParams | None:
+    """The engine's SamplingParams for an HF `generate` call, or None where the engine does not implement it."""
+    call = _engine_call(model, input_ids, attention_mask, generation_config, kwargs)
+    return call[0] if call else None
 
 
 def generate_like_hf(model, inputs=None, generation_config=None, **kwargs) -> torch.Tensor | None:
@@ -277,18 +290,14 @@ def generate_like_hf(model, inputs=None, generation_config=None, **kwargs) -> to
     as HF's does, so `transformers.set_seed` (what TRL seeds with) governs it."""
     input_ids = kwargs.pop("input_ids", inputs)
     attention_mask = kwargs.pop("attention_mask", None)
-    params = hf_call_params(model, input_ids, attention_mask, generation_config, **kwargs)
-    if params is None:
+    call = _engine_call(model, input_ids, attention_mask, generation_config, kwargs)
+    if call is None:
         return None
-    config = _resolved_config(model, generation_config, kwargs)
-    pad = config["pad_token_id"]
-    pad = pad if pad is not None else (params.stop_token_ids[0] if params.stop_token_ids else 0)
-    lengths = attention_mask.sum(-1).tolist()
+    params, pad = call
     rows = input_ids.tolist()
-    prompts = [row[len(row) - n:] for row, n in zip(rows, lengths)]
-    outputs = generate(model, prompts, params, pad_token_id=int(pad))
-    width = max(len(out) for out in outputs)
-    new = torch.full((len(outputs), width), int(pad), dtype=input_ids.dtype)
+    prompts = [row[len(row) - n:] for row, n in zip(rows, attention_mask.sum(-1).tolist())]
+    outputs = generate(model, prompts, params, pad_token_id=pad)
+    new = torch.full((len(outputs), max(len(out) for out in outputs)), pad, dtype=input_ids.dtype)
     for i, out in enumerate(outputs):
         new[i, : len(out)] = torch.tensor(out, dtype=input_ids.dtype)
     return torch.cat((input_ids, new.to(input_ids.device)), dim=1)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from lab.errors import LabError
 from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
 from lab.model.tokenizer import encode_texts, load_tokenizer
-from lab.runs import Run, atomic_dir, write_json
+from lab.runs import Run, atomic_dir, cpu_info, write_json
 from lab.train.pretrain_settings import PretrainSettings
 
 if TYPE_CHECKING:  # for annotations only: the presets sit above the stages and import them
@@ -139,11 +139,7 @@ def make_optimizer(model, cfg: PretrainSettings, device: torch.device) -> torch.
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX): there bf16 matmuls run ~4x faster than
     fp32's (2-core Zen CPU: ~950 vs ~220 GFLOP/s); without it they are emulated and slower than fp32."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:  # not Linux: no way to ask, so float32
-        return False
+    flags = (cpu_info("flags") or "").split()  # none outside Linux: no way to ask, so float32
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
