@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lab.model.attention import rope_cos_sin
 from lab.model.labgpt import LabGPTForCausalLM
 
 
@@ -60,14 +61,12 @@ class DecodeStep:
             self.embed = model.model.embed_tokens.weight
             self.norm = model.model.norm.weight
             self.head = model.lm_head.weight
-            weight = self.embed
-            steps = torch.arange(0, self.head_dim, 2, device=weight.device, dtype=torch.float)
-            inv_freq = 1.0 / (config.rope_theta ** (steps / self.head_dim))
-            freqs = torch.arange(config.max_position_embeddings, device=weight.device, dtype=torch.float)[:, None] * inv_freq
-            angles = torch.cat((freqs, freqs), dim=-1)
-            # rotate_half(x) * sin == swap_halves(x) * (-sin | sin): the sign goes into the table
-            self.cos = angles.cos().to(weight.dtype)
-            self.signed_sin = torch.cat((-freqs.sin(), freqs.sin()), dim=-1).to(weight.dtype)
+            # the model's own RoPE values at every position; rotate_half(x) * sin == swap_halves(x) * (-sin | sin),
+            # so the sign goes into the table
+            every = torch.arange(config.max_position_embeddings, device=self.embed.device)
+            self.cos, sin = rope_cos_sin(self.head_dim, config.rope_theta, every, self.embed.dtype)
+            half = self.head_dim // 2
+            self.signed_sin = torch.cat((-sin[:, :half], sin[:, half:]), dim=-1)
 
     @torch.inference_mode()
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, cache, key_mask: torch.Tensor | None):
