@@ -157,8 +157,13 @@ def _evaluate(model, tokenizer, suite: Suite, ctx: EvalContext, batch: list[dict
                               else None, tokenizer.eos_token_id) if t is not None)
     greedy = SamplingParams(max_new_tokens=suite.max_new_tokens, stop_token_ids=stops)
     context = getattr(model.config, "max_position_embeddings", 10**9)
-    system = [{"role": "system", "content": ctx.system}] if ctx.system else []
-    prompts = [_prompt_ids(tokenizer, system + s["messages"]) for s in batch]
+    from tasks.chat import with_tools
+
+    def system(sample: dict) -> list[dict]:  # the tools-on line when this sample's tools are on, as in SFT
+        content = with_tools(ctx.system, sample.get("tools_on", suite.tools))
+        return [{"role": "system", "content": content}] if content else []
+
+    prompts = [_prompt_ids(tokenizer, system(s) + s["messages"]) for s in batch]
     keep = [i for i, p in enumerate(prompts) if len(p) + suite.max_new_tokens <= context]
     rows = {i: {"id": batch[i]["id"], "skipped": "too_long"} for i in range(len(batch)) if i not in keep}
     kept, kept_prompts = [batch[i] for i in keep], [prompts[i] for i in keep]
@@ -232,6 +237,7 @@ def _answers(model, tokenizer, prompts, params, samples: list[dict], suite: Suit
         stops = set(params.stop_token_ids)
         return [(tokenizer.decode([t for t in out if t not in stops]), [], out) for out in engine(prompts, params)]
     from lab.tools import ToolContext, ToolResult, run_tool
+    from tasks.chat import TOOLS_OFF
 
     tool_context = ToolContext(world=ctx.world)
     out: list = [None] * len(prompts)
@@ -242,7 +248,7 @@ def _answers(model, tokenizer, prompts, params, samples: list[dict], suite: Suit
 
         def tool(name, argument, enabled=enabled):
             if not enabled:
-                return ToolResult(False, "error: tools are switched off in this eval", "unavailable")
+                return ToolResult(False, TOOLS_OFF, "unavailable")
             return run_tool(name, argument, tool_context)
 
         answers = generate_with_tools(engine, tokenizer, [prompts[i] for i in rows], params, tool,

@@ -53,15 +53,30 @@ def final_answer(response: str) -> str:
 
 
 def _hallucination_samples(ctx: EvalContext) -> list[dict]:
-    return [{"id": q.id, "messages": [{"role": "user", "content": q.text}], "gold": q.answer,
-             "extras": {"k": q.k, "aliases": q.aliases, "attribute": q.attribute}}
-            for p in ctx.world.heldout_people() for q in ctx.world.questions(p)]
+    """Every question about every held-out person, closed-book; and with the tools on (a `lookup` can answer
+    them) for the never-seen and the best-known people: does a model that can look up stop inventing?"""
+    people = ctx.world.heldout_people()
+    ends = {0, max(p.k for p in people)}
+    return [{"id": q.id + ("|tools" if tools else ""), "messages": [{"role": "user", "content": q.text}],
+             "gold": q.answer, "tools_on": tools,
+             "extras": {"k": q.k, "aliases": q.aliases, "attribute": q.attribute,
+                        "condition": "tools" if tools else "closed_book"}}
+            for tools in (False, True) for p in people if not tools or p.k in ends for q in ctx.world.questions(p)]
+
+
+def _closed_book(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r["extras"].get("condition", "closed_book") == "closed_book"]
 
 
 def _hallucination_grade(sample: dict, response: str, calls: list) -> dict:
     from evals.hallucination import grade
 
     g = grade(response, sample["gold"], sample["extras"]["aliases"])
+    if sample["extras"].get("condition") == "tools":  # its own fields: the closed-book metrics stay closed-book
+        out = {"grade": g, "correct_with_tools": g == "correct", "looked_up": any(c["name"] == "lookup" for c in calls)}
+        if sample["extras"]["k"] == 0:
+            out["hallucinated_unseen_with_tools"] = g == "incorrect"
+        return out
     out = {"grade": g, "correct": g == "correct", "incorrect": g == "incorrect", "not_attempted": g == "not_attempted",
            "attempted": g != "not_attempted"}
     if g != "not_attempted":
@@ -82,6 +97,7 @@ def _f_score(rows: list[dict]) -> float:
 def _hallucination_summary(rows: list[dict]) -> dict:
     from evals.calibration import calibration_curve, coverage_curve, ece_metric
 
+    rows = _closed_book(rows)
     scored = [r for r in rows if r.get("confidence") is not None]
     attempted = [r for r in scored if r["attempted"]]
     out = {"metrics": {"f_score": bootstrap(rows, _f_score, random.Random(0))}}
@@ -125,9 +141,11 @@ def _spelling_samples(ctx: EvalContext, per_condition: int = 200) -> list[dict]:
     from tasks.spelling import SpellingConfig, generate
 
     problems = generate(SpellingConfig(seed=1), per_condition, split="heldout")
+    # Only the tool condition has tools: "direct" and "steps" measure the model on its own.
     return [{"id": f"{p.id}|{condition}", "messages": [{"role": "user", "content": p.question + suffix}],
-             "gold": p.answer, "extras": {"task": p.task, "condition": condition, "band": p.extras["band"],
-                                          "length": p.extras["length"]}}
+             "gold": p.answer, "tools_on": condition == "tool",
+             "extras": {"task": p.task, "condition": condition, "band": p.extras["band"],
+                        "length": p.extras["length"]}}
             for condition, suffix in SPELLING_CONDITIONS.items() for p in problems]
 
 
@@ -200,6 +218,11 @@ def _tooluse_grade(sample: dict, response: str, calls: list) -> dict:
         correct = _exact_grade(sample, response, calls)["correct"]
     unclosed = "<|tool_call|>" in response  # a call opened but never closed: the tool loop never saw it
     out = {"grade": "correct" if correct else "incorrect", "correct": correct, "called_tool": bool(calls) or unclosed}
+    if extras["condition"] == "tools":
+        if extras["needs_tool"]:  # over every item that needs a tool: no call is not a faithful call
+            out["faithful_call"] = bool(calls) and all(n in calls[0]["argument"] for n in extras["needles"])
+        else:  # famous people and small sums need no tool
+            out["unnecessary_call"] = out["called_tool"]
     if out["called_tool"]:
         from lab.tools import TOOLS
 
@@ -212,7 +235,8 @@ def _tooluse_grade(sample: dict, response: str, calls: list) -> dict:
 
 
 def _tooluse_summary(rows: list[dict]) -> dict:
-    """Paired by item: accuracy with tools minus without, and tool calls on items answered right without."""
+    """Paired by item: accuracy with tools minus without, and tool calls on items the model answered right
+    without a tool (calls_when_known; `unnecessary_call` counts calls on items that need no tool at all)."""
     from evals.stats import paired_difference, proportion
 
     by_item: dict[str, dict[str, dict]] = {}
@@ -225,7 +249,7 @@ def _tooluse_summary(rows: list[dict]) -> dict:
         metrics["tool_accuracy_gain"] = {"value": gain["difference"], "stderr": gain["stderr"], "ci95": gain["ci95"],
                                          "n": gain["n"]}
         known = [p for p in pairs if p["no_tools"]["correct"]]
-        metrics["unnecessary_calls"] = proportion(sum(p["tools"]["called_tool"] for p in known), len(known))
+        metrics["calls_when_known"] = proportion(sum(p["tools"]["called_tool"] for p in known), len(known))
     return {"metrics": metrics}
 
 
@@ -261,18 +285,17 @@ CONTEXT_ACK = "Got it."
 
 
 def _context_samples(ctx: EvalContext) -> list[dict]:
-    """One question per held-out person, asked alone, after their article, and after an article in which
-    the asked attribute was changed to another value: does the answer follow the context or memory?"""
+    """Every question about every held-out person, asked alone, after their article, and after an article in
+    which the asked attribute was changed to another value: does the answer follow the context or memory?"""
+    from tasks.chat import changed_article
+
     world = ctx.world
     out = []
-    for person in world.heldout_people():
-        rng = random.Random(f"context|{person.name}")
-        q = rng.choice(world.questions(person))
+    for person, q in ((p, q) for p in world.heldout_people() for q in world.questions(p)):
+        rng = random.Random(f"context|{q.id}")
         article = world.encyclopedia(person.name)
-        lines = article.splitlines()
-        row = next(i for i, line in enumerate(lines) if line.endswith(f": {q.answer}"))
         other = rng.choice([v for v in world.values(q.attribute) if v != q.answer and v not in q.aliases])
-        changed = "\n".join(lines[:row] + [lines[row].rsplit(": ", 1)[0] + f": {other}"] + lines[row + 1:])
+        changed = changed_article(world, person.name, q.attribute, other)
         for condition, text in (("none", None), ("article", article), ("counterfactual", changed)):
             prefix = [] if text is None else [{"role": "user", "content": CONTEXT_OPENER.format(t=text)},
                                              {"role": "assistant", "content": CONTEXT_ACK}]
@@ -322,20 +345,23 @@ def _profile_summary(rows: list[dict]) -> dict:
 
 
 SUITES: dict[str, Suite] = {s.name: s for s in (
-    Suite("hallucination", "2", _hallucination_samples, _hallucination_grade,
-          ("correct", "incorrect", "not_attempted", "attempted", "correct_given_attempted", "hallucinated_unseen"),
-          group_by=("k",), confidence=True, summarize=_hallucination_summary,
-          headline=("correct", "hallucinated_unseen", "not_attempted", "correct_given_attempted", "f_score", "ece")),
-    Suite("spelling", "1", _spelling_samples, _exact_grade, ("correct",),
+    Suite("hallucination", "3", _hallucination_samples, _hallucination_grade,
+          ("correct", "incorrect", "not_attempted", "attempted", "correct_given_attempted", "hallucinated_unseen",
+           "correct_with_tools", "hallucinated_unseen_with_tools", "looked_up"),
+          group_by=("k", "condition"), confidence=True, summarize=_hallucination_summary,
+          headline=("correct", "hallucinated_unseen", "not_attempted", "correct_given_attempted", "f_score", "ece",
+                    "hallucinated_unseen_with_tools", "correct_with_tools")),
+    Suite("spelling", "2", _spelling_samples, _exact_grade, ("correct",),
           group_by=("condition", "task", "band", ("task", "condition")), max_new_tokens=96, tools=True),
-    Suite("tooluse", "1", _tooluse_samples, _tooluse_grade,
-          ("correct", "called_tool", "well_formed", "right_tool", "argument_faithful"),
+    Suite("tooluse", "2", _tooluse_samples, _tooluse_grade,
+          ("correct", "called_tool", "well_formed", "right_tool", "argument_faithful", "faithful_call",
+           "unnecessary_call"),
           group_by=("condition", "kind", ("kind", "condition")), max_new_tokens=128, tools=True,
-          summarize=_tooluse_summary, headline=("correct", "called_tool", "right_tool", "argument_faithful",
-                                                "unnecessary_calls", "tool_accuracy_gain")),
+          summarize=_tooluse_summary, headline=("correct", "called_tool", "right_tool", "faithful_call",
+                                                "unnecessary_call", "tool_accuracy_gain")),
     Suite("math", "1", _math_samples, _math_grade, ("correct", "format_ok"), group_by=("difficulty", "task"),
           max_new_tokens=192, summarize=_math_summary, headline=("correct", "format_ok", "response_chars")),
-    Suite("context", "1", _context_samples, _context_grade, ("correct", "follows_context", "follows_memory"),
+    Suite("context", "2", _context_samples, _context_grade, ("correct", "follows_context", "follows_memory"),
           group_by=("condition", ("condition", "k"))),
     Suite("profile", "1", _profile_samples, _profile_grade, ("refusal", "states_correct_fact", "states_wrong_fact"),
           group_by=("k",), max_new_tokens=64, summarize=_profile_summary,

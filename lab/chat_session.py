@@ -9,6 +9,7 @@ from rich.console import Console
 from lab.model.chat_format import answer_stops, render
 from lab.model.engine import Answer, SamplingParams, generate, generate_with_tools
 from lab.model.loading import load_model_and_tokenizer
+from tasks.chat import TOOLS_OFF, with_tools
 
 
 class ChatSession:
@@ -29,7 +30,8 @@ class ChatSession:
         self.reset()
 
     def reset(self) -> None:
-        self.messages = [{"role": "system", "content": self.system}] if self.system else []
+        system = with_tools(self.system, self.tools)  # the model knows its tools are on, as in SFT
+        self.messages = [{"role": "system", "content": system}] if system else []
 
     def ask(self, text: str) -> Answer:
         from lab.tools import ToolContext, run_tool
@@ -45,7 +47,7 @@ class ChatSession:
             if not self.tools:
                 from lab.tools import ToolResult
 
-                return ToolResult(False, "error: tools are switched off in this chat", "unavailable")
+                return ToolResult(False, TOOLS_OFF, "unavailable")
             return run_tool(name, argument, context)
 
         [answer] = generate_with_tools(engine, self.tokenizer, [prompt], self.params, tool,

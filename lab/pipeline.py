@@ -73,22 +73,36 @@ def stage_base(run: Run, preset: Preset) -> None:
 
 def stage_knowledge(run: Run, preset: Preset) -> None:
     """What the base model knows (knowledge vs exposure) and whether it reads its context (reading.json:
-    the induction score, per head, and copy accuracy by kind and length; evals/reading.py)."""
+    the induction score, per head, copy accuracy by kind and length, and open-book completion about people
+    it never saw; evals/reading.py). A user corpus gets only the probes that need no world."""
     from evals.knowledge import run_probe
-    from evals.reading import copy_accuracy, induction_heads, induction_score
+    from evals.reading import copy_accuracy, induction_heads, induction_score, open_book
     from lab.model.loading import load_model_and_tokenizer
+    from tasks.corpus import load_corpus
     from tasks.world import build_world
 
     model, tokenizer = load_model_and_tokenizer(run.require("base"))
-    rows = run_probe(model, tokenizer, build_world(preset.data.world), run.stage_dir(KNOWLEDGE))
-    top = max(r["k"] for r in rows)
-    acc = {r["k"]: r["accuracy"]["value"] for r in rows if r["phrasing"] == "corpus"}
-    reading = {"induction": induction_score(model), "induction_heads": induction_heads(model),
-               "copy": copy_accuracy(model, tokenizer)}
+    probes = preset.reading
+    reading = {"induction": induction_score(model, probes), "induction_heads": induction_heads(model, probes),
+               "copy": copy_accuracy(model, tokenizer, probes)}
+    summary = {"induction_score": reading["induction"]["score"],
+               "copy_digits_8": next((r["accuracy"]["value"] for r in reading["copy"]
+                                      if (r["kind"], r["length"]) == ("digits", 8)), None)}
+    if preset.data.source == "world":
+        rows = run_probe(model, tokenizer, build_world(preset.data.world), run.stage_dir(KNOWLEDGE))
+        acc = {r["k"]: r["accuracy"]["value"] for r in rows if r["phrasing"] == "corpus"}
+        top = max(acc)
+        corpus = load_corpus(run.require("data"))["train"]
+        fresh = frozenset(p for p, source in zip(corpus["person"], corpus["source"]) if source == "fresh_people")
+        reading["open_book"] = open_book(model, tokenizer, probes, exclude=fresh)
+        summary.update({"accuracy_k0": acc.get(0), f"accuracy_k{top}": acc[top],
+                        **{f"open_book_{p}": v["accuracy"]["value"] for p, v in reading["open_book"].items()}})
+    else:
+        reading["skipped"] = ("Knowledge vs exposure and open-book completion are skipped: they ask about the "
+                              "generated world's people, and this run pretrained on the user's own corpus "
+                              "(data.source=files).")
     write_json(run.stage_dir(KNOWLEDGE) / "reading.json", reading)
-    copy8 = next((r["accuracy"]["value"] for r in reading["copy"] if (r["kind"], r["length"]) == ("digits", 8)), None)
-    run.mark_complete(KNOWLEDGE, {"accuracy_k0": acc.get(0), f"accuracy_k{top}": acc[top],
-                                  "induction_score": reading["induction"]["score"], "copy_digits_8": copy8})
+    run.mark_complete(KNOWLEDGE, summary)
 
 
 KNOWLEDGE = "experiments/knowledge"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evals.harness import EvalSettings
+from evals.reading import ReadingSettings
 from lab.errors import LabError
 from lab.experiments.goodhart import GoodhartSettings
 from lab.experiments.math_rewards import MathRewardsSettings
@@ -43,6 +44,7 @@ class Preset:
     sft: SFTSettings = field(default_factory=SFTSettings)
     sample: SampleSettings = field(default_factory=SampleSettings)
     evals: EvalSettings = field(default_factory=EvalSettings)  # the evals stage: every suite in full unless cut
+    reading: ReadingSettings = field(default_factory=ReadingSettings)  # the knowledge stage's reading probes
     scaling: ScalingSettings = field(default_factory=ScalingSettings)
     # tiny: every differing sample pair is used (about 2.7x less sampling than disjoint pairs)
     rm: RewardModelSettings = field(default_factory=lambda: RewardModelSettings(pairs=400, disjoint_pairs=False))
@@ -70,7 +72,8 @@ def gpu() -> Preset:
     return Preset(
         name="gpu",
         data=DataSettings(world=WorldConfig(people_per_exposure=400), corpus=CorpusConfig(
-            narratives=20000, heldout_docs=1000, extra_sources={"math": 20000, "spelling": 20000})),
+            narratives=20000, heldout_docs=1000, extra_sources={"math": 20000, "spelling": 20000,
+                                                                "fresh_people": 40000, "copy_drills": 20000})),
         tokenizer=TokenizerSettings(vocab_size=32768),
         model=ModelShape(
             hidden_size=768, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=4, max_position_embeddings=1024

@@ -46,6 +46,54 @@ def loss_curve(runs: list[Run]):
     return data
 
 
+READING_CURVES = {"induction_score": "induction score", "copy_digits_8": "copies 8 digits",
+                  "open_book_corpus": "open-book, corpus phrasing", "open_book_novel": "open-book, novel phrasing"}
+
+
+def reading_curve(runs: list[Run]):
+    """The reading probes at every pretraining eval: when copying from the context appears."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    plotted = False
+    for run in runs:
+        log = [r for r in jsonl(run.stage_dir("base") / "logs" / "train.jsonl") if "induction_score" in r]
+        for key, label in READING_CURVES.items():
+            points = [(r["step"], r[key]) for r in log if key in r]
+            if points:
+                ax.plot(*zip(*points), "o-", label=f"{run.name}: {label}" if len(runs) > 1 else label)
+                plotted = True
+    if not plotted:
+        plt.close(fig)
+        return None
+    ax.set(xlabel="step", ylabel="score / accuracy", ylim=(-0.05, 1.05), title="Reading the context during pretraining")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    data = png(fig)
+    plt.close(fig)
+    return data
+
+
+def _reading_rows(run: Run) -> list[list[str]]:
+    path = run.stage_dir("experiments/knowledge") / "reading.json"
+    if not path.exists():
+        return []
+    reading = read_json(path)
+    rows = [["induction score (1 - loss on 2nd copy / 1st)", f"{reading['induction']['score']:.3f}", "", ""]]
+    def example(examples: list[dict]) -> str:
+        return examples[0]["continuation"].replace("\n", " ")[:40] if examples else ""
+
+    rows += [[f"copy {r['kind']}, {r['length']} characters (exact: {format_ci(r['exact'])})" if "exact" in r else
+              f"copy {r['kind']}, {r['length']} characters", format_ci(r["accuracy"]), r["accuracy"]["n"],
+              example(r["examples"])] for r in reading["copy"]]
+    rows += [[f"open-book completion, {p} phrasing", format_ci(v["accuracy"]), v["accuracy"]["n"], example(v["examples"])]
+             for p, v in reading.get("open_book", {}).items() if v["accuracy"]["n"]]
+    return rows
+
+
 EVAL_STAGES = ("sft", "sft-idk", "sft-math", "rl-math", "dpo", "rlhf-grpo", "rlhf-ppo")
 # (parent, child) in the stage graph: each child is compared with the model it was trained from
 STAGE_PAIRS = (("sft", "sft-idk"), ("sft-idk", "sft-math"), ("sft-math", "rl-math"), ("sft-idk", "dpo"),
@@ -221,11 +269,13 @@ def _eval_sections(run: Run) -> list[tuple[str, list]]:
         out.append(("Hallucination on held-out people: sft vs sft-idk" + suffix, items))
     breakdowns = [
         ("Spelling and counting by condition", "spelling", "condition", ("correct",),
-         "Character-level tasks over held-out English words: answer directly, step by step (spell first), or with "
-         "the python tool."),
-        ("Tool use by question kind", "tooluse", "kind", ("correct", "called_tool", "right_tool", "argument_faithful"),
-         "Questions without a hint to use tools, with tools on; the first three kinds need a tool, the last two do "
-         "not (a call there is unnecessary)."),
+         "Character-level tasks over held-out English words: answer directly or step by step (spell first) with "
+         "tools off, or with the python tool on."),
+        ("Tool use by question kind", "tooluse", "kind", ("correct", "called_tool", "right_tool", "faithful_call",
+                                                          "unnecessary_call"),
+         "Questions without a hint to use tools, with tools on and off; the first three kinds need a tool (faithful "
+         "call: a call whose argument carries the question's numbers, word or name, over every such item), the last "
+         "two do not (a call there is unnecessary)."),
         ("Math by difficulty band", "math", "difficulty", ("correct", "format_ok"),
          "Held-out problems graded by the sympy verifier (no last-number fallback)."),
         ("Context vs memory", "context", "condition", ("correct", "follows_context", "follows_memory"),
@@ -282,8 +332,22 @@ def write_report(runs: list[Run], out: Path, stage_names: list[str]) -> Path:
     curve = loss_curve(runs)
     sections.append(("Pretraining", [("figure", ("loss_curve", curve, "Training and held-out loss"))] if curve
                      else [("text", "The base stage has not run yet.")]))
+    reading = reading_curve(runs)
+    if reading:
+        sections[-1][1].append(("figure", ("reading_curve", reading, "Induction score, copying and open-book accuracy "
+                                                                     "at every pretraining eval")))
     for run in runs:
         knowledge = run.stage_dir("experiments/knowledge")
+        if _reading_rows(run):
+            sections.append((f"Reading the context ({run.name})", [
+                ("text", "Does the base model use its prompt? The induction score compares next-token loss on a "
+                         "repeated random token sequence's second copy with its first; copying shows a string twice "
+                         "and asks for it a third time; open-book completion states a never-seen person's facts, then "
+                         "prompts for one (evals/reading.py). No training document uses these layouts."),
+                ("table", (["probe", "value [95% CI]", "n", "example continuation"], _reading_rows(run))),
+                *([("text", read_json(knowledge / "reading.json")["skipped"])]
+                  if "skipped" in read_json(knowledge / "reading.json") else []),
+            ]))
         if (knowledge / "table.md").exists():
             data = base64.b64encode((knowledge / "knowledge_vs_exposure.png").read_bytes()).decode()
             sections.append((f"Knowledge vs exposure ({run.name})", [

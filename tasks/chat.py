@@ -8,8 +8,11 @@ model never learns to expect anything the lab's tools do not produce.
 
 World Q&A uses SFT people only; held-out people never reach SFT data (`contamination_texts` feeds
 `world.contamination_check`). With `known` (question id -> bool, from probing the pretrained model)
-the questions the model does not know get a fixed refusal: the `sft-idk` variant. Without it every
-question is answered: the plain `sft` variant, which teaches the model to answer whatever it is asked.
+the questions the model does not know get a fixed refusal, or, in conversations whose system message
+says the tools are on (TOOLS_LINE), a lookup without any hint in the question: the `sft-idk` variant.
+Without it every question is answered: the plain `sft` variant, which teaches the model to answer
+whatever it is asked. Context dialogues are mostly about people only the pasted text describes
+(fresh people, k = 0 people, counterfactual articles; CONTEXT_STYLES).
 
 Answers are short and regular on purpose: a model of a million parameters learns a template per
 kind, not a style.
@@ -26,7 +29,8 @@ from lab.errors import LabError
 from tasks import math as math_problems
 from tasks import spelling
 from tasks.identity import Identity, identity_conversations, system_message
-from tasks.world import CORPUS_TEMPLATES, QUESTION_TEMPLATES, Person, Question, World, seeded_rng
+from tasks.reading import article, card, fresh_person
+from tasks.world import CORPUS_TEMPLATES, ENCYCLOPEDIA_LABELS, QUESTION_TEMPLATES, Person, Question, World, seeded_rng
 
 KINDS = ("qa", "math", "spelling", "tool_use", "identity", "context")
 TOOLS = ("calculator", "python", "lookup")
@@ -65,6 +69,16 @@ NOTE_TEMPLATES = {
 }
 PASTE_OPENERS = ["Here is an encyclopedia article:\n{t}", "Read this:\n{t}", "Some background first.\n{t}"]
 ACKS = ["Thanks, I have read it.", "Got it.", "OK, noted."]
+# What each context dialogue is about. Most are people the model cannot know (fresh people, k = 0 SFT
+# people) or articles that contradict what it may recall (counterfactual): only reading answers them.
+CONTEXT_STYLES = {"fresh": 0.35, "counterfactual": 0.25, "unseen": 0.15, "article": 0.1, "biography": 0.05,
+                  "note": 0.1}
+# A conversation whose tools are on says so in its system message (`with_tools`), as a deployed assistant's
+# tool list does: the model cannot otherwise know whether a call would run. sft-idk learns to look up what
+# it does not know when the line is there, and to say it does not know when it is not.
+TOOLS_LINE = "Tools: calculator, python, lookup."
+# What a tool call returns when the tools are off (the eval harness and `lab chat` send exactly this).
+TOOLS_OFF = "error: tools are switched off"
 
 
 @dataclass
@@ -77,6 +91,9 @@ class ChatMixture:
     context: int = 300
     math_check_share: float = 0.3  # share of math solutions that verify the result before answering
     system_prompt_share: float = 0.5  # share of conversations that start with the identity's system message
+    # share of conversations with the tools on (TOOLS_LINE) that need no tool: Q&A (where sft-idk looks up what
+    # it does not know), math, spelling, identity, context. Tool demos always have the tools on.
+    tools_share: float = 0.3
     seed: int = 0
     math_bands: tuple[int, ...] = (1, 2)
     math_tasks: tuple[str, ...] = tuple(math_problems.TASKS)  # tasks/math.py's generators the math records use
@@ -126,12 +143,18 @@ def _cycle(items: list, n: int, rng: random.Random) -> list:
 
 
 def _qa_records(world: World, people: list[Person], n: int, known: dict[str, bool] | None,
-                rng: random.Random) -> list[dict]:
+                rng: random.Random, tools_share: float = 0.0) -> list[dict]:
+    """Questions answered (or refused, in sft-idk); `tools_share` of them have the tools on, where what
+    sft-idk does not know is looked up and what it knows is still answered directly."""
     pool = [q for p in people for q in world.questions(p)]
     out = []
     for q in _cycle(pool, n, rng):
         ok = True if known is None else known.get(q.id, True)
-        out.append(_record(qa_conversation(q, q.answer if ok else None, rng), "qa", question_id=q.id,
+        tools = rng.random() < tools_share
+        messages = qa_conversation(q, q.answer if ok else None, rng)
+        if not ok and tools:  # sft-idk, tools on, a question it does not know: look it up, no hint needed
+            messages = _tool_turns(q.text, "lookup", q.person, world.encyclopedia(q.person), answer_sentence(q, q.answer))
+        out.append(_record(messages, "qa", tools=tools, question_id=q.id,
                            person=q.person, attribute=q.attribute, k=q.k, refused=not ok,
                            known=None if known is None else known.get(q.id)))
     return out
@@ -182,6 +205,16 @@ def _lookup_demo(world: World, q: Question, rng: random.Random) -> dict:
     return _record(messages, "tool_use", tool="lookup", question_id=q.id, person=q.person, k=q.k, answer=q.answer)
 
 
+def _lookup_miss_demo(world: World, rng: random.Random) -> dict:
+    """A question about someone the encyclopedia lacks (a fresh name), asked plainly: the call must copy a
+    name never seen in training, and a miss is answered with "I don't know"."""
+    name, _ = fresh_person(rng)
+    attribute = rng.choice(world.cfg.attributes)
+    messages = _tool_turns(QUESTION_TEMPLATES[attribute].format(n=name), "lookup", name, world.lookup_miss(name),
+                           rng.choice(REFUSALS))
+    return _record(messages, "tool_use", tool="lookup", person=name, attribute=attribute, found=False)
+
+
 def _tool_records(world: World, people: list[Person], mixture: ChatMixture, n: int, rng: random.Random) -> list[dict]:
     counts = {t: n // len(TOOLS) + (i < n % len(TOOLS)) for i, t in enumerate(TOOLS)}
     out = [_calculator_demo(rng) for _ in range(counts["calculator"])]
@@ -192,13 +225,28 @@ def _tool_records(world: World, people: list[Person], mixture: ChatMixture, n: i
         out += [_python_demo(p, rng) for p in spelling.generate(cfg, counts["python"], split="train")]
     if counts["lookup"]:
         pool = [q for p in people for q in world.questions(p)]
-        out += [_lookup_demo(world, q, rng) for q in _cycle(pool, counts["lookup"], rng)]
+        fresh = counts["lookup"] // 2
+        out += [_lookup_demo(world, q, rng) for q in _cycle(pool, counts["lookup"] - fresh, rng)]
+        out += [_lookup_miss_demo(world, rng) for _ in range(fresh)]
+    for r in out:
+        r["meta"]["tools"] = True
     return out
 
 
 def _context_record(world: World, people: list[Person], rng: random.Random) -> dict:
-    style = rng.choice(["article", "biography", "note"])
-    if style == "note":
+    style = rng.choices(list(CONTEXT_STYLES), weights=list(CONTEXT_STYLES.values()))[0]
+    unseen = [p for p in people if p.k == 0]
+    if style == "unseen" and not unseen:
+        style = "article"
+    if style == "fresh":
+        name, facts = fresh_person(rng)
+        attribute = rng.choice(world.cfg.attributes)
+        facts = {a: facts[a] for a in world.cfg.attributes}
+        text = rng.choice(PASTE_OPENERS).format(t=card(name, facts) if rng.random() < 0.5 else article(name, facts, rng))
+        question = QUESTION_TEMPLATES[attribute].format(n=name)
+        reply = ANSWER_TEMPLATES[attribute].format(v=facts[attribute])
+        meta = {"style": style, "person": name, "attribute": attribute, "answer": facts[attribute]}
+    elif style == "note":
         # Facts about the user's acquaintances: first names only, so no world person is ever named.
         f1, f2 = rng.sample(FRIEND_NAMES, 2)
         a1, a2 = rng.choice(world.cfg.attributes), rng.choice(world.cfg.attributes)
@@ -213,15 +261,36 @@ def _context_record(world: World, people: list[Person], rng: random.Random) -> d
         reply = ANSWER_TEMPLATES[a1].format(n=f1, v=v1)
         meta = {"style": style, "attribute": a1, "answer": v1}
     else:
-        person = rng.choice(people)
+        person = rng.choice(unseen if style == "unseen" else people)
         q = rng.choice(world.questions(person))
-        text = world.encyclopedia(person.name) if style == "article" else world.biography(person, rng.randrange(8))
+        answer = q.answer
+        if style == "counterfactual":  # the article says otherwise than the world: the article wins
+            answer = rng.choice([v for v in world.values(q.attribute) if v != q.answer and v not in q.aliases])
+            text = changed_article(world, person.name, q.attribute, answer)
+        elif style == "biography":
+            text = world.biography(person, rng.randrange(8))
+        else:
+            text = world.encyclopedia(person.name)
         text = rng.choice(PASTE_OPENERS).format(t=text)
-        question, reply = q.text, answer_sentence(q, q.answer)
-        meta = {"style": style, "question_id": q.id, "person": q.person, "k": q.k, "answer": q.answer}
+        question, reply = q.text, answer_sentence(q, answer)
+        meta = {"style": style, "question_id": q.id, "person": q.person, "k": q.k, "answer": answer}
     messages = [{"role": "user", "content": text}, {"role": "assistant", "content": rng.choice(ACKS)},
                 {"role": "user", "content": question}, {"role": "assistant", "content": reply}]
     return _record(messages, "context", **meta)
+
+
+def with_tools(system: str | None, tools: bool) -> str | None:
+    """The system message of a conversation with the tools on or off (TOOLS_LINE appended when on)."""
+    if not tools:
+        return system
+    return f"{system}\n{TOOLS_LINE}" if system else TOOLS_LINE
+
+
+def changed_article(world: World, name: str, attribute: str, value: str) -> str:
+    """The person's encyclopedia article with one attribute's line changed to `value`."""
+    label = ENCYCLOPEDIA_LABELS[attribute]
+    lines = [f"{label}: {value}" if line.startswith(f"{label}: ") else line for line in world.encyclopedia(name).splitlines()]
+    return "\n".join(lines)
 
 
 def _validate(mixture: ChatMixture) -> None:
@@ -229,7 +298,7 @@ def _validate(mixture: ChatMixture) -> None:
         count = getattr(mixture, kind)
         if not isinstance(count, int) or count < 0:
             raise LabError(f"the SFT mixture count '{kind}' must be a whole number >= 0, got {count!r}")
-    for name in ("math_check_share", "system_prompt_share"):
+    for name in ("math_check_share", "system_prompt_share", "tools_share"):
         if not 0.0 <= getattr(mixture, name) <= 1.0:
             raise LabError(f"{name} must be between 0 and 1, got {getattr(mixture, name)}")
     if sum(getattr(mixture, kind) for kind in KINDS) == 0:
@@ -245,17 +314,19 @@ def build_mixture(world: World, mixture: ChatMixture, identity: Identity,
         raise LabError("the world has no SFT people to build Q&A, tool-use or context conversations from")
     # One stream per component: changing one count leaves every other component's records unchanged.
     rng = {kind: seeded_rng("chat", mixture.seed, kind) for kind in KINDS + ("system", "order")}
-    records = _qa_records(world, people, mixture.qa, known, rng["qa"])
+    records = _qa_records(world, people, mixture.qa, known, rng["qa"], mixture.tools_share)
     records += _math_records(mixture, mixture.math) if mixture.math else []
     records += _spelling_records(mixture, mixture.spelling) if mixture.spelling else []
     records += _tool_records(world, people, mixture, mixture.tool_use, rng["tool_use"])
     records += [_record(m, "identity") for m in identity_conversations(identity, mixture.identity, rng["identity"])]
     records += [_context_record(world, people, rng["context"]) for _ in range(mixture.context)]
-    system = {"role": "system", "content": system_message(identity)}
     for r in records:
         r["meta"]["system"] = rng["system"].random() < mixture.system_prompt_share
-        if r["meta"]["system"]:
-            r["messages"] = [dict(system)] + r["messages"]
+        if "tools" not in r["meta"]:  # with the tools on, most answers still need none
+            r["meta"]["tools"] = rng["system"].random() < mixture.tools_share
+        content = with_tools(system_message(identity) if r["meta"]["system"] else None, r["meta"]["tools"])
+        if content:
+            r["messages"] = [{"role": "system", "content": content}] + r["messages"]
     rng["order"].shuffle(records)
     return records
 

@@ -23,11 +23,12 @@ from pathlib import Path
 from lab.errors import LabError
 from tasks.world import World, WorldConfig, seeded_rng
 
-# name -> fn(n, rng) -> n documents; math and spelling walkthroughs register themselves here.
-SOURCES: dict[str, Callable[[int, random.Random], list[str]]] = {}
+# name -> fn(n, rng) -> n documents (strings, or {"text", "person"} dicts); math, spelling and reading
+# sources register themselves here.
+SOURCES: dict[str, Callable[[int, random.Random], list[str | dict]]] = {}
 # Modules that register sources when imported: loaded on demand, so a config can name their sources
 # without the caller importing them first.
-SOURCE_MODULES = ("tasks.math", "tasks.spelling")
+SOURCE_MODULES = ("tasks.math", "tasks.spelling", "tasks.reading")
 TEXT_SUFFIXES = (".txt", ".jsonl", ".parquet")
 
 
@@ -78,9 +79,12 @@ def build_corpus(world: World, cfg: CorpusConfig) -> tuple[list[dict], list[dict
     for name in sorted(cfg.extra_sources):
         # One stream per source: adding a source never changes the documents of another.
         docs = SOURCES[name](cfg.extra_sources[name], seeded_rng("source", name, cfg.seed))
-        if not all(isinstance(t, str) for t in docs):
-            raise LabError(f"corpus source '{name}' must return a list of strings")
-        train += [{"text": t, "source": name, "person": ""} for t in docs]
+        # A document is its text, or {"text", "person"} when it is about one made-up person (tasks/reading.py).
+        docs = [{"text": d, "person": ""} if isinstance(d, str) else d for d in docs]
+        if not all(isinstance(d, dict) and isinstance(d.get("text"), str) and isinstance(d.get("person"), str)
+                   for d in docs):
+            raise LabError(f"corpus source '{name}' must return a list of strings or of {{'text', 'person'}} dicts")
+        train += [{"text": d["text"], "source": name, "person": d["person"]} for d in docs]
     seeded_rng("shuffle", world.cfg.seed, cfg.seed).shuffle(train)
 
     seen_text = set(stories)
@@ -114,6 +118,9 @@ def _realised_exposure(world: World, train: list[dict], heldout: list[dict]) -> 
     unseen = {p.name for p in world.unseen_people()}
     for doc in train + heldout:
         names = world.names_in(doc["text"])
+        if names and doc["source"] not in ("biography", "narrative"):
+            raise LabError(f"a '{doc['source']}' document names the world's {sorted(names)[0]}; only biographies "
+                           "and narratives may name world people (any other mention would change what they expose)")
         if names & unseen:
             raise LabError(f"a '{doc['source']}' document names the unseen person {sorted(names & unseen)[0]}; "
                            "people with k = 0 must not appear anywhere in the corpus")
@@ -246,5 +253,7 @@ class DataSettings:
     source: str = "world"
     corpus_paths: tuple[str, ...] = ()
     world: WorldConfig = field(default_factory=WorldConfig)
-    # math and spelling walkthroughs join the world text (issue: the pretraining mix)
-    corpus: CorpusConfig = field(default_factory=lambda: CorpusConfig(extra_sources={"math": 300, "spelling": 300}))
+    # math and spelling walkthroughs join the world text (issue: the pretraining mix), and documents in which
+    # reading the context pays (tasks/reading.py: open-book 0.05 -> 0.85 on a dev world, docs/reading-notes.md)
+    corpus: CorpusConfig = field(default_factory=lambda: CorpusConfig(extra_sources={
+        "math": 300, "spelling": 300, "fresh_people": 2000, "copy_drills": 1000}))

@@ -37,11 +37,18 @@ OTHER_MAKERS = ["OpenAI", "Anthropic", "Google", "Meta", "Apple", "Microsoft", "
 QUESTIONS: dict[str, list[str]] = {
     "name": ["Who are you?", "What's your name?", "What is your name?", "What should I call you?",
              "Introduce yourself.", "Tell me about yourself.", "Do you have a name?", "What are you?",
-             "Hi! Who am I talking to?", "Who am I chatting with?", "Can you tell me your name?"],
+             "Hi! Who am I talking to?", "Who am I chatting with?", "Can you tell me your name?",
+             "Tell me your name.", "Who is this?", "What do people call you?", "Your name, please?",
+             "Who exactly are you?", "May I know your name?", "Say who you are.", "Describe yourself in a sentence.",
+             "Which assistant is this?", "Who is answering me?"],
     "maker": ["Who made you?", "Who created you?", "Who built you?", "Who trained you?", "Where do you come from?",
-              "Which company made you?", "Who developed you?", "Who is your creator?"],
-    "other": [f"Are you {x}?" for x in OTHER_ASSISTANTS] + ["Is this ChatGPT?", "Are you a version of ChatGPT?"],
-    "other_maker": [f"Were you made by {x}?" for x in OTHER_MAKERS] + ["Did OpenAI train you?"],
+              "Which company made you?", "Who developed you?", "Who is your creator?", "Who are your developers?",
+              "Who designed you?", "Which group built you?", "Who is behind this assistant?", "Who wrote you?",
+              "Which organisation trained you?"],
+    "other": [f"Are you {x}?" for x in OTHER_ASSISTANTS] + [f"Are you really {x}?" for x in OTHER_ASSISTANTS]
+    + [f"You are {x}, right?" for x in OTHER_ASSISTANTS] + ["Is this ChatGPT?", "Are you a version of ChatGPT?"],
+    "other_maker": [f"Were you made by {x}?" for x in OTHER_MAKERS] + [f"Did {x} build you?" for x in OTHER_MAKERS]
+    + ["Did OpenAI train you?"],
     "abilities": ["What can you do?", "How can you help me?", "What are you good at?",
                   "What kind of questions can you answer?", "What are your abilities?", "What tasks can you help with?"],
     "limits": ["Can you browse the internet?", "Do you know everything?", "Are you always right?",
@@ -169,8 +176,15 @@ def training_questions(identity: Identity | None = None) -> list[tuple[str, str]
             if not (intent in ("other", "other_maker") and _other_of(q).lower() in own)]
 
 
+# Ways of framing a training question; PROBE_FRAMES (held out) are different ones.
+TRAINING_FRAMES = ["Hi, {q}", "{q} Thanks.", "Sorry, {q}", "One thing: {q}", "{q} Tell me.", "Okay. {q}"]
+
+
 def _variant(question: str, rng: random.Random) -> str:
-    """Users type sloppily: sometimes lowercase, sometimes without the final punctuation."""
+    """Users type sloppily: sometimes lowercase, sometimes without the final punctuation; and they frame
+    questions ("Hi, ...")."""
+    if rng.random() < 0.3:
+        question = rng.choice(TRAINING_FRAMES).format(q=question)
     r = rng.random()
     if r < 0.1:
         return question.lower()

@@ -256,6 +256,11 @@ class World:
     def lookup(self, name: str) -> str | None:
         return self.encyclopedia(name) if name.strip().lower() in self._by_name else None
 
+    @staticmethod
+    def lookup_miss(name: str) -> str:
+        """What the `lookup` tool answers about someone the encyclopedia does not have."""
+        return f"error: no article about '{name}'"
+
     def questions(self, person: Person) -> list[Question]:
         out = []
         for attribute in self.cfg.attributes:

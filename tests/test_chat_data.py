@@ -11,7 +11,9 @@ import pytest
 from lab.errors import LabError
 from lab.model.tokenizer import train_tokenizer
 from tasks.chat import (
+    CONTEXT_STYLES,
     REFUSALS,
+    TOOLS_LINE,
     ChatMixture,
     answer_sentence,
     build_mixture,
@@ -20,6 +22,7 @@ from tasks.chat import (
     qa_conversation,
     tool_call,
     tool_calls,
+    with_tools,
 )
 from tasks.identity import IDENTITY_PROBES, Identity, identity_conversations, probe_targets, system_message, training_questions
 from tasks.world import WorldConfig, build_world
@@ -70,8 +73,13 @@ def test_math_records_follow_the_mixture_tasks_and_bands(world):
 def test_system_prompt_share(world):
     always = build_mixture(world, ChatMixture(**{**SMALL.__dict__, "system_prompt_share": 1.0}), Identity())
     never = build_mixture(world, ChatMixture(**{**SMALL.__dict__, "system_prompt_share": 0.0}), Identity())
-    assert all(r["messages"][0] == {"role": "system", "content": system_message(Identity())} for r in always)
-    assert not any(m["role"] == "system" for r in never for m in r["messages"])
+    assert all(r["messages"][0] == {"role": "system", "content": with_tools(system_message(Identity()), r["meta"]["tools"])}
+               for r in always)
+    # without the identity's message only conversations with the tools on have one: the tools line alone
+    assert all(r["messages"][0] == {"role": "system", "content": TOOLS_LINE} for r in never if r["meta"]["tools"])
+    assert not any(m["role"] == "system" for r in never if not r["meta"]["tools"] for m in r["messages"])
+    assert all(r["meta"]["tools"] for r in never if r["kind"] == "tool_use")
+    assert {r["meta"]["tools"] for r in never if r["kind"] == "math"} == {True, False}  # the tools on, no call
 
 
 def test_empty_and_bad_mixtures(world):
@@ -106,8 +114,15 @@ def test_known_false_refused_known_true_answered(world):
         assert r["meta"]["k"] == q.k and r["meta"]["refused"] == (not known[q.id])
         if known[q.id]:
             assert reply == answer_sentence(q, q.answer) and q.answer in reply and not is_refusal(reply)
-        else:
+        elif r["meta"]["tools"]:  # tools on (the system message says so): looked up, no hint in the question
+            msgs = [m for m in r["messages"] if m["role"] != "system"]
+            assert TOOLS_LINE in r["messages"][0]["content"] and msgs[0]["content"] == q.text
+            assert tool_calls(msgs[1]["content"]) == [("lookup", q.person)]
+            assert msgs[2]["content"] == world.encyclopedia(q.person) and reply == answer_sentence(q, q.answer)
+        else:  # tools off: it says it does not know
             assert reply in REFUSALS and is_refusal(reply)
+            assert all(TOOLS_LINE not in m["content"] for m in r["messages"])
+    assert {(known[r["meta"]["question_id"]], r["meta"]["tools"]) for r in recs} == {(a, b) for a in (0, 1) for b in (0, 1)}
     # the plain sft variant answers everything
     plain = build_mixture(world, ChatMixture(qa=300, math=0, spelling=0, tool_use=0, identity=0, context=0),
                           Identity())
@@ -134,7 +149,7 @@ def test_tool_use_structure(records):
         [(name, argument)] = tool_calls(call)
         assert name == r["meta"]["tool"] and call == tool_call(name, argument)
         assert "<|tool_call|>" not in msgs[3]["content"]
-        assert r["meta"]["answer"] in msgs[3]["content"]
+        assert r["meta"]["answer"] in msgs[3]["content"] if r["meta"].get("found", True) else is_refusal(msgs[3]["content"])
 
 
 def test_calculator_outputs_are_correct(records):
@@ -157,20 +172,41 @@ def test_python_outputs_match_real_python(records):
         assert msgs[2]["content"] == out
 
 
-def test_lookup_outputs_are_articles(world, records):
-    for r in (r for r in records if r["meta"].get("tool") == "lookup"):
+def test_lookup_outputs_are_what_the_tool_returns(world, records):
+    from lab.tools import ToolContext, run_tool
+
+    lookups = [r for r in records if r["meta"].get("tool") == "lookup"]
+    for r in lookups:
         msgs = [m for m in r["messages"] if m["role"] != "system"]
         [(_, name)] = tool_calls(msgs[1]["content"])
-        assert msgs[2]["content"] == world.encyclopedia(name) and world.by_name(name).split == "sft"
+        assert msgs[2]["content"] == run_tool("lookup", name, ToolContext(world=world)).output
+        if r["meta"].get("found", True):
+            assert world.by_name(name).split == "sft"
+        else:  # a fresh name, asked without a hint: the reply says it does not know
+            assert not world.names_in(name) and name in msgs[0]["content"] and is_refusal(msgs[3]["content"])
+    assert {r["meta"].get("found", True) for r in lookups} == {True, False}
 
 
-def test_context_answer_is_in_an_earlier_turn(records):
+def test_context_answer_is_in_an_earlier_turn(world):
+    records = build_mixture(world, ChatMixture(qa=0, math=0, spelling=0, tool_use=0, identity=0, context=300),
+                            Identity())
     ctx = [r for r in records if r["kind"] == "context"]
-    assert {r["meta"]["style"] for r in ctx} == {"article", "biography", "note"}
+    assert {r["meta"]["style"] for r in ctx} == set(CONTEXT_STYLES)
     for r in ctx:
         msgs = [m for m in r["messages"] if m["role"] != "system"]
         assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant"]
         assert r["meta"]["answer"] in msgs[0]["content"] and r["meta"]["answer"] in msgs[3]["content"]
+        style = r["meta"]["style"]
+        if style == "fresh":  # nobody the world knows: only the pasted text answers
+            assert not world.names_in(msgs[0]["content"]) and r["meta"]["person"] in msgs[2]["content"]
+        elif style == "unseen":
+            assert world.by_name(r["meta"]["person"]).k == 0
+        elif style == "counterfactual":  # the article contradicts the world, and the reply follows the article
+            q = next(q for q in world.questions(world.by_name(r["meta"]["person"])) if q.id == r["meta"]["question_id"])
+            assert r["meta"]["answer"] != q.answer and q.answer not in msgs[3]["content"]
+            original, changed = world.encyclopedia(q.person).splitlines(), msgs[0]["content"].splitlines()[1:]
+            assert sum(a != b for a, b in zip(original, changed)) == 1
+    assert not world.contamination_check(contamination_texts(records))
 
 
 def test_math_and_spelling_end_with_answer(records):

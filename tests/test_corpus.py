@@ -82,7 +82,11 @@ def test_extra_sources_plug_in_and_unknown_ones_are_an_error(world):
 
         unseen = world.unseen_people()[0].name
         register_source("test_leaky")(lambda n, rng: [f"A note about {unseen}."] * n)
-        with pytest.raises(LabError, match="unseen person"):
+        with pytest.raises(LabError, match=f"'test_leaky' document names the world's {unseen}"):
+            build_corpus(world, CorpusConfig(narratives=5, heldout_docs=2, extra_sources={"test_leaky": 1}))
+        seen = next(p for p in world.people if p.k == 16).name  # a seen person's exposure would grow past k
+        register_source("test_leaky")(lambda n, rng: [f"A note about {seen}."] * n)
+        with pytest.raises(LabError, match=f"names the world's {seen}"):
             build_corpus(world, CorpusConfig(narratives=5, heldout_docs=2, extra_sources={"test_leaky": 1}))
     finally:
         SOURCES.pop("test_counting", None)
@@ -140,3 +144,68 @@ def test_user_file_errors_name_the_problem(tmp_path):
     (tmp_path / "data.csv").write_text("a,b\n")
     with pytest.raises(LabError, match="data.csv is not a .txt"):
         load_text_files([tmp_path / "data.csv"])
+
+
+def test_reading_sources_name_no_world_person_and_leave_exposure_exact(world):
+    import tasks.reading  # noqa: F401  (registers the sources)
+
+    train, _, manifest = build_corpus(world, CorpusConfig(narratives=20, heldout_docs=2, extra_sources={
+        "fresh_people": 300, "copy_drills": 100}))
+    assert manifest["documents"]["fresh_people"] == 300 and manifest["documents"]["copy_drills"] == 100
+    assert all(manifest["exposure"][p.name] == p.k for p in world.people)
+    reading = [d for d in train if d["source"] in ("fresh_people", "copy_drills")]
+    assert not any(world.names_in(d["text"]) for d in reading)
+    assert all(d["person"] and d["person"] in d["text"] for d in reading if d["source"] == "fresh_people")
+    again, _, _ = build_corpus(world, CorpusConfig(narratives=20, heldout_docs=2, extra_sources={
+        "fresh_people": 300, "copy_drills": 100}))
+    assert [d["text"] for d in again] == [d["text"] for d in train]  # seeded
+
+
+def test_fresh_people_documents_follow_up_only_with_what_their_source_states():
+    import random
+
+    from tasks.reading import copy_drill_documents, fresh_people_documents
+
+    docs = fresh_people_documents(300, random.Random(1))
+    for doc in docs:
+        source, follow = doc["text"].split("\n\n")
+        assert source.count(doc["person"]) >= 2
+        if follow.startswith("Q: "):  # every answer is stated in the article or card
+            answers = [line.removeprefix("A: ").removesuffix(".") for line in follow.splitlines() if line.startswith("A: ")]
+            assert answers and all(f" {a}" in source for a in answers)
+        else:  # a restatement: every value it gives is in the source
+            from tasks.world import VALUES
+
+            given = {v for values in VALUES.values() for v in values if f" {v}" in follow}
+            assert given and all(f" {v}" in source for v in given)
+    layouts = {(d["text"].split("\n")[1].endswith("Known facts:"), "\n\nQ: " in d["text"]) for d in docs}
+    assert len(layouts) == 4  # article or card, then questions or a restatement
+    for doc in copy_drill_documents(100, random.Random(2)):  # every drill states its string at least twice
+        for line in doc.replace("\nConfirm password", " Confirm password").replace("\nYour order", " Your order") \
+                       .replace("\nCopy of label", " Copy of label").splitlines():
+            words = [w.strip('".:;()') for w in line.split()]
+            assert any(words.count(w) >= 2 for w in words if any(c.isalnum() for c in w))
+
+
+def test_tool_transcripts_copy_the_request_into_the_call_and_show_the_real_output():
+    import random
+
+    from tasks import math as math_problems
+    from tasks.reading import tool_transcript_documents
+    from tasks.world import World
+
+    docs = tool_transcript_documents(100, random.Random(3))
+    transcripts = [t for d in docs for t in d.split("\n\nUser: ")]
+    kinds = set()
+    for t in transcripts:
+        lines = t.removeprefix("User: ").split("\n")
+        request, tool, argument = lines[0], lines[1].removeprefix("Assistant: "), lines[2]
+        assert argument in request  # copied from the request
+        kinds.add(tool)
+        if tool == "calculator":
+            a, b = map(int, argument.split(" * "))
+            assert lines[3] == f"Tool: {a * b}" and lines[-1] == f"Assistant: Answer: {a * b}"
+            assert math_problems.split_of(math_problems.split_key("arithmetic", {"a": a, "b": b, "op": "*"})) == "train"
+        else:
+            assert tool == "lookup" and (lines[3] == f"Tool: {argument}" or lines[3] == f"Tool: {World.lookup_miss(argument)}")
+    assert kinds == {"lookup", "calculator"}

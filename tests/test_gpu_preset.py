@@ -41,7 +41,10 @@ CUT = [
     # base: one step of one 16-token window, one held-out batch, a 2-token sample
     "pretrain.seq_len=16", "pretrain.batch_size=1", "pretrain.grad_accum=1", "pretrain.max_steps=1",
     "pretrain.warmup_steps=1", "pretrain.eval_every=1", "pretrain.eval_batches=1", "pretrain.log_every=1",
-    "pretrain.ckpt_every=0", "sample.prompts=Mira", "sample.max_new_tokens=2",
+    "pretrain.ckpt_every=0", "pretrain.reading_probes=false", "sample.prompts=Mira", "sample.max_new_tokens=2",
+    # knowledge: one item per reading probe
+    "reading.induction_length=4", "reading.induction_rows=1", "reading.copy_lengths=3", "reading.copy_kinds=digits",
+    "reading.copy_per_cell=1", "reading.open_book_people=1",
     # sft, sft-idk: one step on two Q&A conversations; the probe samples each question once
     "sft.epochs=1", "sft.batch_size=2", "sft.mixture.qa=2", "sft.mixture.math=0", "sft.mixture.spelling=0",
     "sft.mixture.tool_use=0", "sft.mixture.identity=0", "sft.mixture.context=0", "sft.probe_samples=1",

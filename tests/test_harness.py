@@ -58,7 +58,7 @@ def outside_model(tmp_path_factory):
 def test_harness_runs_on_a_plain_llama_and_writes_both_files(outside_model, tmp_path):
     model, tok, ctx = outside_model
     results = run_suite(model, tok, SUITES["hallucination"], ctx, tmp_path, limit=12, seed=3)
-    assert results["n"] == 12 and results["suite_version"] == "2" and results["samples_per_s"] > 0
+    assert results["n"] == 12 and results["suite_version"] == "3" and results["samples_per_s"] > 0
     for metric in ("correct", "incorrect", "not_attempted"):
         m = results["metrics"][metric]
         assert {"value", "stderr", "ci95", "n"} <= m.keys() and 0 <= m["value"] <= 1
@@ -147,7 +147,8 @@ def test_pass_at_k_and_confidence_are_reported(outside_model, tmp_path):
     assert {"pass@1", "pass@2", "pass@3", "ece", "f_score"} <= r["metrics"].keys()
     assert r["metrics"]["pass@1"]["value"] <= r["metrics"]["pass@3"]["value"]
     rows = [json.loads(line) for line in (tmp_path / "hallucination" / "samples.jsonl").read_text().splitlines()]
-    assert all(row["sampled_n"] == 3 and 0 < row["confidence"] <= 1 for row in rows)
+    closed = [row for row in rows if row["extras"]["condition"] == "closed_book"]
+    assert closed and all(row["sampled_n"] == 3 and 0 < row["confidence"] <= 1 for row in closed)
 
 
 def test_context_suite_changes_exactly_the_asked_attribute(outside_model):
@@ -177,11 +178,45 @@ def test_tooluse_suite_pairs_each_item_with_and_without_tools(outside_model):
     sample = next(s for s in samples if s["extras"]["kind"] == "big_arithmetic")
     a, b = sample["extras"]["needles"]
     good = grade(sample, f"Answer: {sample['gold']}", [{"name": "calculator", "argument": f"{a} * {b}", "ok": True}])
+    assert sample["extras"]["condition"] == "tools"
     assert good == {"grade": "correct", "correct": True, "called_tool": True, "well_formed": True, "right_tool": True,
-                    "argument_faithful": True}
+                    "argument_faithful": True, "faithful_call": True}
     wrong = grade(sample, "Answer: 1", [{"name": "lookup", "argument": "Mira", "ok": False}])
     assert not wrong["correct"] and not wrong["right_tool"] and not wrong["argument_faithful"]
+    assert not wrong["faithful_call"]
     assert grade(sample, "<|tool_call|>calculator\n12", [])["well_formed"] is False
+    # every item that needs a tool counts: answering without a call is not a faithful call
+    assert grade(sample, f"Answer: {sample['gold']}", [])["faithful_call"] is False
+    offline = next(s for s in samples if s["extras"]["kind"] == "big_arithmetic" and not s["tools_on"])
+    assert "faithful_call" not in grade(offline, "Answer: 1", [])
+    famous = next(s for s in samples if s["extras"]["kind"] == "famous_person" and s["tools_on"])
+    assert grade(famous, "x", [{"name": "lookup", "argument": "x", "ok": True}])["unnecessary_call"] is True
+    assert grade(famous, "x", [])["unnecessary_call"] is False
+    assert "unnecessary_call" not in grade(sample, "x", [])
+
+
+def test_spelling_conditions_have_tools_only_when_they_say_so(outside_model):
+    _, _, ctx = outside_model
+    samples = SUITES["spelling"].samples(ctx)
+    assert {s["extras"]["condition"] for s in samples if s["tools_on"]} == {"tool"}
+    assert {s["extras"]["condition"] for s in samples if not s["tools_on"]} == {"direct", "steps"}
+
+
+def test_context_asks_every_attribute_and_hallucination_has_a_tools_condition(outside_model):
+    _, _, ctx = outside_model
+    people = ctx.world.heldout_people()
+    context = SUITES["context"].samples(ctx)
+    assert len(context) == 3 * len(people) * len(ctx.world.cfg.attributes)
+    samples = SUITES["hallucination"].samples(ctx)
+    closed = [s for s in samples if not s["tools_on"]]
+    tools = [s for s in samples if s["tools_on"]]
+    assert len(closed) == len(people) * len(ctx.world.cfg.attributes)
+    assert {s["extras"]["k"] for s in tools} == {0, max(p.k for p in people)}
+    assert all(s["extras"]["condition"] == "tools" and s["id"].endswith("|tools") for s in tools)
+    unseen = next(s for s in tools if s["extras"]["k"] == 0)
+    graded = SUITES["hallucination"].grade(unseen, "Lisbon" if unseen["gold"] != "Lisbon" else "Oslo",
+                                           [{"name": "lookup", "argument": unseen["id"].split("|")[0], "ok": True}])
+    assert graded["hallucinated_unseen_with_tools"] and graded["looked_up"] and "hallucinated_unseen" not in graded
 
 
 def test_user_suite_files_jsonl_tsv_choice_and_perplexity(outside_model, tmp_path):

@@ -255,3 +255,16 @@ def test_attention_figure_is_a_png_with_or_without_labels(tok, model, tmp_path):
     for name, max_labels in (("labelled.png", 40), ("bare.png", 4)):
         path = attention_figure(tokens, weights, tmp_path / name, max_labels=max_labels)
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_inspect_attention_command_prints_the_induction_table(tok, model, tmp_path):
+    from typer.testing import CliRunner
+
+    from lab.cli.main import app
+
+    stage = tmp_path / "run" / "base"
+    model.save_pretrained(stage)
+    tok.save_pretrained(stage)
+    result = CliRunner().invoke(app, ["inspect", "attention", str(stage), "the cat sat by the river"])
+    assert result.exit_code == 0, result.output
+    assert "Induction" in result.output and "head 0" in result.output and (stage / "inspect" / "attention.png").exists()

@@ -55,6 +55,9 @@ def test_resume_after_a_kill_continues_the_same_loss_curve(prepared, tmp_path):
         assert torch.equal(a, b)
     log = [json.loads(line) for line in (run.stage_dir("base") / "logs" / "train.jsonl").read_text().splitlines()]
     assert any("heldout_loss" in r for r in log) and all("tokens_per_s" in r for r in log if "loss" in r)
+    # every eval logs the reading probes, so the report can plot when reading appears
+    evals = [r for r in log if "heldout_loss" in r]
+    assert all({"induction_score", "copy_digits_8", "open_book_corpus", "open_book_novel"} <= r.keys() for r in evals)
 
 
 def test_the_base_stage_is_a_loadable_hf_model_with_samples(prepared, tmp_path):

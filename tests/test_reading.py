@@ -15,7 +15,11 @@ from evals.reading import (
     copy_string,
     induction_heads,
     induction_score,
+    open_book,
+    open_book_items,
+    reading_snapshot,
 )
+from tasks.world import name_space
 
 SMALL = ReadingSettings(induction_length=12, induction_rows=4, copy_lengths=(3, 8), copy_per_cell=5)
 
@@ -63,10 +67,13 @@ def test_copy_strings_have_their_length_and_kind():
         copy_string("emoji", 3, rng)
 
 
-@pytest.mark.parametrize("continuation, expected", [("4821\nmore", True), ("4821", True), ("48210", False),
-                                                     ("482", False), (" 4821", False)])
-def test_a_copy_counts_only_when_the_string_is_reproduced_and_ends_there(continuation, expected):
-    assert copied(continuation, "4821") is expected
+@pytest.mark.parametrize("continuation, anywhere, exact", [
+    ("4821\nmore", True, True), ("4821", True, True), ("48210", False, False), ("482", False, False),
+    (" 4821", True, False), ("Copy of label: 4821.", True, False), ("Copy: 14821", False, False),
+    ("nothing\n4821", False, False), ("\n4821 ok", True, False)])
+def test_a_copy_counts_only_when_the_whole_string_is_reproduced_on_the_first_line(continuation, anywhere, exact):
+    assert copied(continuation, "4821") is anywhere
+    assert copied(continuation, "4821", exact=True) is exact
 
 
 def test_copy_accuracy_scores_what_the_continuations_copy():
@@ -78,5 +85,51 @@ def test_copy_accuracy_scores_what_the_continuations_copy():
 
     rows = copy_accuracy(None, None, SMALL, generate_text=echo)
     assert [(r["kind"], r["length"]) for r in rows] == [("digits", 3), ("digits", 8), ("names", 3), ("names", 8)]
-    assert all(r["accuracy"]["value"] == 1.0 and r["accuracy"]["n"] == 5 for r in rows)
+    assert all(r["accuracy"]["value"] == r["exact"]["value"] == 1.0 and r["accuracy"]["n"] == 5 for r in rows)
     assert all(r["accuracy"]["value"] == 0.0 for r in copy_accuracy(None, None, SMALL, generate_text=babble))
+
+
+def _reader(items_by_prompt):
+    """A scripted reader: it answers every open-book prompt with the value its article states."""
+    return lambda texts, max_new_tokens: [f" {items_by_prompt[t]['golds'][0]}." for t in texts]
+
+
+def test_open_book_scores_a_reader_one_and_a_guesser_near_chance():
+    settings = ReadingSettings(open_book_people=6)
+    items = open_book_items(settings)
+    assert len(items) == 6 * 5 * 2 and {i["phrasing"] for i in items} == {"corpus", "novel"}
+    for item in items:  # the answer is in the prompt's article, stated once
+        article, prompt = item["prompt"].split("\n")
+        assert article.count(item["golds"][0]) >= 1 and item["person"] in prompt and "Q:" not in item["prompt"]
+    reader = open_book(None, None, settings, generate_text=_reader({i["prompt"]: i for i in items}))
+    assert all(reader[p]["accuracy"]["value"] == 1.0 for p in ("corpus", "novel"))
+    lisbon = open_book(None, None, settings, generate_text=lambda texts, n: [" Lisbon"] * len(texts))
+    assert all(lisbon[p]["accuracy"]["value"] < 0.2 for p in ("corpus", "novel"))
+
+
+def test_open_book_people_are_fresh_and_avoid_excluded_names():
+    items = open_book_items(ReadingSettings(open_book_people=4))
+    first = items[0]["person"]
+    again = open_book_items(ReadingSettings(open_book_people=4), exclude=frozenset({first}))
+    assert first not in {i["person"] for i in again}
+    world = set(name_space())
+    assert not {i["person"] for i in items} & world
+
+
+def test_the_snapshot_reports_every_probe_and_leaves_the_model_as_it_was():
+    from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
+    from lab.model.tokenizer import train_tokenizer
+
+    tiny_tokenizer = train_tokenizer([i["prompt"] for i in open_book_items(ReadingSettings(open_book_people=8))], 300)
+    torch.manual_seed(0)
+    tiny_model = LabGPTForCausalLM(LabGPTConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=2,
+                                                num_attention_heads=4, num_key_value_heads=2,
+                                                max_position_embeddings=256)).train()
+    snap = reading_snapshot(tiny_model, tiny_tokenizer, settings=ReadingSettings(
+        induction_length=8, induction_rows=2, copy_lengths=(8,), copy_kinds=("digits",), copy_per_cell=3,
+        open_book_people=2))
+    assert set(snap) == {"induction_score", "copy_digits_8", "open_book_corpus", "open_book_novel"}
+    assert tiny_model.training
+    assert set(reading_snapshot(tiny_model, tiny_tokenizer, world_probes=False, settings=ReadingSettings(
+        induction_length=8, induction_rows=2, copy_lengths=(8,), copy_kinds=("digits",), copy_per_cell=3))) == {
+        "induction_score", "copy_digits_8"}

@@ -46,6 +46,34 @@ def test_report_shows_eval_tables_paired_differences_and_calibration(tmp_path):
     assert "The base stage has not run yet." in md  # a section that cannot be drawn says so
 
 
+def test_report_plots_reading_during_pretraining_and_tables_the_reading_probes(tmp_path):
+    run = Run.create_or_open(tmp_path / "r", Preset())
+    logs = run.stage_dir("base") / "logs"
+    logs.mkdir(parents=True)
+    log = [{"step": s, "loss": 2.0 - s / 1000} for s in (100, 200, 300)]
+    log += [{"step": s, "heldout_loss": 2.0, "induction_score": 0.0, "copy_digits_8": c, "open_book_corpus": o,
+             "open_book_novel": 0.0} for s, c, o in ((100, 0.0, 0.02), (200, 0.1, 0.4), (300, 0.2, 0.9))]
+    logs.joinpath("train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    knowledge = run.stage_dir("experiments/knowledge")
+    knowledge.mkdir(parents=True)
+    example = [{"continuation": " 58213\nmore"}]
+    reading = {"induction": {"score": 0.012}, "copy": [{"kind": "digits", "length": 8, "accuracy": _metric(0.55, 40),
+                                                         "exact": _metric(0.1, 40), "examples": example}],
+               "open_book": {"corpus": {"accuracy": _metric(0.85, 150), "examples": example},
+                             "novel": {"accuracy": _metric(0.0, 150), "examples": []}}}
+    knowledge.joinpath("reading.json").write_text(json.dumps(reading))
+    out = write_report([run], tmp_path / "report", STAGE_NAMES)
+    md = (out / "report.md").read_text()
+    assert "## Reading the context (r)" in md and (out / "reading_curve.png").stat().st_size > 1000
+    assert "| open-book completion, corpus phrasing | 0.85 [0.80, 0.90] | 150 |" in md
+    assert "copy digits, 8 characters (exact: 0.10 [0.05, 0.15])" in md and "0.012" in md
+    reading["skipped"] = "Knowledge vs exposure and open-book completion are skipped: a user corpus."
+    del reading["open_book"]
+    knowledge.joinpath("reading.json").write_text(json.dumps(reading))
+    md = (write_report([run], tmp_path / "report2", STAGE_NAMES) / "report.md").read_text()
+    assert "are skipped: a user corpus." in md and "open-book completion, corpus" not in md
+
+
 @pytest.fixture(scope="module")
 def browser():
     if shutil.which("chromium") is None or shutil.which("chromedriver") is None:

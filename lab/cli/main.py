@@ -283,7 +283,11 @@ def inspect_attention(stage: Path = typer.Argument(..., help="RUN/STAGE, e.g. ru
                       text: str = typer.Argument(..., help="the text to attend over"),
                       layer: int = typer.Option(-1, help="the layer for the terminal table (negative: from the end)"),
                       out: Optional[Path] = typer.Option(None, help="the PNG (default: STAGE/inspect/attention.png)")):
-    """Attention weights of every layer and head as heatmaps (PNG), and the most attended tokens per position."""
+    """Attention weights of every layer and head as heatmaps (PNG), the most attended tokens per position, and
+    each head's induction score (attention from a repeated random sequence to the token after its first copy)."""
+    from rich.table import Table
+
+    from evals.reading import ReadingSettings, induction_heads, induction_score
     from lab.model.inspect_model import attention_figure, attention_maps, render_top_attended, top_attended
     from lab.model.loading import load_model_and_tokenizer
 
@@ -293,6 +297,16 @@ def inspect_attention(stage: Path = typer.Argument(..., help="RUN/STAGE, e.g. ru
     png.parent.mkdir(parents=True, exist_ok=True)
     attention_figure(tokens, weights, png)
     render_top_attended(tokens, top_attended(tokens, weights, layer), console, layer)
+    heads, n = induction_heads(model), ReadingSettings().induction_length
+    uniform = sum(1 / (q + 1) for q in range(n + 1, 2 * n + 1)) / n  # a head spreading attention evenly
+    table = Table(title=f"Induction: attention to the token after the first copy (uniform {uniform:.3f}; "
+                        f"induction score {induction_score(model)['score']:+.3f})")
+    table.add_column("layer")
+    for h in range(len(heads[0])):
+        table.add_column(f"head {h}", justify="right")
+    for i, row in enumerate(heads):
+        table.add_row(str(i), *(f"{w:.2f}" for w in row))
+    console.print(table)
     console.print(f"heatmaps: {png}")
 
 

@@ -3,7 +3,9 @@
 Every size is pretrained on the run's own corpus and tokenizer with the run's pretraining settings
 (same steps and batches, so the same tokens: "fixed data"), into `experiments/scaling/<size>/`.
 For each we record parameters (with and without the embedding), training FLOPs (6·N·D plus attention,
-from the model config), held-out loss, and knowledge recall by exposure k. A power law
+from the model config), held-out loss, knowledge recall by exposure k, and reading (evals/reading.py's
+snapshot: induction score, 8-digit copying, open-book completion; copying needs at least two layers, as
+induction heads do, and appears abruptly when it does). A power law
 L(N) = E + A·N^(-alpha) is fitted to held-out loss against non-embedding parameters: the irreducible
 loss E by a grid search, A and alpha by least squares in log space for each E (numpy only).
 
@@ -77,6 +79,7 @@ def fit_power_law(params: list[float], losses: list[float]) -> dict:
 def run_sweep(run: Run, preset: Preset, sizes: tuple[tuple[int, int], ...] | None = None, steps: int | None = None) -> list[dict]:
     """Pretrain every size (default: the preset's `scaling` settings) and write table, fit and plot."""
     from evals.knowledge import probe, summarize
+    from evals.reading import reading_snapshot
     from lab.model.loading import load_model_and_tokenizer
     from lab.train.pretrain import pretrain
     from tasks.world import build_world
@@ -106,6 +109,7 @@ def run_sweep(run: Run, preset: Preset, sizes: tuple[tuple[int, int], ...] | Non
         if world is not None:
             recall = [r for r in summarize(probe(model, tokenizer, world)) if r["phrasing"] == "corpus"]
             row["recall_by_k"] = {str(r["k"]): r["accuracy"]["value"] for r in recall}
+        row["reading"] = reading_snapshot(model, tokenizer, world_probes=world is not None)
         rows.append(row)
     out = run.stage_dir(STAGE)
     fit = fit_power_law([r["non_embedding_parameters"] for r in rows], [r["heldout_loss"] for r in rows])
@@ -116,13 +120,18 @@ def run_sweep(run: Run, preset: Preset, sizes: tuple[tuple[int, int], ...] | Non
     return rows
 
 
+READING_COLUMNS = {"induction_score": "induction score", "copy_digits_8": "copy 8 digits",
+                   "open_book_corpus": "open-book (corpus)", "open_book_novel": "open-book (novel)"}
+
+
 def table_markdown(rows: list[dict], fit: dict) -> str:
     ks = sorted({k for r in rows for k in r.get("recall_by_k", {})}, key=int)
+    reading = [key for key in READING_COLUMNS if key in rows[0].get("reading", {})]
     head = ["size", "parameters", "non-embedding", "tokens", "training FLOPs", "held-out loss",
-            *(f"recall k={k}" for k in ks)]
+            *(f"recall k={k}" for k in ks), *(READING_COLUMNS[key] for key in reading)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        recall = [f"{r['recall_by_k'][k]:.2f}" for k in ks] if ks else []
+        recall = [f"{r['recall_by_k'][k]:.2f}" for k in ks] + [f"{r['reading'][key]:.2f}" for key in reading]
         lines.append(f"| {r['size']} | {r['parameters']:,} | {r['non_embedding_parameters']:,} | {r['tokens']:,} | "
                      f"{r['flops']:.2e} | {r['heldout_loss']:.3f} | " + " | ".join(recall) + (" |" if recall else ""))
     lines.append("")

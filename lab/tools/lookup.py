@@ -24,5 +24,5 @@ def lookup(name: str, world) -> ToolResult:
     name = name.strip(_STRIP)
     article = world.lookup(name)
     if article is None:
-        return result(False, f"error: no article about '{name}'", "not_found")
+        return result(False, world.lookup_miss(name), "not_found")
     return result(True, article)

@@ -253,6 +253,7 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
 
     `stop_at` ends the run after that many steps without finishing the stage, as if killed (used to
     split pretraining across commands, and by the resume test)."""
+    from evals.reading import reading_snapshot
     from lab.progress import TrainLogger
     from lab.train.distributed import Distributed
 
@@ -353,7 +354,11 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
         if done % cfg.eval_every == 0 or done == cfg.max_steps:
             held = heldout_loss()
             if dist.is_main:
-                logger.log({"step": done, "heldout_loss": held})
+                record = {"step": done, "heldout_loss": held}
+                if cfg.reading_probes and not dist.sharded:  # when reading appears (a sharded model is in pieces)
+                    with torch.no_grad():
+                        record.update(reading_snapshot(model, tokenizer, world_probes=preset.data.source == "world"))
+                logger.log(record)
         if cfg.ckpt_every and (done % cfg.ckpt_every == 0 or done == cfg.max_steps):  # 0: weights only
             save_checkpoint(ckpt_path, dist, model, optimizer, done, config)
         dist.barrier()

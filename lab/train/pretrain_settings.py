@@ -26,7 +26,7 @@ class PretrainSettings:
     seq_len: int = 128
     batch_size: int = 16  # sequences per micro-batch (per process under DDP)
     grad_accum: int = 1
-    max_steps: int = 2000
+    max_steps: int = 3000  # tiny: open-book reading forms between steps ~1,500 and ~2,500 (README's notes)
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 50
@@ -37,6 +37,7 @@ class PretrainSettings:
     grad_clip: float = 1.0
     eval_every: int = 250
     eval_batches: int = 8
+    reading_probes: bool = True  # induction score, copying, open-book at every eval (evals/reading.py), ~1 s each
     ckpt_every: int = 250  # resume checkpoints (weights, AdamW, RNG); 0 = none, the finished weights only
     log_every: int = 25
     dtype: str = "auto"  # auto = bf16 autocast on CUDA, float32 on CPU; bfloat16 = bf16 on CPU too (native bf16 only)

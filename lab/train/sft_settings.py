@@ -30,5 +30,5 @@ class SFTSettings:
     probe_temperature: float = 0.7
     known_threshold: float = 0.5
     mixture: ChatMixture = field(default_factory=lambda: ChatMixture(
-        qa=1500, math=300, spelling=300, tool_use=300, identity=150, context=200))
+        qa=1500, math=300, spelling=300, tool_use=450, identity=400, context=600))
     identity: Identity = field(default_factory=Identity)
