@@ -7,7 +7,8 @@ corpus rewards looking back, so a small model never learns to.
   appears in exactly one document.
 - `tool_transcripts`: a request, the lookup or calculator call that answers it with the request's name or
   numbers copied into the argument, the tool's real output and the answer (fresh people; train-split
-  arithmetic only).
+  arithmetic only). Not in the default mix yet: it teaches copying names into calls but, at the tiny
+  step budget, delays reading (docs/reading-notes.md).
 - `copy_drills`: a random string (digits, made-up words, a few words) stated and then repeated, in a
   few framings. Copying is the simplest thing an induction head does; DESIGN.md's spike found these drills
   are what started the phase change.
