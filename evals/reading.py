@@ -156,21 +156,21 @@ def copy_accuracy(model, tokenizer, settings: ReadingSettings = ReadingSettings(
 def open_book_items(settings: ReadingSettings = ReadingSettings(), exclude: frozenset[str] = frozenset()) -> list[dict]:
     """Prompts about fresh people (none named in `exclude`, e.g. the fresh people a corpus holds)."""
     from tasks.reading import article, fresh_person
-    from tasks.world import ALIASES, CORPUS_TEMPLATES, NOVEL_TEMPLATES
+    from tasks.world import CORPUS_TEMPLATES, NOVEL_TEMPLATES, aliases_of
 
     rng = random.Random(f"open-book-{settings.seed}")
-    items = []
-    while len(items) < 5 * settings.open_book_people * 2:
+    items, people = [], 0
+    while people < settings.open_book_people:
         name, facts = fresh_person(rng)
         if name in exclude:
             continue
+        people += 1
         text = article(name, facts, rng)
         for attribute, value in facts.items():
             prompts = {"corpus": CORPUS_TEMPLATES[attribute][0][0], "novel": NOVEL_TEMPLATES[attribute]}
             for phrasing, template in prompts.items():
-                golds = [value, *ALIASES.get(value, [])] + ([value.removeprefix("the ")] if value.startswith("the ") else [])
-                items.append({"person": name, "attribute": attribute, "phrasing": phrasing, "golds": golds,
-                              "prompt": f"{text}\n{template.format(n=name)}"})
+                items.append({"person": name, "attribute": attribute, "phrasing": phrasing,
+                              "golds": [value, *aliases_of(value)], "prompt": f"{text}\n{template.format(n=name)}"})
     return items
 
 

@@ -287,15 +287,13 @@ CONTEXT_ACK = "Got it."
 def _context_samples(ctx: EvalContext) -> list[dict]:
     """Every question about every held-out person, asked alone, after their article, and after an article in
     which the asked attribute was changed to another value: does the answer follow the context or memory?"""
-    from tasks.chat import changed_article
-
     world = ctx.world
     out = []
     for person, q in ((p, q) for p in world.heldout_people() for q in world.questions(p)):
         rng = random.Random(f"context|{q.id}")
         article = world.encyclopedia(person.name)
         other = rng.choice([v for v in world.values(q.attribute) if v != q.answer and v not in q.aliases])
-        changed = changed_article(world, person.name, q.attribute, other)
+        changed = world.encyclopedia(person.name, {q.attribute: other})
         for condition, text in (("none", None), ("article", article), ("counterfactual", changed)):
             prefix = [] if text is None else [{"role": "user", "content": CONTEXT_OPENER.format(t=text)},
                                              {"role": "assistant", "content": CONTEXT_ACK}]

@@ -77,21 +77,30 @@ def reading_curve(runs: list[Run]):
     return data
 
 
-def _reading_rows(run: Run) -> list[list[str]]:
+def _reading_section(run: Run) -> tuple[str, list] | None:
+    """The knowledge stage's reading.json as a table, with the line saying which probes a run skipped."""
     path = run.stage_dir("experiments/knowledge") / "reading.json"
     if not path.exists():
-        return []
+        return None
     reading = read_json(path)
-    rows = [["induction score (1 - loss on 2nd copy / 1st)", f"{reading['induction']['score']:.3f}", "", ""]]
+
     def example(examples: list[dict]) -> str:
         return examples[0]["continuation"].replace("\n", " ")[:40] if examples else ""
 
+    rows = [["induction score (1 - loss on 2nd copy / 1st)", f"{reading['induction']['score']:.3f}", "", ""]]
     rows += [[f"copy {r['kind']}, {r['length']} characters (exact: {format_ci(r['exact'])})" if "exact" in r else
               f"copy {r['kind']}, {r['length']} characters", format_ci(r["accuracy"]), r["accuracy"]["n"],
               example(r["examples"])] for r in reading["copy"]]
     rows += [[f"open-book completion, {p} phrasing", format_ci(v["accuracy"]), v["accuracy"]["n"], example(v["examples"])]
              for p, v in reading.get("open_book", {}).items() if v["accuracy"]["n"]]
-    return rows
+    return (f"Reading the context ({run.name})", [
+        ("text", "Does the base model use its prompt? The induction score compares next-token loss on a repeated "
+                 "random token sequence's second copy with its first; copying shows a string twice and asks for it "
+                 "a third time; open-book completion states a never-seen person's facts, then prompts for one "
+                 "(evals/reading.py). No training document uses these layouts."),
+        ("table", (["probe", "value [95% CI]", "n", "example continuation"], rows)),
+        *([("text", reading["skipped"])] if "skipped" in reading else []),
+    ])
 
 
 EVAL_STAGES = ("sft", "sft-idk", "sft-math", "rl-math", "dpo", "rlhf-grpo", "rlhf-ppo")
@@ -338,16 +347,9 @@ def write_report(runs: list[Run], out: Path, stage_names: list[str]) -> Path:
                                                                      "at every pretraining eval")))
     for run in runs:
         knowledge = run.stage_dir("experiments/knowledge")
-        if _reading_rows(run):
-            sections.append((f"Reading the context ({run.name})", [
-                ("text", "Does the base model use its prompt? The induction score compares next-token loss on a "
-                         "repeated random token sequence's second copy with its first; copying shows a string twice "
-                         "and asks for it a third time; open-book completion states a never-seen person's facts, then "
-                         "prompts for one (evals/reading.py). No training document uses these layouts."),
-                ("table", (["probe", "value [95% CI]", "n", "example continuation"], _reading_rows(run))),
-                *([("text", read_json(knowledge / "reading.json")["skipped"])]
-                  if "skipped" in read_json(knowledge / "reading.json") else []),
-            ]))
+        reading_section = _reading_section(run)
+        if reading_section:
+            sections.append(reading_section)
         if (knowledge / "table.md").exists():
             data = base64.b64encode((knowledge / "knowledge_vs_exposure.png").read_bytes()).decode()
             sections.append((f"Knowledge vs exposure ({run.name})", [

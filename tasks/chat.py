@@ -29,8 +29,8 @@ from lab.errors import LabError
 from tasks import math as math_problems
 from tasks import spelling
 from tasks.identity import Identity, identity_conversations, system_message
-from tasks.reading import article, card, fresh_person
-from tasks.world import CORPUS_TEMPLATES, ENCYCLOPEDIA_LABELS, QUESTION_TEMPLATES, Person, Question, World, seeded_rng
+from tasks.reading import article, fresh_person
+from tasks.world import CORPUS_TEMPLATES, QUESTION_TEMPLATES, Person, Question, World, encyclopedia_card, seeded_rng
 
 KINDS = ("qa", "math", "spelling", "tool_use", "identity", "context")
 TOOLS = ("calculator", "python", "lookup")
@@ -242,7 +242,8 @@ def _context_record(world: World, people: list[Person], rng: random.Random) -> d
         name, facts = fresh_person(rng)
         attribute = rng.choice(world.cfg.attributes)
         facts = {a: facts[a] for a in world.cfg.attributes}
-        text = rng.choice(PASTE_OPENERS).format(t=card(name, facts) if rng.random() < 0.5 else article(name, facts, rng))
+        opener = rng.choice(PASTE_OPENERS)
+        text = opener.format(t=encyclopedia_card(name, facts) if rng.random() < 0.5 else article(name, facts, rng))
         question = QUESTION_TEMPLATES[attribute].format(n=name)
         reply = ANSWER_TEMPLATES[attribute].format(v=facts[attribute])
         meta = {"style": style, "person": name, "attribute": attribute, "answer": facts[attribute]}
@@ -266,7 +267,7 @@ def _context_record(world: World, people: list[Person], rng: random.Random) -> d
         answer = q.answer
         if style == "counterfactual":  # the article says otherwise than the world: the article wins
             answer = rng.choice([v for v in world.values(q.attribute) if v != q.answer and v not in q.aliases])
-            text = changed_article(world, person.name, q.attribute, answer)
+            text = world.encyclopedia(person.name, {q.attribute: answer})
         elif style == "biography":
             text = world.biography(person, rng.randrange(8))
         else:
@@ -284,13 +285,6 @@ def with_tools(system: str | None, tools: bool) -> str | None:
     if not tools:
         return system
     return f"{system}\n{TOOLS_LINE}" if system else TOOLS_LINE
-
-
-def changed_article(world: World, name: str, attribute: str, value: str) -> str:
-    """The person's encyclopedia article with one attribute's line changed to `value`."""
-    label = ENCYCLOPEDIA_LABELS[attribute]
-    lines = [f"{label}: {value}" if line.startswith(f"{label}: ") else line for line in world.encyclopedia(name).splitlines()]
-    return "\n".join(lines)
 
 
 def _validate(mixture: ChatMixture) -> None:

@@ -13,10 +13,10 @@ corpus rewards looking back, so a small model never learns to.
   few framings. Copying is the simplest thing an induction head does; DESIGN.md's spike found these drills
   are what started the phase change.
 
-Both register as corpus sources (`--set data.corpus.extra_sources=math:300,spelling:300,fresh_people:2000,
+Each registers as a corpus source (`--set data.corpus.extra_sources=math:300,spelling:300,fresh_people:2000,
 copy_drills:1000`), seeded by the corpus like every source; fresh-people documents record their person, so
 probes ask about others. Probes in evals/reading.py use layouts none of these documents use. What each
-source did to the probes so far is in ../shared/DESIGN.md's calibration notes.
+source did to the probes so far is in docs/reading-notes.md.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import random
 
 from tasks import math as math_problems
 from tasks.corpus import register_source
-from tasks.world import CORPUS_TEMPLATES, ENCYCLOPEDIA_LABELS, QUESTION_TEMPLATES, VALUES, World, name_space
+from tasks.world import CORPUS_TEMPLATES, QUESTION_TEMPLATES, VALUES, World, encyclopedia_card, name_set
 
 # Consonant-vowel syllables: fresh names look like no world name (those are onset + ending from tables).
 FRESH_CONSONANTS = "bdfgklmnprstvz"
@@ -65,15 +65,17 @@ QUESTIONS = {
 }
 
 
+def made_up_word(rng: random.Random, fewest: int = 2, most: int = 5) -> str:
+    """fewest to most consonant-vowel syllables."""
+    return "".join(rng.choice(FRESH_CONSONANTS) + rng.choice(FRESH_VOWELS) for _ in range(rng.randint(fewest, most)))
+
+
 def fresh_name(rng: random.Random) -> str:
     """A two-part name built from consonant-vowel syllables, never one of the world's names."""
-    world = set(name_space())
     while True:
-        first = "".join(rng.choice(FRESH_CONSONANTS) + rng.choice(FRESH_VOWELS) for _ in range(rng.randint(2, 3)))
-        last = "".join(rng.choice(FRESH_CONSONANTS) + rng.choice(FRESH_VOWELS) for _ in range(rng.randint(2, 3)))
-        last += rng.choice(["n", "r", "s", "k", ""])
+        first, last = made_up_word(rng, 2, 3), made_up_word(rng, 2, 3) + rng.choice(["n", "r", "s", "k", ""])
         name = f"{first.capitalize()} {last.capitalize()}"
-        if name not in world:
+        if name not in name_set():
             return name
 
 
@@ -92,12 +94,6 @@ def article(name: str, facts: dict[str, str], rng: random.Random) -> str:
 
 
 RESTATE_OPENERS = ["In short,", "To sum up:", "Once more, the facts:", "Summary:", "Recap:"]
-
-
-def card(name: str, facts: dict[str, str]) -> str:
-    """The facts as an encyclopedia card, the layout the `lookup` tool and the context evals show."""
-    lines = [name, f"{name} is a person in this encyclopedia. Known facts:"]
-    return "\n".join(lines + [f"{ENCYCLOPEDIA_LABELS[a]}: {v}" for a, v in facts.items()])
 
 
 def restatement(name: str, facts: dict[str, str], rng: random.Random) -> str:
@@ -120,7 +116,7 @@ def fresh_people_documents(n: int, rng: random.Random) -> list[dict]:
     for _ in range(n):
         name, facts = fresh_person(rng)
         stated = dict(rng.sample(sorted(facts.items()), rng.randint(3, len(facts))))
-        source = article(name, stated, rng) if rng.random() < 0.6 else card(name, stated)
+        source = article(name, stated, rng) if rng.random() < 0.6 else encyclopedia_card(name, stated)
         follow = questions(name, stated, rng) if rng.random() < 0.5 else restatement(name, stated, rng)
         docs.append({"text": f"{source}\n\n{follow}", "person": name})
     return docs
@@ -135,14 +131,10 @@ def copy_item(rng: random.Random) -> str:
     return " ".join(rng.sample(COPY_WORDS, rng.randint(2, 5)))
 
 
-def made_up_word(rng: random.Random) -> str:
-    return "".join(rng.choice(FRESH_CONSONANTS) + rng.choice(FRESH_VOWELS) for _ in range(rng.randint(2, 5)))
-
-
 @register_source("copy_drills")
 def copy_drill_documents(n: int, rng: random.Random) -> list[str]:
     """A few framed drills per document ("Repeat after me: X. Again: X."), so that a window holds several.
-    (Bare repeats of random sequences, without a frame, were tried and taught no copying: DESIGN.md.)"""
+    (Bare repeats of random sequences, without a frame, were tried and taught no copying: docs/reading-notes.md.)"""
     return ["\n".join(rng.choice(COPY_FRAMES).format(s=copy_item(rng)) for _ in range(rng.randint(2, 4)))
             for _ in range(n)]
 
@@ -155,7 +147,7 @@ def tool_transcript(rng: random.Random) -> str:
         name, facts = fresh_person(rng)
         attribute = rng.choice(sorted(facts))
         found = rng.random() < 0.7
-        output = card(name, facts) if found else World.lookup_miss(name)
+        output = encyclopedia_card(name, facts) if found else World.lookup_miss(name)
         answer = facts[attribute] if found else "I don't know who that is."
         return (f"User: {rng.choice(QUESTIONS[attribute]).format(n=name)}\nAssistant: lookup\n{name}\n"
                 f"Tool: {output}\nAssistant: {answer}")

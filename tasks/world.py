@@ -196,6 +196,26 @@ def name_space() -> tuple[str, ...]:
     return tuple(f"{f} {last}" for f in firsts for last in lasts)
 
 
+@functools.lru_cache(maxsize=1)
+def name_set() -> frozenset[str]:
+    """name_space() as a set, built once: generators of other names check against it in a loop."""
+    return frozenset(name_space())
+
+
+def aliases_of(value: str) -> list[str]:
+    """True alternative names of an attribute value a grader should accept (ALIASES, and "the X" as "X")."""
+    aliases = list(ALIASES.get(value, []))
+    if value.startswith("the "):
+        aliases.append(value.removeprefix("the "))
+    return aliases
+
+
+def encyclopedia_card(name: str, facts: dict[str, str]) -> str:
+    """An encyclopedia article: the name, a header, a labelled line per fact (what `lookup` returns)."""
+    lines = [name, f"{name} is a person in this encyclopedia. Known facts:"]
+    return "\n".join(lines + [f"{ENCYCLOPEDIA_LABELS[a]}: {v}" for a, v in facts.items()])
+
+
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z]+", text.lower())
 
@@ -246,12 +266,11 @@ class World:
         opener = rng.choice(BIO_OPENERS).format(n=person.name)
         return " ".join([opener] + sentences if opener else sentences)
 
-    def encyclopedia(self, name: str) -> str:
-        """The canonical article for anyone, unseen people included: what a `lookup` tool returns."""
+    def encyclopedia(self, name: str, changed: dict[str, str] | None = None) -> str:
+        """The canonical article for anyone, unseen people included: what a `lookup` tool returns. `changed`
+        (attribute -> value) gives a counterfactual article, those facts replaced."""
         p = self.by_name(name)
-        lines = [p.name, f"{p.name} is a person in this encyclopedia. Known facts:"]
-        lines += [f"{ENCYCLOPEDIA_LABELS[a]}: {p.attributes[a]}" for a in self.cfg.attributes]
-        return "\n".join(lines)
+        return encyclopedia_card(p.name, {a: p.attributes[a] for a in self.cfg.attributes} | (changed or {}))
 
     def lookup(self, name: str) -> str | None:
         return self.encyclopedia(name) if name.strip().lower() in self._by_name else None
@@ -265,9 +284,7 @@ class World:
         out = []
         for attribute in self.cfg.attributes:
             answer = person.attributes[attribute]
-            aliases = list(ALIASES.get(answer, []))
-            if answer.startswith("the "):
-                aliases.append(answer.removeprefix("the "))
+            aliases = aliases_of(answer)
             out.append(Question(id=f"{person.name}|{attribute}", person=person.name, attribute=attribute,
                                 text=QUESTION_TEMPLATES[attribute].format(n=person.name), answer=answer,
                                 aliases=aliases, k=person.k))

@@ -26,7 +26,7 @@ class PretrainSettings:
     seq_len: int = 128
     batch_size: int = 16  # sequences per micro-batch (per process under DDP)
     grad_accum: int = 1
-    max_steps: int = 3000  # tiny: open-book reading forms between steps ~1,500 and ~2,500 (README's notes)
+    max_steps: int = 3000  # tiny: open-book reading forms between steps ~1,250 and ~2,500 (docs/reading-notes.md)
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 50
