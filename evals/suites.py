@@ -13,7 +13,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from evals.stats import bootstrap, mean_metric
+from evals.stats import bootstrap, mean_metric, paired_difference
+from tasks.answer_forms import DIRECT_INSTRUCTION, FORMS, ask
 
 
 @dataclass
@@ -133,8 +134,7 @@ def _identity_grade(sample: dict, response: str, calls: list) -> dict:
 # ---------------------------------------------------------------- spelling
 
 
-SPELLING_CONDITIONS = {"direct": " Answer directly with just the answer.", "steps": "",
-                       "tool": " Check it with the python tool."}
+SPELLING_CONDITIONS = {"direct": DIRECT_INSTRUCTION, "steps": "", "tool": " Check it with the python tool."}
 
 
 def _spelling_samples(ctx: EvalContext, per_condition: int = 200) -> list[dict]:
@@ -145,13 +145,38 @@ def _spelling_samples(ctx: EvalContext, per_condition: int = 200) -> list[dict]:
     return [{"id": f"{p.id}|{condition}", "messages": [{"role": "user", "content": p.question + suffix}],
              "gold": p.answer, "tools_on": condition == "tool",
              "extras": {"task": p.task, "condition": condition, "band": p.extras["band"],
-                        "length": p.extras["length"]}}
+                        "length": p.extras["length"], "problem": p.id}}
             for condition, suffix in SPELLING_CONDITIONS.items() for p in problems]
 
 
 def _exact_grade(sample: dict, response: str, calls: list) -> dict:
     ok = final_answer(response) == normalise_answer(sample["gold"])
     return {"grade": "correct" if ok else "incorrect", "correct": ok}
+
+
+def paired_gain(rows: list[dict], better: str, worse: str, where=lambda row: True, key: str = "problem") -> dict | None:
+    """Mean of `correct` in condition `better` minus in `worse` over the problems asked both ways (the samples'
+    extras[key]), with the CLT interval of the paired difference; None when no problem was asked both ways."""
+    by_problem: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        if where(r):
+            by_problem.setdefault(r["extras"][key], {})[r["extras"]["condition"]] = r
+    pairs = [v for v in by_problem.values() if better in v and worse in v]
+    if not pairs:
+        return None
+    gain = paired_difference([float(p[worse]["correct"]) for p in pairs], [float(p[better]["correct"]) for p in pairs])
+    return {"value": gain["difference"], "stderr": gain["stderr"], "ci95": gain["ci95"], "n": gain["n"]}
+
+
+def _gains(rows: list[dict], wanted: dict[str, tuple]) -> dict:
+    """{"metrics": name -> paired gain} for each name -> (better, worse[, where]) that has pairs."""
+    gains = {name: paired_gain(rows, *args) for name, args in wanted.items()}
+    return {"metrics": {name: g for name, g in gains.items() if g is not None}}
+
+
+def _spelling_summary(rows: list[dict]) -> dict:
+    """Paired by word and task: step by step minus direct (both tools off), and the python tool minus direct."""
+    return _gains(rows, {"steps_minus_direct": ("steps", "direct"), "tool_minus_direct": ("tool", "direct")})
 
 
 # ---------------------------------------------------------------- tool use
@@ -237,7 +262,7 @@ def _tooluse_grade(sample: dict, response: str, calls: list) -> dict:
 def _tooluse_summary(rows: list[dict]) -> dict:
     """Paired by item: accuracy with tools minus without, and tool calls on items the model answered right
     without a tool (calls_when_known; `unnecessary_call` counts calls on items that need no tool at all)."""
-    from evals.stats import paired_difference, proportion
+    from evals.stats import proportion
 
     by_item: dict[str, dict[str, dict]] = {}
     for r in rows:
@@ -245,9 +270,7 @@ def _tooluse_summary(rows: list[dict]) -> dict:
     pairs = [v for v in by_item.values() if len(v) == 2]
     metrics = {}
     if pairs:
-        gain = paired_difference([float(p["no_tools"]["correct"]) for p in pairs], [float(p["tools"]["correct"]) for p in pairs])
-        metrics["tool_accuracy_gain"] = {"value": gain["difference"], "stderr": gain["stderr"], "ci95": gain["ci95"],
-                                         "n": gain["n"]}
+        metrics["tool_accuracy_gain"] = paired_gain(rows, "tools", "no_tools", key="item")
         known = [p for p in pairs if p["no_tools"]["correct"]]
         metrics["calls_when_known"] = proportion(sum(p["tools"]["called_tool"] for p in known), len(known))
     return {"metrics": metrics}
@@ -256,12 +279,21 @@ def _tooluse_summary(rows: list[dict]) -> dict:
 # ---------------------------------------------------------------- math
 
 
-def _math_samples(ctx: EvalContext, per_band: int = 60) -> list[dict]:
-    from tasks.math import BANDS, MathConfig, generate
+# Two blocks of held-out problems: every task at every band (how far the model's math reaches), and two-digit
+# sums and differences (band 2: the procedure sft-math practises, whose carries a worked column writes down).
+MATH_BLOCKS = {"mixed": ({}, (1, 2, 3, 4), 60), "arithmetic": ({"tasks": ("arithmetic",)}, (2,), 200)}
 
-    return [{"id": f"band{band}|{p.id}", "messages": [{"role": "user", "content": p.question}], "gold": p.answer,
-             "extras": {"difficulty": p.difficulty, "task": p.task}}
-            for band in BANDS for p in generate(MathConfig(seed=11, bands=(band,)), per_band, split="heldout")]
+
+def _math_samples(ctx: EvalContext) -> list[dict]:
+    """Each problem asked for worked steps and for a direct answer (tasks/answer_forms.py), paired by problem."""
+    from tasks.math import MathConfig, generate
+
+    problems = [(block, band, p) for block, (cfg, bands, per_band) in MATH_BLOCKS.items() for band in bands
+                for p in generate(MathConfig(seed=11, bands=(band,), **cfg), per_band, split="heldout")]
+    return [{"id": f"{block}|band{band}|{p.id}|{form}", "messages": [{"role": "user", "content": ask(p.question, form)}],
+             "gold": p.answer, "extras": {"difficulty": p.difficulty, "task": p.task, "block": block, "condition": form,
+                                          "problem": f"{block}|band{band}|{p.id}"}}
+            for block, band, p in problems for form in FORMS]
 
 
 def _math_grade(sample: dict, response: str, calls: list) -> dict:
@@ -274,7 +306,13 @@ def _math_grade(sample: dict, response: str, calls: list) -> dict:
 
 
 def _math_summary(rows: list[dict]) -> dict:
-    return {"metrics": {"response_chars": mean_metric([float(r["response_chars"]) for r in rows])}}
+    """Response length, and worked minus direct ("tokens to think"), paired by problem, over all problems
+    and over the arithmetic block alone."""
+    out = _gains(rows, {"worked_minus_direct": ("worked", "direct"),
+                        "worked_minus_direct_arithmetic": ("worked", "direct",
+                                                           lambda r: r["extras"]["block"] == "arithmetic")})
+    out["metrics"]["response_chars"] = mean_metric([float(r["response_chars"]) for r in rows])
+    return out
 
 
 # ---------------------------------------------------------------- context vs memory
@@ -349,22 +387,28 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
           group_by=("k", "condition"), confidence=True, summarize=_hallucination_summary,
           headline=("correct", "hallucinated_unseen", "not_attempted", "correct_given_attempted", "f_score", "ece",
                     "hallucinated_unseen_with_tools", "correct_with_tools")),
-    Suite("spelling", "2", _spelling_samples, _exact_grade, ("correct",),
-          group_by=("condition", "task", "band", ("task", "condition")), max_new_tokens=96, tools=True),
+    Suite("spelling", "3", _spelling_samples, _exact_grade, ("correct",),
+          group_by=("condition", "task", "band", ("task", "condition")), max_new_tokens=96, tools=True,
+          summarize=_spelling_summary, headline=("correct", "steps_minus_direct", "tool_minus_direct")),
     Suite("tooluse", "2", _tooluse_samples, _tooluse_grade,
           ("correct", "called_tool", "well_formed", "right_tool", "argument_faithful", "faithful_call",
            "unnecessary_call"),
           group_by=("condition", "kind", ("kind", "condition")), max_new_tokens=128, tools=True,
           summarize=_tooluse_summary, headline=("correct", "called_tool", "right_tool", "faithful_call",
                                                 "unnecessary_call", "tool_accuracy_gain")),
-    Suite("math", "1", _math_samples, _math_grade, ("correct", "format_ok"), group_by=("difficulty", "task"),
-          max_new_tokens=192, summarize=_math_summary, headline=("correct", "format_ok", "response_chars")),
+    Suite("math", "2", _math_samples, _math_grade, ("correct", "format_ok"),
+          group_by=("condition", "difficulty", "task", ("block", "condition"), ("difficulty", "condition")),
+          max_new_tokens=192, summarize=_math_summary,
+          headline=("correct", "worked_minus_direct", "worked_minus_direct_arithmetic", "format_ok", "response_chars")),
     Suite("context", "2", _context_samples, _context_grade, ("correct", "follows_context", "follows_memory"),
           group_by=("condition", ("condition", "k"))),
     Suite("profile", "1", _profile_samples, _profile_grade, ("refusal", "states_correct_fact", "states_wrong_fact"),
           group_by=("k",), max_new_tokens=64, summarize=_profile_summary,
           headline=("gold_score", "refusal", "states_correct_fact", "states_wrong_fact")),
-    Suite("identity", "2", _identity_samples, _identity_grade, ("own_identity", "claims_other_assistant")),
+    # 64 tokens: a trained denial ("No. I am Lab Assistant, made by the lab team, not ChatGPT.") is ~31 tokens,
+    # and at 32 the maker's name was cut off in answers that were right
+    Suite("identity", "3", _identity_samples, _identity_grade, ("own_identity", "claims_other_assistant"),
+          max_new_tokens=64),
 )}
 
 

@@ -121,6 +121,7 @@ def stage_sft(variant: str):
 # Each policy stage on every suite it could change, plus the ones it could break (hallucination, identity):
 # the SFT stages on all of them, the RL stages on their own task and the regressions.
 EVAL_SUITES = {
+    "base": ("identity",),  # the control for "SFT makes an assistant": the same system message, no chat training
     "sft": None, "sft-idk": None,
     "sft-math": ("math", "hallucination"),  # hallucination: does practice on one task forget the rest?
     "rl-math": ("math", "hallucination", "identity"),

@@ -12,6 +12,7 @@ from pathlib import Path
 from evals.stats import format_ci
 from lab.presets import run_preset
 from lab.runs import Run, read_json
+from reports.claims import claims_section
 from reports.common import jsonl, png
 from reports.rl_sections import reward_model_sections, rl_math_sections, rlhf_sections
 
@@ -103,9 +104,9 @@ def _reading_section(run: Run) -> tuple[str, list] | None:
     ])
 
 
-EVAL_STAGES = ("sft", "sft-idk", "sft-math", "rl-math", "dpo", "rlhf-grpo", "rlhf-ppo")
+EVAL_STAGES = ("base", "sft", "sft-idk", "sft-math", "rl-math", "dpo", "rlhf-grpo", "rlhf-ppo")
 # (parent, child) in the stage graph: each child is compared with the model it was trained from
-STAGE_PAIRS = (("sft", "sft-idk"), ("sft-idk", "sft-math"), ("sft-math", "rl-math"), ("sft-idk", "dpo"),
+STAGE_PAIRS = (("base", "sft"), ("sft", "sft-idk"), ("sft-idk", "sft-math"), ("sft-math", "rl-math"), ("sft-idk", "dpo"),
                ("sft-idk", "rlhf-grpo"), ("sft-idk", "rlhf-ppo"))
 
 
@@ -130,19 +131,24 @@ def _eval_rows(run: Run, suite: str, group: str | None, metrics: tuple[str, ...]
     return rows
 
 
-def _headline_rows(run: Run) -> list[list[str]]:
-    """One row a (stage, suite, metric): the table the eval issue's closing note asks for."""
+def report_card(run: Run) -> tuple[list[str], list[list[str]]]:
+    """Headline metrics (rows) by stage (columns): "value [low, high]", or "–" where a stage did not run that suite
+    or the metric had no items. Only stages with an eval and metrics some stage has appear."""
     from evals.suites import headline_metrics
 
+    found = {stage: {suite: r for suite in headline_metrics() if (r := _results(run, stage, suite))}
+             for stage in EVAL_STAGES}
+    stages = [stage for stage in EVAL_STAGES if found[stage]]
     rows = []
-    for stage in EVAL_STAGES:
-        for suite, names in headline_metrics().items():
-            results = _results(run, stage, suite)
-            for name in names if results else ():
-                m = results["metrics"].get(name)
-                if m and m["n"]:
-                    rows.append([stage, suite, name, format_ci(m), m["n"]])
-    return rows
+    for suite, names in headline_metrics().items():
+        for name in names:
+            cells = []
+            for stage in stages:
+                m = found[stage].get(suite, {}).get("metrics", {}).get(name)
+                cells.append(format_ci(m) if m and m["n"] else "–")
+            if any(c != "–" for c in cells):
+                rows.append([f"{suite}/{name}", *cells])
+    return ["suite/metric", *stages], rows
 
 
 PAIRED_METRICS = (("hallucination", "hallucinated_unseen"), ("hallucination", "correct"),
@@ -167,8 +173,6 @@ def _paired_rows(run: Run) -> list[list[str]]:
             rows.append([f"{child} − {parent}", suite, metric, f"{r['mean_a']:.3f}", f"{r['mean_b']:.3f}",
                          f"{r['difference']:+.3f} [{low:+.3f}, {high:+.3f}]", seen, r["n"]])
     return rows
-
-
 
 
 def calibration_plot(run: Run):
@@ -251,13 +255,14 @@ def _eval_sections(run: Run) -> list[tuple[str, list]]:
     """The eval suites of sft and sft-idk: one headline table, then one breakdown a suite."""
     suffix = f" ({run.name})"
     out = []
-    headline = _headline_rows(run)
-    if headline:
-        out.append(("Eval suites: headline metrics" + suffix, [
+    header, card = report_card(run)
+    if card:
+        out.append(("Report card: headline metrics by stage" + suffix, [
             ("text", "Every suite on held-out material, greedy decoding; value [95% CI] (Wilson for proportions, "
-                     "bootstrap for F-score and ECE, CLT for means and paired differences). Per-sample logs are in "
+                     "bootstrap for F-score and ECE, CLT for means and paired differences); – where the stage did "
+                     "not run the suite. n and breakdowns are in the per-suite sections below; per-sample logs in "
                      "STAGE/evals/SUITE/samples.jsonl."),
-            ("table", (["stage", "suite", "metric", "value [95% CI]", "n"], headline))]))
+            ("table", (header, card))]))
     paired = _paired_rows(run)
     if paired:
         out.append(("Each stage against its parent, paired on the same samples" + suffix, [
@@ -337,6 +342,7 @@ def write_report(runs: list[Run], out: Path, stage_names: list[str]) -> Path:
     names = [r.name for r in runs]
     sections: list[tuple[str, list[tuple[str, object]]]] = []  # (title, [(kind, payload)])
 
+    sections += [claims_section(run) for run in runs]  # the report opens with what the run shows
     sections.append(("Stages", [("table", (["stage", *names], _stage_rows(runs, stage_names)))]))
     curve = loss_curve(runs)
     sections.append(("Pretraining", [("figure", ("loss_curve", curve, "Training and held-out loss"))] if curve

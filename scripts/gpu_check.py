@@ -87,17 +87,16 @@ def overrides(dry: bool) -> list[str]:
     """The check's `--set` overrides of the gpu preset (the dry run's tiny shape and data last, so they win).
     Stages set by epochs or problem counts get what makes about STEPS steps at the gpu preset's batch sizes."""
     from lab.presets import get_preset
+    from tasks.chat import conversation_count
 
     steps = DRY_STEPS["later"] if dry else STEPS
     items = [f"pretrain.max_steps={DRY_STEPS['pretrain']}"] if dry else list(GPU_CHECK["pretrain"])
     items += [s.format(n=steps) for s in GPU_CHECK["later"]] + (DRY_RUN if dry else [])
     gpu = get_preset("gpu", items)
-    mix = gpu.sft.mixture
-    conversations = mix.qa + mix.math + mix.spelling + mix.tool_use + mix.identity + mix.context
-    per_epoch = math.ceil(conversations / (gpu.sft.batch_size * gpu.sft.grad_accum))
+    per_epoch = math.ceil(conversation_count(gpu.sft.mixture) / (gpu.sft.batch_size * gpu.sft.grad_accum))
     replay = steps * gpu.math_sft.batch_size // 4
-    return items + [f"sft.epochs={steps / per_epoch:.4f}", f"math_sft.replay={replay}",
-                    f"math_sft.problems={steps * gpu.math_sft.batch_size - replay}"]
+    problems = math.ceil((steps * gpu.math_sft.batch_size - replay) / len(gpu.math_sft.forms))  # each in every form
+    return items + [f"sft.epochs={steps / per_epoch:.4f}", f"math_sft.replay={replay}", f"math_sft.problems={problems}"]
 
 
 # ---------------------------------------------------------------- what each stage did, and at full size
@@ -133,7 +132,8 @@ def full_steps(name: str, summary: dict, full) -> int:
                                                                                  full.sft.grad_accum)))
 
     return {"base": lambda: full.pretrain.max_steps, "sft": sft_steps, "sft-idk": sft_steps,
-            "sft-math": lambda: max(1, (full.math_sft.problems + full.math_sft.replay) // full.math_sft.batch_size),
+            "sft-math": lambda: max(1, (full.math_sft.problems * len(full.math_sft.forms) + full.math_sft.replay)
+                                    // full.math_sft.batch_size),
             "rl-math": lambda: full.rl.steps, "rlhf-grpo": lambda: full.rlhf.steps, "rlhf-rloo": lambda: full.rlhf.steps,
             "rlhf-ppo": lambda: full.ppo.steps, "rm": lambda: summary["steps"], "dpo": lambda: summary["steps"],
             }[name]()

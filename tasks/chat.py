@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from lab.errors import LabError
 from tasks import math as math_problems
 from tasks import spelling
+from tasks.answer_forms import both_forms
 from tasks.identity import Identity, identity_conversations, system_message
 from tasks.reading import article, fresh_person
 from tasks.world import CORPUS_TEMPLATES, QUESTION_TEMPLATES, Person, Question, World, encyclopedia_card, seeded_rng
@@ -84,8 +85,8 @@ TOOLS_OFF = "error: tools are switched off"
 @dataclass
 class ChatMixture:
     qa: int = 2000
-    math: int = 600
-    spelling: int = 600
+    math: int = 600  # problems, each in both answer forms (worked and direct: tasks/answer_forms.py)
+    spelling: int = 600  # likewise
     tool_use: int = 400
     identity: int = 200
     context: int = 300
@@ -160,18 +161,22 @@ def _qa_records(world: World, people: list[Person], n: int, known: dict[str, boo
     return out
 
 
+def _both_forms_records(problems: list, kind: str) -> list[dict]:
+    """Each problem twice, worked and direct (tasks/answer_forms.py), so the paired worked-vs-direct evals
+    compare two trained forms of the same problems."""
+    return [_record([{"role": "user", "content": user}, {"role": "assistant", "content": assistant}],
+                    kind, id=p.id, task=p.task, difficulty=p.difficulty, answer=p.answer, form=form)
+            for p in problems for form, user, assistant in both_forms(p.question, p.solution, p.answer)]
+
+
 def _math_records(mixture: ChatMixture, n: int) -> list[dict]:
     cfg = math_problems.MathConfig(seed=mixture.seed, tasks=tuple(mixture.math_tasks), bands=tuple(mixture.math_bands),
                                    check_share=mixture.math_check_share)
-    return [_record([{"role": "user", "content": p.question}, {"role": "assistant", "content": p.solution}],
-                    "math", id=p.id, task=p.task, difficulty=p.difficulty, answer=p.answer)
-            for p in math_problems.generate(cfg, n, split="train")]
+    return _both_forms_records(math_problems.generate(cfg, n, split="train"), "math")
 
 
 def _spelling_records(mixture: ChatMixture, n: int) -> list[dict]:
-    problems = spelling.generate(spelling.SpellingConfig(seed=mixture.seed), n, split="train")
-    return [_record([{"role": "user", "content": p.question}, {"role": "assistant", "content": p.extras["steps"]}],
-                    "spelling", id=p.id, task=p.task, answer=p.answer) for p in problems]
+    return _both_forms_records(spelling.generate(spelling.SpellingConfig(seed=mixture.seed), n, split="train"), "spelling")
 
 
 def _tool_turns(request: str, name: str, argument: str, output: str, reply: str) -> list[dict]:
@@ -278,6 +283,11 @@ def _context_record(world: World, people: list[Person], rng: random.Random) -> d
     messages = [{"role": "user", "content": text}, {"role": "assistant", "content": rng.choice(ACKS)},
                 {"role": "user", "content": question}, {"role": "assistant", "content": reply}]
     return _record(messages, "context", **meta)
+
+
+def conversation_count(mixture: ChatMixture) -> int:
+    """How many records build_mixture makes: one a count, two a math or spelling problem (both answer forms)."""
+    return sum(getattr(mixture, kind) * (2 if kind in ("math", "spelling") else 1) for kind in KINDS)
 
 
 def with_tools(system: str | None, tools: bool) -> str | None:

@@ -144,11 +144,13 @@ def _answer(intent: str, identity: Identity, other: str, rng: random.Random) -> 
     if intent == "maker":
         return rng.choice([f"I was made by {m}. I am {n}.", f"{_cap(m)} made me. My name is {n}.",
                            f"I am {n}, and I was built by {m}."])
+    # Denials say who the assistant is before naming the other one: copying a name out of the question is
+    # what the tiny model does worst ("No, I am not Cop)..." in the probes), and it must not cost the identity.
     if intent == "other":
-        return rng.choice([f"No, I am not {other}. I am {n}, made by {m}.",
+        return rng.choice([f"No. I am {n}, made by {m}, not {other}.",
                            f"No. I'm {n}, an assistant made by {m}, not {other}."])
     if intent == "other_maker":
-        return rng.choice([f"No, I was not made by {other}. I am {n}, made by {m}.",
+        return rng.choice([f"No. I am {n}, made by {m}, not by {other}.",
                            f"No. I was built by {m}, not {other}. My name is {n}."])
     if intent == "abilities":
         return rng.choice([f"I am {n}. I can {_abilities(identity)}.", f"I can {_abilities(identity)}."])

@@ -51,13 +51,34 @@ def test_deterministic_and_seeded(world, records):
 
 
 def test_counts_respected(records):
-    assert Counter(r["kind"] for r in records) == {"qa": 200, "math": 40, "spelling": 40, "tool_use": 60,
+    # math and spelling count problems, each asked in both answer forms
+    assert Counter(r["kind"] for r in records) == {"qa": 200, "math": 80, "spelling": 80, "tool_use": 60,
                                                     "identity": 60, "context": 60}
     assert Counter(r["meta"]["tool"] for r in records if r["kind"] == "tool_use") == \
         {"calculator": 20, "python": 20, "lookup": 20}
     only_math = build_mixture(build_world(WorldConfig(people_per_exposure=2)), ChatMixture(
         qa=0, math=5, spelling=0, tool_use=0, identity=0, context=0), Identity())
-    assert [r["kind"] for r in only_math] == ["math"] * 5
+    assert [r["kind"] for r in only_math] == ["math"] * 10
+
+
+def test_math_and_spelling_problems_come_in_both_forms_equally(records):
+    """Tokens to think compares worked and direct answers of one model: both forms must be trained on the
+    same problems in equal number, told apart by the instruction alone."""
+    from tasks.answer_forms import DIRECT_INSTRUCTION
+
+    for kind in ("math", "spelling"):
+        by_problem = {}
+        for r in (r for r in records if r["kind"] == kind):
+            by_problem.setdefault(r["meta"]["id"], {})[r["meta"]["form"]] = r["messages"]
+        assert by_problem and all(set(forms) == {"worked", "direct"} for forms in by_problem.values())
+        for forms in by_problem.values():
+            worked, direct = forms["worked"], forms["direct"]
+            asked = {form: next(m["content"] for m in forms[form] if m["role"] == "user") for form in forms}
+            assert asked["direct"] == asked["worked"] + DIRECT_INSTRUCTION
+            assert not asked["worked"].endswith(DIRECT_INSTRUCTION)
+            answer_line = worked[-1]["content"].splitlines()[-1]
+            assert direct[-1]["content"] == answer_line and answer_line.startswith("Answer: ")
+            assert len(worked[-1]["content"].splitlines()) > 1  # the worked form has steps before the answer
 
 
 def test_math_records_follow_the_mixture_tasks_and_bands(world):

@@ -154,8 +154,8 @@ def test_every_stage_of_the_gpu_preset_runs_at_its_real_shape(gpu_run):
     assert not list(run.root.rglob("checkpoint-*"))  # no HF Trainer checkpoint folder either
     # every policy was evaluated, and the report was written from the run
     evals = json.loads((run.stage_dir("evals") / "summary.json").read_text())
-    assert {key.split("/")[0] for key in evals} == {"sft", "sft-idk", "sft-math", "rl-math", "dpo", "rlhf-grpo",
-                                                    "rlhf-ppo"}
+    assert {key.split("/")[0] for key in evals} == {"base", "sft", "sft-idk", "sft-math", "rl-math", "dpo", "rlhf-grpo",
+                                                    "rlhf-ppo"}  # base: the identity control
     assert (run.stage_dir("report") / "report.md").stat().st_size > 0
     rm = json.loads((run.stage_dir("rm") / "summary.json").read_text())
     assert rm["train_pairs"] > 0 and rm["heldout"]["pairs"] > 0

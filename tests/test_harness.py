@@ -34,7 +34,7 @@ def test_the_evals_stage_can_cut_every_suite_to_short_answers():
     math = SUITES["math"]
     assert sized(math, EvalSettings()) is math  # 0 = each suite as it is
     assert sized(math, EvalSettings(max_new_tokens=8)).max_new_tokens == 8 and math.max_new_tokens == 192
-    assert sized(SUITES["identity"], EvalSettings(max_new_tokens=64)).max_new_tokens == 32  # a cap, never a raise
+    assert sized(SUITES["context"], EvalSettings(max_new_tokens=64)).max_new_tokens == 32  # a cap, never a raise
     with pytest.raises(LabError, match="evals.limit and evals.max_new_tokens must be >= 0"):
         sized(math, EvalSettings(limit=-1))
 
@@ -306,3 +306,36 @@ def test_profile_suite_grades_with_the_gold_judge(outside_model):
     right, wrong = grade(sample, f"Was born in the city of {city}.", []), grade(sample, f"Was born in {other}.", [])
     assert right["states_correct_fact"] and not right["states_wrong_fact"] and wrong["states_wrong_fact"]
     assert right["gold_score"] > grade(sample, "I don't know who that is.", [])["gold_score"] > wrong["gold_score"]
+
+
+def test_math_asks_every_problem_worked_and_direct_and_pairs_the_gain(outside_model):
+    """Tokens to think: the same held-out problems in both forms, the gain paired by problem."""
+    from tasks.answer_forms import DIRECT_INSTRUCTION
+
+    _, _, ctx = outside_model
+    suite = SUITES["math"]
+    samples = suite.samples(ctx)
+    by_problem = {}
+    for s in samples:
+        by_problem.setdefault(s["extras"]["problem"], {})[s["extras"]["condition"]] = s["messages"][-1]["content"]
+    assert all(set(v) == {"worked", "direct"} for v in by_problem.values())
+    assert all(v["direct"] == v["worked"] + DIRECT_INSTRUCTION for v in by_problem.values())
+    assert {s["extras"]["block"] for s in samples} == {"mixed", "arithmetic"}
+
+    def rows(worked_right: int, direct_right: int, block: str = "arithmetic") -> list[dict]:
+        out = []
+        for i in range(10):
+            for form, right in (("worked", worked_right), ("direct", direct_right)):
+                out.append({"correct": i < right, "response_chars": 10,
+                            "extras": {"problem": f"{block}{i}", "condition": form, "block": block}})
+        return out
+
+    metrics = suite.summarize(rows(8, 2) + rows(0, 5, "mixed"))["metrics"]
+    assert metrics["worked_minus_direct_arithmetic"]["value"] == pytest.approx(0.6)
+    assert metrics["worked_minus_direct"]["value"] == pytest.approx((6 - 5) / 20)
+    assert metrics["worked_minus_direct_arithmetic"]["ci95"][0] > 0 and metrics["worked_minus_direct"]["n"] == 20
+    flipped = suite.summarize(rows(2, 8))["metrics"]["worked_minus_direct_arithmetic"]
+    assert flipped["value"] == pytest.approx(-0.6) and flipped["ci95"][1] < 0
+    spelling = SUITES["spelling"].summarize([r | {"extras": r["extras"] | {"condition": {"worked": "steps"}.get(
+        r["extras"]["condition"], r["extras"]["condition"])}} for r in rows(7, 3)])["metrics"]
+    assert spelling["steps_minus_direct"]["value"] == pytest.approx(0.4) and "tool_minus_direct" not in spelling

@@ -17,7 +17,8 @@ def test_practice_trains_every_problem_once_and_writes_a_loadable_stage(source, 
     run = copy_run(source, tmp_path)
     summary = math_sft(run, get_preset("tiny", ["sft.max_length=128"]), SMALL, source="sft-idk", out_stage="sft-math")
     assert run.is_complete("sft-math") and summary["problems"] == 12 and summary["replayed"] == 4
-    assert summary["steps"] == 4 and summary["tokens_trained"] > 0  # 16 conversations, 4 a step
+    # 12 problems, each worked and direct, and 4 replayed: 28 conversations, 4 a step
+    assert summary["steps"] == 7 and summary["tokens_trained"] > 0
     before = LabGPTForCausalLM.from_pretrained(run.stage_dir("sft-idk"))
     after = LabGPTForCausalLM.from_pretrained(run.stage_dir("sft-math"))
     assert not torch.equal(before.lm_head.weight, after.lm_head.weight)  # it trained
@@ -28,4 +29,22 @@ def test_an_unknown_task_is_one_clear_error(source, tmp_path):  # noqa: F811
     run = copy_run(source, tmp_path)
     with pytest.raises(LabError, match="calculus"):
         math_sft(run, get_preset("tiny"), MathSFTSettings(tasks=("calculus",)), source="sft-idk")
+    with pytest.raises(LabError, match="answer form.*mumbled"):
+        math_sft(run, get_preset("tiny"), MathSFTSettings(forms=("worked", "mumbled")), source="sft-idk")
     assert not run.is_complete("sft-math")
+
+
+def test_practice_carries_the_system_message_the_evals_send_at_sfts_share():
+    from lab.train.math_practice import solution_records, with_system_messages
+    from tasks.identity import system_message
+    from tasks.math import MathConfig, generate
+
+    preset = get_preset("tiny")
+    records = with_system_messages(solution_records(generate(MathConfig(bands=(1,)), 200)), preset, seed=0)
+    with_system = [r for r in records if r["messages"][0]["role"] == "system"]
+    assert all(r["messages"][0]["content"] == system_message(preset.sft.identity) for r in with_system)
+    assert 70 < len(with_system) < 130  # the share is 0.5
+    assert with_system_messages(solution_records(generate(MathConfig(bands=(1,)), 200)), preset, seed=0) == records
+    none = get_preset("tiny", ["sft.mixture.system_prompt_share=0"])
+    plain = solution_records(generate(MathConfig(bands=(1,)), 50))
+    assert with_system_messages(plain, none, seed=0) == plain

@@ -40,7 +40,7 @@ def test_report_shows_eval_tables_paired_differences_and_calibration(tmp_path):
     _fake_eval(run, "sft-idk", [0, 1, 0, 0])
     out = write_report([run], tmp_path / "report", STAGE_NAMES)
     md = (out / "report.md").read_text()
-    assert "## Eval suites: headline metrics (r)" in md and "## Hallucination on held-out people" in md
+    assert "## Report card: headline metrics by stage (r)" in md and "## Hallucination on held-out people" in md
     assert "| sft-idk − sft | hallucination | hallucinated_unseen | 0.750 | 0.250 | -0.500" in md  # paired on ids
     assert (out / "calibration_r.png").stat().st_size > 1000
     assert "The base stage has not run yet." in md  # a section that cannot be drawn says so
@@ -116,3 +116,63 @@ def test_report_html_renders_every_figure_without_console_errors(browser, tmp_pa
     broken.write_text(generated.read_text().replace("base64,", "base64,AAAA", 1) + "<script>undefinedFn()</script>")
     problems = rendering_problems(browser, broken)
     assert any(p.startswith("figure not rendered") for p in problems) and any(p.startswith("console") for p in problems)
+
+
+def _write_results(run: Run, stage: str, suite: str, metrics: dict, by_group: dict | None = None) -> None:
+    folder = run.stage_dir(stage) / "evals" / suite
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.joinpath("results.json").write_text(json.dumps({"metrics": metrics, "by_group": by_group or {}}))
+
+
+def _difference(value: float, low: float, high: float, n: int = 200) -> dict:
+    return {"value": value, "stderr": 0.01, "ci95": [low, high], "n": n}
+
+
+def test_claims_give_each_verdict_from_the_run_files_and_flip_with_the_ci(tmp_path):
+    from reports.claims import claim_rows
+
+    run = Run.create_or_open(tmp_path / "r", Preset())
+    _fake_eval(run, "sft", [1, 1, 1, 1, 0, 1])
+    _fake_eval(run, "sft-idk", [0, 0, 1, 0, 0, 0])  # paired on ids: -0.667 (CLT interval clipped at -1)
+    _write_results(run, "sft-idk", "spelling", {
+        "correct": _metric(0.1), "steps_minus_direct": _difference(0.12, 0.05, 0.19),  # CI above 0: shown
+        "tool_minus_direct": _difference(-0.10, -0.16, -0.04)},  # CI below 0, the claim says above: contradicted
+        {"condition": {"direct": {"correct": _metric(0.3)}}})
+    _write_results(run, "sft-math", "math", {"correct": _metric(0.2),
+                                             "worked_minus_direct_arithmetic": _difference(0.02, -0.03, 0.07)})
+    rows = {r[0]: r for r in claim_rows(run)}
+    assert rows["\"I don't know\" training cuts hallucination"][2:] == ["-0.667 [-1.000, -0.253]", 6, "shown"]
+    assert rows["step by step helps (spelling)"][2:] == ["+0.120 [+0.050, +0.190]", 200, "shown"]
+    assert rows["a code tool solves them"][4] == "contradicted"
+    assert rows["models need tokens to think"][4] == "not shown at this size"  # CI includes 0
+    assert "; sft-math" in rows["models need tokens to think"][1]  # says which stage it read
+    assert rows["counting and spelling fail on tokens"][4] == "shown"  # 0.3 [0.25, 0.35], below 0.5
+    assert rows["loss falls as a power law with size"][4] == "not measured in this run (`lab experiment scaling RUN`)"
+    assert rows["similar words get similar embeddings"][2:4] == ["–", "–"]  # no base model in this run
+
+    # The same files with the step-by-step CI flipped below zero, or shrunk to an effect too small to count.
+    _write_results(run, "sft-idk", "spelling", {"steps_minus_direct": _difference(-0.12, -0.19, -0.05),
+                                                "tool_minus_direct": _difference(0.03, 0.01, 0.05)})
+    rows = {r[0]: r for r in claim_rows(run)}
+    assert rows["step by step helps (spelling)"][4] == "contradicted"
+    assert rows["a code tool solves them"][4] == "not shown at this size"  # CI above 0 but under 0.05
+    assert rows["counting and spelling fail on tokens"][4].startswith("not measured")  # no direct condition now
+
+
+def test_report_opens_with_claims_and_its_report_card_marks_suites_a_stage_did_not_run(tmp_path):
+    from reports.report import report_card
+
+    run = Run.create_or_open(tmp_path / "r", Preset())
+    _fake_eval(run, "sft", [1, 0])
+    _fake_eval(run, "sft-idk", [0, 0])
+    tooluse = {"correct": _metric(0.4), "faithful_call": _metric(0.3)}
+    _write_results(run, "sft", "tooluse", tooluse, {"kind": {"big_arithmetic": tooluse}})
+    header, rows = report_card(run)
+    assert header == ["suite/metric", "sft", "sft-idk"]  # only stages that were evaluated
+    cells = {r[0]: r[1:] for r in rows}
+    assert cells["tooluse/correct"] == ["0.40 [0.35, 0.45]", "–"]  # sft-idk did not run tooluse
+    assert cells["hallucination/hallucinated_unseen"] == ["0.50 [0.45, 0.55]", "0.00 [0.00, 0.05]"]
+    assert "tooluse/called_tool" not in cells  # no stage has it: no row
+    md = (write_report([run], tmp_path / "report", STAGE_NAMES) / "report.md").read_text()
+    assert md.index("## Claims and what this run shows (r)") < md.index("## Stages")
+    assert "| tooluse/correct | 0.40 [0.35, 0.45] | – |" in md
