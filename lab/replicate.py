@@ -1,11 +1,20 @@
 """Seed replicates: is a headline number a property of the recipe, or of one lucky seed?
 
-`lab experiment replicate RUN --seeds 3` reruns every stage after pretraining (sft, sft-idk, their
+`lab experiment replicate RUN --seeds 2` reruns every stage after pretraining (sft, sft-idk, ..., their
 evals) with other seeds, from the same base model and the same world, into
 `experiments/replicate/seed-<s>/` (a run folder of its own whose data, tokenizer and base are links to
-the parent's). The summary puts, for every headline metric, the spread across seeds next to the
-confidence interval over eval items: a CI says how precisely one model was measured, the seed spread
-says how much another training run of the same recipe would differ.
+the parent's). `--full` reruns the whole pipeline instead, world and corpus included, into
+`experiments/replicate-full/seed-<s>/`: the perturbation a researcher's re-run is.
+
+A replicate's seed moves every seed of the preset that decides how a model trains (initialisation, corpus
+order, SFT data and order, probe samples, RL and RM sampling; with `--full` the world and the corpus too),
+found by walking the preset so a new stage's seed is never forgotten. Seeds that choose what is measured
+(the reading probes' items, the experiments outside the pipeline) stay put. `--seeds` counts the seeds
+added: the run's own seed is the first of 1 + N.
+
+The summary puts, for every headline metric, the spread across seeds next to the confidence interval
+over eval items: a CI says how precisely one model was measured, the seed spread says how much another
+training run of the same recipe would differ.
 """
 
 from __future__ import annotations
@@ -17,34 +26,55 @@ import os
 from lab.errors import LabError
 from lab.presets import Preset
 from lab.runs import Run, read_json, write_json
+from reports.claims import FULL_REPLICATE as FULL_STAGE  # the report reads the replicates back from these folders
+from reports.claims import REPLICATE as STAGE
 
-STAGE = "experiments/replicate"
 SHARED = ("data", "tokenizer", "base", "experiments/knowledge")  # reused as they are: pretraining is not replicated
 EVAL_STAGES = ("sft", "sft-idk")
+# Seeds that choose what is measured, not how a model trains: every replicate asks the same probe items.
+MEASURE_SEEDS = ("reading.", "overoptimization.", "goodhart.")
+PRETRAINING_SEEDS = ("data.",)  # the world and the corpus: moved only by a full replicate
 
 
-def replicate(run: Run, preset: Preset, seeds: int) -> list[dict]:
+def reseeded(settings, offset: int, full: bool, path: str = ""):
+    """The settings (a dataclass tree) with every training seed moved by `offset`: each int field named `seed`
+    except MEASURE_SEEDS, and PRETRAINING_SEEDS only when `full`."""
+    changes = {}
+    for f in dataclasses.fields(settings):
+        name, value = path + f.name, getattr(settings, f.name)
+        if dataclasses.is_dataclass(value):
+            changes[f.name] = reseeded(value, offset, full, name + ".")
+        elif f.name == "seed" and isinstance(value, int) and not name.startswith(MEASURE_SEEDS) \
+                and (full or not name.startswith(PRETRAINING_SEEDS)):
+            changes[f.name] = value + offset
+    return dataclasses.replace(settings, **changes)
+
+
+def replicate(run: Run, preset: Preset, seeds: int, full: bool = False) -> list[dict]:
+    """`seeds` more runs of the recipe (after pretraining, or with `full` the whole pipeline), then the spread
+    table of their headline metrics. Resumable: each child is a run the pipeline resumes."""
     from lab.pipeline import run_pipeline
 
     if seeds < 1:
         raise LabError(f"--seeds must be at least 1, got {seeds}")
     for stage in ("base", "evals"):
         run.require(stage)
-    root = run.stage_dir(STAGE)
-    extra = [preset.seed + i for i in range(1, seeds + 1)]
-    for seed in extra:
+    stage_name = FULL_STAGE if full else STAGE
+    root = run.stage_dir(stage_name)
+    extra = {preset.seed + i: reseeded(preset, i, full) for i in range(1, seeds + 1)}
+    for seed, child_preset in extra.items():
         child = root / f"seed-{seed}"
-        for stage in SHARED:
+        for stage in () if full else SHARED:
             link = child / stage
             if not link.exists():
                 link.parent.mkdir(parents=True, exist_ok=True)
                 link.symlink_to(os.path.relpath(run.stage_dir(stage), link.parent), target_is_directory=True)
-        run_pipeline(dataclasses.replace(preset, seed=seed), root, f"seed-{seed}", until="evals")
+        run_pipeline(child_preset, root, f"seed-{seed}", until="evals")
     runs = {preset.seed: run} | {seed: Run.open_existing(root / f"seed-{seed}") for seed in extra}
     rows = spread(runs)
-    write_json(root / "summary.json", {"seeds": list(runs), "rows": rows})
+    write_json(root / "summary.json", {"seeds": list(runs), "full": full, "rows": rows})
     (root / "table.md").write_text(table_markdown(rows, list(runs)) + "\n")
-    run.mark_complete(STAGE, {"seeds": list(runs)})
+    run.mark_complete(stage_name, {"seeds": list(runs)})
     return rows
 
 

@@ -144,6 +144,10 @@ def _newcombe(p1: dict, p2: dict, where: str = "") -> Effect | None:
                   n1 + n2, said)
 
 
+def _has_base_model(run: Run) -> bool:
+    return run.is_complete("base") and (run.stage_dir("base") / "config.json").exists()
+
+
 @lru_cache(maxsize=2)
 def _base_model(stage_dir: str):
     from lab.model.loading import load_model_and_tokenizer
@@ -182,7 +186,7 @@ def _similar_embeddings(run: Run) -> Effect | None:
     from evals.stats import bootstrap
     from lab.model.inspect_model import default_groups, word_vectors
 
-    if not run.is_complete("base"):
+    if not _has_base_model(run):
         return None
     model, tokenizer = _base_model(str(run.stage_dir("base")))
     groups = {g: ws for g, ws in default_groups().items() if g in EMBEDDING_GROUPS}
@@ -210,7 +214,7 @@ def _induction(run: Run) -> Effect | None:
     fresh sequence (evals/reading.induction_score with one row and its own seed), CLT over sequences."""
     from evals.reading import ReadingSettings, induction_score
 
-    if not run.is_complete("base"):
+    if not _has_base_model(run):
         return None
     model, _ = _base_model(str(run.stage_dir("base")))
     scores = [induction_score(model, ReadingSettings(induction_rows=1, seed=seed))["score"]
@@ -463,6 +467,43 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
+# ---------------------------------------------------------------- across seeds (lab/replicate.py's runs)
+
+REPLICATE = "experiments/replicate"  # seeds of every stage after pretraining
+FULL_REPLICATE = "experiments/replicate-full"  # seeds of the whole pipeline, world included
+
+
+def replicate_runs(run: Run) -> dict[int, Run]:
+    """Seed -> run: the run and its most thorough finished replicate (full over after-pretraining); {} if none."""
+    for stage in (FULL_REPLICATE, REPLICATE):
+        if run.is_complete(stage):
+            seeds = read_json(run.stage_dir(stage) / "summary.json")["seeds"]
+            return {seeds[0]: run} | {s: Run.open_existing(run.stage_dir(stage) / f"seed-{s}") for s in seeds[1:]}
+    return {}
+
+
+def across_seeds(verdicts: list[str]) -> str:
+    """One verdict from each seed's: a claim is shown (or contradicted) only when every seed shows it."""
+    settled = [v for v in verdicts if not v.startswith(NOT_MEASURED)]
+    if not settled:
+        return verdicts[0]
+    for word in ("shown", "contradicted"):
+        if all(v == word for v in settled) and len(settled) == len(verdicts):
+            return f"{word} in every seed"
+    shown = sum(v == "shown" for v in settled)
+    return f"not shown at this size ({shown} of {len(verdicts)} seeds show it)"
+
+
+def claim_rows_across(runs: dict[int, Run], claims: tuple[Claim, ...] | None = None) -> list[list[str]]:
+    """claim | experiment | effect [95% CI] in each seed | verdict across seeds, one row a claim."""
+    per_seed = {seed: claim_rows(run, claims) for seed, run in runs.items()}
+    rows = []
+    for i, c in enumerate(claims if claims is not None else CLAIMS):
+        cells = [per_seed[seed][i] for seed in runs]
+        rows.append([c.claim, c.experiment, *(cell[2] for cell in cells), across_seeds([cell[4] for cell in cells])])
+    return rows
+
+
 CLAIMS_TEXT = ("Each claim about how LLMs work or fail that this run tests, the one effect that tests it, and its "
                "95% CI. Verdicts: shown (the CI excludes no effect on the claimed side, and the effect is at least "
                "0.05 unless the row says otherwise), not shown at this size (the CI includes no effect, or the effect "
@@ -473,6 +514,13 @@ CLAIMS_TEXT = ("Each claim about how LLMs work or fail that this run tests, the 
 
 
 def claims_section(run: Run) -> tuple[str, list]:
+    """The claims table; with a finished replicate, one effect column a seed and verdicts that need every seed."""
+    runs = replicate_runs(run)
+    if len(runs) > 1:
+        header = ["claim", "experiment", *(f"seed {s}: effect [95% CI]" for s in runs), "verdict across seeds"]
+        return (f"Claims and what this run shows ({run.name}, {len(runs)} seeds)", [
+            ("text", CLAIMS_TEXT + " With seeds, a claim is shown only when every seed shows it."),
+            ("table", (header, claim_rows_across(runs)))])
     return (f"Claims and what this run shows ({run.name})", [
         ("text", CLAIMS_TEXT),
         ("table", (["claim", "experiment", "effect [95% CI]", "n", "verdict"], claim_rows(run)))])

@@ -12,7 +12,7 @@ from pathlib import Path
 from evals.stats import format_ci
 from lab.presets import run_preset
 from lab.runs import Run, read_json
-from reports.claims import claims_section
+from reports.claims import FULL_REPLICATE, REPLICATE, claims_section
 from reports.common import jsonl, png
 from reports.rl_sections import reward_model_sections, rl_math_sections, rlhf_sections
 
@@ -367,14 +367,17 @@ def write_report(runs: list[Run], out: Path, stage_names: list[str]) -> Path:
             ]))
     for run in runs:
         sections += _eval_sections(run)
+    replicate_kinds = ((REPLICATE, "every stage after pretraining rerun from the same base with other seeds "
+                                   "(`lab experiment replicate`)"),
+                       (FULL_REPLICATE, "the whole pipeline rerun with other seeds, world and corpus included "
+                                        "(`lab experiment replicate --full`)"))
     for run in runs:
-        replicates = run.stage_dir("experiments/replicate") / "table.md"
-        if run.is_complete("experiments/replicate"):
-            sections.append((f"Seed replicates ({run.name})", [
-                ("text", "sft and sft-idk retrained from the same base with other seeds (`lab experiment replicate`) "
-                         "and evaluated on the same items: the spread across seeds (training noise) next to the "
-                         "95% CI over eval items of one model (measurement noise)."),
-                ("markdown", replicates.read_text())]))
+        for stage, what in replicate_kinds:
+            if run.is_complete(stage):
+                sections.append((f"Seed replicates: {stage.split('/')[-1]} ({run.name})", [
+                    ("text", f"sft and sft-idk's headline metrics, {what}: the spread across seeds (training "
+                             "noise) next to the 95% CI over eval items of one model (measurement noise)."),
+                    ("markdown", (run.stage_dir(stage) / "table.md").read_text())]))
     for run in runs:
         scaling = run.stage_dir("experiments/scaling")
         if run.is_complete("experiments/scaling"):

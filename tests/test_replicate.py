@@ -51,3 +51,42 @@ def test_replicate_links_the_parent_pretraining_and_runs_other_seeds(tmp_path, m
         parent.stage_dir("experiments/replicate").joinpath("table.md").read_text()
     with pytest.raises(LabError, match="at least 1"):
         replicate(parent, Preset(seed=5), seeds=0)
+
+
+def test_a_replicate_moves_every_training_seed_and_no_measuring_one():
+    from lab.presets import get_preset
+    from lab.replicate import reseeded
+
+    preset = get_preset("tiny")
+    after = reseeded(preset, 3, full=False)
+    assert (after.seed, after.sft.mixture.seed, after.rl.seed, after.rm.seed, after.dpo.seed, after.ppo.seed,
+            after.rlhf.seed, after.math_sft.seed) == (3,) * 8
+    assert (after.data.world.seed, after.data.corpus.seed) == (0, 0)  # pretraining is shared, so is its data
+    assert after.reading.seed == 0 and after.goodhart.seeds == preset.goodhart.seeds  # the same probe items
+    full = reseeded(preset, 3, full=True)
+    assert (full.data.world.seed, full.data.corpus.seed, full.seed) == (3, 3, 3) and full.reading.seed == 0
+    assert preset.seed == 0 and preset.data.world.seed == 0  # the original is untouched
+
+
+def test_a_full_replicate_reruns_the_whole_pipeline_into_its_own_folder(tmp_path, monkeypatch):
+    parent = Run.create_or_open(tmp_path / "tiny", Preset(seed=5))
+    for stage in ("data", "tokenizer", "base", "experiments/knowledge", "evals"):
+        parent.mark_complete(stage)
+    _with_results(parent, 0.5)
+    calls = []
+
+    def fake_pipeline(preset, root, name, until):
+        calls.append((preset.seed, preset.data.world.seed, name, until))
+        child = Run.create_or_open(root / name, preset)
+        assert not (child.root / "base").exists()  # nothing linked: the child pretrains on its own world
+        _with_results(child, 0.4)
+
+    monkeypatch.setattr(lab.pipeline, "run_pipeline", fake_pipeline)
+    replicate(parent, Preset(seed=5), seeds=1, full=True)
+    assert calls == [(6, 1, "seed-6", "evals")]
+    assert parent.is_complete("experiments/replicate-full") and not parent.is_complete("experiments/replicate")
+    from reports.claims import claims_section, replicate_runs
+
+    assert list(replicate_runs(parent)) == [5, 6]
+    title, items = claims_section(parent)  # the report's claims table gains a column a seed
+    assert "2 seeds" in title and items[1][1][0][2:4] == ["seed 5: effect [95% CI]", "seed 6: effect [95% CI]"]

@@ -176,3 +176,20 @@ def test_report_opens_with_claims_and_its_report_card_marks_suites_a_stage_did_n
     md = (write_report([run], tmp_path / "report", STAGE_NAMES) / "report.md").read_text()
     assert md.index("## Claims and what this run shows (r)") < md.index("## Stages")
     assert "| tooluse/correct | 0.40 [0.35, 0.45] | – |" in md
+
+
+def test_with_seeds_a_claim_is_shown_only_when_every_seed_shows_it(tmp_path):
+    from reports.claims import across_seeds, claim_rows_across
+
+    assert across_seeds(["shown", "shown"]) == "shown in every seed"
+    assert across_seeds(["shown", "not shown at this size"]) == "not shown at this size (1 of 2 seeds show it)"
+    assert across_seeds(["contradicted", "contradicted", "contradicted"]) == "contradicted in every seed"
+    assert across_seeds(["shown", "not measured in this run (`x`)"]).startswith("not shown")
+    runs = {}
+    for seed, (low, high) in ((0, (0.05, 0.19)), (1, (-0.02, 0.10))):
+        runs[seed] = Run.create_or_open(tmp_path / str(seed), Preset(seed=seed))
+        _write_results(runs[seed], "sft-idk", "spelling", {"steps_minus_direct": _difference(0.1, low, high)})
+    rows = {r[0]: r for r in claim_rows_across(runs)}
+    step = rows["step by step helps (spelling)"]
+    assert step[2:] == ["+0.100 [+0.050, +0.190]", "+0.100 [-0.020, +0.100]",
+                        "not shown at this size (1 of 2 seeds show it)"]

@@ -190,10 +190,13 @@ def experiment_scaling(run_dir: Path = typer.Argument(..., help="a run with data
 
 @experiment_app.command("replicate")
 def experiment_replicate(run_dir: Path = typer.Argument(..., help="a finished run, e.g. runs/tiny"),
-                         seeds: int = typer.Option(2, help="how many more seeds (the run's own seed is the first)")):
-    """Retrain sft and sft-idk from the same base with other seeds and evaluate: the spread across seeds."""
-    from lab.replicate import STAGE, replicate
+                         seeds: int = typer.Option(2, help="how many more seeds (the run's own seed is the first)"),
+                         full: bool = typer.Option(False, help="rerun the whole pipeline, world and corpus included "
+                                                               "(about 16 min a seed on 2 cores)")):
+    """Rerun every stage after pretraining (or, with --full, the whole pipeline) with other seeds and evaluate:
+    the spread across seeds."""
+    from lab.replicate import FULL_STAGE, STAGE, replicate
 
     run, preset = _open_run(run_dir)
-    replicate(run, preset, seeds)
-    console.print((run.stage_dir(STAGE) / "table.md").read_text())
+    replicate(run, preset, seeds, full=full)
+    console.print((run.stage_dir(FULL_STAGE if full else STAGE) / "table.md").read_text())
