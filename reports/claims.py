@@ -487,11 +487,12 @@ def across_seeds(verdicts: list[str]) -> str:
     settled = [v for v in verdicts if not v.startswith(NOT_MEASURED)]
     if not settled:
         return verdicts[0]
+    measured = "" if len(settled) == len(verdicts) else f" (measured in {len(settled)} of {len(verdicts)} seeds)"
     for word in ("shown", "contradicted"):
-        if all(v == word for v in settled) and len(settled) == len(verdicts):
-            return f"{word} in every seed"
+        if all(v == word for v in settled):
+            return f"{word} in every seed{measured}" if not measured else word + measured
     shown = sum(v == "shown" for v in settled)
-    return f"not shown at this size ({shown} of {len(verdicts)} seeds show it)"
+    return f"not shown at this size ({shown} of {len(settled)} seeds show it)"
 
 
 def claim_rows_across(runs: dict[int, Run], claims: tuple[Claim, ...] | None = None) -> list[list[str]]:

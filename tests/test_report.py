@@ -184,7 +184,8 @@ def test_with_seeds_a_claim_is_shown_only_when_every_seed_shows_it(tmp_path):
     assert across_seeds(["shown", "shown"]) == "shown in every seed"
     assert across_seeds(["shown", "not shown at this size"]) == "not shown at this size (1 of 2 seeds show it)"
     assert across_seeds(["contradicted", "contradicted", "contradicted"]) == "contradicted in every seed"
-    assert across_seeds(["shown", "not measured in this run (`x`)"]).startswith("not shown")
+    assert across_seeds(["shown", "not measured in this run (`x`)"]) == "shown (measured in 1 of 2 seeds)"
+    assert across_seeds(["not measured in this run (`x`)"] * 2) == "not measured in this run (`x`)"
     runs = {}
     for seed, (low, high) in ((0, (0.05, 0.19)), (1, (-0.02, 0.10))):
         runs[seed] = Run.create_or_open(tmp_path / str(seed), Preset(seed=seed))
