@@ -19,6 +19,15 @@ def _with_results(run: Run, correct: float) -> None:
         folder.joinpath("results.json").write_text(json.dumps({"metrics": {"correct": metric}}))
 
 
+def _finished_parent(tmp_path) -> Run:
+    """A run whose pipeline finished (seed 5), with one eval result in sft and sft-idk."""
+    parent = Run.create_or_open(tmp_path / "tiny", Preset(seed=5))
+    for stage in ("data", "tokenizer", "base", "experiments/knowledge", "evals"):
+        parent.mark_complete(stage)
+    _with_results(parent, 0.5)
+    return parent
+
+
 def test_spread_across_seeds_on_known_values(tmp_path):
     runs = {}
     for seed, value in ((0, 0.4), (1, 0.5), (2, 0.6)):
@@ -31,10 +40,7 @@ def test_spread_across_seeds_on_known_values(tmp_path):
 
 
 def test_replicate_links_the_parent_pretraining_and_runs_other_seeds(tmp_path, monkeypatch):
-    parent = Run.create_or_open(tmp_path / "tiny", Preset(seed=5))
-    for stage in ("data", "tokenizer", "base", "experiments/knowledge", "evals"):
-        parent.mark_complete(stage)
-    _with_results(parent, 0.5)
+    parent = _finished_parent(tmp_path)
     calls = []
 
     def fake_pipeline(preset, root, name, until):  # what the children would have written
@@ -69,10 +75,7 @@ def test_a_replicate_moves_every_training_seed_and_no_measuring_one():
 
 
 def test_a_full_replicate_reruns_the_whole_pipeline_into_its_own_folder(tmp_path, monkeypatch):
-    parent = Run.create_or_open(tmp_path / "tiny", Preset(seed=5))
-    for stage in ("data", "tokenizer", "base", "experiments/knowledge", "evals"):
-        parent.mark_complete(stage)
-    _with_results(parent, 0.5)
+    parent = _finished_parent(tmp_path)
     calls = []
 
     def fake_pipeline(preset, root, name, until):
