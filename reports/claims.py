@@ -27,7 +27,7 @@ from pathlib import Path
 
 from evals.stats import mean_metric, paired_difference, proportion, wilson_interval
 from lab.runs import Run, read_json
-from reports.common import jsonl
+from reports.common import jsonl, suite_results
 
 
 @dataclass(frozen=True)
@@ -86,11 +86,6 @@ def claim_rows(run: Run, claims: tuple[Claim, ...] | None = None) -> list[list[s
 # ---------------------------------------------------------------- reading the run's files
 
 
-def _results(run: Run, stage: str, suite: str) -> dict | None:
-    path = run.stage_dir(stage) / "evals" / suite / "results.json"
-    return read_json(path) if path.exists() else None
-
-
 def _from_metric(m: dict | None) -> Effect | None:
     """A results.json metric ({value, ci95 (or low/high), n}) as an effect; None when absent or empty."""
     if not m or not m.get("n"):
@@ -110,7 +105,7 @@ def _from_difference(d: dict, sign: int = +1, where: str = "", means: bool = Fal
 
 
 def _metric(run: Run, stage: str, suite: str, name: str, group: tuple[str, str] | None = None) -> Effect | None:
-    results = _results(run, stage, suite)
+    results = suite_results(run, stage, suite)
     if results is None:
         return None
     metrics = results.get("by_group", {}).get(group[0], {}).get(group[1], {}) if group else results["metrics"]
@@ -226,9 +221,14 @@ def _induction(run: Run) -> Effect | None:
 # ---------------------------------------------------------------- knowledge and hallucination
 
 
+def _experiment(run: Run, name: str) -> dict:
+    """experiments/NAME/results.json of the run, {} when that experiment has not run."""
+    path = run.stage_dir(f"experiments/{name}") / "results.json"
+    return read_json(path) if path.exists() else {}
+
+
 def _knowledge_rows(run: Run) -> list[dict]:
-    path = run.stage_dir("experiments/knowledge") / "results.json"
-    return [r for r in read_json(path)["rows"] if r["phrasing"] == "corpus"] if path.exists() else []
+    return [r for r in _experiment(run, "knowledge").get("rows", []) if r["phrasing"] == "corpus"]
 
 
 def _knowledge_grows(run: Run) -> Effect | None:
@@ -320,7 +320,7 @@ def _spelling_metric(name: str) -> Callable[[Run], Effect | None]:
 
 
 def _neighbouring_tasks(run: Run) -> Effect | None:
-    results = _results(run, "sft-idk", "tooluse")
+    results = suite_results(run, "sft-idk", "tooluse")
     groups = results["by_group"].get("kind/condition", {}) if results else {}
     big, small = groups.get("big_arithmetic/tools"), groups.get("small_arithmetic/tools")
     return _newcombe(small["correct"], big["correct"], "sums → products") if big and small else None
@@ -347,14 +347,12 @@ def _self_check_emerges(run: Run) -> Effect | None:
 
 
 def _rl_beats_sft(run: Run) -> Effect | None:
-    path = run.stage_dir("experiments/math-rewards") / "results.json"
-    arm = read_json(path)["arms"].get("sft", {}) if path.exists() else {}
+    arm = _experiment(run, "math-rewards").get("arms", {}).get("sft", {})
     return _from_difference(arm["vs_baseline"], sign=-1, binary=True) if "vs_baseline" in arm else None  # baseline - sft
 
 
 def _reward_model_gamed(run: Run) -> Effect | None:
-    path = run.stage_dir("experiments/rlhf-methods") / "results.json"
-    grpo = read_json(path)["methods"].get("rlhf-grpo", {}) if path.exists() else {}
+    grpo = _experiment(run, "rlhf-methods").get("methods", {}).get("rlhf-grpo", {})
     if "turnover" not in grpo:
         return None
     return _from_difference(grpo["turnover"]["final_minus_peak"], means=True,
@@ -367,7 +365,7 @@ def _ppo_vs_dpo(run: Run) -> Effect | None:
     ppo, dpo = jsonl(folder / "rlhf-ppo.jsonl"), jsonl(folder / "dpo.jsonl")
     if not ppo or len(ppo) != len(dpo) or any(a["person"] != b["person"] for a, b in zip(ppo, dpo)):
         return None
-    kl = read_json(run.stage_dir("experiments/rlhf-methods") / "results.json")["methods"]
+    kl = _experiment(run, "rlhf-methods")["methods"]
     where = f"KL {kl['rlhf-ppo']['kl']['value']:.2f} vs {kl['dpo']['kl']['value']:.2f}"
     return _from_difference(paired_difference([a["gold"] for a in dpo], [a["gold"] for a in ppo]), where=where,
                             means=True)
@@ -381,10 +379,9 @@ T_975 = (12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23)  # Student
 def _power_law(run: Run) -> Effect | None:
     """The fitted exponent alpha of L = E + A N^-alpha, with the t interval of the log-log slope at the fitted E
     (conditional on E, so narrower than one that also varied E)."""
-    path = run.stage_dir("experiments/scaling") / "results.json"
-    if not path.exists():
+    r = _experiment(run, "scaling")
+    if not r:
         return None
-    r = read_json(path)
     rows, e = r["rows"], r["fit"]["E"]
     if len(rows) < 3:
         return None
@@ -404,8 +401,7 @@ def _abrupt_copying(run: Run) -> Effect | None:
     each from reading_snapshot's 40 strings (evals/reading.SNAPSHOT)."""
     from evals.reading import SNAPSHOT
 
-    path = run.stage_dir("experiments/scaling") / "results.json"
-    rows = sorted(read_json(path)["rows"], key=lambda x: x["parameters"]) if path.exists() else []
+    rows = sorted(_experiment(run, "scaling").get("rows", []), key=lambda x: x["parameters"])
     one = [x for x in rows if x["layers"] == 1 and "copy_digits_8" in x.get("reading", {})]
     two = [x for x in rows if x["layers"] == 2 and "copy_digits_8" in x.get("reading", {})]
     if not one or not two:

@@ -14,6 +14,12 @@ def jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def suite_results(run, stage: str, suite: str) -> dict | None:
+    """STAGE/evals/SUITE/results.json of a run (a lab.runs.Run), or None when that suite did not run there."""
+    path = run.stage_dir(stage) / "evals" / suite / "results.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")

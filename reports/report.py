@@ -13,7 +13,7 @@ from evals.stats import format_ci
 from lab.presets import run_preset
 from lab.runs import Run, read_json
 from reports.claims import FULL_REPLICATE, REPLICATE, claims_section
-from reports.common import jsonl, png
+from reports.common import jsonl, png, suite_results
 from reports.rl_sections import reward_model_sections, rl_math_sections, rlhf_sections
 
 
@@ -110,16 +110,11 @@ STAGE_PAIRS = (("base", "sft"), ("sft", "sft-idk"), ("sft-idk", "sft-math"), ("s
                ("sft-idk", "rlhf-grpo"), ("sft-idk", "rlhf-ppo"))
 
 
-def _results(run: Run, stage: str, suite: str) -> dict | None:
-    path = run.stage_dir(stage) / "evals" / suite / "results.json"
-    return read_json(path) if path.exists() else None
-
-
 def _eval_rows(run: Run, suite: str, group: str | None, metrics: tuple[str, ...]) -> list[list[str]]:
     """stage x (group value) rows of `metrics` as "value [low, high]", plus n, for every evaluated stage."""
     rows = []
     for stage in EVAL_STAGES:
-        results = _results(run, stage, suite)
+        results = suite_results(run, stage, suite)
         if results is None:
             continue
         groups = results["by_group"][group] if group else {"all": results["metrics"]}
@@ -136,7 +131,7 @@ def report_card(run: Run) -> tuple[list[str], list[list[str]]]:
     or the metric had no items. Only stages with an eval and metrics some stage has appear."""
     from evals.suites import headline_metrics
 
-    found = {stage: {suite: r for suite in headline_metrics() if (r := _results(run, stage, suite))}
+    found = {stage: {suite: r for suite in headline_metrics() if (r := suite_results(run, stage, suite))}
              for stage in EVAL_STAGES}
     stages = [stage for stage in EVAL_STAGES if found[stage]]
     rows = []
@@ -182,7 +177,7 @@ def calibration_plot(run: Run):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    found = {stage: r.get("calibration") for stage in EVAL_STAGES if (r := _results(run, stage, "hallucination"))}
+    found = {stage: r.get("calibration") for stage in EVAL_STAGES if (r := suite_results(run, stage, "hallucination"))}
     found = {k: v for k, v in found.items() if v}
     if not found:
         return None
