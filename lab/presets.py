@@ -49,9 +49,10 @@ class Preset:
     # tiny: every differing sample pair is used (about 2.7x less sampling than disjoint pairs)
     rm: RewardModelSettings = field(default_factory=lambda: RewardModelSettings(pairs=400, disjoint_pairs=False))
     math_sft: MathSFTSettings = field(default_factory=MathSFTSettings)  # sft-math: practice before rl-math
-    # the rl-math stage; self_check (weight 0) is only tracked: does checking one's work emerge?
-    rl: RLSettings = field(default_factory=lambda: RLSettings(rewards=("correctness", "format", "self_check"),
-                                                              reward_weights=(1.0, 0.1, 0.0)))
+    # the rl-math stage; self_check and group_solved (weight 0) are only tracked: does checking one's work
+    # emerge, and what share of groups holds a correct answer (GRPO's signal)?
+    rl: RLSettings = field(default_factory=lambda: RLSettings(
+        rewards=("correctness", "format", "self_check", "group_solved"), reward_weights=(1.0, 0.1, 0.0, 0.0)))
     math_rewards: MathRewardsSettings = field(default_factory=MathRewardsSettings)  # the RL-on-math grid's arms
     dpo: DPOSettings = field(default_factory=DPOSettings)
     rlhf: RLHFSettings = field(default_factory=RLHFSettings)  # the rlhf-grpo stage: the learned RM as reward

@@ -12,9 +12,12 @@ found by walking the preset so a new stage's seed is never forgotten. Seeds that
 (the reading probes' items, the experiments outside the pipeline) stay put. `--seeds` counts the seeds
 added: the run's own seed is the first of 1 + N.
 
-The summary puts, for every headline metric, the spread across seeds next to the confidence interval
-over eval items: a CI says how precisely one model was measured, the seed spread says how much another
-training run of the same recipe would differ.
+The summary (summary.json, table.md) has two tables. For every claim of the report's claims table: the
+effect with its 95% CI in each seed, their mean and standard deviation, how many seeds agree in sign with
+a CI that excludes no effect, and the verdict across seeds (shown only when every seed shows it). For every
+headline metric: the spread across seeds next to the confidence interval over eval items. A CI says how
+precisely one model was measured; the seed spread says how much another training run of the same recipe
+would differ.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from lab.presets import Preset
 from lab.runs import Run, read_json, write_json
 from reports.claims import FULL_REPLICATE as FULL_STAGE  # the report reads the replicates back from these folders
 from reports.claims import REPLICATE as STAGE
+from reports.claims import claims_across, claims_across_markdown
 
 SHARED = ("data", "tokenizer", "base", "experiments/knowledge")  # reused as they are: pretraining is not replicated
 EVAL_STAGES = ("sft", "sft-idk")
@@ -72,8 +76,10 @@ def replicate(run: Run, preset: Preset, seeds: int, full: bool = False) -> list[
         run_pipeline(child_preset, root, f"seed-{seed}", until="evals")
     runs = {preset.seed: run} | {seed: Run.open_existing(root / f"seed-{seed}") for seed in extra}
     rows = spread(runs)
-    write_json(root / "summary.json", {"seeds": list(runs), "full": full, "rows": rows})
-    (root / "table.md").write_text(table_markdown(rows, list(runs)) + "\n")
+    claims = claims_across(runs)
+    write_json(root / "summary.json", {"seeds": list(runs), "full": full, "rows": rows, "claims": claims})
+    (root / "table.md").write_text("## Claims across seeds\n\n" + claims_across_markdown(runs, claims)
+                                   + "\n\n## Headline metrics across seeds\n\n" + table_markdown(rows, list(runs)) + "\n")
     run.mark_complete(stage_name, {"seeds": list(runs)})
     return rows
 

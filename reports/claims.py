@@ -491,14 +491,61 @@ def across_seeds(verdicts: list[str]) -> str:
     return f"not shown at this size ({shown} of {len(settled)} seeds show it)"
 
 
-def claim_rows_across(runs: dict[int, Run], claims: tuple[Claim, ...] | None = None) -> list[list[str]]:
-    """claim | experiment | effect [95% CI] in each seed | verdict across seeds, one row a claim."""
-    per_seed = {seed: claim_rows(run, claims) for seed, run in runs.items()}
+def _agrees(claim: Claim, effect: Effect | None) -> bool:
+    """The CI excludes no effect, on the claimed side: the seed agrees with the claim's sign."""
+    if effect is None or any(math.isnan(x) for x in (effect.value, effect.low, effect.high)):
+        return False
+    return min((effect.low - claim.null) * claim.direction, (effect.high - claim.null) * claim.direction) > 0
+
+
+def claims_across(runs: dict[int, Run], claims: tuple[Claim, ...] | None = None) -> list[dict]:
+    """For each claim: its effect in each seed (None where unmeasured), the mean and standard deviation of the
+    effects across seeds, how many seeds agree in sign with a CI excluding no effect, and the verdict across
+    seeds. The record `lab experiment replicate` writes (claims.json) and the report's seed columns show."""
+    out = []
+    for c in claims if claims is not None else CLAIMS:
+        effects = {seed: c.measure(run) for seed, run in runs.items()}
+        effects = {seed: e if e is not None and not any(map(math.isnan, (e.value, e.low, e.high))) else None
+                   for seed, e in effects.items()}
+        values = [e.value for e in effects.values() if e is not None]
+        mean = sum(values) / len(values) if values else None
+        sd = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None)
+        out.append({"claim": c.claim, "experiment": c.experiment, "signed": c.signed,
+                    "effects": {seed: None if e is None else vars(e) for seed, e in effects.items()},
+                    "mean": mean, "sd": sd, "measured": len(values), "seeds": len(runs),
+                    "agree": sum(_agrees(c, e) for e in effects.values()),
+                    "verdict": across_seeds([verdict(c, e) for e in effects.values()])})
+    return out
+
+
+def _spread_cell(record: dict) -> str:
+    if record["sd"] is None:
+        return "–"
+    f = "{:+.3f}" if record["signed"] else "{:.3f}"
+    return f"{f.format(record['mean'])} ± {record['sd']:.3f}"
+
+
+ACROSS_HEADER = ("mean ± sd (seeds)", "seeds agreeing (sign, CI off 0)", "verdict across seeds")
+
+
+def claim_rows_across(runs: dict[int, Run], claims: tuple[Claim, ...] | None = None,
+                      records: list[dict] | None = None) -> list[list[str]]:
+    """claim | experiment | effect [95% CI] in each seed | mean ± sd | seeds agreeing | verdict, one row a claim."""
     rows = []
-    for i, c in enumerate(claims if claims is not None else CLAIMS):
-        cells = [per_seed[seed][i] for seed in runs]
-        rows.append([c.claim, c.experiment, *(cell[2] for cell in cells), across_seeds([cell[4] for cell in cells])])
+    for r in records if records is not None else claims_across(runs, claims):
+        cells = ["–" if e is None else _format(Effect(**e), r["signed"])
+                 for e in r["effects"].values()]
+        rows.append([r["claim"], r["experiment"], *cells, _spread_cell(r), f"{r['agree']} of {r['seeds']}",
+                     r["verdict"]])
     return rows
+
+
+def claims_across_markdown(runs: dict[int, Run], records: list[dict]) -> str:
+    """The across-seeds claims table as markdown (the replicate experiment's own table.md)."""
+    head = ["claim", "experiment", *(f"seed {s}: effect [95% CI]" for s in runs), *ACROSS_HEADER]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in claim_rows_across(runs, records=records)]
+    return "\n".join(lines)
 
 
 CLAIMS_TEXT = ("Each claim about how LLMs work or fail that this run tests, the one effect that tests it, and its "
@@ -514,9 +561,11 @@ def claims_section(run: Run) -> tuple[str, list]:
     """The claims table; with a finished replicate, one effect column a seed and verdicts that need every seed."""
     runs = replicate_runs(run)
     if len(runs) > 1:
-        header = ["claim", "experiment", *(f"seed {s}: effect [95% CI]" for s in runs), "verdict across seeds"]
+        header = ["claim", "experiment", *(f"seed {s}: effect [95% CI]" for s in runs), *ACROSS_HEADER]
         return (f"Claims and what this run shows ({run.name}, {len(runs)} seeds)", [
-            ("text", CLAIMS_TEXT + " With seeds, a claim is shown only when every seed shows it."),
+            ("text", CLAIMS_TEXT + " With seeds, a claim is shown only when every seed shows it; the spread of "
+                     "the effect across seeds (training noise) sits beside each seed's CI over items (measurement "
+                     "noise)."),
             ("table", (header, claim_rows_across(runs)))])
     return (f"Claims and what this run shows ({run.name})", [
         ("text", CLAIMS_TEXT),

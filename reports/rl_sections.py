@@ -10,7 +10,8 @@ from reports.common import jsonl, png
 
 RL_CURVES = (("reward", "reward (optimised)"), ("accuracy", "correct answers (sampled)"), ("kl", "KL to the start"),
              ("completions/mean_length", "response length (tokens)"), ("rewards/format/mean", "answer marked"),
-             ("rewards/self_check/mean", "self-checking phrases"))
+             ("rewards/self_check/mean", "self-checking phrases"),
+             ("rewards/group_solved/mean", "groups with a correct answer (GRPO's signal)"))
 
 
 RLHF_CURVES = (("proxy", "proxy reward (the RM, optimised)"), ("gold", "gold judge (never optimised)"),
@@ -60,7 +61,9 @@ def rl_math_sections(run: Run) -> list[tuple[str, list]]:
                       f"{', '.join(s['settings']['tasks'])} (bands {s['settings']['bands']}); rewards "
                       f"{dict(zip(s['settings']['rewards'], s['settings']['reward_weights']))} (weight 0: tracked, "
                       f"not optimised). Reward {s['reward_first']:.3f} -> {s['reward_last']:.3f} (first and last 10 "
-                      "steps).")]
+                      "steps)." + (f" Groups with a correct answer (GRPO's signal) {s['groups_solved_first']:.2f} -> "
+                                   f"{s['groups_solved_last']:.2f}." if s.get("groups_solved_first") is not None
+                                   else ""))]
     rows = []
     k = s["settings"].get("eval_samples", 0)
     for key, what in (("correct", "greedy accuracy"), ("sampled_share", f"share of {k} sampled answers correct")):

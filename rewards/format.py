@@ -88,12 +88,26 @@ def self_check(prompts, completions, **kwargs) -> list[float]:
     return [1.0 if SELF_CHECK.search(completion_text(c)) else 0.0 for c in completions]
 
 
+def group_solved(prompts, completions, answer=None, **kwargs) -> list[float]:
+    """1.0 for each completion whose group (the samples of the same prompt) holds at least one correct
+    answer. A tracker, not a target (weight 0): its per-step mean is the share of groups that give GRPO any
+    signal, since a group with no correct answer has zero correctness advantage. When it sits near 0 from
+    step 1 the start is too weak (or its samples too alike) for RL to learn from."""
+    right = correctness(prompts, completions, answer=answer)
+    solved: dict[str, bool] = {}
+    for p, r in zip(prompts, right, strict=True):
+        key = str(p)
+        solved[key] = solved.get(key, False) or r > 0
+    return [1.0 if solved[str(p)] else 0.0 for p in prompts]
+
+
 REWARDS: dict[str, Callable[..., list[float]]] = {
     "correctness": correctness,
     "exact_match": exact_match,
     "format": format_reward,
     "length_penalty": length_penalty(),
     "self_check": self_check,
+    "group_solved": group_solved,
 }
 
 

@@ -3,6 +3,7 @@ in headless Chromium with every figure drawn and a clean console."""
 
 import json
 import shutil
+import statistics
 from pathlib import Path
 
 import pytest
@@ -192,5 +193,21 @@ def test_with_seeds_a_claim_is_shown_only_when_every_seed_shows_it(tmp_path):
         _write_results(runs[seed], "sft-idk", "spelling", {"steps_minus_direct": _difference(0.1, low, high)})
     rows = {r[0]: r for r in claim_rows_across(runs)}
     step = rows["step by step helps (spelling)"]
-    assert step[2:] == ["+0.100 [+0.050, +0.190]", "+0.100 [-0.020, +0.100]",
+    assert step[2:] == ["+0.100 [+0.050, +0.190]", "+0.100 [-0.020, +0.100]", "+0.100 ± 0.000", "1 of 2",
                         "not shown at this size (1 of 2 seeds show it)"]
+    assert rows["models need tokens to think"][2:5] == ["–", "–", "–"]  # unmeasured: no spread either
+
+
+def test_claims_across_seeds_give_mean_spread_and_sign_agreement(tmp_path):
+    from reports.claims import claims_across
+
+    runs = {}
+    for seed, (value, low, high) in enumerate(((0.30, 0.20, 0.40), (0.10, 0.02, 0.18), (-0.05, -0.09, -0.01))):
+        runs[seed] = Run.create_or_open(tmp_path / str(seed), Preset(seed=seed))
+        _write_results(runs[seed], "sft-idk", "spelling", {"steps_minus_direct": _difference(value, low, high)})
+    record = next(r for r in claims_across(runs) if r["claim"] == "step by step helps (spelling)")
+    assert record["mean"] == pytest.approx(0.35 / 3)
+    assert record["sd"] == pytest.approx(statistics.stdev([0.30, 0.10, -0.05]))
+    assert record["agree"] == 2  # the third seed's CI excludes 0 on the wrong side
+    assert record["verdict"] == "not shown at this size (2 of 3 seeds show it)"
+    assert record["effects"][2] == {"value": -0.05, "low": -0.09, "high": -0.01, "n": 200, "where": ""}

@@ -325,6 +325,15 @@ def train_policy(out, model, tokenizer, settings: RLSettings | RLHFSettings, dat
     return TrainedPolicy(trainer, trained, logs, seconds, last, counter["steps"])
 
 
+def _log_ends(logs: list[dict], key: str) -> tuple[float | None, float | None]:
+    """The mean of `key` over the first and the last few logged steps (single steps are a few prompts)."""
+    values = [r[key] for r in logs if key in r]
+    if not values:
+        return None, None
+    window = max(1, min(10, len(values) // 4))
+    return sum(values[:window]) / window, sum(values[-window:]) / window
+
+
 def rl_math(run: Run, preset: Preset, settings: RLSettings, source: str = "sft-idk", out_stage: str = "rl-math") -> dict:
     """Train `source` with RL on math into `run/<out_stage>` (a relative path such as experiments/x/arm works).
 
@@ -355,14 +364,15 @@ def rl_math(run: Run, preset: Preset, settings: RLSettings, source: str = "sft-i
     last, trainer = done.resumed_from, done.trainer
     after = heldout_accuracy(done.model, tokenizer, held_out, settings)
     write_heldout(out, before, after)
-    rewards = [r["reward"] for r in done.logs if "reward" in r]
-    window = max(1, min(10, len(rewards) // 4))  # single steps are noisy: average a few at each end
+    reward_first, reward_last = _log_ends(done.logs, "reward")
+    solved_first, solved_last = _log_ends(done.logs, "rewards/group_solved/mean")
     summary = {
         "algo": settings.algo, "source": source, "steps": trainer.state.global_step,
         "resumed_from": Path(last).name if last else None, "steps_this_session": done.steps_this_session,
         "seconds": done.seconds, "seconds_per_step": done.seconds / max(1, done.steps_this_session),
-        "reward_first": sum(rewards[:window]) / window if rewards else None,
-        "reward_last": sum(rewards[-window:]) / window if rewards else None,
+        "reward_first": reward_first, "reward_last": reward_last,
+        # the share of groups holding a correct answer: GRPO's signal (None when group_solved is not tracked)
+        "groups_solved_first": solved_first, "groups_solved_last": solved_last,
         "heldout_before": before, "heldout_after": after, "train_problems": len(problems),
         "settings": asdict(settings),
     }
