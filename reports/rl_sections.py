@@ -57,7 +57,8 @@ def rl_math_sections(run: Run) -> list[tuple[str, list]]:
     before = {r["id"]: r for r in jsonl(run.stage_dir("rl-math") / "heldout" / "before.jsonl")}
     after = {r["id"]: r for r in jsonl(run.stage_dir("rl-math") / "heldout" / "after.jsonl")}
     ids = [i for i in before if i in after]
-    items = [("text", f"{s['algo']} from {s['source']} for {s['steps']} steps ({s['seconds']:.0f} s) on "
+    items = [("text", f"{s['algo']} from {s['source']} for {s['steps']} steps of {s['settings']['batch_size']} "
+                      f"completions ({s['settings']['num_generations']} a prompt; {s['seconds']:.0f} s) on "
                       f"{', '.join(s['settings']['tasks'])} (bands {s['settings']['bands']}); rewards "
                       f"{dict(zip(s['settings']['rewards'], s['settings']['reward_weights']))} (weight 0: tracked, "
                       f"not optimised). Reward {s['reward_first']:.3f} -> {s['reward_last']:.3f} (first and last 10 "

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.presets import get_preset
+
 ROOT = Path(__file__).parent.parent
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
 
@@ -39,7 +41,8 @@ def test_the_dry_run_writes_the_json_with_every_stage_and_bench(tmp_path):
     json_file = str(tmp_path / "out" / "gpu_check.json")
     table = subprocess.run([sys.executable, "scripts/gpu_check.py", "--table", json_file], cwd=ROOT,
                            capture_output=True, text=True, timeout=120)
-    assert table.returncode == 0 and "| rl-math: seconds per step (2 of 120 steps run) |" in table.stdout
+    rl_steps = get_preset("gpu").rl.steps
+    assert table.returncode == 0 and f"| rl-math: seconds per step (2 of {rl_steps} steps run) |" in table.stdout
     assert "| generation, batch 2," in table.stdout  # the bench rows, as `lab bench table` renders them
     bench_table = subprocess.run([sys.executable, "-m", "lab.cli", "bench", "table", json_file], cwd=ROOT,
                                  capture_output=True, text=True, timeout=120)
