@@ -12,7 +12,7 @@ found by walking the preset so a new stage's seed is never forgotten. Seeds that
 (the reading probes' items, the experiments outside the pipeline) stay put. `--seeds` counts the seeds
 added: the run's own seed is the first of 1 + N.
 
-The summary (summary.json, table.md) has two tables. For every claim of the report's claims table: the
+The summary (summary.json) has two tables, also written as claims.md and table.md. For every claim of the report's claims table: the
 effect with its 95% CI in each seed, their mean and standard deviation, how many seeds agree in sign with
 a CI that excludes no effect, and the verdict across seeds (shown only when every seed shows it). For every
 headline metric: the spread across seeds next to the confidence interval over eval items. A CI says how
@@ -78,8 +78,8 @@ def replicate(run: Run, preset: Preset, seeds: int, full: bool = False) -> list[
     rows = spread(runs)
     claims = claims_across(runs)
     write_json(root / "summary.json", {"seeds": list(runs), "full": full, "rows": rows, "claims": claims})
-    (root / "table.md").write_text("## Claims across seeds\n\n" + claims_across_markdown(runs, claims)
-                                   + "\n\n## Headline metrics across seeds\n\n" + table_markdown(rows, list(runs)) + "\n")
+    (root / "claims.md").write_text(claims_across_markdown(runs, claims) + "\n")
+    (root / "table.md").write_text(table_markdown(rows, list(runs)) + "\n")
     run.mark_complete(stage_name, {"seeds": list(runs)})
     return rows
 

@@ -55,6 +55,9 @@ def test_replicate_links_the_parent_pretraining_and_runs_other_seeds(tmp_path, m
     assert rows[0]["values"] == {5: 0.5, 6: 0.6, 7: 0.7}
     assert "| sft | hallucination | correct | 0.500 | 0.600 | 0.700 | 0.600 ± 0.100 | ±0.040 |" in \
         parent.stage_dir("experiments/replicate").joinpath("table.md").read_text()
+    claims = parent.stage_dir("experiments/replicate").joinpath("claims.md").read_text()
+    assert claims.startswith("| claim | experiment | seed 5: effect [95% CI] | seed 6: effect [95% CI] | seed 7:")
+    assert "| mean ± sd (seeds) | seeds agreeing (sign, CI off 0) | verdict across seeds |" in claims
     with pytest.raises(LabError, match="at least 1"):
         replicate(parent, Preset(seed=5), seeds=0)
 

@@ -199,4 +199,6 @@ def experiment_replicate(run_dir: Path = typer.Argument(..., help="a finished ru
 
     run, preset = _open_run(run_dir)
     replicate(run, preset, seeds, full=full)
-    console.print((run.stage_dir(FULL_STAGE if full else STAGE) / "table.md").read_text())
+    out = run.stage_dir(FULL_STAGE if full else STAGE)
+    console.print((out / "claims.md").read_text())
+    console.print((out / "table.md").read_text())
