@@ -535,7 +535,8 @@ def claim_rows_across(runs: dict[int, Run], claims: tuple[Claim, ...] | None = N
     for r in records if records is not None else claims_across(runs, claims):
         cells = ["–" if e is None else _format(Effect(**e), r["signed"])
                  for e in r["effects"].values()]
-        rows.append([r["claim"], r["experiment"], *cells, _spread_cell(r), f"{r['agree']} of {r['seeds']}",
+        agree = f"{r['agree']} of {r['measured']}" if r["measured"] else "–"  # of the seeds that measured it
+        rows.append([r["claim"], r["experiment"], *cells, _spread_cell(r), agree,
                      r["verdict"]])
     return rows
 

@@ -195,7 +195,7 @@ def test_with_seeds_a_claim_is_shown_only_when_every_seed_shows_it(tmp_path):
     step = rows["step by step helps (spelling)"]
     assert step[2:] == ["+0.100 [+0.050, +0.190]", "+0.100 [-0.020, +0.100]", "+0.100 ± 0.000", "1 of 2",
                         "not shown at this size (1 of 2 seeds show it)"]
-    assert rows["models need tokens to think"][2:5] == ["–", "–", "–"]  # unmeasured: no spread either
+    assert rows["models need tokens to think"][2:6] == ["–", "–", "–", "–"]  # unmeasured: no spread, no count
 
 
 def test_claims_across_seeds_give_mean_spread_and_sign_agreement(tmp_path):
