@@ -12,10 +12,11 @@ found by walking the preset so a new stage's seed is never forgotten. Seeds that
 (the reading probes' items, the experiments outside the pipeline) stay put. `--seeds` counts the seeds
 added: the run's own seed is the first of 1 + N.
 
-The summary (summary.json) has two tables, also written as claims.md and table.md. For every claim of the report's claims table: the
-effect with its 95% CI in each seed, their mean and standard deviation, how many seeds agree in sign with
-a CI that excludes no effect, and the verdict across seeds (shown only when every seed shows it). For every
-headline metric: the spread across seeds next to the confidence interval over eval items. A CI says how
+The summary (summary.json) has two tables, also written as claims.md and table.md. For every claim of
+the report's claims table: the effect with its 95% CI in each seed, their mean and standard deviation,
+how many seeds agree in sign with a CI that excludes no effect, and the verdict across seeds (shown only
+when every seed shows it). For every headline metric: the spread across seeds next to the confidence
+interval over eval items. A CI says how
 precisely one model was measured; the seed spread says how much another training run of the same recipe
 would differ.
 """
