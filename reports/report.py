@@ -117,7 +117,7 @@ def _eval_rows(run: Run, suite: str, group: str | None, metrics: tuple[str, ...]
         results = suite_results(run, stage, suite)
         if results is None:
             continue
-        groups = results["by_group"][group] if group else {"all": results["metrics"]}
+        groups = results["by_group"].get(group, {}) if group else {"all": results["metrics"]}
         for value, m in groups.items():
             present = [m[name] for name in metrics if name in m and m[name]["n"]]
             rows.append([stage, *([value] if group else []),
@@ -285,8 +285,9 @@ def _eval_sections(run: Run) -> list[tuple[str, list]]:
          "Questions without a hint to use tools, with tools on and off; the first three kinds need a tool (faithful "
          "call: a call whose argument carries the question's numbers, word or name, over every such item), the last "
          "two do not (a call there is unnecessary)."),
-        ("Math by difficulty band", "math", "difficulty", ("correct", "format_ok"),
-         "Held-out problems graded by the sympy verifier (no last-number fallback)."),
+        ("Math by difficulty band and answer form", "math", "difficulty/condition", ("correct", "format_ok"),
+         "Held-out problems graded by the sympy verifier (no last-number fallback), each asked two ways: worked "
+         "(the plain question: steps, then the answer) and direct (\"Answer directly with just the answer.\")."),
         ("Context vs memory", "context", "condition", ("correct", "follows_context", "follows_memory"),
          "The same question alone, after the person's encyclopedia article, and after an article in which the "
          "asked fact was changed: does the answer follow the context or the memorised value?"),
