@@ -16,9 +16,8 @@ The summary (summary.json) has two tables, also written as claims.md and table.m
 the report's claims table: the effect with its 95% CI in each seed, their mean and standard deviation,
 how many seeds agree in sign with a CI that excludes no effect, and the verdict across seeds (shown only
 when every seed shows it). For every headline metric: the spread across seeds next to the confidence
-interval over eval items. A CI says how
-precisely one model was measured; the seed spread says how much another training run of the same recipe
-would differ.
+interval over eval items. A CI says how precisely one model was measured; the seed spread says how much
+another training run of the same recipe would differ.
 """
 
 from __future__ import annotations

@@ -54,16 +54,26 @@ class Claim:
 NOT_MEASURED = "not measured in this run"
 
 
-def verdict(claim: Claim, effect: Effect | None) -> str:
-    if effect is None or any(math.isnan(x) for x in (effect.value, effect.low, effect.high)):
-        return f"{NOT_MEASURED} (`{claim.command}`)"
+def _measured(effect: Effect | None) -> bool:
+    return effect is not None and not any(math.isnan(x) for x in (effect.value, effect.low, effect.high))
+
+
+def _ci_side(claim: Claim, effect: Effect) -> int:
+    """+1 when the whole CI lies on the claimed side of no effect, -1 on the other side, 0 when it straddles."""
     low, high = (effect.low - claim.null) * claim.direction, (effect.high - claim.null) * claim.direction
-    if min(low, high) > 0:  # the whole CI on the claimed side (direction -1 swaps the ends)
+    if min(low, high) > 0:  # direction -1 swaps the ends
+        return +1
+    return -1 if max(low, high) < 0 else 0
+
+
+def verdict(claim: Claim, effect: Effect | None) -> str:
+    if not _measured(effect):
+        return f"{NOT_MEASURED} (`{claim.command}`)"
+    side = _ci_side(claim, effect)
+    if side > 0:
         big_enough = (effect.value - claim.null) * claim.direction >= claim.min_effect
         return "shown" if big_enough else "not shown at this size"
-    if max(low, high) < 0:
-        return "contradicted"
-    return "not shown at this size"
+    return "contradicted" if side < 0 else "not shown at this size"
 
 
 def _format(effect: Effect, signed: bool) -> str:
@@ -491,29 +501,21 @@ def across_seeds(verdicts: list[str]) -> str:
     return f"not shown at this size ({shown} of {len(settled)} seeds show it)"
 
 
-def _agrees(claim: Claim, effect: Effect | None) -> bool:
-    """The CI excludes no effect, on the claimed side: the seed agrees with the claim's sign."""
-    if effect is None or any(math.isnan(x) for x in (effect.value, effect.low, effect.high)):
-        return False
-    return min((effect.low - claim.null) * claim.direction, (effect.high - claim.null) * claim.direction) > 0
-
-
 def claims_across(runs: dict[int, Run], claims: tuple[Claim, ...] | None = None) -> list[dict]:
     """For each claim: its effect in each seed (None where unmeasured), the mean and standard deviation of the
     effects across seeds, how many seeds agree in sign with a CI excluding no effect, and the verdict across
-    seeds. The record `lab experiment replicate` writes (claims.json) and the report's seed columns show."""
+    seeds. The record `lab experiment replicate` writes (summary.json "claims", claims.md) and the report's
+    seed columns show."""
     out = []
     for c in claims if claims is not None else CLAIMS:
-        effects = {seed: c.measure(run) for seed, run in runs.items()}
-        effects = {seed: e if e is not None and not any(map(math.isnan, (e.value, e.low, e.high))) else None
-                   for seed, e in effects.items()}
+        effects = {seed: e if _measured(e := c.measure(run)) else None for seed, run in runs.items()}
         values = [e.value for e in effects.values() if e is not None]
         mean = sum(values) / len(values) if values else None
         sd = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None)
         out.append({"claim": c.claim, "experiment": c.experiment, "signed": c.signed,
                     "effects": {seed: None if e is None else vars(e) for seed, e in effects.items()},
                     "mean": mean, "sd": sd, "measured": len(values), "seeds": len(runs),
-                    "agree": sum(_agrees(c, e) for e in effects.values()),
+                    "agree": sum(e is not None and _ci_side(c, e) > 0 for e in effects.values()),
                     "verdict": across_seeds([verdict(c, e) for e in effects.values()])})
     return out
 
@@ -525,7 +527,9 @@ def _spread_cell(record: dict) -> str:
     return f"{f.format(record['mean'])} ± {record['sd']:.3f}"
 
 
-ACROSS_HEADER = ("mean ± sd (seeds)", "seeds agreeing (sign, CI off 0)", "verdict across seeds")
+def _across_header(seeds) -> list[str]:
+    return ["claim", "experiment", *(f"seed {s}: effect [95% CI]" for s in seeds), "mean ± sd (seeds)",
+            "seeds agreeing (sign, CI off 0)", "verdict across seeds"]
 
 
 def claim_rows_across(runs: dict[int, Run], claims: tuple[Claim, ...] | None = None,
@@ -533,17 +537,15 @@ def claim_rows_across(runs: dict[int, Run], claims: tuple[Claim, ...] | None = N
     """claim | experiment | effect [95% CI] in each seed | mean ± sd | seeds agreeing | verdict, one row a claim."""
     rows = []
     for r in records if records is not None else claims_across(runs, claims):
-        cells = ["–" if e is None else _format(Effect(**e), r["signed"])
-                 for e in r["effects"].values()]
+        cells = ["–" if e is None else _format(Effect(**e), r["signed"]) for e in r["effects"].values()]
         agree = f"{r['agree']} of {r['measured']}" if r["measured"] else "–"  # of the seeds that measured it
-        rows.append([r["claim"], r["experiment"], *cells, _spread_cell(r), agree,
-                     r["verdict"]])
+        rows.append([r["claim"], r["experiment"], *cells, _spread_cell(r), agree, r["verdict"]])
     return rows
 
 
 def claims_across_markdown(runs: dict[int, Run], records: list[dict]) -> str:
-    """The across-seeds claims table as markdown (the replicate experiment's own table.md)."""
-    head = ["claim", "experiment", *(f"seed {s}: effect [95% CI]" for s in runs), *ACROSS_HEADER]
+    """The across-seeds claims table as markdown (the replicate experiment's own claims.md)."""
+    head = _across_header(runs)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row) + " |" for row in claim_rows_across(runs, records=records)]
     return "\n".join(lines)
@@ -562,7 +564,7 @@ def claims_section(run: Run) -> tuple[str, list]:
     """The claims table; with a finished replicate, one effect column a seed and verdicts that need every seed."""
     runs = replicate_runs(run)
     if len(runs) > 1:
-        header = ["claim", "experiment", *(f"seed {s}: effect [95% CI]" for s in runs), *ACROSS_HEADER]
+        header = _across_header(runs)
         return (f"Claims and what this run shows ({run.name}, {len(runs)} seeds)", [
             ("text", CLAIMS_TEXT + " With seeds, a claim is shown only when every seed shows it; the spread of "
                      "the effect across seeds (training noise) sits beside each seed's CI over items (measurement "
