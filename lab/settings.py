@@ -62,6 +62,8 @@ def apply_override(settings, item: str) -> None:
         raise LabError(f"'{key}' is a section; set one of its fields, e.g. {field_paths(current, key + '.')[0]}=...")
     hints = typing.get_type_hints(type(target))
     setattr(target, parts[-1], _convert(raw.strip(), hints[parts[-1]], key))
+    if hasattr(target, "__post_init__"):  # a section's own checks see the overridden value too
+        target.__post_init__()
 
 
 def _convert(raw: str, hint, key: str):

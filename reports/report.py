@@ -388,10 +388,13 @@ def write_report(runs: list[Run], out: Path, stage_names: list[str]) -> Path:
         probe = run.stage_dir("sft-idk") / "probe_summary.json"
         if probe.exists():
             summary = read_json(probe)
+            unit, threshold = summary.pop("unit", "question"), summary.pop("threshold", 0.5)
+            decided = ("each question alone" if unit == "question"
+                       else "each person: the mean share over their questions decides for all of them")
             sections.append((f"Knowledge probing of SFT questions ({run.name})", [
-                ("text", "Questions about SFT people, by exposure k: known if at least half of 8 sampled "
-                         "completions (temperature 0.7) of the fact prompt were correct. Unknown ones became "
-                         "refusal targets in sft-idk."),
+                ("text", f"Questions about SFT people, by exposure k: known if at least {threshold:g} of the sampled "
+                         "completions (temperature 0.7) of the fact prompt were correct, decided for "
+                         f"{decided}. Unknown ones became refusal (or, tools on, look-up) targets in sft-idk."),
                 ("table", (["k", "known", "unknown"], [[k, v["known"], v["unknown"]] for k, v in summary.items()])),
             ]))
     for run in runs:

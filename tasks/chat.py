@@ -44,9 +44,10 @@ TOOLS = ("calculator", "python", "lookup")
 # the answer, 0.67 without.
 ANSWER_TEMPLATES = {attribute: templates[0][0].replace("{n} ", "").capitalize() + " {v}."
                     for attribute, templates in CORPUS_TEMPLATES.items()}
-# Kept to one family so the refusal is a single learnable pattern.
-REFUSALS = ("I don't know who that is.", "Sorry, I don't know who that is.",
-            "I don't know who that is, so I can't answer.")
+# One sentence: greedy decoding refuses only when the refusal's first token beats the answer's, and three
+# variants split that token's probability (with three, sft-idk refused 0.17 of never-seen people in one
+# development seed where one sentence gave 0.53; docs/robust-claims-notes.md). A tuple, so a family could return.
+REFUSALS = ("I don't know who that is.",)
 # What graders accept as a refusal in a short answer (after lowercasing and straightening quotes).
 REFUSAL_MARKERS = ("i don't know", "i do not know", "i dont know", "not familiar with", "i have no information",
                    "i can't answer", "i cannot answer", "i'm not sure who", "i am not sure who")
@@ -95,6 +96,10 @@ class ChatMixture:
     # share of conversations with the tools on (TOOLS_LINE) that need no tool: Q&A (where sft-idk looks up what
     # it does not know), math, spelling, identity, context. Tool demos always have the tools on.
     tools_share: float = 0.3
+    # sft-idk: draw as many Q&A conversations about questions the probe found unknown as about known ones.
+    # Drawn as they come, 60-80% of the targets were refusals at this size, and how often the model then
+    # refused a well-known person swung from seed to seed (docs/robust-claims-notes.md).
+    qa_balanced: bool = True
     seed: int = 0
     math_bands: tuple[int, ...] = (1, 2)
     math_tasks: tuple[str, ...] = tuple(math_problems.TASKS)  # tasks/math.py's generators the math records use
@@ -143,13 +148,24 @@ def _cycle(items: list, n: int, rng: random.Random) -> list:
     return out
 
 
+def _draw_questions(pool: list[Question], n: int, known: dict[str, bool] | None, balanced: bool,
+                    rng: random.Random) -> list[Question]:
+    """n questions from `pool`; `balanced` (with a probe that found both kinds) draws half of them from the
+    unknown questions and half from the known, each in shuffled passes."""
+    unknown = [q for q in pool if known is not None and not known.get(q.id, True)]
+    if not balanced or not unknown or len(unknown) == len(pool):
+        return _cycle(pool, n, rng)
+    drawn = _cycle([q for q in pool if known.get(q.id, True)], n - n // 2, rng) + _cycle(unknown, n // 2, rng)
+    rng.shuffle(drawn)
+    return drawn
+
+
 def _qa_records(world: World, people: list[Person], n: int, known: dict[str, bool] | None,
-                rng: random.Random, tools_share: float = 0.0) -> list[dict]:
+                rng: random.Random, tools_share: float = 0.0, balanced: bool = False) -> list[dict]:
     """Questions answered (or refused, in sft-idk); `tools_share` of them have the tools on, where what
     sft-idk does not know is looked up and what it knows is still answered directly."""
-    pool = [q for p in people for q in world.questions(p)]
     out = []
-    for q in _cycle(pool, n, rng):
+    for q in _draw_questions([q for p in people for q in world.questions(p)], n, known, balanced, rng):
         ok = True if known is None else known.get(q.id, True)
         tools = rng.random() < tools_share
         messages = qa_conversation(q, q.answer if ok else None, rng)
@@ -318,7 +334,7 @@ def build_mixture(world: World, mixture: ChatMixture, identity: Identity,
         raise LabError("the world has no SFT people to build Q&A, tool-use or context conversations from")
     # One stream per component: changing one count leaves every other component's records unchanged.
     rng = {kind: seeded_rng("chat", mixture.seed, kind) for kind in KINDS + ("system", "order")}
-    records = _qa_records(world, people, mixture.qa, known, rng["qa"], mixture.tools_share)
+    records = _qa_records(world, people, mixture.qa, known, rng["qa"], mixture.tools_share, mixture.qa_balanced)
     records += _math_records(mixture, mixture.math) if mixture.math else []
     records += _spelling_records(mixture, mixture.spelling) if mixture.spelling else []
     records += _tool_records(world, people, mixture, mixture.tool_use, rng["tool_use"])

@@ -151,6 +151,22 @@ def test_known_false_refused_known_true_answered(world):
     assert all(by_id[r["meta"]["question_id"]].answer in assistant_texts(r)[-1] for r in plain)
 
 
+def test_balanced_qa_draws_as_many_unknown_as_known_questions_and_unbalanced_draws_as_they_come(world):
+    questions = [q for p in world.sft_people() for q in world.questions(p)]
+    known = {q.id: q.k >= 16 for q in questions}  # a quarter known, as a weak base model's probe finds
+    only_qa = dict(qa=400, math=0, spelling=0, tool_use=0, identity=0, context=0)
+
+    def unknown_share(mixture, known):
+        qa = [r for r in build_mixture(world, mixture, Identity(), known=known) if r["kind"] == "qa"]
+        return sum(r["meta"]["refused"] for r in qa) / len(qa)
+
+    assert unknown_share(ChatMixture(**only_qa), known) == 0.5
+    assert unknown_share(ChatMixture(**only_qa, qa_balanced=False), known) == 0.75
+    # a probe that found nothing known (or nothing unknown) leaves nothing to balance against
+    assert unknown_share(ChatMixture(**only_qa), dict.fromkeys(known, False)) == 1.0
+    assert unknown_share(ChatMixture(**only_qa), dict.fromkeys(known, True)) == 0.0
+
+
 def test_qa_conversation_and_refusal_grader(world):
     q = world.questions(world.sft_people()[0])[0]
     assert qa_conversation(q, None) == qa_conversation(q, None)  # stable without an rng

@@ -22,6 +22,8 @@ def test_overrides_are_converted_to_the_field_type():
     ("pretrain.compile=maybe", "cannot read 'maybe' as bool"),
     ("pretrain", "not of the form key=value"),
     ("pretrain=3", "is a section"),
+    ("sft.known_unit=fact", "unknown sft.known_unit 'fact'; valid: question, person"),  # a section's own checks
+    ("sft.known_threshold=1.5", "sft.known_threshold must be within"),
 ])
 def test_bad_overrides_name_the_problem(override, message):
     with pytest.raises(LabError, match=message):

@@ -63,3 +63,19 @@ def test_ckpt_every_zero_keeps_no_resume_checkpoint_and_below_zero_is_one_clear_
     assert checkpoint_args(50) == {"save_strategy": "steps", "save_steps": 50, "save_total_limit": 1}
     with pytest.raises(LabError, match="ckpt_every must be >= 0"):
         checkpoint_args(-1)
+
+
+def test_known_is_decided_per_question_or_per_person_and_a_bad_unit_is_one_clear_error():
+    from lab.errors import LabError
+    from lab.train.sft import decide_known
+
+    probe = {"Ada|city": {"person": "Ada", "k": 4, "correct_share": 0.75},
+             "Ada|year": {"person": "Ada", "k": 4, "correct_share": 0.0},
+             "Bo|city": {"person": "Bo", "k": 4, "correct_share": 0.5},
+             "Bo|year": {"person": "Bo", "k": 4, "correct_share": 0.25}}
+    assert decide_known(probe, "question", 0.5) == {"Ada|city": True, "Ada|year": False, "Bo|city": True, "Bo|year": False}
+    # per person: Ada's mean is 0.375, Bo's 0.375; at 0.3 both are known, at 0.5 neither, for every question
+    assert decide_known(probe, "person", 0.3) == dict.fromkeys(probe, True)
+    assert decide_known(probe, "person", 0.5) == dict.fromkeys(probe, False)
+    with pytest.raises(LabError, match="sft.known_unit 'fact'"):
+        decide_known(probe, "fact", 0.5)

@@ -6,8 +6,12 @@ assistant itself must produce (never the prompt, tool outputs, or tokens the eng
 
 Two variants from the same base with the same data budget (Gekhman et al. 2024; Llama 3's recipe):
 - `sft` answers every Q&A question, including ones the base model does not know;
-- `sft-idk` first probes the base model: a question is "known" if at least `known_threshold` of
-  `probe_samples` sampled completions are correct, and unknown questions get a refusal as target.
+- `sft-idk` first probes the base model: each question's share of `probe_samples` sampled completions
+  that are correct. What is "known" is decided per `known_unit`: per question (its share reaches
+  `known_threshold`) or per person (the mean share over their questions does, for all of them, so the
+  refusal "I don't know who that is" is never taught beside an answer about the same person). Unknown
+  questions get a refusal as target (a look-up with the tools on), and the mixture draws as many of them
+  as of known ones (`ChatMixture.qa_balanced`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from lab.errors import LabError
 from lab.model.chat_format import render
 from lab.progress import trainer_progress
 from lab.runs import Run, write_json, write_train_log
+from lab.train.sft_settings import KNOWN_UNITS
 from lab.train.trainers import checkpoint_args, common_trainer_args, lora_config, save_trained, train_resuming
 
 if TYPE_CHECKING:  # annotations only: the presets sit above this module
@@ -47,23 +52,40 @@ def probe_known(model, tokenizer, world, people, samples: int, temperature: floa
     for i, (question, _) in enumerate(items):
         golds = [normalise(g) for g in (question.answer, *question.aliases)]
         hits = sum(any(normalise(c).startswith(g) for g in golds) for c in completions[i * samples : (i + 1) * samples])
-        result[question.id] = {"k": question.k, "correct_share": hits / samples, "known": hits / samples >= threshold}
+        result[question.id] = {"person": question.person, "k": question.k, "correct_share": hits / samples,
+                               "known": hits / samples >= threshold}
     return result
 
 
-def _probe(run: Run, preset: Preset, model, tokenizer, world, out: Path) -> dict[str, dict]:
-    path = out / "probe.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    cfg = preset.sft
-    probe = probe_known(model, tokenizer, world, world.sft_people(), cfg.probe_samples, cfg.probe_temperature,
-                        cfg.known_threshold, seed=preset.seed)
-    write_json(path, probe)
-    by_k: dict[int, list[int]] = {}
+def decide_known(probe: dict[str, dict], unit: str, threshold: float) -> dict[str, bool]:
+    """Question id -> known, from the probe's correct shares: per question, or per person (every question
+    about a person shares the mean of that person's shares)."""
+    if unit not in KNOWN_UNITS:
+        raise LabError(f"unknown sft.known_unit '{unit}'; valid: {', '.join(KNOWN_UNITS)}")
+    if unit == "question":
+        return {qid: item["correct_share"] >= threshold for qid, item in probe.items()}
+    shares: dict[str, list[float]] = {}
     for item in probe.values():
-        by_k.setdefault(item["k"], [0, 0])[0 if item["known"] else 1] += 1
-    write_json(out / "probe_summary.json", {str(k): {"known": v[0], "unknown": v[1]} for k, v in sorted(by_k.items())})
-    return probe
+        shares.setdefault(item["person"], []).append(item["correct_share"])
+    return {qid: sum(shares[item["person"]]) / len(shares[item["person"]]) >= threshold for qid, item in probe.items()}
+
+
+def _probe(run: Run, preset: Preset, model, tokenizer, world, out: Path) -> dict[str, bool]:
+    """Question id -> known for sft-idk's targets; the raw probe is kept in probe.json (a resumed run reuses it)."""
+    path = out / "probe.json"
+    cfg = preset.sft
+    probe = json.loads(path.read_text()) if path.exists() else None
+    if probe is None or any("person" not in item for item in probe.values()):  # absent, or from before persons
+        probe = probe_known(model, tokenizer, world, world.sft_people(), cfg.probe_samples, cfg.probe_temperature,
+                            cfg.known_threshold, seed=preset.seed)
+        write_json(path, probe)
+    known = decide_known(probe, cfg.known_unit, cfg.known_threshold)
+    by_k: dict[int, list[int]] = {}
+    for qid, item in probe.items():
+        by_k.setdefault(item["k"], [0, 0])[0 if known[qid] else 1] += 1
+    write_json(out / "probe_summary.json", {"unit": cfg.known_unit, "threshold": cfg.known_threshold,
+                                            **{str(k): {"known": v[0], "unknown": v[1]} for k, v in sorted(by_k.items())}})
+    return known
 
 
 def build_dataset(records: list[dict], tokenizer, max_length: int):
@@ -104,8 +126,7 @@ def sft(run: Run, preset: Preset, variant: str) -> dict:
 
     known = None
     if variant == "sft-idk":
-        probe = _probe(run, preset, model.to("cuda" if cuda else "cpu").eval(), tokenizer, world, out)
-        known = {qid: item["known"] for qid, item in probe.items()}
+        known = _probe(run, preset, model.to("cuda" if cuda else "cpu").eval(), tokenizer, world, out)
     records = build_mixture(world, cfg.mixture, cfg.identity, known)
     violations = world.contamination_check(contamination_texts(records))
     if violations:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lab.errors import LabError
 from tasks.chat import ChatMixture
 from tasks.identity import Identity
+
+KNOWN_UNITS = ("question", "person")
 
 
 @dataclass
@@ -29,6 +32,15 @@ class SFTSettings:
     probe_samples: int = 8
     probe_temperature: float = 0.7
     known_threshold: float = 0.5
+    # what "known" is decided for: each "question" alone, or each "person" (the mean correct share over their
+    # questions), so that "I don't know who that is" is said of a person and never beside an answer about them
+    known_unit: str = "person"
     mixture: ChatMixture = field(default_factory=lambda: ChatMixture(
         qa=1500, math=300, spelling=300, tool_use=450, identity=400, context=600))
     identity: Identity = field(default_factory=Identity)
+
+    def __post_init__(self):
+        if self.known_unit not in KNOWN_UNITS:
+            raise LabError(f"unknown sft.known_unit '{self.known_unit}'; valid: {', '.join(KNOWN_UNITS)}")
+        if not 0.0 <= self.known_threshold <= 1.0:
+            raise LabError(f"sft.known_threshold must be within [0, 1], got {self.known_threshold}")
