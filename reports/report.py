@@ -389,14 +389,14 @@ def write_report(runs: list[Run], out: Path, stage_names: list[str]) -> Path:
         if probe.exists():
             summary = read_json(probe)
             unit, threshold = summary.pop("unit", "question"), summary.pop("threshold", 0.5)
-            rule = (f"a question is known if at least {threshold:g} of its sampled completions" if unit == "question"
-                    else f"a person is known if, averaged over their questions, at least {threshold:g} of the sampled "
-                         "completions")
+            rule = (f"a question is known if at least {threshold:g} of its sampled completions (temperature 0.7) "
+                    "of the fact prompt were correct." if unit == "question" else
+                    f"a person is known if, averaged over their questions, at least {threshold:g} of the sampled "
+                    "completions (temperature 0.7) of the fact prompt were correct, and every question about them "
+                    "follows.")
             sections.append((f"Knowledge probing of SFT questions ({run.name})", [
-                ("text", f"Questions about SFT people, by exposure k: {rule} (temperature 0.7) of the fact prompt "
-                         "were correct"
-                         + ("." if unit == "question" else ", and every question about them follows.")
-                         + " Unknown ones became refusal (or, tools on, look-up) targets in sft-idk."),
+                ("text", f"Questions about SFT people, by exposure k: {rule} Unknown ones became refusal (or, tools "
+                         "on, look-up) targets in sft-idk."),
                 ("table", (["k", "known", "unknown"], [[k, v["known"], v["unknown"]] for k, v in summary.items()])),
             ]))
     for run in runs:

@@ -26,7 +26,7 @@ from lab.errors import LabError
 from lab.model.chat_format import render
 from lab.progress import trainer_progress
 from lab.runs import Run, write_json, write_train_log
-from lab.train.sft_settings import KNOWN_UNITS
+from lab.train.sft_settings import check_known_unit
 from lab.train.trainers import checkpoint_args, common_trainer_args, lora_config, save_trained, train_resuming
 
 if TYPE_CHECKING:  # annotations only: the presets sit above this module
@@ -60,8 +60,7 @@ def probe_known(model, tokenizer, world, people, samples: int, temperature: floa
 def decide_known(probe: dict[str, dict], unit: str, threshold: float) -> dict[str, bool]:
     """Question id -> known, from the probe's correct shares: per question, or per person (every question
     about a person shares the mean of that person's shares)."""
-    if unit not in KNOWN_UNITS:
-        raise LabError(f"unknown sft.known_unit '{unit}'; valid: {', '.join(KNOWN_UNITS)}")
+    check_known_unit(unit)
     if unit == "question":
         return {qid: item["correct_share"] >= threshold for qid, item in probe.items()}
     shares: dict[str, list[float]] = {}

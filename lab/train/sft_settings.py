@@ -15,6 +15,11 @@ from tasks.identity import Identity
 KNOWN_UNITS = ("question", "person")
 
 
+def check_known_unit(unit: str) -> None:
+    if unit not in KNOWN_UNITS:
+        raise LabError(f"unknown sft.known_unit '{unit}'; valid: {', '.join(KNOWN_UNITS)}")
+
+
 @dataclass
 class SFTSettings:
     epochs: float = 2.0
@@ -40,7 +45,6 @@ class SFTSettings:
     identity: Identity = field(default_factory=Identity)
 
     def __post_init__(self):
-        if self.known_unit not in KNOWN_UNITS:
-            raise LabError(f"unknown sft.known_unit '{self.known_unit}'; valid: {', '.join(KNOWN_UNITS)}")
+        check_known_unit(self.known_unit)
         if not 0.0 <= self.known_threshold <= 1.0:
             raise LabError(f"sft.known_threshold must be within [0, 1], got {self.known_threshold}")
