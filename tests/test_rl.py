@@ -54,7 +54,9 @@ def test_a_short_run_writes_a_complete_stage(source, tmp_path, algo, stage, lora
     from safetensors.torch import load_file
 
     run = copy_run(source, tmp_path)
-    summary = rl_math(run, get_preset("tiny"), replace(FAST, algo=algo, lora_r=lora_r), out_stage=stage)
+    probe = 2 if lora_r else 0  # one arm through the solve-rate filter: an untrained policy solves nothing
+    summary = rl_math(run, get_preset("tiny"), replace(FAST, algo=algo, lora_r=lora_r, solve_probe_samples=probe),
+                      out_stage=stage)
     out = run.stage_dir(stage)
     assert run.is_complete(stage) and (out / "tokenizer.json").exists()
     weights = load_file(out / "model.safetensors")  # a plain labgpt checkpoint: LoRA merged in, no adapter left
@@ -69,6 +71,10 @@ def test_a_short_run_writes_a_complete_stage(source, tmp_path, algo, stage, lora
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["algo"] == algo and on_disk["steps"] == 2 and summary["steps_this_session"] == 2
     assert on_disk["heldout_before"]["all"]["n"] == on_disk["heldout_after"]["all"]["n"] == 6
+    if probe:  # nothing qualified, so every problem was trained on, and the summary says so
+        assert on_disk["solve_probe"]["filtered"] is False and on_disk["train_problems"] == FAST.train_problems
+    else:
+        assert on_disk["solve_probe"] is None
     assert len((out / "heldout" / "after.jsonl").read_text().splitlines()) == 6
 
 
@@ -126,3 +132,41 @@ def test_bad_settings_are_one_clear_error(source, change, message):
 def test_a_missing_source_stage_is_a_clear_error(source):
     with pytest.raises(LabError, match="stage 'sft' of run .* is not complete"):
         rl_math(source, get_preset("tiny"), FAST, source="sft")
+
+
+def test_the_solve_rate_filter_keeps_problems_solved_sometimes_and_a_resume_reuses_its_probe(source, tmp_path,
+                                                                                            monkeypatch):
+    """Canned answers: problem i gets i % 5 right of 4, so only counts 1-3 are kept; the probe is saved and read back."""
+    import lab.train.rl_math as rl_module
+    from lab.model.labgpt import LabGPTForCausalLM
+    from lab.model.tokenizer import load_tokenizer
+    from tasks.math import MathConfig, generate
+
+    settings = replace(FAST, solve_probe_samples=4, train_problems=20)  # the filter is off by default
+    problems = generate(MathConfig(seed=0, tasks=settings.tasks, bands=settings.bands), 20, split="train")
+    calls = []
+
+    def canned(model, tokenizer, probs, max_new_tokens, temperature=0.0, per_problem=1, seed=None, batch_size=64):
+        calls.append(len(probs))
+        return [f"Answer: {p.answer}" if j < i % 5 else "Answer: nothing" for i, p in enumerate(probs)
+                for j in range(per_problem)]
+
+    monkeypatch.setattr(rl_module, "_answers", canned)
+    stage = copy_run(source, tmp_path).stage_dir("sft-idk")
+    model, tokenizer = LabGPTForCausalLM.from_pretrained(stage), load_tokenizer(stage)
+    kept, report = rl_module.solve_rate_filter(model, tokenizer, problems, settings, tmp_path)
+    assert kept == [p for i, p in enumerate(problems) if 0 < i % 5 < 4]
+    assert report["filtered"] and report["kept"] == 12 and report["solved_histogram"] == {str(c): 4 for c in range(5)}
+    again, _ = rl_module.solve_rate_filter(model, tokenizer, problems, settings, tmp_path)
+    assert again == kept and calls == [20]  # read back from solve_probe.json, not probed again
+    with pytest.raises(LabError, match="probed with other settings"):
+        rl_module.solve_rate_filter(model, tokenizer, problems, replace(settings, solve_probe_samples=8), tmp_path)
+    # fewer qualifying problems than one step's prompts (2 here): train on every problem, and say so
+    few, report = rl_module.solve_rate_filter(model, tokenizer, problems[:2], settings, tmp_path / "sft-idk")
+    assert few == problems[:2] and not report["filtered"]
+
+
+@pytest.mark.parametrize("samples", [1, -2])
+def test_a_solve_probe_of_fewer_than_two_answers_is_refused(samples):
+    with pytest.raises(LabError, match="rl.solve_probe_samples"):
+        replace(FAST, solve_probe_samples=samples)

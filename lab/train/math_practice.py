@@ -2,12 +2,15 @@
 
 RL needs partial competence to reinforce (a group of samples that are all wrong has no advantage), and the
 tiny sft-idk has almost none: its SFT spreads 300 math problems over every task and band, and solves
-~0.5% of two-digit additions and subtractions. 3,000 worked solutions of that one procedure, seen once
-each at SFT's learning rate, bring it to 16% greedy (27% without replay): real but partial competence,
-which is where rl-math starts. Practice on one task alone makes the 1M model forget the rest (measured
-on the hallucination suite: without replay, the practised model after RL answered 0.01 of questions about
-people correctly, against sft-idk's 0.27, and no longer refused; with 1,000 replayed conversations sft-math
-keeps 0.10 and refuses more), so a share of sft-idk's own SFT conversations is replayed among the problems.
+~0.5% of two-digit additions and subtractions. Worked solutions of that one procedure, each seen once at
+SFT's learning rate, bring it to partial competence, which is where rl-math starts. How much practice
+decides whether RL has anything to reinforce: from one sft-idk (seed 0 at 34be2e2), 3,000 problems left
+sampled answers right 3.5% of the time (RL then gained nothing), 6,000 reached 32% (and RL +0.32 greedy on
+validation problems); other seeds' 3,000 reached 11-15% (docs/robust-claims-notes.md).
+Practice on one task alone makes the 1M model forget the rest (measured on the hallucination suite:
+without replay, the practised model after RL answered 0.01 of questions about people correctly, against
+sft-idk's 0.27, and no longer refused; with 1,000 replayed conversations sft-math keeps 0.10 and refuses
+more), so a share of sft-idk's own SFT conversations is replayed among the problems.
 The same trainer is the math-rewards grid's control arm (more SFT at RL's compute).
 """
 
@@ -27,7 +30,7 @@ if TYPE_CHECKING:  # annotations only: the presets sit above this module
 class MathSFTSettings:
     tasks: tuple[str, ...] = ("arithmetic",)
     bands: tuple[int, ...] = (2,)  # two-digit column addition and subtraction
-    problems: int = 3000  # training problems, each seen once in each form
+    problems: int = 6000  # training problems, each seen once in each form (3,000 starved some starts: see above)
     # worked steps and the bare answer on the same problems, so that the math suite's paired worked-vs-direct
     # comparison ("tokens to think") compares two trained forms; RL then practises the worked form
     forms: tuple[str, ...] = ("worked", "direct")
@@ -77,8 +80,11 @@ def replay_records(run: Run, preset: Preset, source: str, n: int, seed: int) -> 
 
     if n <= 0:
         return []
+    from lab.train.sft import decide_known
+
     probe = run.stage_dir(source) / "probe.json"
-    known = {qid: item["known"] for qid, item in read_json(probe).items()} if probe.exists() else None
+    # decided as sft-idk decided it (per person by default), not by the probe's per-question field
+    known = decide_known(read_json(probe), preset.sft.known_unit, preset.sft.known_threshold) if probe.exists() else None
     records = build_mixture(build_world(preset.data.world), preset.sft.mixture, preset.sft.identity, known)
     return random.Random(seed).sample(records, min(n, len(records)))
 

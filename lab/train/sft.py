@@ -35,9 +35,10 @@ if TYPE_CHECKING:  # annotations only: the presets sit above this module
 VARIANTS = ("sft", "sft-idk")
 
 
-def probe_known(model, tokenizer, world, people, samples: int, temperature: float, threshold: float,
-                seed: int = 0, batch_size: int = 256) -> dict[str, dict]:
-    """For each question about `people`: the share of sampled completions of its fact prompt that are correct."""
+def probe_known(model, tokenizer, world, people, samples: int, temperature: float, seed: int = 0,
+                batch_size: int = 256) -> dict[str, dict]:
+    """For each question about `people`: the share of sampled completions of its fact prompt that are correct
+    (whether that makes it known is decide_known's call, per question or per person)."""
     from evals.knowledge import normalise
     from lab.model.engine import SamplingParams, generate_text
 
@@ -52,8 +53,7 @@ def probe_known(model, tokenizer, world, people, samples: int, temperature: floa
     for i, (question, _) in enumerate(items):
         golds = [normalise(g) for g in (question.answer, *question.aliases)]
         hits = sum(any(normalise(c).startswith(g) for g in golds) for c in completions[i * samples : (i + 1) * samples])
-        result[question.id] = {"person": question.person, "k": question.k, "correct_share": hits / samples,
-                               "known": hits / samples >= threshold}
+        result[question.id] = {"person": question.person, "k": question.k, "correct_share": hits / samples}
     return result
 
 
@@ -76,7 +76,7 @@ def _probe(run: Run, preset: Preset, model, tokenizer, world, out: Path) -> dict
     probe = json.loads(path.read_text()) if path.exists() else None
     if probe is None or any("person" not in item for item in probe.values()):  # absent, or from before persons
         probe = probe_known(model, tokenizer, world, world.sft_people(), cfg.probe_samples, cfg.probe_temperature,
-                            cfg.known_threshold, seed=preset.seed)
+                            seed=preset.seed)
         write_json(path, probe)
     known = decide_known(probe, cfg.known_unit, cfg.known_threshold)
     by_k: dict[int, list[int]] = {}
