@@ -142,7 +142,7 @@ def sft(run: Run, preset: Preset, variant: str) -> dict:
         logging_steps=cfg.log_every, **checkpoint_args(cfg.ckpt_every),
         max_length=cfg.max_length, seed=preset.seed, data_seed=preset.seed,
         train_sampling_strategy="group_by_length",  # batches of similar length: little padding
-        **common_trainer_args(checkpointing=True),  # TRL's default, kept explicit: turning it off changes speed
+        **common_trainer_args(checkpointing=False),  # TRL turns it on; off, the same weights came 8% sooner
     )
     trainer = SFTTrainer(model=model.train(), args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=peft_config, callbacks=[trainer_progress(out / "logs", variant)])
