@@ -4,7 +4,9 @@ Hostile runs use short limits (1 s CPU, 2 s wall) so each is bounded by the sand
 """
 
 import os
+import shutil
 import socket
+import subprocess
 import tempfile
 import uuid
 from dataclasses import replace
@@ -16,7 +18,7 @@ from tasks.world import WorldConfig, build_world
 
 # RLIMIT_NPROC counts every process of the sandbox uid on the machine: the fork-bomb test run beside
 # another sandbox test in a second xdist worker can starve it of forks, so they all run on one worker.
-pytestmark = pytest.mark.xdist_group("sandbox")
+pytestmark = [pytest.mark.xdist_group("sandbox"), pytest.mark.sandbox]
 
 FAST = SandboxLimits(cpu_seconds=1, wall_seconds=2)
 STATUS = sandbox_status()
@@ -31,12 +33,21 @@ needs_private_fs = pytest.mark.skipif(not STATUS["private_filesystem"],
 # --- sandbox: protections and normal code ---
 
 @needs_sandbox
-def test_status_reports_the_minimum_protections():
-    assert STATUS["separate_process"] and STATUS["wall_timeout"] and STATUS["output_cap"]
-    assert set(STATUS["rlimits"]) == {"cpu", "address_space", "nproc", "file_size"}
+def test_status_reports_what_the_child_saw():
+    """Measured inside the sandbox: compared with what the lab asks for, not with a copy of itself."""
+    limits = SandboxLimits()
+    assert STATUS["rlimits"] == {"cpu": limits.cpu_seconds, "as": limits.memory_mb << 20,
+                                 "nproc": limits.max_processes, "fsize": limits.file_size_mb << 20}
+    assert STATUS["rlimits_as_set"]
+    assert STATUS["environment"] == sorted(["PATH", "HOME", "LANG", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING"])
     assert os.access(STATUS["interpreter"], os.X_OK)
     if os.geteuid() == 0:
-        assert STATUS["uid"] == 65534 and STATUS["no_new_privs"]
+        assert (STATUS["uid"], STATUS["gid"], STATUS["groups"]) == (65534, 65534, [])
+        assert STATUS["no_new_privs"] and int(STATUS["capabilities"], 16) == 0
+    if "pid" in STATUS["namespaces"]:  # its own sh (pid 1) and itself: no host process
+        assert STATUS["pid_isolated"] and STATUS["processes_visible"][0] == 1 and len(STATUS["processes_visible"]) <= 3
+    if "net" in STATUS["namespaces"]:
+        assert STATUS["network_interfaces"] in ([], ["lo"])
 
 
 @needs_sandbox
@@ -94,17 +105,25 @@ def test_the_error_is_the_exception_line_even_when_a_cut_traceback_follows_it():
 
 @needs_sandbox
 def test_fork_bomb_hits_the_process_limit():
-    result = run_python("import os\nwhile True: os.fork()", FAST)
-    assert not result.ok and result.error_kind in ("nonzero_exit", "timeout")
-    assert "Resource temporarily unavailable" in result.output or "timed out" in result.output
+    """Children that stay alive use up RLIMIT_NPROC: the fork that fails must be refused by the limit (EAGAIN)
+    long before the wall clock, and every child dies with the run."""
+    code = ("import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n            time.sleep(60)\n"
+            "        n += 1\nexcept BlockingIOError as e:\n    print('refused after', n, 'forks:', e)")
+    result = run_python(code, SandboxLimits(cpu_seconds=5, wall_seconds=20))
+    assert result.ok and result.seconds < 10, result
+    assert result.output.startswith("refused after ") and "[Errno 11] Resource temporarily unavailable" in result.output
+    assert int(result.output.split()[2]) < SandboxLimits().max_processes
 
 
 @needs_sandbox
-def test_infinite_loop_hits_the_cpu_limit():
-    result = run_python("while True: pass", FAST)
-    # the CPU limit (1 s) normally fires first; on a loaded machine the wall clock (2 s) can win the race
-    assert (result.ok, result.error_kind) == (False, "timeout")
-    assert result.output in ("error: timed out after 1 s", "error: timed out after 2 s")
+@pytest.mark.parametrize("code", ["while True: pass",
+                                  # ignoring SIGXCPU (the soft limit) only buys one more second: then SIGKILL
+                                  "import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True: pass"])
+def test_infinite_loop_hits_the_cpu_limit_long_before_the_wall_clock(code):
+    result = run_python(code, SandboxLimits(cpu_seconds=1, wall_seconds=30))
+    assert (result.ok, result.error_kind) == (False, "cpu_limit")
+    assert result.output == "error: CPU time limit of 1 s exceeded"
+    assert result.seconds < 15  # the wall clock (30 s) did not end it
 
 
 @needs_sandbox
@@ -131,16 +150,67 @@ def test_reading_etc_shadow_is_denied():
 
 @needs_sandbox
 @needs_root
-@pytest.mark.parametrize("folder", ["/etc", "/root", pytest.param("/tmp", marks=needs_private_fs),
-                                    pytest.param("/var/tmp", marks=needs_private_fs)])  # both world-writable
-def test_files_written_outside_the_workdir_do_not_reach_the_host(folder):
+@pytest.mark.parametrize("folder", ["/etc", "/root", pytest.param("/var/tmp", marks=needs_private_fs)])
+def test_writes_outside_the_workdir_are_refused(folder):
     path = os.path.join(folder, f"lab-sandbox-test-{uuid.uuid4().hex}")
-    run_python(f"try:\n    open({path!r}, 'w').write('x')\nexcept OSError as e:\n    print(e)", FAST)
+    result = run_python(f"try:\n    open({path!r}, 'w').write('x')\n    print('written')\nexcept OSError as e:\n"
+                        f"    print('refused:', e)", FAST)
     try:
+        assert result.ok and result.output.startswith("refused: ["), result  # the sandbox ran, and said no
+        assert "Read-only file system" in result.output or "Permission denied" in result.output
         assert not os.path.exists(path)
     finally:
         if os.path.exists(path):
             os.remove(path)
+
+
+@needs_sandbox
+@needs_root
+@needs_private_fs
+def test_tmp_is_private_and_its_files_do_not_reach_the_host():
+    path = f"/tmp/lab-sandbox-test-{uuid.uuid4().hex}"
+    result = run_python(f"open({path!r}, 'w').write('x')\nprint(open({path!r}).read())", FAST)
+    try:
+        assert (result.ok, result.output) == (True, "x\n")  # written inside, where /tmp is the sandbox's tmpfs
+        assert not os.path.exists(path)
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+
+
+@needs_sandbox
+@needs_root
+@needs_private_fs
+def test_filling_the_tmpfs_ends_in_no_space_and_leaves_the_host_alone():
+    """/tmp is a tmpfs of 4 x the file-size limit (+1 MB): files just under the limit fill it; ENOSPC, not the
+    host's disk, ends the loop."""
+    before = shutil.disk_usage("/tmp").used
+    code = ("n = 0\ntry:\n    while True:\n        open(f'/tmp/f{n}', 'wb').write(b'x' * ((8 << 20) - 1))\n"
+            "        n += 1\nexcept OSError as e:\n    print(n, e)")
+    result = run_python(code, SandboxLimits(cpu_seconds=5, wall_seconds=20))
+    assert result.ok and result.output.endswith("[Errno 28] No space left on device\n"), result
+    assert int(result.output.split()[0]) == 4  # 4 full files, the fifth did not fit
+    assert abs(shutil.disk_usage("/tmp").used - before) < 16 << 20
+
+
+@needs_sandbox
+@needs_root
+def test_host_processes_are_invisible_and_cannot_be_signalled():
+    host = subprocess.Popen(["sleep", "30"])
+    try:
+        code = (f"import os\nprint(os.path.exists('/proc/{host.pid}'), sorted(int(p) for p in os.listdir('/proc') "
+                f"if p.isdigit()))\ntry:\n    os.kill({host.pid}, 9)\n    print('killed')\nexcept OSError as e:\n"
+                f"    print('refused:', type(e).__name__)")
+        result = run_python(code, FAST)
+        assert result.ok, result
+        seen, kill = result.output.splitlines()
+        assert kill in ("refused: ProcessLookupError", "refused: PermissionError")
+        if STATUS["pid_isolated"]:
+            assert seen.startswith("False [1, ") and len(seen.split(",")) <= 3  # its sh and itself only
+        assert host.poll() is None  # still running
+    finally:
+        host.kill()
+        host.wait()
 
 
 @needs_sandbox
@@ -273,3 +343,22 @@ def test_run_tool_dispatches_and_rejects_unknown_tools(world):
     assert run_tool("python", None).error_kind == "bad_arguments"
     if STATUS["available"]:
         assert run_tool("python", "print(6*7)", ToolContext(limits=FAST)).output == "42\n"
+
+
+# --- CI: a security test may not skip ---
+
+@pytest.mark.parametrize("required, outcome", [("1", "1 error"), ("", "1 skipped")])  # skips happen in setup
+def test_a_skipped_sandbox_test_fails_when_the_sandbox_is_required(tmp_path, required, outcome):
+    """LAB_REQUIRE_SANDBOX=1 (.ci/run) turns the skip of a test marked `sandbox` into a failure (tests/conftest.py)."""
+    import sys
+
+    shutil.copy(os.path.join(os.path.dirname(__file__), "conftest.py"), tmp_path / "conftest.py")
+    (tmp_path / "test_skips.py").write_text("import pytest\n\n@pytest.mark.sandbox\n"
+                                            "@pytest.mark.skipif(True, reason='no namespaces here')\n"
+                                            "def test_isolated():\n    pass\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                           "-W", "ignore::pytest.PytestUnknownMarkWarning", str(tmp_path)],
+                          capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "LAB_REQUIRE_SANDBOX": required})
+    assert outcome in proc.stdout, proc.stdout
+    if required:
+        assert "may not skip: no namespaces here" in proc.stdout

@@ -9,5 +9,5 @@ from dataclasses import dataclass
 class ToolResult:
     ok: bool
     output: str  # what the model sees: stdout, or a short "error: ..." line
-    error_kind: str | None = None  # "timeout", "memory", "nonzero_exit", "syntax", "not_found", ...
+    error_kind: str | None = None  # "timeout" (wall clock), "cpu_limit", "memory", "nonzero_exit", "syntax", "not_found", ...
     seconds: float = 0.0

@@ -136,15 +136,49 @@ def _setup() -> _Setup:
     return _Setup(interpreter, (), False, root, first_problem)
 
 
-def sandbox_status() -> dict:
-    """Which protections the python tool has on this machine (probed once per process)."""
+# Run inside the sandbox by sandbox_status: what the child itself sees, not what the command line asked for.
+_PROBE = """import json, os, resource
+status = open("/proc/self/status").read()
+print(json.dumps({
+    "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "no_new_privs": "NoNewPrivs:\\t1" in status,
+    "capabilities": [line.split()[1] for line in status.splitlines() if line.startswith("CapEff:")][0],
+    "rlimits": {name: resource.getrlimit(getattr(resource, "RLIMIT_" + name.upper()))[0]
+                for name in ("cpu", "as", "nproc", "fsize")},
+    "processes_visible": sorted(int(pid) for pid in os.listdir("/proc") if pid.isdigit()),
+    "network_interfaces": sorted(line.split(":")[0].strip() for line in open("/proc/net/dev").readlines()[2:]),
+    "root_read_only": bool(os.statvfs("/").f_flag & os.ST_RDONLY),
+    "tmp_filesystem": [line.split()[2] for line in open("/proc/self/mounts") if line.split()[1] == "/tmp"][-1:],
+    "environment": sorted(os.environ)}))"""
+
+
+@functools.lru_cache(maxsize=1)
+def _measured() -> dict | None:
+    """The probe's report from inside the sandbox at its default limits, or None when it cannot run."""
+    import json
+
     setup = _setup()
-    return {"available": setup.interpreter is not None, "interpreter": setup.interpreter,
-            "separate_process": True, "uid": NOBODY if setup.drop_uid else os.getuid(),
-            "no_new_privs": setup.drop_uid, "namespaces": list(setup.namespaces),
-            "network_isolated": "net" in setup.namespaces, "private_filesystem": setup.private_fs,
-            "rlimits": ["cpu", "address_space", "nproc", "file_size"], "wall_timeout": True, "output_cap": True,
-            "problem": setup.problem}
+    if setup.interpreter is None:
+        return None
+    result = _run(setup, _PROBE, SandboxLimits())
+    return json.loads(result.output) if result.ok else None
+
+
+def sandbox_status() -> dict:
+    """Which protections the python tool has on this machine, as measured from inside it (probed once per
+    process): the child's uid, privileges, capabilities, rlimits, the processes and network interfaces it can
+    see, whether the root filesystem is read-only; plus the isolation level chosen and why it is not stronger."""
+    setup, seen = _setup(), _measured()
+    limits = SandboxLimits()
+    status = {"available": seen is not None, "interpreter": setup.interpreter, "namespaces": list(setup.namespaces),
+              "problem": setup.problem if seen is not None or setup.interpreter is None else "the probe did not run"}
+    if seen is None:
+        return status
+    return {**status, **seen,
+            "rlimits_as_set": seen["rlimits"] == {"cpu": limits.cpu_seconds, "as": limits.memory_mb << 20,
+                                                  "nproc": limits.max_processes, "fsize": limits.file_size_mb << 20},
+            "network_isolated": seen["network_interfaces"] in ([], ["lo"]),
+            "pid_isolated": len(seen["processes_visible"]) < 4,  # its sh (pid 1) and itself, not the host's
+            "private_filesystem": seen["root_read_only"] and seen["tmp_filesystem"] == ["tmpfs"]}
 
 
 def _collect(proc: subprocess.Popen, limits: SandboxLimits, deadline: float) -> tuple[bytes, bytes, str | None]:
@@ -200,8 +234,8 @@ def _verdict(out: bytes, err: bytes, stop: str | None, returncode: int, limits: 
         return True, "", None
     # sh reports a child killed by signal N as 128+N. SIGKILL is the hard CPU limit for code that ignores SIGXCPU.
     sig = returncode - 128 if returncode > 128 else -returncode if returncode < 0 else 0
-    if sig in (signal.SIGXCPU, signal.SIGKILL):
-        return False, f"error: timed out after {limits.cpu_seconds} s", "timeout"  # the CPU rlimit
+    if sig in (signal.SIGXCPU, signal.SIGKILL):  # the CPU rlimit, told apart from the wall clock
+        return False, f"error: CPU time limit of {limits.cpu_seconds} s exceeded", "cpu_limit"
     if last.startswith("MemoryError"):
         return False, "error: memory limit exceeded", "memory"
     if last.split(":")[0] in ("SyntaxError", "IndentationError", "TabError"):
