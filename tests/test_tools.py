@@ -3,6 +3,7 @@
 Hostile runs use short limits (1 s CPU, 2 s wall) so each is bounded by the sandbox itself and the file stays fast.
 """
 
+import contextlib
 import os
 import shutil
 import socket
@@ -148,34 +149,37 @@ def test_reading_etc_shadow_is_denied():
     assert result.output == "PermissionError: [Errno 13] Permission denied: '/etc/shadow'"
 
 
+@contextlib.contextmanager
+def host_path(folder: str):
+    """A fresh path under `folder` on the host, removed afterwards whatever the sandbox managed to do."""
+    path = os.path.join(folder, f"lab-sandbox-test-{uuid.uuid4().hex}")
+    try:
+        yield path
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+
+
 @needs_sandbox
 @needs_root
 @pytest.mark.parametrize("folder", ["/etc", "/root", pytest.param("/var/tmp", marks=needs_private_fs)])
 def test_writes_outside_the_workdir_are_refused(folder):
-    path = os.path.join(folder, f"lab-sandbox-test-{uuid.uuid4().hex}")
-    result = run_python(f"try:\n    open({path!r}, 'w').write('x')\n    print('written')\nexcept OSError as e:\n"
-                        f"    print('refused:', e)", FAST)
-    try:
+    with host_path(folder) as path:
+        result = run_python(f"try:\n    open({path!r}, 'w').write('x')\n    print('written')\nexcept OSError as e:\n"
+                            f"    print('refused:', e)", FAST)
         assert result.ok and result.output.startswith("refused: ["), result  # the sandbox ran, and said no
         assert "Read-only file system" in result.output or "Permission denied" in result.output
         assert not os.path.exists(path)
-    finally:
-        if os.path.exists(path):
-            os.remove(path)
 
 
 @needs_sandbox
 @needs_root
 @needs_private_fs
 def test_tmp_is_private_and_its_files_do_not_reach_the_host():
-    path = f"/tmp/lab-sandbox-test-{uuid.uuid4().hex}"
-    result = run_python(f"open({path!r}, 'w').write('x')\nprint(open({path!r}).read())", FAST)
-    try:
+    with host_path("/tmp") as path:
+        result = run_python(f"open({path!r}, 'w').write('x')\nprint(open({path!r}).read())", FAST)
         assert (result.ok, result.output) == (True, "x\n")  # written inside, where /tmp is the sandbox's tmpfs
         assert not os.path.exists(path)
-    finally:
-        if os.path.exists(path):
-            os.remove(path)
 
 
 @needs_sandbox
