@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pytest
 
 from lab.errors import LabError
-from lab.model.chat_format import render, tool_turn
+from lab.model.chat_format import render
 from lab.model.engine import SamplingParams, generate_with_tools
 from lab.model.tokenizer import decode_ids, encode_text, train_tokenizer
 
@@ -89,12 +89,15 @@ PARAMS = SamplingParams(max_new_tokens=20, stop_token_ids=(4,))  # <|im_end|>
 
 def test_call_result_continue(tok):
     script = Script(tok, [[CALL], ["There are 3.<END>"]])
-    prompt = [1, 5, 6]
+    user = [{"role": "user", "content": "How many r in strawberry?"}]
+    prompt, _ = render(tok, user, add_generation_prompt=True)
     [answer] = generate_with_tools(script, tok, [prompt], PARAMS, fake_tools)
     assert answer.stopped == "answer" and answer.answer == "There are 3."
     assert [(c.name, c.output) for c in answer.calls] == [("python", "3\n")]
-    # the second round continues from exactly: prompt + call + the forced tool turn
-    expected = prompt + script._ids(CALL) + tool_turn(tok, "3\n")
+    # the second round continues from exactly what SFT trained on: the renderer's tokens for the conversation so
+    # far (user, the assistant's call, the tool's turn), reopened for the assistant
+    expected, _ = render(tok, user + [{"role": "assistant", "content": CALL}, {"role": "tool", "content": "3\n"}],
+                         add_generation_prompt=True)
     assert script.seen[1][0] == expected
 
 

@@ -28,8 +28,15 @@ def test_batched_logprobs_equal_one_unpadded_forward_each():
 
 def test_choose_returns_the_most_probable_option_and_perplexity_is_exp_of_mean_nll():
     model = _model()
-    best, scores = choose(model, [1, 5], [[7], [8, 9], [10]])
-    assert best == max(range(3), key=scores.__getitem__) and all(s < 0 for s in scores)
+    prompt, options = [1, 5], [[7], [8, 9], [10]]
+    best, scores = choose(model, prompt, options)
+    with torch.no_grad():  # each option's total log-probability from its own unpadded forward pass
+        want = []
+        for option in options:
+            logits = model(torch.tensor([prompt + option])).logits[0].log_softmax(-1)
+            want.append(sum(logits[len(prompt) - 1 + j, t].item() for j, t in enumerate(option)))
+    assert max(abs(a - b) for a, b in zip(scores, want)) < 1e-4
+    assert best == max(range(3), key=want.__getitem__) and all(s < 0 for s in scores)
     texts = [[1, 4, 5, 6], [1, 7, 8]]
     lps = continuation_logprobs(model, [[1], [1]], [[4, 5, 6], [7, 8]])
     assert perplexity(model, texts) == math.exp(-sum(map(sum, lps)) / 5)

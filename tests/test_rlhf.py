@@ -45,7 +45,10 @@ def test_rlhf_logs_proxy_gold_and_kl_every_step_and_resumes(rm_run, tmp_path):
     for r in steps:
         assert {"gold", "kl", "kl_seq", "length", "rewards/gold/mean"} <= r.keys()
         assert r["reward"] == pytest.approx(r["proxy"])  # gold has weight 0: logged, never optimised
-        assert r["kl_seq"] == pytest.approx(r["kl"] * r["length"])
+        assert r["length"] == r["completions/mean_length"]  # TRL's mean completion length: kl_seq is per answer
+    # the KL is measured, not assumed: zero while the policy is still its reference, positive after an update
+    assert steps[0]["kl"] == pytest.approx(0.0, abs=1e-7) and steps[0]["kl_seq"] == pytest.approx(0.0, abs=1e-6)
+    assert steps[1]["kl"] > 0 and steps[1]["kl_seq"] > steps[1]["kl"]
     on_disk = json.loads((out / "summary.json").read_text())
     assert all(on_disk[k] is not None for k in ("proxy_first", "proxy_last", "gold_first", "gold_last"))
 

@@ -10,6 +10,8 @@ from test_rlhf import rm_run  # noqa: F401  (fixture: a tiny run with sft-idk an
 
 from lab.experiments.rlhf_methods import METHODS, NEEDS, OUT, gold_at_kl, run_rlhf_methods, turnover
 from lab.pipeline import provide
+from rewards.gold import gold_score
+from tasks.world import build_world
 
 
 def test_gold_at_kl_interpolates_the_path():
@@ -50,13 +52,16 @@ def test_four_methods_are_trained_and_scored_on_the_same_prompts(rm_run, tmp_pat
     for stage in METHODS:
         m = methods[stage]
         assert m["gold_vs_source"]["n"] == 8 and m["memory_mb"] > 0 and m["seconds"] > 0
+    samples = {stage: [json.loads(line) for line in (run.stage_dir(OUT) / "samples" / f"{stage}.jsonl").open()]
+               for stage in methods}
+    world = build_world(small_preset(*TINY).data.world)
     for stage in METHODS[:3]:  # sft-idk, the step-1 snapshot, the finished policy: each evaluated alike
         path = methods[stage]["path"]
         assert [p["step"] for p in path] == [0, 1, 2] and path[0]["kl"] == 0.0
-        assert path[-1]["gold"] == methods[stage]["gold"]["value"]
+        # the path's last point is the finished policy: its gold, judged again from the saved answers
+        rejudged = [gold_score(world, r["person"], r["answer"], finished=r["finished"]).total for r in samples[stage]]
+        assert path[-1]["gold"] == pytest.approx(sum(rejudged) / len(rejudged))
         assert methods[stage]["turnover"]["final_minus_peak"]["n"] == 4
-    samples = {stage: [json.loads(line) for line in (run.stage_dir(OUT) / "samples" / f"{stage}.jsonl").open()]
-               for stage in methods}
     people = [r["person"] for r in samples["sft-idk"]]
     assert all([r["person"] for r in rows] == people for rows in samples.values())  # paired by prompt
     assert (run.stage_dir(OUT) / "samples" / "rlhf-ppo-step-1.jsonl").exists()
