@@ -404,11 +404,12 @@ def rl_math(run: Run, preset: Preset, settings: RLSettings, source: str = "sft-i
 
     problems = generate(MathConfig(seed=settings.seed, tasks=tuple(settings.tasks), bands=tuple(settings.bands)),
                         settings.train_problems, split="train")
-    check_prompts(tokenizer, model, _prompts(tokenizer, problems), settings.max_completion_length)
+    prompts = _prompts(tokenizer, problems)
+    check_prompts(tokenizer, model, prompts, settings.max_completion_length)
     probe = None
     if settings.solve_probe_samples:
         problems, probe = solve_rate_filter(model, tokenizer, problems, settings, out)
-    prompts = _prompts(tokenizer, problems)
+        prompts = _prompts(tokenizer, problems)
     dataset = Dataset.from_dict({"prompt": [text for text, _ in prompts], "answer": [p.answer for p in problems],
                                  "task": [p.task for p in problems], "difficulty": [p.difficulty for p in problems]})
     held_out = eval_problems(settings)
