@@ -68,3 +68,48 @@ def test_experiment_list_options_are_read_like_settings(tmp_path, args, message)
     proc = lab(*[a.replace("{run}", str(run.root)) for a in args])
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error:"), proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+# Every command that takes a path, a setting or input, with what a user gets wrong most: a path that is not
+# there, an empty input, an unknown setting, a value of the wrong type, a stage not trained yet.
+@pytest.mark.parametrize("args, message", [
+    (["data", "{tmp}/nope", "--out", "{tmp}/o"], "input folder {tmp}/nope does not exist"),
+    (["data", "{empty}", "--out", "{tmp}/o"], "no .html/.warc/.jsonl files in {empty}"),
+    (["chat", "{tmp}/nope", "--prompt", "hi"], "does not exist"),
+    (["chat", "{empty}", "--prompt", "hi"], "holds no model"),
+    (["report", "{tmp}/nope"], "not a run directory"),
+    (["report", "{run}"], "has no complete stage to report on"),
+    (["rl", "math", "{tmp}/nope"], "not a run directory"),
+    (["rl", "math", "{run}", "--set", "rl.nosuch=1"], "unknown setting 'rl.nosuch'"),
+    (["rl", "math", "{run}", "--set", "rl.steps=many"], "cannot read 'many' as int for setting 'rl.steps'"),
+    (["rl", "math", "{run}"], "stage 'sft-math' of run {run} is not complete"),
+    (["rl", "dpo", "{run}", "--set", "dpo.beta=x"], "cannot read 'x' as float for setting 'dpo.beta'"),
+    (["rl", "rlhf", "{run}"], "stage 'sft-idk' of run {run} is not complete"),
+    (["bench", "train", "--set", "nosuch=1"], "unknown setting 'nosuch'"),
+    (["bench", "generate", "--set", "model.hidden_size=big"], "cannot read 'big' as int"),
+    (["experiment", "replicate", "{tmp}/nope", "--seeds", "2"], "not a run directory"),
+    (["experiment", "replicate", "{run}", "--seeds", "0"], "--seeds must be at least 1, got 0"),
+    (["experiment", "rm-scaling", "{tmp}/nope"], "not a run directory"),
+    (["experiment", "rlhf-methods", "{tmp}/nope"], "not a run directory"),
+    (["experiment", "overoptimization", "{tmp}/nope"], "not a run directory"),
+    (["inspect", "embeddings", "{tmp}/nope"], "does not exist"),
+    (["tokenize", "", "--tokenizer", "{empty}"], "nothing to tokenize: TEXT is empty"),
+    (["pipeline", "--set", "pretrain.max_steps", "--runs-dir", "{tmp}"], "is not of the form key=value"),
+])
+def test_every_command_answers_bad_input_with_one_error_line(tmp_path, args, message):
+    from lab.presets import get_preset
+    from lab.runs import Run
+
+    run = Run.create_or_open(tmp_path / "run", get_preset("tiny"))  # a run with no stage trained
+    (tmp_path / "empty").mkdir()
+    fill = {"{tmp}": str(tmp_path), "{run}": str(run.root), "{empty}": str(tmp_path / "empty")}
+
+    def filled(text):
+        for key, value in fill.items():
+            text = text.replace(key, value)
+        return text
+
+    proc = lab(*map(filled, args))
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and lines and lines[-1].startswith("error:"), proc.stderr
+    assert filled(message) in " ".join(proc.stderr.split()) and "Traceback" not in proc.stderr

@@ -178,6 +178,9 @@ def report(runs: list[Path] = typer.Argument(..., help="one or more run director
     from reports.report import write_report
 
     opened = [Run.open_existing(r) for r in runs]
+    empty = [r.root for r in opened if not any(r.is_complete(s) for s in STAGE_NAMES if s != "report")]
+    if empty:
+        raise LabError(f"run {empty[0]} has no complete stage to report on; run `lab pipeline` first")
     target = out or opened[0].stage_dir("report")
     write_report(opened, target, STAGE_NAMES)
     console.print(f"report: {target / 'report.md'}")
