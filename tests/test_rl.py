@@ -170,3 +170,37 @@ def test_the_solve_rate_filter_keeps_problems_solved_sometimes_and_a_resume_reus
 def test_a_solve_probe_of_fewer_than_two_answers_is_refused(samples):
     with pytest.raises(LabError, match="rl.solve_probe_samples"):
         replace(FAST, solve_probe_samples=samples)
+
+
+@pytest.mark.parametrize("algo", ["dr_grpo", "rloo"])
+def test_the_policy_learns_a_toy_reward_and_unlearns_it_when_the_sign_flips(source, tmp_path, monkeypatch, algo):
+    """Reward: the share of a completion's characters that are "1". Training must raise the policy's probability
+    of starting its answer with that token, and the same run with the reward negated must lower it: a broken
+    advantage (zeroed, or of the wrong sign) fails one side."""
+    from lab.model.labgpt import LabGPTForCausalLM
+    from lab.model.tokenizer import load_tokenizer
+    from lab.train.rl_math import chat_prompts
+
+    tokenizer = load_tokenizer(source.stage_dir("sft-idk"))
+    target = tokenizer.convert_tokens_to_ids("1")
+    questions = ["Compute 3 + 4.", "What is 9 - 2?", "Calculate 5 + 5.", "What is 8 - 6?"]
+    prompts = [ids for _, ids in chat_prompts(tokenizer, questions)]
+
+    def first_token_probability(stage_dir) -> float:
+        model = LabGPTForCausalLM.from_pretrained(stage_dir).eval()
+        with torch.no_grad():
+            return sum(model(torch.tensor([p])).logits[0, -1].softmax(-1)[target].item() for p in prompts) / len(prompts)
+
+    before = first_token_probability(source.stage_dir("sft-idk"))
+    after = {}
+    for sign in (1, -1):
+        def ones(prompts, completions, sign=sign, **kwargs):
+            return [sign * c.count("1") / max(1, len(c)) for c in completions]
+
+        monkeypatch.setattr(rewards.format, "get_rewards", lambda names, f=ones: [f])
+        run = copy_run(source, tmp_path / f"sign{sign}")
+        settings = replace(FAST, algo=algo, steps=12, eval_every=0, ckpt_every=0, beta=0.0, lr=3e-3,
+                           rewards=("correctness",), reward_weights=(1.0,), temperature=1.0)
+        rl_math(run, get_preset("tiny"), settings)
+        after[sign] = first_token_probability(run.stage_dir("rl-math"))
+    assert after[1] > 1.5 * before and after[-1] < 0.8 * before, (before, after)
