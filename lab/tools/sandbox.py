@@ -72,6 +72,12 @@ class _Setup:
     problem: str | None  # why protections are missing, or why nothing can run
 
 
+def rlimits(limits: SandboxLimits) -> dict[str, int]:
+    """The soft rlimits the child runs under (seconds, bytes, processes), named as in RLIMIT_<NAME>."""
+    return {"cpu": limits.cpu_seconds, "as": limits.memory_mb << 20, "nproc": limits.max_processes,
+            "fsize": limits.file_size_mb << 20}
+
+
 def _command(code: str, limits: SandboxLimits, setup: _Setup, workdir: str) -> list[str]:
     # env -i right before the interpreter: the shell's cd would otherwise export PWD and OLDPWD (a host path).
     variables = [f"{key}={value}" for key, value in _environment(setup, workdir).items()]
@@ -80,8 +86,9 @@ def _command(code: str, limits: SandboxLimits, setup: _Setup, workdir: str) -> l
         python = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--no-new-privs",
                   "--bounding-set=-all", "--inh-caps=-all", "--", *python]
     # Soft CPU limit sends SIGXCPU; the hard limit one second later is SIGKILL for code that catches it.
-    python = ["prlimit", f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 1}", f"--as={limits.memory_mb << 20}",
-              f"--nproc={limits.max_processes}", f"--fsize={limits.file_size_mb << 20}", "--", *python]
+    soft = rlimits(limits)
+    python = ["prlimit", f"--cpu={soft['cpu']}:{soft['cpu'] + 1}", f"--as={soft['as']}", f"--nproc={soft['nproc']}",
+              f"--fsize={soft['fsize']}", "--", *python]
     owner = str(NOBODY if setup.drop_uid else os.getuid())
     if setup.private_fs:
         shell = ["/bin/sh", "-c", _PRIVATE_FS, "sandbox", str(4 * limits.file_size_mb + 1), owner]
@@ -168,14 +175,12 @@ def sandbox_status() -> dict:
     process): the child's uid, privileges, capabilities, rlimits, the processes and network interfaces it can
     see, whether the root filesystem is read-only; plus the isolation level chosen and why it is not stronger."""
     setup, seen = _setup(), _measured()
-    limits = SandboxLimits()
     status = {"available": seen is not None, "interpreter": setup.interpreter, "namespaces": list(setup.namespaces),
               "problem": setup.problem if seen is not None or setup.interpreter is None else "the probe did not run"}
     if seen is None:
         return status
     return {**status, **seen,
-            "rlimits_as_set": seen["rlimits"] == {"cpu": limits.cpu_seconds, "as": limits.memory_mb << 20,
-                                                  "nproc": limits.max_processes, "fsize": limits.file_size_mb << 20},
+            "rlimits_as_set": seen["rlimits"] == rlimits(SandboxLimits()),
             "network_isolated": seen["network_interfaces"] in ([], ["lo"]),
             "pid_isolated": len(seen["processes_visible"]) < 4,  # its sh (pid 1) and itself, not the host's
             "private_filesystem": seen["root_read_only"] and seen["tmp_filesystem"] == ["tmpfs"]}

@@ -161,21 +161,27 @@ def greedy_accuracy(model, tokenizer, problems, max_new_tokens: int, batch_size:
     return result
 
 
+def sampled_correct(model, tokenizer, problems, settings, k: int, seed: int, batch_size: int) -> list[int]:
+    """How many of `k` answers to each problem, sampled at the RL temperature, the verifier accepts."""
+    from rewards.math_verify import verify_many
+
+    texts = _answers(model, tokenizer, problems, settings.max_completion_length, settings.temperature,
+                     per_problem=k, seed=seed, batch_size=batch_size)
+    verdicts = verify_many([(t, problems[i // k].answer) for i, t in enumerate(texts)])
+    return [sum(v.equivalent for v in verdicts[i * k : (i + 1) * k]) for i in range(len(problems))]
+
+
 def heldout_accuracy(model, tokenizer, problems, settings) -> dict:
     """greedy_accuracy, plus each problem's share of `eval_samples` sampled answers the verifier accepts:
     RL changes the sampling distribution before it flips greedy answers, and a share per problem is a
     finer paired measure than one greedy bit."""
-    from rewards.math_verify import verify_many
-
     result = greedy_accuracy(model, tokenizer, problems, settings.max_completion_length)
     k = settings.eval_samples
     if k <= 0:
         return result
-    texts = _answers(model, tokenizer, problems, settings.max_completion_length, settings.temperature,
-                     per_problem=k, seed=EVAL_SEED, batch_size=128)
-    verdicts = verify_many([(t, problems[i // k].answer) for i, t in enumerate(texts)])
-    for i, sample in enumerate(result["samples"]):
-        sample["sampled_share"] = sum(v.equivalent for v in verdicts[i * k : (i + 1) * k]) / k
+    correct = sampled_correct(model, tokenizer, problems, settings, k, seed=EVAL_SEED, batch_size=128)
+    for sample, c in zip(result["samples"], correct):
+        sample["sampled_share"] = c / k
     result["sampled"] = {"accuracy": sum(s["sampled_share"] for s in result["samples"]) / len(problems), "k": k,
                          "temperature": settings.temperature}
     return result
@@ -190,17 +196,13 @@ def solve_rate_filter(model, tokenizer, problems, settings: RLSettings, out: Pat
     import time
 
     from lab.runs import read_json
-    from rewards.math_verify import verify_many
 
     k, cached = settings.solve_probe_samples, out / "solve_probe.json"
     if cached.exists():
         probe = read_json(cached)
     else:
         start = time.time()
-        texts = _answers(model, tokenizer, problems, settings.max_completion_length, settings.temperature,
-                         per_problem=k, seed=settings.seed, batch_size=256)
-        verdicts = verify_many([(t, problems[i // k].answer) for i, t in enumerate(texts)])
-        solved = [sum(v.equivalent for v in verdicts[i * k : (i + 1) * k]) for i in range(len(problems))]
+        solved = sampled_correct(model, tokenizer, problems, settings, k, seed=settings.seed, batch_size=256)
         probe = {"samples": k, "solved": solved, "seconds": time.time() - start}
         write_json(cached, probe)
     solved = probe["solved"]
