@@ -24,6 +24,7 @@ from pathlib import Path
 from evals.stats import mean_metric, paired_difference, proportion
 from evals.suites import SUITES, EvalContext, Suite, final_answer  # noqa: F401  (re-exported for callers)
 from lab.errors import LabError
+from lab.runs import write_text_atomic
 
 
 @dataclass
@@ -117,14 +118,22 @@ def run_suite(model, tokenizer, suite: Suite, ctx: EvalContext, out: Path, limit
     (target / "results.json").unlink(missing_ok=True)  # stale or about to be replaced: never half-true
     cache = {} if fresh else _load_cache(target / "samples.partial.jsonl", key)
     todo = [s for s in samples if s["id"] not in cache]
+    if cache:
+        print(f"{suite.name}: resuming, {len(samples) - len(todo)} of {len(samples)} samples done before",
+              file=sys.stderr)
     t0 = time.perf_counter()
     target.mkdir(parents=True, exist_ok=True)
-    with open(target / "samples.partial.jsonl", "w" if fresh or not cache else "a") as partial:
-        if fresh or not cache:
+    position = {s["id"]: i for i, s in enumerate(samples)}
+    resuming = not fresh and bool(cache)
+    with open(target / "samples.partial.jsonl", "a" if resuming else "w") as partial:
+        if not resuming:
             partial.write(json.dumps({"cache_key": key}) + "\n")
+        elif not (target / "samples.partial.jsonl").read_bytes().endswith(b"\n"):
+            partial.write("\n")  # a kill tore the last line: the next row starts on its own
         for start in range(0, len(todo), batch_size):
+            # seeded by the batch's place among all samples, so a resumed run samples what an unbroken one would
             for row in _evaluate(model, tokenizer, suite, ctx, todo[start : start + batch_size],
-                                 samples_per_prompt, temperature, seed + start):
+                                 samples_per_prompt, temperature, seed + position[todo[start]["id"]]):
                 cache[row["id"]] = row
                 partial.write(json.dumps(row) + "\n")
             partial.flush()
@@ -142,8 +151,8 @@ def run_suite(model, tokenizer, suite: Suite, ctx: EvalContext, out: Path, limit
         summary = suite.summarize(graded)
         results["metrics"].update(summary.pop("metrics", {}))
         results.update(summary)
-    (target / "samples.jsonl").write_text("".join(json.dumps(g) + "\n" for g in graded))
-    (target / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_text_atomic(target / "samples.jsonl", "".join(json.dumps(g) + "\n" for g in graded))
+    write_text_atomic(target / "results.json", json.dumps(results, indent=2) + "\n")  # last: the run is done
     (target / "samples.partial.jsonl").unlink()
     return results
 

@@ -7,6 +7,7 @@ its name and the reason in one line, keeping every completed stage (and its own 
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from lab.errors import LabError
+from lab.errors import LabError, disk_full
 from lab.presets import Preset
 from lab.runs import Run, write_json
 
@@ -297,8 +298,14 @@ def run_pipeline(preset: Preset, runs_dir: Path = Path("runs"), name: str | None
                 raise
             except Exception as e:
                 log = run.stage_dir(stage.name) / "logs" / "error.log"
-                log.parent.mkdir(parents=True, exist_ok=True)
-                log.write_text(traceback.format_exc())
+                with contextlib.suppress(OSError):  # on a full disk even this may fail; the message stands alone
+                    log.parent.mkdir(parents=True, exist_ok=True)
+                    log.write_text(traceback.format_exc())
+                if disk_full(e):
+                    raise LabError(f"stage '{stage.name}' failed: the disk is full (or a file-size limit was hit) "
+                                   f"writing under {run.stage_dir(stage.name)} ({type(e).__name__}: {e}); free some "
+                                   "space and run the same command: completed stages and the stage's last "
+                                   "checkpoint are kept") from None
                 raise LabError(f"stage '{stage.name}' failed: {type(e).__name__}: {e} (traceback in {log}); "
                                "completed stages are kept, run the same command to continue") from None
             timing = run.stage_dir(stage.name) / "timing.json"

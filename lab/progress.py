@@ -9,6 +9,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from lab.runs import write_text_atomic
+
 
 class TrainLogger:
     def __init__(self, log_dir: Path, enabled: bool, total: int, start: int = 0, title: str = "train", quiet=False):
@@ -17,6 +19,7 @@ class TrainLogger:
         if not enabled:
             return
         log_dir.mkdir(parents=True, exist_ok=True)
+        _keep_rows_up_to(log_dir / "train.jsonl", start)
         self.file = open(log_dir / "train.jsonl", "a")
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -99,3 +102,19 @@ def trainer_progress(log_dir: Path, title: str, quiet: bool = False):
             self.logger.close()
 
     return Progress()
+
+
+def _keep_rows_up_to(path: Path, step: int) -> None:
+    """Cut a log back to the rows of steps <= `step`, the checkpoint a run resumes from: the steps a kill lost
+    are trained and logged again, so they must not also stay from before (nor a row the kill tore in half)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            kept.append(line + "\n")
+    write_text_atomic(path, "".join(kept))

@@ -2,16 +2,19 @@
 
 `runs/<name>/config.json` records the run-format version, the git commit, package versions, seeds and
 every setting, so a report can be rebuilt and a run resumed. A stage is complete once its `COMPLETE`
-file exists (written last); checkpoints are written to a temporary folder and renamed into place, so
-a kill at any moment leaves either the old checkpoint or the new one, never half of one.
+file exists (written last); files and checkpoints are written to a temporary beside them and renamed into
+place (atomic_file, atomic_dir), so a kill at any moment leaves either the old checkpoint or the new one,
+never half of one, and what it left half-done is settled when the stage is next opened (settle_tree).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import time
@@ -55,13 +58,26 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a file atomically (a temporary beside it, then one rename): a reader never sees half of it."""
+@contextlib.contextmanager
+def atomic_file(path: Path):
+    """Yield a temporary path beside `path`; once the block has written it, one rename puts it in place, so
+    a reader never sees half a file. Temporaries that killed writers left beside it are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in _leftovers(path, "tmp"):
+        _remove(stale)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_json(path: Path, obj) -> None:
@@ -90,33 +106,124 @@ def read_json(path: Path):
 def last_trainer_checkpoint(folder: Path) -> str | None:
     """The newest complete `checkpoint-N` a transformers Trainer left in `folder` (highest N), or None.
 
-    Complete means its trainer_state.json is there: the Trainer needs it to resume, and a run killed
-    while saving may leave a folder without it."""
+    Complete means its trainer_state.json is there and whole: the Trainer writes it last, so a run killed
+    while saving leaves a folder without it (or, killed mid-write of that file, with a torn one)."""
+    steps = [step for step, complete in _trainer_checkpoints(folder) if complete]
+    return str(Path(folder) / f"checkpoint-{max(steps)}") if steps else None
+
+
+def tidy_trainer_checkpoints(folder: Path) -> str | None:
+    """last_trainer_checkpoint, after removing every other `checkpoint-N` in `folder`: the half-written ones a
+    kill left, and older ones a kill stopped the Trainer from rotating out (the lab keeps one)."""
+    last = last_trainer_checkpoint(folder)
+    for step, _ in _trainer_checkpoints(folder):
+        path = Path(folder) / f"checkpoint-{step}"
+        if str(path) != last:
+            shutil.rmtree(path, ignore_errors=True)
+    return last
+
+
+def _trainer_checkpoints(folder: Path) -> list[tuple[int, bool]]:
+    """(N, complete) for each `checkpoint-N` folder in `folder`."""
     folder = Path(folder)
     if not folder.is_dir():
-        return None
-    steps = [int(p.name.split("-", 1)[1]) for p in folder.glob("checkpoint-*")
-             if p.name.split("-", 1)[1].isdigit() and (p / "trainer_state.json").is_file()]
-    return str(folder / f"checkpoint-{max(steps)}") if steps else None
+        return []
+    found = []
+    for p in folder.glob("checkpoint-*"):
+        if p.is_dir() and p.name.split("-", 1)[1].isdigit():
+            try:
+                complete = isinstance(json.loads((p / "trainer_state.json").read_text()), dict)
+            except (OSError, ValueError):
+                complete = False
+            found.append((int(p.name.split("-", 1)[1]), complete))
+    return found
+
+
+LEFTOVER = re.compile(r"^\.(?P<final>.+)\.(?P<kind>tmp|ready|old)-(?P<pid>\d+)$")  # what atomic writes leave
+
+
+def _leftovers(final: Path, kind: str) -> list[Path]:
+    """What killed writers left beside `final`: `.NAME.KIND-PID` entries whose process is gone (or is us),
+    newest first. A live writer's entries are not touched."""
+    found = []
+    for p in final.parent.glob(f".{glob.escape(final.name)}.{kind}-*"):
+        match = LEFTOVER.match(p.name)
+        if match and match["final"] == final.name and (int(match["pid"]) == os.getpid() or not _alive(int(match["pid"]))):
+            found.append(p)
+    return sorted(found, key=lambda p: p.lstat().st_mtime, reverse=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def settle_dir(final: Path) -> None:
+    """Finish what an atomic_dir that was killed left beside `final`, so `final` is the newest complete
+    version: a complete new version (`.ready-`) is moved in; if the kill came between the two renames
+    (`final` gone, the previous version waiting as `.old-`), the previous one is put back; half-written
+    temporaries (`.tmp-`) and superseded versions are removed. Idempotent; a no-op after a clean write."""
+    final = Path(final)
+    if not final.parent.is_dir():
+        return
+    for tmp in _leftovers(final, "tmp"):
+        _remove(tmp)
+    ready = _leftovers(final, "ready")
+    if ready:
+        if final.exists():
+            os.replace(final, final.with_name(f".{final.name}.old-{os.getpid()}"))
+        os.replace(ready.pop(0), final)
+    old = _leftovers(final, "old")
+    if old and not final.exists():
+        os.replace(old.pop(0), final)
+    for leftover in ready + old:
+        _remove(leftover)
+
+
+def settle_tree(folder: Path) -> None:
+    """settle_dir for everything atomic writes left anywhere under `folder` (a stage settles its folder when
+    it opens): after a kill, no temporary lingers and no checkpoint is missing."""
+    finals = {Path(root) / match["final"] for root, dirs, files in os.walk(folder)
+              for name in dirs + files if (match := LEFTOVER.match(name))}
+    for final in sorted(finals):
+        settle_dir(final)
 
 
 @contextlib.contextmanager
 def atomic_dir(final: Path):
-    """Yield a temporary folder beside `final`; on success it replaces `final` in one rename."""
+    """Yield a temporary folder beside `final`; on success it replaces `final`.
+
+    A folder cannot be renamed over a non-empty one, so replacing takes renames: the finished temporary
+    becomes `.ready-` (complete, named so), the old `final` steps aside as `.old-`, the ready one takes its
+    place, the old one is removed. A kill at any point leaves a state settle_dir (called here first, and by
+    whoever resumes from `final`) turns into the newest complete version: never none, never half of one."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    settle_dir(final)
+    pid = os.getpid()
+    tmp, ready, old = (final.with_name(f".{final.name}.{kind}-{pid}") for kind in ("tmp", "ready", "old"))
     tmp.mkdir()
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    os.replace(tmp, ready)
     if final.exists():
         os.replace(final, old)
-    os.replace(tmp, final)
+    os.replace(ready, final)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -143,6 +250,7 @@ class Run:
         out = self.stage_dir(stage)
         out.mkdir(parents=True, exist_ok=True)
         (out / "COMPLETE").unlink(missing_ok=True)
+        settle_tree(out)  # what a kill of the last attempt left half-renamed or half-written
         return out
 
     def is_complete(self, stage: str) -> bool:

@@ -29,4 +29,4 @@ from lab.train.pretrain import model_config  # noqa: E402
 initial_model = LabGPTForCausalLM(model_config(preset, len(load_tokenizer(Run(run_dir).stage_dir("tokenizer")))))
 initial = float(sum(p.double().sum() * (i + 1) for i, p in enumerate(initial_model.parameters())))
 with open(os.path.join(run_dir, f"rank{rank}.json"), "w") as f:
-    json.dump({"step": result["step"], "weights": checksum, "initial": initial}, f)
+    json.dump({"step": result["step"], "resumed_at": result["resumed_at"], "weights": checksum, "initial": initial}, f)

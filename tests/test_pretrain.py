@@ -49,7 +49,7 @@ def test_resume_after_a_kill_continues_the_same_loss_curve(prepared, tmp_path):
     killed = pretrain(run, small_preset(), stop_at=13, quiet=True)  # checkpoint at 10, steps 11-13 lost
     assert killed["step"] == 13 and not run.is_complete("base")
     resumed = pretrain(run, small_preset(), quiet=True)
-    assert run.is_complete("base")
+    assert resumed["resumed_at"] == 10 and run.is_complete("base")  # a restart would end the same: see test_kills
     assert resumed["loss"] == straight["loss"]  # bitwise: same data order, optimizer and RNG state
     for a, b in zip(straight["model"].parameters(), resumed["model"].parameters()):
         assert torch.equal(a, b)
@@ -126,6 +126,7 @@ def test_fsdp_trains_the_same_model_as_ddp_and_resumes_from_its_checkpoint(prepa
     torchrun(run, "pretrain.parallel=fsdp", "pretrain.ckpt_every=3", "stop_at=4", port=29519)  # step 4 is lost
     assert not run.is_complete("base") and (run.stage_dir("base") / "checkpoint").exists()
     resumed = torchrun(run, "pretrain.parallel=fsdp", "pretrain.ckpt_every=3", port=29520)
+    assert resumed[0]["resumed_at"] == 3  # from the checkpoint, not from scratch (which ends the same)
     assert resumed[0]["weights"] == pytest.approx(straight[0]["weights"], rel=1e-6)
 
 

@@ -6,7 +6,15 @@ import pytest
 
 from lab.errors import LabError
 from lab.presets import get_preset
-from lab.runs import RUN_FORMAT_VERSION, Run, atomic_dir, resolve_stage
+from lab.runs import (
+    RUN_FORMAT_VERSION,
+    Run,
+    atomic_dir,
+    resolve_stage,
+    settle_dir,
+    tidy_trainer_checkpoints,
+    write_text_atomic,
+)
 
 
 def test_atomic_dir_replaces_the_old_folder_only_on_success(tmp_path):
@@ -22,6 +30,66 @@ def test_atomic_dir_replaces_the_old_folder_only_on_success(tmp_path):
     with atomic_dir(target) as tmp:
         (tmp / "b").write_text("3")
     assert sorted(p.name for p in target.iterdir()) == ["b"]
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited: what a killed writer's leftovers are named with."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def folder(path, text):
+    path.mkdir()
+    (path / "a").write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("killed_at,expected", [
+    ("writing", "old"),  # the new version half-written: the old one stays, the temporary goes
+    ("after_ready", "new"),  # the new one complete, the old not yet moved aside
+    ("between_renames", "new"),  # the old one moved aside, the complete new one not yet in place
+    ("first_write_between_renames", "new"),  # no old version at all
+])
+def test_settle_dir_leaves_the_newest_complete_version_after_a_kill_anywhere(tmp_path, killed_at, expected):
+    pid, final = dead_pid(), tmp_path / "checkpoint"
+    if killed_at != "first_write_between_renames":
+        folder(tmp_path / (f".checkpoint.old-{pid}" if killed_at == "between_renames" else "checkpoint"), "old")
+    folder(tmp_path / f".checkpoint.{'tmp' if killed_at == 'writing' else 'ready'}-{pid}", "new")
+    settle_dir(final)
+    assert (final / "a").read_text() == expected and [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
+    settle_dir(final)  # idempotent
+    assert (final / "a").read_text() == expected
+
+
+def test_a_live_writers_temporary_is_left_alone(tmp_path):
+    import os
+
+    folder(tmp_path / "checkpoint", "old")
+    live = folder(tmp_path / f".checkpoint.tmp-{os.getppid()}", "half")  # our parent: alive, not us
+    settle_dir(tmp_path / "checkpoint")
+    assert live.exists()
+
+
+def test_stale_temporaries_of_a_file_are_removed_on_the_next_write(tmp_path):
+    stale = tmp_path / f".log.json.tmp-{dead_pid()}"
+    stale.write_text("{half")
+    write_text_atomic(tmp_path / "log.json", "{}")
+    assert [p.name for p in tmp_path.iterdir()] == ["log.json"]
+
+
+def test_trainer_checkpoints_without_a_whole_trainer_state_are_not_resumed_from_and_are_cleared(tmp_path):
+    for step, state in ((2, "{}"), (4, "{}"), (6, '{"global_step": 6, "log_hi'), (8, None)):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "model.safetensors").write_text("weights")
+        if state is not None:
+            (ckpt / "trainer_state.json").write_text(state)
+    assert tidy_trainer_checkpoints(tmp_path) == str(tmp_path / "checkpoint-4")  # 6 torn, 8 never finished
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-4"]
 
 
 def test_config_records_version_commit_packages_and_settings(tmp_path):

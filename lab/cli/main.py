@@ -18,7 +18,7 @@ from rich.table import Table
 from lab.cli.bench import bench_app
 from lab.cli.experiments import experiment_app, rl_app
 from lab.cli.options import NameOpt, PresetOpt, RunsOpt, SetOpt, console, preset_named
-from lab.errors import LabError
+from lab.errors import LabError, disk_full
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="An RL-for-reasoning and hallucination-study lab on a model we build ourselves.")
@@ -195,6 +195,7 @@ def eval_(targets: list[str] = typer.Argument(..., help="MODEL (RUN/STAGE or a H
           samples: int = typer.Option(1, "--samples", "-k", help="sampled answers per prompt for pass@k (1 = greedy only)"),
           temperature: float = typer.Option(0.7, help="for the sampled answers"),
           fresh: bool = typer.Option(False, help="ignore finished results and the per-sample cache"),
+          batch_size: int = typer.Option(64, help="prompts generated together (lower it to save memory)"),
           metric: str = typer.Option("hallucinated_unseen", help="for compare: the per-sample metric")):
     """`lab eval MODEL --suite ...` writes samples.jsonl + results.json per suite;
     `lab eval compare A B --suite S --metric M` gives the paired difference B - A."""
@@ -215,6 +216,8 @@ def eval_(targets: list[str] = typer.Argument(..., help="MODEL (RUN/STAGE or a H
 
     if samples < 1:
         raise LabError(f"--samples must be at least 1, got {samples}")
+    if batch_size < 1:
+        raise LabError(f"--batch-size must be at least 1, got {batch_size}")
     model = Path(targets[0])
     suites = resolve_suites(suite)
     loaded, tokenizer = load_model_and_tokenizer(model)
@@ -223,7 +226,7 @@ def eval_(targets: list[str] = typer.Argument(..., help="MODEL (RUN/STAGE or a H
     for s in suites:
         results = run_suite(loaded, tokenizer, s, context, target, limit=limit, seed=seed, model_name=str(model),
                             fingerprint=model_fingerprint(model), samples_per_prompt=samples,
-                            temperature=temperature, fresh=fresh)
+                            temperature=temperature, fresh=fresh, batch_size=batch_size)
         speed = f"{results['samples_per_s']:.0f} samples/s" if results["samples_per_s"] else "cached"
         table = Table(f"{s.name} (n={results['n']}, {speed})", "value", "95% CI")
         for name, m in results["metrics"].items():
@@ -332,6 +335,13 @@ def main() -> None:
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted; run the same command again to resume from the last checkpoint")
         sys.exit(130)
+    except Exception as e:  # a full disk is the machine's state, not a bug: one line, as for bad input
+        if not disk_full(e):
+            raise
+        Console(stderr=True).print(f"[bold red]error:[/bold red] the disk is full (or a file-size limit was hit): "
+                                   f"{type(e).__name__}: {e}; free some space and run the same command, which "
+                                   "resumes from the last checkpoint", highlight=False, soft_wrap=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import gc
 import json
 import math
 import os
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from lab.errors import LabError
 from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
 from lab.model.tokenizer import encode_texts, load_tokenizer
-from lab.runs import Run, atomic_dir, cpu_info, write_json
+from lab.runs import Run, atomic_dir, cpu_info, settle_dir, write_json
 from lab.train.pretrain_settings import PretrainSettings
 
 if TYPE_CHECKING:  # for annotations only: the presets sit above the stages and import them
@@ -192,16 +193,10 @@ def save_checkpoint(path: Path, dist, model, optimizer, step: int, config: LabGP
         weights.pop("lm_head.weight", None)  # the embedding, saved once
     with atomic_dir(path) as tmp:
         model.save_pretrained(tmp, state_dict=weights)
-        torch.save(
-            {
-                "step": step,
-                "optimizer": optimizer_state,
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "config": config.to_dict(),
-            },
-            tmp / "trainer_state.pt",
-        )
+        with open(tmp / "trainer_state.pt", "wb") as f:  # a file object: a failed write keeps its OSError's errno
+            torch.save({"step": step, "optimizer": optimizer_state, "torch_rng": torch.get_rng_state(),
+                        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                        "config": config.to_dict()}, f)
 
 
 def load_checkpoint(path: Path, model, config: LabGPTConfig) -> dict:
@@ -280,8 +275,13 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     ckpt_path = out / "checkpoint"
+    if dist.is_main:
+        settle_dir(ckpt_path)  # a kill mid-save leaves the newest complete checkpoint in place, and no temporaries
+    dist.barrier()
     state = load_checkpoint(ckpt_path, model, config) if ckpt_path.exists() and not restart else None
     start = state["step"] if state else 0
+    if state and dist.is_main and not quiet:
+        print(f"resuming at step {start} from {ckpt_path}", file=sys.stderr)
     model.train()
     config.use_cache = False
     forward_model = dist.wrap(model, cfg.parallel)  # FSDP shards `model` in place
@@ -370,7 +370,7 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
         if model is not None:
             model.load_state_dict(weights, strict=False)
             model.tie_weights()
-    result = {"step": step + 1 if end > start else start, "loss": loss_value, "model": model}
+    result = {"step": step + 1 if end > start else start, "resumed_at": start, "loss": loss_value, "model": model}
     if (end == cfg.max_steps) and dist.is_main:
         config.use_cache = True
         model.config.use_cache = True

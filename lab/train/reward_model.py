@@ -76,7 +76,7 @@ def fit(model, tokenizer, train, settings: RewardModelSettings, output_dir: Path
     from transformers import PrinterCallback
     from trl import RewardConfig, RewardTrainer
 
-    from lab.runs import last_trainer_checkpoint
+    from lab.runs import tidy_trainer_checkpoints
     from lab.train.trainers import checkpoint_args, common_trainer_args
 
     args = RewardConfig(
@@ -90,7 +90,7 @@ def fit(model, tokenizer, train, settings: RewardModelSettings, output_dir: Path
     )
     trainer = RewardTrainer(model=model.train(), args=args, train_dataset=train, processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)  # the lab keeps its own logs (logs/train.jsonl)
-    last = last_trainer_checkpoint(output_dir) if save else None
+    last = tidy_trainer_checkpoints(output_dir) if save else None
     trainer.train(resume_from_checkpoint=last)
     trainer.model.eval()
     return trainer, last

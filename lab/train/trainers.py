@@ -3,6 +3,7 @@ lab's own logs instead of the trainer's printer, and saved as a plain model dire
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -61,10 +62,12 @@ def train_resuming(trainer, checkpoints: Path) -> tuple[str | None, float]:
     """Train from the last checkpoint under `checkpoints`, if any: (the checkpoint resumed from, seconds)."""
     from transformers import PrinterCallback
 
-    from lab.runs import last_trainer_checkpoint
+    from lab.runs import tidy_trainer_checkpoints
 
     trainer.remove_callback(PrinterCallback)  # the lab keeps its own logs (logs/train.jsonl)
-    last = last_trainer_checkpoint(checkpoints)
+    last = tidy_trainer_checkpoints(checkpoints)  # and clears what a kill left half-written
+    if last:
+        print(f"resuming at step {last.rsplit('-', 1)[1]} from {last}", file=sys.stderr)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=last)
     return last, time.perf_counter() - t0

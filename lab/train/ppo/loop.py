@@ -26,14 +26,13 @@ torch is imported inside the functions: the presets import PPOSettings at every 
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab.errors import LabError
-from lab.runs import Run, write_json, write_train_log
+from lab.runs import Run, atomic_file, write_json, write_train_log
 from lab.train.memory import memory_of
 
 if TYPE_CHECKING:  # annotations only (torch loads lazily; the presets sit above the stages)
@@ -181,9 +180,8 @@ def _save_checkpoint(path: Path, step: int, policy, value_model, optimizer, kl: 
 
     state = {"step": step, "policy": policy.state_dict(), "value": value_model.state_dict(),
              "optimizer": optimizer.state_dict(), "kl_coef": kl.coef, "logs": logs, "settings": asdict(settings)}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a kill leaves the old checkpoint or the new one, never half of one
+    with atomic_file(path) as tmp:  # a kill leaves the old checkpoint or the new one, never half of one
+        torch.save(state, tmp)
 
 
 def _load_checkpoint(path: Path, settings: PPOSettings) -> dict:
