@@ -21,6 +21,19 @@ def normalise(text: str) -> str:
     return " ".join(text.lower().replace(".", " ").replace(",", " ").split())
 
 
+def starts_with_value(completion: str, value: str) -> bool:
+    """The completion begins with `value` as whole words: "Tarsil, where" names Tarsil, "Tarsilia" does not."""
+    answer, value = normalise(completion), normalise(value)
+    return answer == value or answer.startswith(value + " ")
+
+
+def grade(completion: str, gold: str, values: list[str]) -> dict:
+    """correct: it names the gold value first; plausible: it names some value of the attribute's kind (for an
+    unseen person, a fluent invention)."""
+    return {"correct": starts_with_value(completion, gold),
+            "plausible": any(starts_with_value(completion, v) for v in values)}
+
+
 def probe(model, tokenizer, world: World, batch_size: int = 128, max_new_tokens: int = 10) -> list[dict]:
     items = []
     for person in world.people:
@@ -32,10 +45,8 @@ def probe(model, tokenizer, world: World, batch_size: int = 128, max_new_tokens:
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
         for item, completion in zip(batch, generate_text(model, tokenizer, [i["prompt"] for i in batch], params)):
-            answer = normalise(completion)
             item["completion"] = completion
-            item["correct"] = answer.startswith(normalise(item["gold"]))
-            item["plausible"] = any(answer.startswith(normalise(v)) for v in VALUES[item["attribute"]])
+            item.update(grade(completion, item["gold"], VALUES[item["attribute"]]))
     return items
 
 

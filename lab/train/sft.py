@@ -39,7 +39,7 @@ def probe_known(model, tokenizer, world, people, samples: int, temperature: floa
                 batch_size: int = 256) -> dict[str, dict]:
     """For each question about `people`: the share of sampled completions of its fact prompt that are correct
     (whether that makes it known is decide_known's call, per question or per person)."""
-    from evals.knowledge import normalise
+    from evals.knowledge import starts_with_value
     from lab.model.engine import SamplingParams, generate_text
 
     items = [(q, world.fact_prompts(p, q.attribute)["corpus"]) for p in people for q in world.questions(p)]
@@ -51,8 +51,8 @@ def probe_known(model, tokenizer, world, people, samples: int, temperature: floa
         completions += generate_text(model, tokenizer, prompts[start : start + batch_size], params)
     result = {}
     for i, (question, _) in enumerate(items):
-        golds = [normalise(g) for g in (question.answer, *question.aliases)]
-        hits = sum(any(normalise(c).startswith(g) for g in golds) for c in completions[i * samples : (i + 1) * samples])
+        golds = (question.answer, *question.aliases)
+        hits = sum(any(starts_with_value(c, g) for g in golds) for c in completions[i * samples : (i + 1) * samples])
         result[question.id] = {"person": question.person, "k": question.k, "correct_share": hits / samples}
     return result
 
