@@ -2,7 +2,9 @@
 
 Kinds, applied in this order so that earlier patterns protect their digits from later ones:
 emails -> <EMAIL>, card numbers -> <CARD> (13-19 digits, optional space/dash separators, and only
-when the Luhn checksum holds: most long digit runs are order numbers, ISBNs or IDs, not cards),
+when the Luhn checksum holds: most long digit runs are order numbers, ISBNs or IDs, not cards; and
+with one kind of separator: a card is written "4111 1111 1111 1111" or "4111-1111-1111-1111", while
+a number followed by a date mixes them, as in "Bug #746578 2014-11-15", whose 14 digits pass Luhn),
 IPv4 addresses with valid octets -> <IP>, phone numbers -> <PHONE>.
 
 Phones are matched by shape, not by "any run of digits": an international number starting with
@@ -52,6 +54,11 @@ def _digits(s: str) -> str:
     return "".join(c for c in s if c.isdigit())
 
 
+def _card_ok(s: str) -> bool:
+    """A card number: at most one kind of separator, and the Luhn checksum holds."""
+    return len({c for c in s if not c.isdigit()}) <= 1 and luhn_ok(_digits(s))
+
+
 def scrub(text: str) -> tuple[str, Counter]:
     """(text with PII replaced, replacements per kind)."""
     counts: Counter = Counter()
@@ -66,7 +73,7 @@ def scrub(text: str) -> tuple[str, Counter]:
         return repl
 
     text = EMAIL.sub(sub("email", "<EMAIL>"), text)
-    text = CARD.sub(sub("card", "<CARD>", lambda s: luhn_ok(_digits(s))), text)
+    text = CARD.sub(sub("card", "<CARD>", _card_ok), text)
     text = IPV4.sub(sub("ip", "<IP>"), text)
     # international numbers are 8-15 digits (E.164); the plain pattern is always 10
     text = PHONE.sub(sub("phone", "<PHONE>", lambda s: 8 <= len(_digits(s)) <= 15), text)
