@@ -237,13 +237,25 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _markdown_table_html(text: str) -> str:
-    """Render the simple pipe tables this package writes (plus trailing prose) as HTML."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    table = [line for line in lines if line.startswith("|")]
-    prose = [line for line in lines if not line.startswith("|")]
-    rows = [[c.strip() for c in row.strip("|").split("|")] for row in table if not set(row) <= set("|-: ")]
-    out = _html_table(rows[0], rows[1:]) if rows else ""
-    return out + "".join(f"<p>{html.escape(p)}</p>" for p in prose)
+    """Render the simple pipe tables this package writes, and the prose between them, as HTML in their order:
+    each run of consecutive pipe lines is one table (goodhart's and over-optimization's table.md hold several)."""
+    out, table = [], []
+
+    def end_table():
+        rows = [[c.strip() for c in row.strip("|").split("|")] for row in table if not set(row) <= set("|-: ")]
+        if rows:
+            out.append(_html_table(rows[0], rows[1:]))
+        table.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        end_table()
+        if line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    end_table()
+    return "".join(out)
 
 
 def _eval_sections(run: Run) -> list[tuple[str, list]]:

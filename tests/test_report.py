@@ -1,12 +1,19 @@
 """The generated report, checked as a reader sees it: sections from eval results, and the HTML rendered
-in headless Chromium with every figure drawn and a clean console."""
+in headless Chromium with every figure drawn and a clean console, for a run with every RL, RLHF and reward-model
+stage trained for real at a toy size."""
 
 import json
 import shutil
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from test_pretrain import small_preset
+from test_reward_model import scripted, source  # noqa: F401  (fixture rm_run builds on)
+from test_rl import FAST as RL_FAST
+from test_rlhf import rm_run  # noqa: F401  (fixture: a tiny run with sft-idk and rm stages)
+from test_rlhf_methods import TINY as RLHF_TINY
 
 from lab.pipeline import STAGE_NAMES
 from lab.presets import Preset
@@ -106,17 +113,126 @@ def rendering_problems(browser, path: Path) -> list[str]:
     return problems + [f"console: {e['message']}" for e in browser.get_log("browser") if e["level"] == "SEVERE"]
 
 
-def test_report_html_renders_every_figure_without_console_errors(browser, tmp_path):
-    run = Run.create_or_open(tmp_path / "r", Preset())
-    _fake_eval(run, "sft", [1, 0])
-    _fake_eval(run, "sft-idk", [0, 0])
-    generated = write_report([run], tmp_path / "report", STAGE_NAMES) / "report.html"
+# The toy RL run's stages: rlhf-methods' sizes (RLHF_TINY), the RMs goodhart trains at test_goodhart's size, and
+# rl-math at test_rl's (2 steps of 8 completions, 6 held-out problems).
+RL_TINY = [*RLHF_TINY, "rm.epochs=1", "rm.max_new_tokens=8", "rm.batch_size=8", "rm.label_mode=argmax",
+           "rm.heldout_share=0.3"]
+
+
+def rl_preset() -> Preset:
+    preset = small_preset(*RL_TINY)
+    preset.rl = replace(RL_FAST, rewards=preset.rl.rewards, reward_weights=preset.rl.reward_weights, eval_every=0)
+    return preset
+
+
+@pytest.fixture(scope="module")
+def rl_run(rm_run, tmp_path_factory):  # noqa: F811
+    """rm_run (an untrained tiny sft-idk and a reward model trained on scripted comparisons) with every stage and
+    experiment the report's RL, RLHF and reward-model sections read, each run for real by its own code at a toy size
+    (~15 s with rm_run), so the report reads the files those stages write, not copies of their format: dpo,
+    rlhf-grpo, rlhf-ppo and rlhf-rloo through the pipeline's stage functions, the rlhf-methods comparison, rl-math
+    and the math-rewards grid (from sft-idk: the run has no sft-math), goodhart, over-optimization and rm-scaling.
+    Only the eval results are made up (_fake_eval): sft, sft-idk and two RL stages, for the report card."""
+    from lab.experiments.goodhart import GoodhartSettings, run_goodhart
+    from lab.experiments.math_rewards import MathRewardsSettings, run_math_rewards
+    from lab.experiments.overoptimization import OveroptimizationSettings, run_overoptimization
+    from lab.experiments.rlhf_methods import NEEDS, run_rlhf_methods
+    from lab.experiments.rm_scaling import run_rm_scaling
+    from lab.pipeline import provide
+    from lab.train.rl_math import rl_math
+    from tasks.world import build_world
+
+    root = tmp_path_factory.mktemp("rl") / "r"
+    shutil.copytree(rm_run.root, root)
+    run, preset = Run(root), rl_preset()
+    with pytest.MonkeyPatch.context() as mp:
+        scripted(mp, build_world(preset.data.world))  # the new RMs' comparisons: fixed answers, as rm_run's
+        provide(run, preset, NEEDS)
+        run_rlhf_methods(run, preset, preset.rlhf_methods)
+        rl_math(run, preset, preset.rl, source="sft-idk")
+        run_math_rewards(run, preset, MathRewardsSettings(arms=("sft",)), source="sft-idk")
+        run_goodhart(run, preset, GoodhartSettings(pairs=(16,), seeds=(0,), steps=2, snapshot_every=1))
+        run_overoptimization(run, preset, OveroptimizationSettings(
+            bon_prompts=3, bon_samples=4, ns=(1, 2, 4), max_new_tokens=8, betas=(0.2,), ensemble_seeds=(0, 1),
+            rl=replace(preset.rlhf, steps=2, ckpt_every=2)))
+        run_rm_scaling(run, preset, (0.5, 1.0))
+    for stage, hallucinated in (("sft", [1, 0]), ("sft-idk", [0, 0]), ("dpo", [0, 1]), ("rlhf-grpo", [1, 1])):
+        _fake_eval(run, stage, hallucinated)
+    return run
+
+
+# Each RL, RLHF and reward-model section of rl_run's report (its heading less " (r)"): the figures it shows
+# (their captions) and how many tables (a table.md of several tables renders as several, not one merged).
+RL_SECTIONS = {
+    "RL with verifiable math rewards": (["RL on math, per step (faint) and over 10 steps"], 1),
+    "What matters in RL on math: the math-rewards grid": (
+        ["Held-out accuracy by arm; sampled accuracy while training"], 1),
+    "Reward model": ([], 2),  # the RM's accuracy by split, and rm-scaling's table
+    "RLHF against the learned reward model: rlhf-grpo": (["rlhf-grpo per step (faint) and over 10 steps"], 0),
+    "RLHF against the learned reward model: rlhf-ppo": (
+        ["rlhf-ppo per step (faint) and over 10 steps",
+         "PPO's own health: the critic, the trust region, entropy, the KL controller"], 0),
+    "PPO, GRPO, RLOO and DPO on one reward model": (["Gold and proxy reward against KL to sft-idk"], 1),
+    "When optimising the reward model turns gold down": (  # by RM, then by RM size
+        ["Gold and proxy along each run, by reward model"], 2),
+    "Reward over-optimization": (["Gold and proxy reward against sqrt(KL): best-of-n and RL, with Gao et al.'s "
+                                  "fitted forms"], 2),  # best-of-n, then the RL arms
+}
+
+
+def page_sections(browser) -> dict[str, tuple[list[str], int, list[str]]]:
+    """The loaded page's sections as a reader sees them: each h2's text -> (captions of the figures under it,
+    number of tables under it, the first cell of each of their body rows), up to the next h2."""
+    return {title: tuple(v) for title, v in browser.execute_script("""
+        const out = {}; let current = null;
+        for (const el of document.body.children) {
+            if (el.tagName === 'H2') { current = el.textContent; out[current] = [[], 0, []]; continue; }
+            if (current === null) continue;
+            out[current][0].push(...Array.from(el.querySelectorAll('img'), i => i.alt));
+            const tables = el.tagName === 'TABLE' ? [el] : Array.from(el.querySelectorAll('table'));
+            out[current][1] += tables.length;
+            for (const t of tables) out[current][2].push(...Array.from(t.tBodies[0].rows, r => r.cells[0].textContent));
+        }
+        return out;""").items()}
+
+
+def test_report_html_renders_every_figure_without_console_errors(browser, rl_run, tmp_path):
+    generated = write_report([rl_run], tmp_path / "report", STAGE_NAMES) / "report.html"
     assert rendering_problems(browser, EXAMPLE) == []
-    assert rendering_problems(browser, generated) == []
+    assert rendering_problems(browser, generated) == []  # every figure of every section drawn, a clean console
+    sections = page_sections(browser)
+    for title, (figures, tables) in RL_SECTIONS.items():
+        assert f"{title} (r)" in sections, title
+        shown, tables_shown, _ = sections[f"{title} (r)"]
+        assert shown == figures and tables_shown == tables, (title, shown, tables_shown)
+    # every method of the comparison has its row: the two that have no section of their own (rlhf-rloo, dpo) too
+    assert sections["PPO, GRPO, RLOO and DPO on one reward model (r)"][2] == ["sft-idk", "rlhf-ppo", "rlhf-grpo",
+                                                                            "rlhf-rloo", "dpo"]
+    scaling = json.loads((rl_run.stage_dir("experiments/rm-scaling") / "results.json").read_text())
+    assert sections["Reward model (r)"][2] == ["train", "heldout", *(str(r["train_pairs"]) for r in scaling)]
+    assert sections["Hallucination on held-out people: sft vs sft-idk (r)"][0] == [
+        "Confidence vs accuracy, and accuracy vs coverage when answers below a confidence threshold are withheld"]
     broken = tmp_path / "broken.html"
     broken.write_text(generated.read_text().replace("base64,", "base64,AAAA", 1) + "<script>undefinedFn()</script>")
     problems = rendering_problems(browser, broken)
     assert any(p.startswith("figure not rendered") for p in problems) and any(p.startswith("console") for p in problems)
+
+
+def test_claims_about_rl_and_rlhf_are_read_from_the_files_those_stages_write(rl_run):
+    """The claims table's RL rows, from rl_run's real stage outputs: measured, with the sample counts the toy
+    stages were run at, and the RL stages' evals in the report card beside sft's."""
+    from reports.claims import claim_rows
+    from reports.report import report_card
+
+    rows = {r[0]: r for r in claim_rows(rl_run)}
+    n = {"RL on a verifiable reward improves a half-known procedure": RL_FAST.eval_problems,
+         "checking one's work emerges under RL": RL_FAST.eval_problems,
+         "... and beats SFT at matched compute": RL_FAST.eval_problems,
+         "a learned reward model gets gamed": rl_preset().rlhf_methods.prompts // 2,  # the other half of the prompts
+         "PPO vs GRPO vs RLOO vs DPO: online RL beats offline DPO": rl_preset().rlhf_methods.prompts}
+    for claim, count in n.items():
+        assert rows[claim][3] == count and not rows[claim][4].startswith("not measured"), rows[claim]
+    assert report_card(rl_run)[0] == ["suite/metric", "sft", "sft-idk", "dpo", "rlhf-grpo"]
 
 
 def _write_results(run: Run, stage: str, suite: str, metrics: dict, by_group: dict | None = None) -> None:
