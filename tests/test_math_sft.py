@@ -1,5 +1,7 @@
 """The sft-math stage (lab/train/math_practice.py): practice on worked solutions, the start of rl-math."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from test_rl import copy_run, source  # noqa: F401  (fixture: a run with an untrained tiny sft-idk)
@@ -48,3 +50,18 @@ def test_practice_carries_the_system_message_the_evals_send_at_sfts_share():
     none = get_preset("tiny", ["sft.mixture.system_prompt_share=0"])
     plain = solution_records(generate(MathConfig(bands=(1,)), 50))
     assert with_system_messages(plain, none, seed=0) == plain
+
+
+@pytest.mark.parametrize("lr", [MathSFTSettings.lr, 0.0])
+def test_practice_lowers_the_loss_on_its_solutions_and_not_at_lr_zero(source, tmp_path, lr):  # noqa: F811
+    """20 steps of practice at the stage's own lr cut the training loss by 0.74-0.79 nats (6 seeds); at lr 0 the
+    same batches, in the same order, move it by at most 0.03. So a fall of 0.3 is learning, not batch noise or
+    an easy last batch."""
+    from lab.runs import read_train_log
+
+    run = copy_run(source, tmp_path)
+    settings = replace(SMALL, problems=80, replay=0, batch_size=8, lr=lr, ckpt_every=0)  # 160 conversations
+    math_sft(run, get_preset("tiny", ["sft.max_length=128"]), settings, source="sft-idk", out_stage="sft-math")
+    losses = [r["loss"] for r in read_train_log(run.stage_dir("sft-math")) if "loss" in r]
+    fall = sum(losses[:3]) / 3 - sum(losses[-3:]) / 3
+    assert len(losses) == 20 and (fall > 0.3 if lr else abs(fall) < 0.05), (fall, losses)
