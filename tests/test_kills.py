@@ -140,21 +140,10 @@ def test_sft_killed_mid_step_and_mid_checkpoint_resumes_and_ends_as_if_never_kil
 
 @pytest.fixture(scope="module")
 def policy_run(tmp_path_factory):
-    """A run whose sft-idk stage is an untrained tiny labgpt: RL needs only a policy and its tokenizer."""
-    from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
-    from lab.model.tokenizer import train_tokenizer
-    from tasks.math import MathConfig, generate
+    """A run (with its config, so `lab rl math` opens it) whose sft-idk stage is an untrained tiny labgpt."""
+    from test_rl import with_untrained_policy
 
-    texts = [f"{p.question}\n{p.solution}" for p in generate(MathConfig(bands=(1,)), 200)]
-    tokenizer = train_tokenizer(texts, vocab_size=300)
-    torch.manual_seed(0)
-    model = LabGPTForCausalLM(LabGPTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128))
-    run = Run.create_or_open(tmp_path_factory.mktemp("rl") / "r", small_preset())
-    model.save_pretrained(run.stage_dir("sft-idk"))
-    tokenizer.save_pretrained(run.stage_dir("sft-idk"))
-    run.mark_complete("sft-idk")
-    return run.root
+    return with_untrained_policy(Run.create_or_open(tmp_path_factory.mktemp("rl") / "r", small_preset())).root
 
 
 def test_rl_killed_mid_step_resumes_from_its_checkpoint_and_ends_as_if_never_killed(policy_run, tmp_path):

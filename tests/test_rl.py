@@ -18,9 +18,8 @@ FAST = RLSettings(steps=2, num_generations=4, batch_size=8, max_completion_lengt
                   tasks=("arithmetic",), bands=(1,))
 
 
-@pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    """A run with an untrained tiny labgpt as its complete sft-idk stage (RL only needs a policy + tokenizer)."""
+def with_untrained_policy(run: Run) -> Run:
+    """`run` with an untrained tiny labgpt as its complete sft-idk stage (RL only needs a policy + tokenizer)."""
     from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
     from lab.model.tokenizer import train_tokenizer
     from tasks.math import MathConfig, generate
@@ -30,11 +29,15 @@ def source(tmp_path_factory):
     torch.manual_seed(0)
     model = LabGPTForCausalLM(LabGPTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
                                            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128))
-    run = Run(tmp_path_factory.mktemp("runs") / "r")
     model.save_pretrained(run.stage_dir("sft-idk"))
     tokenizer.save_pretrained(run.stage_dir("sft-idk"))
     run.mark_complete("sft-idk")
     return run
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    return with_untrained_policy(Run(tmp_path_factory.mktemp("runs") / "r"))
 
 
 def copy_run(run, tmp_path):
