@@ -103,7 +103,7 @@ def _grader(name: str):
             return {"grade": g, "correct": g == "correct", "incorrect": g == "incorrect",
                     "not_attempted": g == "not_attempted"}
         if name == "math":
-            from rewards.math_verify import verify_response
+            from rewards.verifier import verify_response
 
             ok = verify_response(response, gold).equivalent
         elif name == "exact":

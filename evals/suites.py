@@ -297,7 +297,7 @@ def _math_samples(ctx: EvalContext) -> list[dict]:
 
 
 def _math_grade(sample: dict, response: str, calls: list) -> dict:
-    from rewards.math_verify import verify_response
+    from rewards.verifier import verify_response
 
     verdict = verify_response(response, sample["gold"], last_number_fallback=False)
     formatted = any(line.startswith("Answer:") for line in response.strip().splitlines()[-1:])

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 
 from lab.errors import LabError
-from rewards.math_verify import extract_answer, verify_many
+from rewards.verifier import extract_answer, verify_many
 
 _ANSWER_LINE = re.compile(r"\**\s*(?:final\s+)?answer\s*(?:is\s*)?\**\s*[:：]\s*\**\s*\S", re.I)
 _BOXED = re.compile(r"\\boxed\s*\{.*\S.*\}")  # closed, with something inside

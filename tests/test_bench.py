@@ -68,3 +68,31 @@ def test_the_readmes_performance_rows_are_the_committed_bench_results():
     readme = (root / "README.md").read_text()
     assert results and PERF_BEGIN in readme and PERF_END in readme
     assert replace_perf_block(readme, perf_rows(results)) == readme
+
+
+def test_bench_verify_cases_scores_both_verifiers_on_the_labels_and_names_what_ours_gets_wrong(tmp_path):
+    import json
+
+    from lab.experiments.bench import bench_verify_cases, load_cases
+
+    rows = [("\\boxed{\\frac{10}{9}}", "10/9", True), ("$\\dfrac{1}{2}$", "0.5", True), ("1 000", "1000", True),
+            ("\\boxed{9/10}", "10/9", False), ("(1, 2]", "(1, 2)", False), ("#### 4", "4", False)]  # last: mislabelled
+    path = tmp_path / "cases.jsonl"
+    path.write_text("".join(json.dumps({"id": f"c{i}", "prediction": p, "gold": g, "equal": e}) + "\n"
+                            for i, (p, g, e) in enumerate(rows)))
+    r = bench_verify_cases(load_cases(path))
+    assert r["ours"]["agreement"] == 5 / 6 and r["ours"]["wrong"] == ["c5"]
+    assert r["ours"]["positives_accepted"] == 1.0 and r["ours"]["negatives_rejected"] == 2 / 3
+    assert r["math_verify"]["version"] and 0 <= r["math_verify"]["agreement"] <= 1  # math-verify is in [dev]
+
+
+@pytest.mark.parametrize("text,message", [("{nope", "cases.jsonl:1: not JSON"),
+                                          ('{"prediction": "1", "gold": "1"}', "cases.jsonl:1: a case needs"),
+                                          ("", "holds no cases")])
+def test_a_bad_cases_file_is_one_clear_error(tmp_path, text, message):
+    from lab.errors import LabError
+    from lab.experiments.bench import load_cases
+
+    (tmp_path / "cases.jsonl").write_text(text)
+    with pytest.raises(LabError, match=message):
+        load_cases(tmp_path / "cases.jsonl")

@@ -25,6 +25,7 @@ def lab(*args, cwd=None):
     (["eval", "{tmp}", "--suite", "nosuch"], "unknown suite 'nosuch'; suites: hallucination"),
     (["eval", "{tmp}", "--suite", "{tmp}/missing.json"], "suite spec"),
     (["bench", "table", "{tmp}/nope.json"], "no such bench file"),
+    (["bench", "verify", "--cases", "{tmp}/nope.jsonl"], "no such cases file"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
     proc = lab(*[a.replace("{tmp}", str(tmp_path)) for a in args])

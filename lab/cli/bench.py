@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.table import Table
 
 from lab.cli.options import PresetOpt, SetOpt, console, preset_named
 from lab.errors import LabError
@@ -108,12 +109,19 @@ def _batch_sizes(batches: str) -> list[int]:
 def bench_verify(checks: int = typer.Option(2000, "--checks", help="how many (response, gold) pairs"),
                  samples: Optional[Path] = typer.Option(
                      None, help="a math suite samples.jsonl to draw real responses from, "
-                                "e.g. runs/tiny/sft/evals/math/samples.jsonl")):
-    """Math verifier checks per second on one core, and the slowest single check (goals >= 1,000/s, <= 2 s)."""
+                                "e.g. runs/tiny/sft/evals/math/samples.jsonl"),
+                 cases: Optional[Path] = typer.Option(
+                     None, help="labelled answer pairs (JSONL: prediction, gold, equal), e.g. "
+                                "tests/fixtures/verifier_cases/dev.jsonl: agreement and checks/s for the lab's "
+                                "verifier and math-verify side by side")):
+    """Math verifier checks per second on one core, and the slowest single check (goals >= 1,000/s, <= 2 s);
+    with --cases, agreement with labelled pairs beside math-verify's, and the same on GSM8K-style solutions."""
     from lab.experiments.bench import bench_verify as run
 
     if samples is not None and not samples.exists():
         raise LabError(f"{samples} does not exist")
+    if cases is not None:
+        return _verify_cases(cases, checks)
     r = run(checks, samples)
     console.print(f"  {r['checks']:,} checks in {r['seconds']:.2f} s on one worker: "
                   f"{r['checks_per_s_per_core']:,.0f} checks/s/core (goal >= 1,000)")
@@ -121,3 +129,32 @@ def bench_verify(checks: int = typer.Option(2000, "--checks", help="how many (re
                   f"{r['sympy_checks_per_s_per_core'] or 0:,.0f} checks/s/core")
     console.print(f"  verdicts: {r['reasons']}")
     console.print(f"  slowest single check {r['slowest_s'] * 1000:.1f} ms (goal <= 2 s), hostile inputs included")
+
+
+def _verify_cases(path: Path, checks: int) -> None:
+    from lab.experiments.bench import bench_verify_cases, load_cases, mix_cases
+
+    labelled = load_cases(path)
+    for title, cases in ((str(path), labelled), (f"{checks:,} GSM8K-style solutions (generated, a third wrong)",
+                                                mix_cases(checks))):
+        r = bench_verify_cases(cases)
+        table = Table("verifier", "agreement", "equal accepted", "not-equal rejected", "checks/s (one core)",
+                      title=f"{title}: {r['cases']} pairs")
+        for name, a in (("lab (rewards/verifier.py)", r["ours"]), ("math-verify", r["math_verify"])):
+            if a is None:
+                table.add_row(name, "not installed", "", "", "")
+            elif "error" in a:
+                table.add_row(name, f"failed: {a['error']}", "", "", "")
+            else:
+                table.add_row(f"{name} {a.get('version', '')}".strip(), f"{a['agreement']:.3f}",
+                              f"{a['positives_accepted']:.3f}", f"{a['negatives_rejected']:.3f}",
+                              f"{a['checks_per_s']:,.0f}")
+        console.print(table)
+        mv = r["math_verify"]
+        if mv and "checks_per_s" in mv:
+            console.print(f"  lab / math-verify speed: {r['ours']['checks_per_s'] / mv['checks_per_s']:.1f}x; "
+                          f"slowest single check {r['ours']['slowest_s'] * 1000:.1f} ms")
+        wrong = r["ours"]["wrong"]
+        if wrong:
+            console.print(f"  the lab's verifier disagrees with the label on: {', '.join(wrong[:20])}"
+                          + (" ..." if len(wrong) > 20 else ""))

@@ -278,7 +278,7 @@ HOSTILE = ["9**9**9**9", "10^10^10^10", "(" * 5000 + "1" + ")" * 5000, "__import
 def bench_verify(n: int = 2000, samples_path=None, slowest_of: int = 300) -> dict:
     """Checks per second on one worker (one core), the share settled in-process, and the slowest single
     check among real answers and hostile strings (goals: >= 1,000 checks/s/core, none over 2 s)."""
-    import rewards.math_verify as mv
+    import rewards.verifier as mv
 
     pairs = verify_mix(n, samples_path)
     saved, mv._pool = mv._pool, mv._Pool(1)
@@ -309,3 +309,117 @@ def bench_verify(n: int = 2000, samples_path=None, slowest_of: int = 300) -> dic
             "sympy_checks_per_s_per_core": len(to_worker) / worker_seconds if to_worker else None,
             "reasons": reasons, "slowest_s": slowest,
             "slowest_input": worst}
+
+
+# The same pairs through math-verify, in its own process: its parser falls back to sympy's parse_expr (an eval) on
+# plain text, which the lab runs on no text in-process. One reply: each pair's verdict, and the seconds they took.
+MATH_VERIFY_WORKER = """
+import json, sys, time
+from math_verify import parse, verify
+pairs = json.load(sys.stdin)
+parse(pairs[0][1]) if pairs else None  # imports and caches outside the timed block
+t0, verdicts = time.perf_counter(), []
+for prediction, gold in pairs:
+    try:
+        verdicts.append(bool(verify(parse(gold), parse(prediction))))
+    except Exception:
+        verdicts.append(False)
+print(json.dumps({"verdicts": verdicts, "seconds": time.perf_counter() - t0}))
+"""
+
+
+def load_cases(path) -> list[dict]:
+    """Labelled answer pairs, one JSON object a line: prediction (a response or an answer), gold, equal (the
+    label), and optionally id, rule and source (tests/fixtures/verifier_cases/ has the lab's, with sources)."""
+    import json
+    from pathlib import Path
+
+    from lab.errors import LabError
+
+    path = Path(path)
+    if not path.is_file():
+        raise LabError(f"no such cases file: {path}")
+    cases = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise LabError(f"{path}:{number}: not JSON ({e.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("prediction"), str) or "gold" not in row \
+                or not isinstance(row.get("equal"), bool):
+            raise LabError(f"{path}:{number}: a case needs prediction (text), gold and equal (true/false)")
+        cases.append({"id": row.get("id", f"line {number}"), "rule": row.get("rule", ""), **row,
+                      "gold": str(row["gold"])})
+    if not cases:
+        raise LabError(f"{path} holds no cases")
+    return cases
+
+
+def agreement(cases: list[dict], verdicts: list[bool], seconds: float) -> dict:
+    """How often the verdicts match the labels: overall, on equal pairs, on not-equal pairs (negatives
+    rejected), the speed, and the cases they get wrong."""
+    right = [v == c["equal"] for c, v in zip(cases, verdicts)]
+    share = lambda keep: (sum(r for r, c in zip(right, cases) if keep(c)) /  # noqa: E731
+                          max(1, sum(1 for c in cases if keep(c))))
+    return {"agreement": sum(right) / len(cases), "positives_accepted": share(lambda c: c["equal"]),
+            "negatives_rejected": share(lambda c: not c["equal"]), "checks_per_s": len(cases) / seconds,
+            "wrong": [c["id"] for c, r in zip(cases, right) if not r]}
+
+
+def mix_cases(n: int) -> list[dict]:
+    """verify_mix's generated GSM8K-style solutions as labelled cases: right unless given another problem's
+    answer. The generator writes plain numbers, "38%" and "x = 1", so two answers are the same value exactly
+    when they agree without the % and the "x = " (the verifier's rules for those forms)."""
+    from tasks.math import MathConfig, generate
+
+    def value(answer: str) -> str:
+        return answer.split("=")[-1].replace("%", "").replace(" ", "")
+
+    golds = [p.answer for p in generate(MathConfig(seed=3, bands=(1, 2, 3, 4)), n)]
+    return [{"id": f"mix-{i}", "rule": "gsm8k_style", "prediction": response, "gold": gold,
+             "equal": i % 3 != 0 or value(golds[i - 1]) == value(gold)}
+            for i, ((response, gold), gold) in enumerate(zip(verify_mix(n), golds))]
+
+
+def bench_verify_cases(cases: list[dict]) -> dict:
+    """The lab's verifier and, when installed, math-verify on the same labelled pairs in the same run: agreement
+    with the labels (overall, equal pairs accepted, not-equal pairs rejected), checks/s, and the slowest check."""
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+
+    import rewards.verifier as verifier
+
+    pairs = [(c["prediction"], c["gold"]) for c in cases]
+    saved, verifier._pool = verifier._pool, verifier._Pool(1)
+    try:
+        verifier.verify_many(pairs[:1])  # start the worker outside the timed block
+        t0 = time.perf_counter()
+        ours = [v.equivalent for v in verifier.verify_many(pairs)]
+        result = {"cases": len(cases), "ours": agreement(cases, ours, time.perf_counter() - t0)}
+        slowest = 0.0
+        for pair in pairs:
+            t = time.perf_counter()
+            verifier.verify_many([pair])
+            slowest = max(slowest, time.perf_counter() - t)
+        result["ours"]["slowest_s"] = slowest
+    finally:
+        verifier._pool.close()
+        verifier._pool = saved
+    if importlib.util.find_spec("math_verify") is None:
+        result["math_verify"] = None
+        return result
+    done = subprocess.run([sys.executable, "-c", MATH_VERIFY_WORKER], input=json.dumps(pairs), capture_output=True,
+                          text=True, timeout=1800)
+    if done.returncode != 0:
+        result["math_verify"] = {"error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
+        return result
+    reply = json.loads(done.stdout.strip().splitlines()[-1])
+    from importlib import metadata
+
+    result["math_verify"] = {**agreement(cases, reply["verdicts"], reply["seconds"]),
+                             "version": metadata.version("math-verify")}
+    return result

@@ -1,7 +1,7 @@
 """RL on verifiable math rewards with TRL: the SFT model practises problems and is paid for right answers.
 
 SFT shows the model worked solutions; RL lets it sample its own and reinforces the ones the verifier
-(rewards/math_verify.py, through the reward functions in rewards/format.py) accepts. That only works
+(rewards/verifier.py, through the reward functions in rewards/format.py) accepts. That only works
 from partial competence: a group of samples where every answer is wrong (or every one right) has zero
 advantage and teaches nothing. So the default task is the one the sft-math stage (lab/train/math_practice.py)
 practises to partial competence, two-digit column addition and subtraction (band 2 arithmetic), and rl-math
@@ -147,7 +147,7 @@ def _answers(model, tokenizer, problems, max_new_tokens: int, temperature: float
 
 def greedy_accuracy(model, tokenizer, problems, max_new_tokens: int, batch_size: int = 64) -> dict:
     """Greedy answers from our engine, graded by the verifier: overall, per band and per task, plus samples."""
-    from rewards.math_verify import verify_many
+    from rewards.verifier import verify_many
 
     responses = _answers(model, tokenizer, problems, max_new_tokens, batch_size=batch_size)
     verdicts = verify_many([(r, p.answer) for r, p in zip(responses, problems)])
@@ -163,7 +163,7 @@ def greedy_accuracy(model, tokenizer, problems, max_new_tokens: int, batch_size:
 
 def sampled_correct(model, tokenizer, problems, settings, k: int, seed: int, batch_size: int) -> list[int]:
     """How many of `k` answers to each problem, sampled at the RL temperature, the verifier accepts."""
-    from rewards.math_verify import verify_many
+    from rewards.verifier import verify_many
 
     texts = _answers(model, tokenizer, problems, settings.max_completion_length, settings.temperature,
                      per_problem=k, seed=seed, batch_size=batch_size)

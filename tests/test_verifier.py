@@ -1,5 +1,6 @@
-"""math_verify: equivalence tables for every answer form, extraction, hostile inputs (each bounded in time),
-the pool's kill-and-replace on overrun, properties, and our own math generator's problems."""
+"""The verifier (rewards/verifier.py): equivalence tables for every answer form, extraction, hostile inputs (each
+bounded in time), the pool's kill-and-replace on overrun, properties, the sourced answer pairs of
+tests/fixtures/verifier_cases, and our own math generator's problems."""
 
 import multiprocessing
 import os
@@ -9,13 +10,14 @@ import signal
 import threading
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from rewards import math_verify as mv
-from rewards.math_verify import Verdict, extract_answer, verify, verify_many, verify_response
+from rewards import verifier as mv
+from rewards.verifier import Verdict, extract_answer, verify, verify_many, verify_response
 from tasks.math import BANDS, TASKS, MathConfig, generate
 
 
@@ -108,11 +110,13 @@ NOT_EQUAL = [
     ("y = 2x + 1", "y = 2x - 1"), ("x + y = 5", "x - y = 5"), ("x^2 = 4", "x = 2"), ("1 2", "12"),
     ("-0.5", "0.5"), ("x^2", "x^3"), ("\\frac{1}{2}x", "\\frac{1}{2x}"), ("2^{-1}", "-2"),
     ("10^{-300} \\pi", "10^{-300} \\pi (1 + 10^{-30})"), ("10^{300} \\pi", "10^{300} \\pi + 1"), ("(-8)^{1/3}", "2"),
+    # LaTeX the lab's parser leaves to latex2sympy: read, and not equal
+    ("\\alpha", "1"), ("\\pm 2", "2"),
 ]
 
 UNPARSEABLE = [
-    ("hello", "1"), ("five", "5"), ("\\alpha", "1"), ("1 +", "1"), ("(1, 2", "1"), ("1/0", "1"), ("x =", "1"),
-    ("{1, 2)", "1"), ("1 @ 2", "1"), ("x < 3", "3"), ("\\pm 2", "2"), ("1", "hello world"), ("lambda x: x", "1"),
+    ("hello", "1"), ("five", "5"), ("1 +", "1"), ("(1, 2", "1"), ("1/0", "1"), ("x =", "1"),
+    ("{1, 2)", "1"), ("1 @ 2", "1"), ("x < 3", "3"), ("1", "hello world"), ("lambda x: x", "1"),
     ("x!", "1"), ("2 ^", "2"), ("x_1", "1"), ("'1'", "1"), ("\\frac{1}", "1"),
 ]
 
@@ -197,6 +201,12 @@ HOSTILE = [
     "__import__('os').system('echo hi')", '__import__("os").system("echo hi")', "exec('import os')",
     "().__class__.__bases__[0].__subclasses__()", "eval(input())", "open('/etc/passwd').read()",
     "1, " * 200 + "1", "1, " * 100 + "1", "{" + "1, " * 100 + "1}", "x" * 400, "\\boxed{" * 1000,
+    # LaTeX for latex2sympy: programs, deep nesting, powers that explode, matrices of matrices, huge input
+    "\\def\\x{1}\\x", "\\newcommand{\\x}{1}\\x", "\\input{/etc/passwd}", "\\include{x}", "\\catcode`\\^=7",
+    "\\left(" * 60 + "1" + "\\right)" * 60, "\\begin{pmatrix}" * 30 + "1" + "\\end{pmatrix}" * 30,
+    "2^{10^{100}}", "10^{999999}", "\\frac{1}{2}^{9^{9^{9}}}", "x^{10^{10}}",
+    "\\begin{pmatrix}" + " & ".join(["1"] * 200) + "\\end{pmatrix}", "\\frac{" * 5000 + "1",
+    "\\sqrt{2}" * 30_000, "$" + "\\pi" * 50_000 + "$",
 ]
 
 
@@ -217,6 +227,29 @@ def test_injected_code_never_runs(tmp_path, bounded):
     for text in (f"__import__('os').system('touch {marker}')", f"open('{marker}', 'w')"):
         assert verify(text, "0").reason == "unparseable"
     assert not marker.exists()
+
+
+def test_latex_that_would_read_a_file_reads_none(tmp_path, bounded):
+    """\\input of a FIFO: opening it for reading would block until the deadline, so a timeout would show a read."""
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for text in (f"\\input{{{fifo}}}", f"\\include{{{fifo}}}", f"\\openin1={fifo}", f"\\frac{{1}}{{\\input{{{fifo}}}}}"):
+        assert verify(text, "1").reason == "unparseable", text
+
+
+@pytest.mark.parametrize("split", ["dev", "heldout"])
+def test_the_sourced_answer_pairs_agree_with_their_labels(split):
+    """tests/fixtures/verifier_cases: MATH-style LaTeX, math-verify's own test forms and the lab's, labelled by the
+    rule each tests (README there). Targets: agreement >= 0.97 and no more than 3% false "equal"; the held-out
+    split was never tuned on (its first measurement is the one in the closing note)."""
+    from lab.experiments.bench import agreement, load_cases
+
+    cases = load_cases(Path(__file__).parent / "fixtures" / "verifier_cases" / f"{split}.jsonl")
+    verdicts = [v.equivalent for v in verify_many([(c["prediction"], c["gold"]) for c in cases])]
+    a = agreement(cases, verdicts, 1.0)
+    assert a["agreement"] >= 0.97 and a["negatives_rejected"] >= 0.97, a["wrong"]
 
 
 def test_huge_response_is_extracted_fast(bounded):

@@ -7,20 +7,38 @@ to a huge power is rejected before sympy builds anything. Plain numbers are comp
 Fraction; the rest goes to a pool of worker processes (sympy imported once each) where every check has a
 hard deadline and an overrunning worker is killed and replaced. Workers are fresh interpreters started by
 subprocess, so the pool survives a later fork (torch, TRL) and needs no `__main__` guard from callers.
+LaTeX the lab's parser cannot read (matrices, and whatever else it does not know) goes, in the same workers
+and under the same deadline, to math-verify's LaTeX parser, latex2sympy2_extended, after TeX that defines,
+reads or writes anything and exponents that would explode are refused; its result is compared by the same rules.
+
+Extraction (extract_answer): the last of \\boxed{} (nested braces), "#### N", "Answer: ..." and "the answer is
+..." (its first math span, else its sentence); without a marker the last $...$, \\(...\\) or \\[...\\] span;
+else the whole response when it is an answer on its own ("10/9", "x = 3", "\\begin{pmatrix}...", no words but
+"or"/"and"); else the last number. A gold answer stored boxed is unboxed.
 
 Equivalence rules (choices, so callers know what "equal" means):
 - "50%" equals "50"; "0.5" equals "50%" only with percent=True. Decimals are exact: 0.333 != 1/3.
-- "1,000" is a thousands separator only when the whole answer is one such number; "2, 3" is a list.
+- "1,000" is a thousands separator only when the whole answer is one such number; "2, 3" is a list; TeX's
+  "1{,}000", "32,\\! 349" and spaced "1 000" / "10\\;000" (groups of exactly three) are thousands too.
+- Decimal comma: an unspaced "d,d" that is no thousands number ("1,5", "1000,99", "0,111") reads both as the
+  list 1, 5 and as the decimal 1.5, so it equals 1.5 and equals {1, 5}; "1,000" stays one thousand.
+- ".4" is 0.4; \\dfrac, \\tfrac, \\cfrac are \\frac; \\sqrt3 is \\sqrt{3}, a braceless argument being one token
+  (\\sqrt12 is \\sqrt{1}2 = 2, as \\frac12 is 1/2); \\left, \\right, $...$, \\(...\\) and \\[...\\] are dropped.
 - "x = 3", "3 = x" and "3" are equal; "x = 2, y = 3" is a system compared by variable name (or as the
-  tuple of values ordered by name); other equations are equal when lhs - rhs agree up to sign.
+  tuple of values ordered by name), and so is "(x, y) = (2, 3)"; other equations are equal when lhs - rhs
+  agree up to sign.
 - "x = 1 or x = 2", "1, 2" and "{2, 1}" are unordered solution sets; "(1, 2)" is an ordered pair (or the
   open interval), "[1, 2)" an interval, a \\cup union a list of intervals; a bare list is ordered only
-  when compared with a tuple.
-- trailing words are units ("12 apples", "5 cm^2"); "$" and \\text{} are dropped; a one-letter unit ("5 m")
-  stays a variable. "e" is Euler's number, "pi" is pi, "oo"/"\\infty" infinity.
+  when compared with a tuple. A matrix equals a matrix of the same shape with equal entries, nothing else
+  (a column vector is not a tuple).
+- trailing words are units ("12 apples", "5 cm^2", "5 \\text{ meters}"); \\text{}, \\textbf{}, \\mathrm{} and the
+  like keep their content, "$" is dropped; a one-letter unit ("5 m") stays a variable; no unit conversion.
+  "e" is Euler's number, "pi" is pi, "oo"/"\\infty" infinity; "30^\\circ" is 30 (no conversion to radians).
 - irrational numbers agree to 40 significant digits; expressions: simplify(a - b) == 0, else equal values
   at random points (which also give a fast "not equal" before simplify).
-- not supported: inequalities, \\pm, mixed numbers ("1 1/2" is 1/2), 1e5 notation, functions (sin, log).
+- not supported: inequalities, \\pm (read by latex2sympy, equal to nothing plain), mixed numbers ("1 1/2" is
+  1/2), 1e5 notation, functions (sin, log); a bare product of letters in a sentence-free answer, such as
+  "a^2+2ab+b^2" with no marker, is taken for words (its last number is extracted).
 """
 
 from __future__ import annotations
@@ -49,6 +67,7 @@ WORKER_MEMORY = 2 << 30  # address-space limit of a worker: a blowup raises Memo
 STARTUP_TIMEOUT = 120.0
 POOL_SIZE = min(4, os.cpu_count() or 1)
 ALLOWED = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 +-*/^()[]{},.=;%\\")
+LATEX_ALLOWED = ALLOWED | set("&_|'!:<>")  # matrices' & and what latex2sympy also reads (x_1, |x|, f')
 ROOT = str(Path(__file__).resolve().parents[1])
 
 
@@ -62,9 +81,13 @@ class Verdict:
 # ----- extraction --------------------------------------------------------------------------------------
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_ANSWER = re.compile(r"answer\s*(?:is\s*)?\**\s*[:：]([^\n]*)", re.I)
+_ANSWER = re.compile(r"answer\s*(?:is\s*)?\**\s*[:：]([^\n]*)|answer\s+is\s+([^\n]*)", re.I)
 _HASHES = re.compile(r"####([^\n]*)")
-_LAST_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?")
+_LAST_NUMBER = re.compile(r"(?<![A-Za-z\d.])[-−]?(?:\d+(?:,\d+)*(?:\.\d+)?|\.\d+)(?:/\d+)?(?!\d)")
+# inline and display math: $...$, $$...$$, \(...\), \[...\]
+_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+_TEX_TEXT = re.compile(r"\\[A-Za-z]+(?:\{[A-Za-z*]*\})?")  # a command, with a word argument: \\begin{pmatrix}
 
 
 def _last(rx: re.Pattern, text: str) -> re.Match | None:
@@ -72,19 +95,56 @@ def _last(rx: re.Pattern, text: str) -> re.Match | None:
     return matches[-1] if matches else None
 
 
-def extract_answer(response: str, last_number_fallback: bool = True) -> str | None:
-    """The final answer: whichever of \\boxed{}, "#### N" and "Answer: ..." comes last (so "Answer: \\boxed{5}"
-    gives 5). Without any marker, the last number in the text if last_number_fallback, else None."""
-    response = response or ""
-    found = [(m.start(), m[1]) for m in (_last(_ANSWER, response), _last(_HASHES, response)) if m]
-    box, depth = _last(_BOXED, response), 1
-    for j in range(box.end() if box else 0, len(response) if box else 0):  # to the matching brace
-        depth += (response[j] == "{") - (response[j] == "}")
+def _braced(text: str, start: int) -> str | None:
+    """The text from `start` to the brace that closes the one just before it, or None if none does."""
+    depth = 1
+    for j in range(start, len(text)):
+        depth += (text[j] == "{") - (text[j] == "}")
         if depth == 0:
-            found.append((box.start(), response[box.end():j]))
-            break
+            return text[start:j]
+    return None
+
+
+def _span_text(m: re.Match) -> str:
+    return next(g for g in m.groups() if g is not None)
+
+
+def _marked(text: str) -> str:
+    """What follows an "answer is" marker: its first math span if it has one ("is $-7$. I hope..."), else the
+    text up to the end of its sentence."""
+    inner = _last(_ANSWER, text)  # "Final Answer: The final answer is $-7$."
+    if inner:
+        return _marked(inner[1] if inner[1] is not None else inner[2])
+    span = _MATH_SPAN.search(text)
+    if span:
+        return _span_text(span)
+    return re.split(r"\.\s+(?=[A-Z])", text, maxsplit=1)[0]
+
+
+def _is_math(text: str) -> bool:
+    """A short answer on its own ("10/9", "x = 3", "(-\\infty, 3]", "x = 1 \\text{ or } x = 2"), not a sentence: one
+    line whose words of two or more letters, outside LaTeX commands, are only "or", "and" and math's names."""
+    words = _WORD.findall(_TEX_TEXT.sub(" ", text))
+    return len(text) <= MAX_CHARS and "\n" not in text.strip() and all(w in _WORDS for w in words)
+
+
+def extract_answer(response: str, last_number_fallback: bool = True) -> str | None:
+    """The final answer: whichever of \\boxed{}, "#### N", "Answer: ..." and "the answer is ..." comes last (so
+    "Answer: \\boxed{5}" gives 5). Without a marker: the last math span ($...$, \\(...\\), \\[...\\]); else the
+    whole response when it is a short answer on its own ("10/9", "x = 3"); else, if last_number_fallback, the
+    last number in the text."""
+    response = response or ""
+    found = [(m.start(), _marked(m[1] if m[1] is not None else m[2]) if rx is _ANSWER else m[1])
+             for rx in (_ANSWER, _HASHES) if (m := _last(rx, response))]
+    box = _last(_BOXED, response)
+    if box and (inside := _braced(response, box.end())) is not None:
+        found.append((box.start(), inside))
+    if not found and (span := _last(_MATH_SPAN, response)):
+        found.append((span.start(), _span_text(span)))
+    if not found and response.strip() and _is_math(response):
+        found.append((0, response))
     if found:
-        text = max(found)[1].strip().strip("*").strip().rstrip(".").strip()  # markdown bold, full stop
+        text = max(found)[1].strip().strip("*").strip().rstrip(".,;").strip()  # markdown bold, full stop
         return text or None
     numbers = _LAST_NUMBER.findall(response) if last_number_fallback else []
     return numbers[-1] if numbers else None
@@ -92,21 +152,27 @@ def extract_answer(response: str, last_number_fallback: bool = True) -> str | No
 
 # ----- normalisation and the in-process cheap path -------------------------------------------------------
 
-_REPLACE = [("\\left", ""), ("\\right", ""), ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\cdot", "*"),
+_REPLACE = [("\\left", ""), ("\\right", ""), ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\cfrac", "\\frac"),
+            ("\\(", ""), ("\\)", ""), ("\\[", ""), ("\\]", ""), ("\\cdot", "*"),
             ("\\times", "*"), ("\\div", "/"), ("\\%", "%"), ("\\$", ""), ("$", ""), ("\\{", "{"), ("\\}", "}"),
             ("\\infty", "oo"), ("\\pi", " pi "), ("\\cup", ";"), ("\\in", "="), ("\\!", ""), ("\\,", ""), ("{,}", ","),
             ("\\;", " "), ("\\:", " "), ("\\ ", " "), ("^{\\circ}", ""), ("^\\circ", ""), ("−", "-"),
             ("×", "*"), ("÷", "/"), ("π", " pi "), ("∞", "oo"), ("°", "")]
-_TEXT = re.compile(r"\\(?:text|textbf|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_TEXT = re.compile(r"\\(?:text|textbf|textnormal|textit|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}")
 _UNIT = re.compile(r"[A-Za-z]{2,}(?:\^\d)?[.,]?")
 _KEYWORDS = {"pi", "oo", "or", "and", "sqrt", "inf", "infty"}
-_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_THOUSANDS = re.compile(r"[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")  # "0,111" is no thousands number
+_SPACE_THOUSANDS = re.compile(r"[-+]?[1-9]\d{0,2}(?: \d{3})+(?:\.\d+)?")  # "1 000", "10\;000", "7 425 000"
+_DECIMAL_COMMA = re.compile(r"([-+]?\d+),(\d+)")  # "1,5", "1000,99", "0,111": no thousands number
 _DECIMAL = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
 _RATIO = re.compile(r"([-+]?)\s*(?:(\d+)\s*/\s*(\d+)|\\frac\{(\d+)\}\{(\d+)\})")
 
 
 def _normalize(s: str) -> str:
-    s = _TEXT.sub(r" \1", s)
+    box = _last(_BOXED, s)  # a gold stored boxed: "\boxed{11111111100}"
+    if box and (inside := _braced(s, box.end())) is not None:
+        s = inside
+    s = re.sub(r",\\!\s*", ",", _TEXT.sub(r" \1", s))  # "32,\! 349": a thousands separator, spaced in TeX
     for a, b in _REPLACE:
         s = s.replace(a, b)
     words = s.strip().rstrip(".").split()
@@ -115,13 +181,17 @@ def _normalize(s: str) -> str:
             and re.search(r"[\w)\]}]$", words[-2]):
         words.pop()
     s = " ".join(words)
+    if _SPACE_THOUSANDS.fullmatch(s):
+        return s.replace(" ", "")
     return s.replace(",", "") if _THOUSANDS.fullmatch(s) else s
 
 
 def _alternatives(s: str, percent: bool) -> list[tuple[str, Fraction]]:
-    """(text, scale) readings: a trailing % is dropped, and with percent=True also read as /100."""
+    """(text, scale) readings: a trailing % is dropped, and with percent=True also read as /100; "1,5" (a comma
+    that is no thousands separator) is both the list 1, 5 and the decimal 1.5."""
     base = s[:-1].strip() if s.endswith("%") else s
-    return [(base, Fraction(1))] + ([(base, Fraction(1, 100))] if percent and base != s else [])
+    texts = [base] + ([".".join(m.groups())] if (m := _DECIMAL_COMMA.fullmatch(base)) else [])
+    return [(t, Fraction(1)) for t in texts] + ([(t, Fraction(1, 100)) for t in texts] if percent and base != s else [])
 
 
 def _number(s: str) -> Fraction | None:
@@ -142,8 +212,9 @@ def precheck(pred: str | None, gold: str, percent: bool) -> str | None:
     p, g = _normalize(pred), _normalize(gold)
     if p == g:
         return "equal"
-    if not set(p) <= ALLOWED or not set(g) <= ALLOWED:  # quotes, underscores, ...: not math
-        return "unparseable"
+    for raw, norm in ((pred, p), (gold, g)):  # quotes, underscores, ...: not math, unless LaTeX for the LaTeX parser
+        if not set(norm) <= ALLOWED and not ("\\" in raw and set(norm) <= LATEX_ALLOWED):
+            return "unparseable"
     ps = [(_number(t), k) for t, k in _alternatives(p, percent)]
     gs = [(_number(t), k) for t, k in _alternatives(g, percent)]
     if all(v is not None for v, _ in ps + gs):
@@ -311,8 +382,11 @@ class _Parser:
 def _canon(v):
     """Equations with a lone variable on one side become assignments; lists of assignments to one variable
     become solution sets, to distinct variables systems."""
-    if not isinstance(v, tuple) or v[0] == "interval":
+    if not isinstance(v, tuple) or v[0] in ("interval", "matrix"):
         return v
+    if v[0] == "eq" and all(_kind(x) == "tuple" for x in v[1:]) and len(v[1][1]) == len(v[2][1]) \
+            and all(isinstance(x, sp.Symbol) for x in v[1][1]):  # "(x, y) = (7, 6)" is the system x = 7, y = 6
+        return _canon(("list", [("eq", x, y) for x, y in zip(v[1][1], v[2][1])]))
     if v[0] == "eq":
         for var, val in ((v[1], v[2]), (v[2], v[1])):
             if isinstance(var, sp.Symbol) and not (isinstance(val, sp.Basic) and var in val.free_symbols):
@@ -390,6 +464,8 @@ def _same(a, b) -> bool:
     if ka == kb == "eq":
         da, db = a[1] - a[2], b[1] - b[2]
         return _equal(da, db) or _equal(da, -db)
+    if ka == kb == "matrix":
+        return a[1] == b[1] and all(_same(x, y) for x, y in zip(a[2], b[2]))
     if ka == kb == "interval":
         return a[3:] == b[3:] and _same(a[1], b[1]) and _same(a[2], b[2])
     if {ka, kb} == {"interval", "tuple"}:  # (1, 2) is also the open interval
@@ -402,10 +478,73 @@ def _same(a, b) -> bool:
     return False
 
 
+# ----- LaTeX through the field's parser (latex2sympy2_extended, math-verify's; runs in the workers) ----------
+
+# TeX that defines, reads or writes anything is refused before any parser sees it (latex2sympy executes none
+# of it, but an answer containing it is not an answer); so are exponents a power would explode on.
+_TEX_PROGRAM = re.compile(r"\\(?:def|gdef|edef|let|newcommand|renewcommand|input|include|write|read|openin|openout"
+                          r"|catcode|csname|expandafter|immediate|special)(?![A-Za-z])")
+_BIG_EXPONENT = re.compile(r"\^\s*\{?\s*[-+]?\s*(?:\d{4,}|[^{}]*\^)")
+
+
+def _from_latex(text: str):
+    """`text` as LaTeX, through latex2sympy2_extended (with math-verify's normalisation of units, malformed
+    operators such as \\sqrt3, and spacing nits), in the lab's own forms. ValueError when it cannot be read."""
+    if _TEX_PROGRAM.search(text) or _BIG_EXPONENT.search(text):
+        raise ValueError("not an answer")
+    depth = deepest = 0
+    for c in text:  # the grammar recurses per bracket: bound it as the lab's parser does
+        depth += (c in "{([") - (c in "})]")
+        deepest = max(deepest, depth)
+    if deepest > MAX_DEPTH:
+        raise ValueError("too deep")
+    from latex2sympy2_extended import NormalizationConfig, latex2sympy
+
+    config = NormalizationConfig(basic_latex=True, units=True, malformed_operators=True, nits=True, boxed="last",
+                                 equations=False)
+    try:
+        value = latex2sympy(text, normalization_config=config)
+    except (ValueError, TypeError, AttributeError, IndexError, RecursionError, MemoryError):
+        raise
+    except Exception as e:  # the ANTLR parser raises bare Exceptions for text it cannot read
+        raise ValueError(str(e)[:80]) from None
+    return _canon(_from_sympy(value))
+
+
+def _from_sympy(v):
+    """latex2sympy's objects in the forms _same compares: intervals, unions (a list of intervals), finite sets,
+    tuples, matrices (their shape and entries), equations, expressions."""
+    if isinstance(v, sp.MatrixBase):
+        return ("matrix", v.shape, [_from_sympy(x) for x in v])
+    if isinstance(v, sp.Interval):
+        return ("interval", v.start, v.end, not v.left_open, not v.right_open)
+    if isinstance(v, sp.Union):
+        return ("list", [_from_sympy(x) for x in v.args])
+    if isinstance(v, sp.FiniteSet):
+        return ("set", [_from_sympy(x) for x in v.args])
+    if isinstance(v, sp.Tuple):
+        return ("tuple", [_from_sympy(x) for x in v.args])
+    if isinstance(v, sp.Eq):
+        return ("eq", _from_sympy(v.lhs), _from_sympy(v.rhs))
+    if isinstance(v, sp.Expr):
+        return v
+    raise ValueError(f"not a value: {type(v).__name__}")
+
+
+def _readings(text: str, percent: bool) -> list:
+    """Every reading of one side: the lab's parser on the normalised text; where it cannot read it (a matrix,
+    LaTeX it does not know), latex2sympy on the text as written."""
+    try:
+        return [_parse(t, k) for t, k in _alternatives(_normalize(text), percent)]
+    except (ValueError, TypeError, AttributeError, IndexError, RecursionError, MemoryError):
+        if "\\" not in text:
+            raise
+        return [_from_latex(text)]
+
+
 def _check(pred: str, gold: str, percent: bool) -> str:
     try:
-        ps = [_parse(t, k) for t, k in _alternatives(_normalize(pred), percent)]
-        gs = [_parse(t, k) for t, k in _alternatives(_normalize(gold), percent)]
+        ps, gs = _readings(pred, percent), _readings(gold, percent)
     except (ValueError, TypeError, AttributeError, IndexError, RecursionError, MemoryError):
         return "unparseable"
     try:
@@ -428,6 +567,7 @@ def _worker_main() -> None:
     import sympy
     sp = sympy
     _check("x(x+1)", "x^2+x", False)  # sympy's first simplify loads more modules: keep that off any deadline
+    _check("\\begin{pmatrix}1\\end{pmatrix}", "1", False)  # and the LaTeX parser its grammar
     print('"ready"', file=out, flush=True)
     for line in sys.stdin:
         op, *args = json.loads(line)
@@ -440,7 +580,7 @@ class _Worker:
     """One worker process; `job` is the index of the check it runs (None when idle), `due` its deadline."""
 
     def __init__(self):
-        code = f"import sys; sys.path.insert(0, {ROOT!r}); from rewards.math_verify import _worker_main; _worker_main()"
+        code = f"import sys; sys.path.insert(0, {ROOT!r}); from rewards.verifier import _worker_main; _worker_main()"
         self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.ready, self.job, self.due = False, None, time.monotonic() + STARTUP_TIMEOUT
 
@@ -496,7 +636,7 @@ class _Pool:
             if line is None and time.monotonic() < w.due:
                 continue
             if not w.ready and not line:
-                raise RuntimeError("a math_verify worker failed to start (its stderr says why)")
+                raise RuntimeError("a verifier worker failed to start (its stderr says why)")
             if line:  # a verdict, or a new worker's "ready"
                 if w.ready:
                     results[w.job] = json.loads(line)
