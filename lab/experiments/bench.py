@@ -272,7 +272,10 @@ def verify_mix(n: int, samples_path=None) -> list[tuple[str, str]]:
 
 
 HOSTILE = ["9**9**9**9", "10^10^10^10", "(" * 5000 + "1" + ")" * 5000, "__import__('os').system('echo hi')",
-           "x" * 10_000, "\\frac{" * 200 + "1" + "}" * 200, "2^(2^(2^(2^(2^100))))"]
+           "x" * 10_000, "\\frac{" * 200 + "1" + "}" * 200, "2^(2^(2^(2^(2^100))))",
+           # LaTeX for the LaTeX parser: programs, deep nesting, exploding powers, 100k characters
+           "\\def\\x{1}\\x", "\\input{/etc/passwd}", "\\left(" * 60 + "1" + "\\right)" * 60, "2^{10^{100}}",
+           "\\begin{pmatrix}" * 30 + "1" + "\\end{pmatrix}" * 30, "$" + "\\sqrt{2}" * 12_500 + "$"]
 
 
 def bench_verify(n: int = 2000, samples_path=None, slowest_of: int = 300) -> dict:
