@@ -128,6 +128,12 @@ def _is_math(text: str) -> bool:
     return len(text) <= MAX_CHARS and "\n" not in text.strip() and all(w in _WORDS for w in words)
 
 
+def _math_span(text: str) -> bool:
+    """A $...$ span that holds math, not the text between two prices ("$5 for apples and $7"): that starts with
+    the first price's digits and ends in a word or a space."""
+    return not (text[:1].isdigit() and re.search(r"[A-Za-z]{2,}\s*$|\s$", text))
+
+
 def extract_answer(response: str, last_number_fallback: bool = True) -> str | None:
     """The final answer: whichever of \\boxed{}, "#### N", "Answer: ..." and "the answer is ..." comes last (so
     "Answer: \\boxed{5}" gives 5). Without a marker: the last math span ($...$, \\(...\\), \\[...\\]); else the
@@ -139,8 +145,9 @@ def extract_answer(response: str, last_number_fallback: bool = True) -> str | No
     box = _last(_BOXED, response)
     if box and (inside := _braced(response, box.end())) is not None:
         found.append((box.start(), inside))
-    if not found and (span := _last(_MATH_SPAN, response)):
-        found.append((span.start(), _span_text(span)))
+    spans = [m for m in _MATH_SPAN.finditer(response) if _math_span(_span_text(m))] if not found else []
+    if spans:
+        found.append((spans[-1].start(), _span_text(spans[-1])))
     if not found and response.strip() and _is_math(response):
         found.append((0, response))
     if found:

@@ -164,6 +164,12 @@ EXTRACT = [
     ("\\boxed{9}\nAnswer: 10", "10"), ("Answer: 10\n\\boxed{9}", "9"), ("Answer: x = 2, y = 3\n", "x = 2, y = 3"),
     ("I think 3 + 4 = 7", "7"), ("-5 degrees", "-5"), ("costs 1,250 dollars", "1,250"), ("ratio 3/4", "3/4"),
     ("2.5 and then 3.75.", "3.75"), ("no digits", None), ("", None), ("Answer:", None), ("Answer: \n7", None),
+    # MATH-style: "the answer is", math spans, an answer on its own; prices are not math spans
+    ("Final Answer: The final answer is $-7$. I hope it is correct.", "-7"), ("so it is $\\frac{1}{3}.$", "\\frac{1}{3}"),
+    ("We get $x = 4$, so the perimeter is $\\frac{20}{3}$.", "\\frac{20}{3}"), ("\\frac{10}{9}", "\\frac{10}{9}"),
+    ("\\( x = \\frac{5}{2} \\)", "x = \\frac{5}{2}"), ("(-\\infty, 3]", "(-\\infty, 3]"), (".4", ".4"),
+    ("She pays $5 for apples and $7 for pears, so $12 in all.", "12"), ("It costs $5 and $7 more", "7"),
+    ("AZYUK2A", None),
 ]
 
 

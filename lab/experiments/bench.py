@@ -377,8 +377,9 @@ def mix_cases(n: int) -> list[dict]:
     when they agree without the % and the "x = " (the verifier's rules for those forms)."""
     from tasks.math import MathConfig, generate
 
-    def value(answer: str) -> str:
-        return answer.split("=")[-1].replace("%", "").replace(" ", "")
+    def value(answer: str) -> str:  # "x = 1" is 1 and "38%" is 38; a system "x = 0, y = 0" stays itself
+        plain = answer.replace("%", "").replace(" ", "")
+        return plain.split("=", 1)[1] if plain.count("=") == 1 and "," not in plain else plain
 
     golds = [p.answer for p in generate(MathConfig(seed=3, bands=(1, 2, 3, 4)), n)]
     return [{"id": f"mix-{i}", "rule": "gsm8k_style", "prediction": response, "gold": gold,
