@@ -1,7 +1,8 @@
 """User suites from files, the way lm-evaluation-harness loads custom tasks.
 
-`lab eval MODEL --suite my_task.json` where the spec names a data file (JSONL or TSV with a header),
-a prompt template over its fields, the gold field and a grader:
+`lab eval MODEL --suite my_task.json` where the spec names a data file (JSONL, TSV or CSV with a header,
+a .json list of objects, parquet, or a folder saved by `datasets`: load_rows, which `lab rl math --data`
+reads too), a prompt template over its fields, the gold field and a grader:
 
     {"name": "capitals", "data": "capitals.jsonl", "prompt": "What is the capital of {country}?",
      "gold": "capital", "grader": "contains", "max_new_tokens": 24}
@@ -27,20 +28,113 @@ DEFAULTS = {"prompt": "{prompt}", "gold": "gold", "grader": "contains", "max_new
             "text": "text", "version": "1"}
 
 
-def load_rows(path: Path) -> list[dict]:
+FORMATS = ".jsonl, .ndjson, .json (a list of objects), .tsv/.csv (with a header), .parquet, or a folder saved by datasets"
+
+
+def load_rows(path: Path, numbered: bool = False) -> list:
+    """The records of a data file, as dicts: JSONL (one object a line, blank lines skipped), .json (a list of
+    objects), TSV or CSV with a header line, parquet, or a folder written by `datasets`' save_to_disk (a
+    DatasetDict gives its "train" split, or its only one). Shared by user suites and `lab rl math --data`.
+
+    numbered=True gives (line, row) pairs instead: the row's line in the file (JSONL; TSV/CSV, where the
+    header is line 1 and a record spanning lines has the line it starts on) or its position from 1 (.json,
+    parquet, datasets), and a JSONL line that is not a JSON object comes as (line, None) for the caller to
+    skip and report; without numbered such a line is an error. A missing file or an unknown format is one
+    LabError either way."""
+    path = Path(path)
     if not path.exists():
-        raise LabError(f"suite data file {path} does not exist")
-    if path.suffix == ".tsv":
-        with open(path, newline="") as f:
-            return list(csv.DictReader(f, delimiter="\t"))
-    rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+        raise LabError(f"data file {path} does not exist")
+    if path.is_dir():
+        pairs = list(enumerate(_dataset_rows(path), 1))
+    elif path.suffix in (".tsv", ".csv"):
+        pairs = _table_rows(path, "\t" if path.suffix == ".tsv" else ",")
+    elif path.suffix in (".jsonl", ".ndjson"):
+        pairs = _json_lines(path, numbered)
+    elif path.suffix == ".json":
+        pairs = list(enumerate(_json_list(path), 1))
+    elif path.suffix == ".parquet":
+        pairs = list(enumerate(_parquet_rows(path), 1))
+    else:
+        raise LabError(f"{path}: unknown data format '{path.suffix or path.name}'; formats: {FORMATS}")
+    return pairs if numbered else [row for _, row in pairs]
+
+
+def _json_lines(path: Path, numbered: bool) -> list[tuple[int, dict | None]]:
+    pairs = []
+    for i, line in enumerate(_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if not numbered:
                 raise LabError(f"{path}:{i} is not valid JSON") from None
+            row = None
+        if row is not None and not isinstance(row, dict):
+            if not numbered:
+                raise LabError(f"{path}:{i} is not a JSON object")
+            row = None
+        pairs.append((i, row))
+    return pairs
+
+
+def _json_list(path: Path) -> list[dict]:
+    try:
+        rows = json.loads(_text(path))
+    except json.JSONDecodeError as e:
+        raise LabError(f"{path} is not valid JSON ({e.msg}, line {e.lineno}); JSON Lines files end in .jsonl") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise LabError(f"{path} must hold a JSON list of objects (one per record)")
     return rows
+
+
+def _table_rows(path: Path, delimiter: str) -> list[tuple[int, dict]]:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
+        reader = csv.DictReader(f, delimiter=delimiter)
+        pairs = []
+        try:
+            reader.fieldnames  # noqa: B018 (reads the header)
+            last = reader.line_num
+            for row in reader:  # numbered by the line its record starts on (a quoted cell may span lines)
+                # a record longer than the header keeps its extra cells under None: no field, so dropped
+                pairs.append((last + 1, {k: v for k, v in row.items() if k is not None}))
+                last = reader.line_num
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise LabError(f"{path}:{reader.line_num} cannot be read as {path.suffix[1:].upper()}: {e}") from None
+    return pairs
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise LabError(f"{path} is not UTF-8 text") from None
+
+
+def _parquet_rows(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq  # datasets' own dependency
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError, its IO errors OSErrors
+        raise LabError(f"{path} cannot be read as parquet: {e}") from None
+
+
+def _dataset_rows(path: Path) -> list[dict]:
+    import datasets
+
+    try:
+        data = datasets.load_from_disk(str(path))
+    except FileNotFoundError:
+        raise LabError(f"{path} is a folder but no dataset saved by datasets' save_to_disk") from None
+    if isinstance(data, datasets.DatasetDict):
+        if "train" in data:
+            data = data["train"]
+        elif len(data) == 1:
+            data = next(iter(data.values()))
+        else:
+            raise LabError(f"{path} holds the splits {', '.join(data)}: name none 'train' or keep only one")
+    return data.to_list()
 
 
 def load_suite(path: Path) -> Suite:

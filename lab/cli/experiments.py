@@ -43,18 +43,34 @@ def rl_math_cmd(run_dir: Path = typer.Argument(..., help="a run with the source 
                 source: str = typer.Option("sft-math", "--from", help="the stage to start from"),
                 algo: Optional[str] = typer.Option(None, help="grpo, dr_grpo, dapo, bnpo or rloo (default: rl.algo)"),
                 out: str = typer.Option("rl-math", help="the stage folder to write, e.g. experiments/math-rewards/rloo"),
+                data: Optional[Path] = typer.Option(None, help="your own problems instead of the generator: JSONL, TSV, "
+                                                               "CSV, .json, parquet or a datasets folder; part is held out"),
+                question_field: Optional[str] = typer.Option(None, help="the field holding the question (with --data; "
+                                                                        "default: question)"),
+                answer_field: Optional[str] = typer.Option(None, help="the field holding the gold answer (with --data; "
+                                                                      "default: answer; GSM8K's '#### N' is read)"),
                 set: list[str] = SetOpt):
     """RL with the sympy verifier as reward (TRL GRPO / RLOO); prints held-out accuracy before and after."""
     from lab.train.rl_math import rl_math
 
+    if data is None and (question_field or answer_field):
+        raise LabError("--question-field and --answer-field name fields of a --data file; give --data FILE too")
     run, preset = _open_run(run_dir, overrides=set)
     if algo is not None:
         preset.rl.algo = algo
-    s = rl_math(run, preset, preset.rl, source=source, out_stage=out)
+    s = rl_math(run, preset, preset.rl, source=source, out_stage=out, data=data,
+                question_field=question_field or "question", answer_field=answer_field or "answer")
     before, after = s["heldout_before"]["all"], s["heldout_after"]["all"]
     console.print(f"{out}: {s['algo']}, {s['steps']} steps in {s['seconds']:.0f} s; reward {s['reward_first']:.3f} -> "
                   f"{s['reward_last']:.3f}; held-out accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f} "
                   f"(n={after['n']})")
+    if s["data"]:
+        d = s["data"]
+        lines = ", ".join(str(k["line"]) for k in d["skipped"][:10]) + (", ..." if len(d["skipped"]) > 10 else "")
+        console.print(f"data {d['path']}: {d['rows']} rows, {d['trained']} trained, {d['held_out']} held out, "
+                      f"{d['unused']} unused (over rl.train_problems), {len(d['skipped'])} skipped"
+                      + (f" (lines {lines}; reasons in {run.stage_dir(out) / 'summary.json'})" if d["skipped"] else ""),
+                      highlight=False, soft_wrap=True)
 
 
 @rl_app.command("dpo")

@@ -21,11 +21,20 @@ our engine and the same verifier, so arms are comparable.
 
 The TRL core (load_policy, check_rl_settings, check_prompts, train_policy) is shared with RLHF (lab/train/rlhf.py):
 only the prompts, the rewards and the summary differ between the two.
+
+Your own problems instead of the generator (`lab rl math RUN --data FILE`, rl_math's `data`): any file
+evals/custom.py's load_rows reads (JSONL, TSV/CSV, .json, parquet, a `datasets` folder), one problem a row
+with a question and a gold answer field (load_user_problems). A row that cannot be graded honestly is
+skipped and listed in summary.json with its line and why: no question, an empty answer, an answer the
+verifier cannot read as math ("see above"), a prompt the model's context cannot hold. A seeded share of the
+questions is held out (split_user_problems) and replaces the generator's held-out set before and after.
 """
 
 from __future__ import annotations
 
 import json
+import random
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -123,6 +132,135 @@ def eval_problems(settings: RLSettings):
             seen.add(p.question)
             out.append(p)
     return out
+
+
+USER_TASK = "user"  # the task name of problems from a user's file (difficulty 0, no worked solution)
+HELDOUT_SHARE = 5  # a user file holds out one question in this many (at most rl.eval_problems, at least 1)
+# a word after a number or bracket is a unit to the verifier ("72 apples"), as is a trailing \text{...}
+_TRAILING_UNITS = re.compile(r"(?:\s*\\(?:text|textnormal|mbox|mathrm)\s*\{[^{}]*\}|\s+[A-Za-z]{2,}(?:\^\d)?\.?)+\s*$")
+_PLACEHOLDERS = {"n/a", "n.a.", "na", "none", "null", "nan", "tbd", "unknown", "?", "-"}
+
+
+def gold_answer(raw) -> tuple[str | None, str | None]:
+    """(gold, None) for a gradeable answer field, or (None, why not). A field holding a worked solution with a
+    final-answer marker (GSM8K's "... #### 72", "\\boxed{...}", "Answer: ...") gives what the marker marks, as
+    the verifier extracts it from a response. The gold must read as math: words other than trailing units
+    ("see above", "yes") would be compared as strings or as products of letters, so they are refused here
+    rather than mis-graded, as is anything the verifier calls unparseable or cannot check in time."""
+    from rewards.verifier import extract_answer, verify
+
+    text = "" if raw is None else str(raw).strip()
+    if not text:
+        return None, "empty answer"
+    gold = extract_answer(text, last_number_fallback=False) or text
+    core = _TRAILING_UNITS.sub("", gold).strip() or gold
+    if gold.lower() in _PLACEHOLDERS or extract_answer(core, last_number_fallback=False) is None:
+        return None, f"answer {_clip(gold)!r} is not math the verifier can read"
+    reason = verify(gold, "0").reason  # parses the gold as a response would be; "0" is any other value
+    if reason in ("unparseable", "timeout", "no_answer"):
+        return None, f"answer {_clip(gold)!r} is {'too slow for' if reason == 'timeout' else 'unparseable by'} the verifier"
+    return gold, None
+
+
+def _clip(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def load_user_problems(path: Path, question_field: str = "question", answer_field: str = "answer") -> tuple[list, dict]:
+    """(problems, report) from a user's file: each usable row a tasks.math.Problem (id from the row's "id" field,
+    else "line-N"; task "user"; difficulty 0; no solution; extras: line and the raw answer field), and the report
+    summary.json keeps (path, format, fields, rows, skipped: [{"line", "reason"}]). Rows are numbered as
+    evals.custom.load_rows numbers them (the file's line, or the position from 1 in formats without lines).
+
+    One LabError, naming the file, when it cannot be read, holds no rows, no row has one of the two fields (a
+    misspelt --question-field), or no row is usable; a bad row on its own is skipped and listed, never graded."""
+    from evals.custom import load_rows
+    from tasks.math import Problem
+
+    path = Path(path)
+    numbered = load_rows(path, numbered=True)
+    if not numbered:
+        raise LabError(f"{path} holds no rows")
+    rows = [row for _, row in numbered if row is not None]
+    for kind, field in (("question", question_field), ("answer", answer_field)):
+        if rows and not any(field in row for row in rows):
+            fields = sorted({str(k) for row in rows[:20] for k in row})
+            raise LabError(f"no row of {path} has the {kind} field '{field}' (its fields: {', '.join(fields)}); "
+                           f"name the right one with --{kind}-field")
+    problems, skipped = [], []
+    for line, row in numbered:
+        why, gold = None, None
+        if row is None:
+            why = "not a JSON object"
+        elif field_missing := next((f"no {k} field '{f}'" for k, f in (("question", question_field),
+                                                                      ("answer", answer_field)) if f not in row), None):
+            why = field_missing
+        elif isinstance(row[question_field], (dict, list)):
+            why = "the question is not text"
+        elif row[question_field] is None or not str(row[question_field]).strip():
+            why = "empty question"
+        else:
+            gold, why = gold_answer(row[answer_field])
+        if why:
+            skipped.append({"line": line, "reason": why})
+            continue
+        rid = row.get("id")
+        problems.append(Problem(id=str(rid) if rid not in (None, "") else f"line-{line}", task=USER_TASK, difficulty=0,
+                                question=str(row[question_field]).strip(), answer=gold, solution="",
+                                extras={"line": line, "raw_answer": str(row[answer_field])}))
+    report = {"path": str(path), "format": "datasets" if path.is_dir() else path.suffix.lstrip("."),
+              "question_field": question_field, "answer_field": answer_field, "rows": len(numbered),
+              "usable": len(problems), "skipped": skipped}
+    if not problems:
+        raise LabError(f"no usable row in {path}: all {len(numbered)} skipped ({_skip_list(skipped)})")
+    return problems, report
+
+
+def _skip_list(skipped: list[dict], n: int = 3) -> str:
+    shown = "; ".join(f"line {s['line']}: {s['reason']}" for s in skipped[:n])
+    return shown + (f"; and {len(skipped) - n} more" if len(skipped) > n else "")
+
+
+def fit_prompts(tokenizer, model, problems, max_completion_length: int, skipped: list[dict]) -> list:
+    """The problems whose chat prompt TRL tokenizes to render()'s ids and that leave room for the completion in
+    the model's context (check_prompts' conditions, row by row); the others are added to `skipped`."""
+    prompts = _prompts(tokenizer, problems)
+    trl_ids = tokenizer(text=[text for text, _ in prompts])["input_ids"] if prompts else []
+    context, kept = model.config.max_position_embeddings, []
+    for p, (_, ids), got in zip(problems, prompts, trl_ids):
+        if ids != got:
+            skipped.append({"line": p.extras["line"], "reason": "the question does not round-trip the chat format"})
+        elif len(ids) + max_completion_length > context:
+            skipped.append({"line": p.extras["line"], "reason": f"question too long: {len(ids)} prompt tokens + "
+                            f"rl.max_completion_length {max_completion_length} exceed the model's context {context}"})
+        else:
+            kept.append(p)
+    skipped.sort(key=lambda s: s["line"])
+    return kept
+
+
+def split_user_problems(problems, settings: RLSettings) -> tuple[list, list, list]:
+    """(train, held_out, unused): min(rl.eval_problems, a fifth) of the distinct questions, at least one, chosen
+    with EVAL_SEED (as the generator's held-out set: runs of any rl.seed are scored on the same questions), are
+    held out with every row that asks them, so no held-out question is trained on; the rest train, at most
+    rl.train_problems of them (the others are unused). Each part in file order."""
+    groups: dict[str, list] = {}
+    for p in problems:
+        groups.setdefault(" ".join(p.question.split()), []).append(p)
+    if len(groups) < 2:
+        raise LabError(f"the data has {len(groups)} usable distinct question(s); RL needs at least 2, one to train "
+                       "on and one held out")
+    keys = list(groups)
+    random.Random(EVAL_SEED).shuffle(keys)
+    n_held = max(1, min(settings.eval_problems, len(keys) // HELDOUT_SHARE))
+    held = [p for k in keys[:n_held] for p in groups[k]]
+    pool = [p for k in keys[n_held:] for p in groups[k]]
+    train, unused = pool[: settings.train_problems], pool[settings.train_problems :]
+
+    def in_order(ps):
+        return sorted(ps, key=lambda p: p.extras["line"])
+
+    return in_order(train), in_order(held), in_order(unused)
 
 
 def _answers(model, tokenizer, problems, max_new_tokens: int, temperature: float = 0.0, per_problem: int = 1,
@@ -388,11 +526,14 @@ def _log_ends(logs: list[dict], key: str) -> tuple[float | None, float | None]:
     return sum(values[:window]) / window, sum(values[-window:]) / window
 
 
-def rl_math(run: Run, preset: Preset, settings: RLSettings, source: str = "sft-idk", out_stage: str = "rl-math") -> dict:
+def rl_math(run: Run, preset: Preset, settings: RLSettings, source: str = "sft-idk", out_stage: str = "rl-math",
+            data: Path | None = None, question_field: str = "question", answer_field: str = "answer") -> dict:
     """Train `source` with RL on math into `run/<out_stage>` (a relative path such as experiments/x/arm works).
 
     `preset` is the run's preset, passed like to every stage; the RL settings come separately so
-    experiment arms can vary them."""
+    experiment arms can vary them. `data`: a file of your own problems (load_user_problems) instead of the
+    generator's rl.tasks and rl.bands; part of it is held out (split_user_problems) and summary["data"]
+    says which rows trained, were held out, or were skipped and why."""
     from datasets import Dataset
 
     from rewards.format import get_rewards
@@ -401,11 +542,27 @@ def rl_math(run: Run, preset: Preset, settings: RLSettings, source: str = "sft-i
     reward_funcs = get_rewards(list(settings.rewards))
     check_rl_settings(settings, len(settings.rewards))
     src = run.require(source)
-    out = run.open_stage(out_stage)
+    user = load_user_problems(data, question_field, answer_field) if data is not None else None  # before any write
     model, tokenizer = load_policy(src)
+    data_report = None
+    if user is not None:
+        problems, data_report = user
+        problems = fit_prompts(tokenizer, model, problems, settings.max_completion_length, data_report["skipped"])
+        try:
+            problems, held_out, unused = split_user_problems(problems, settings)
+        except LabError as e:  # too few rows left: say which were skipped and why
+            raise LabError(f"{data}: {e} (skipped {len(data_report['skipped'])}: "
+                           f"{_skip_list(data_report['skipped'])})") from None
+        skipped = data_report.pop("skipped")  # kept last: the list can be long
+        data_report |= {"usable": len(problems) + len(held_out) + len(unused), "trained": len(problems),
+                        "held_out": len(held_out), "unused": len(unused), "split_seed": EVAL_SEED,
+                        "held_out_lines": [p.extras["line"] for p in held_out], "skipped": skipped}
+    else:
+        problems = generate(MathConfig(seed=settings.seed, tasks=tuple(settings.tasks), bands=tuple(settings.bands)),
+                            settings.train_problems, split="train")
+        held_out = eval_problems(settings)
+    out = run.open_stage(out_stage)
 
-    problems = generate(MathConfig(seed=settings.seed, tasks=tuple(settings.tasks), bands=tuple(settings.bands)),
-                        settings.train_problems, split="train")
     prompts = _prompts(tokenizer, problems)
     check_prompts(tokenizer, model, prompts, settings.max_completion_length)
     probe = None
@@ -414,7 +571,6 @@ def rl_math(run: Run, preset: Preset, settings: RLSettings, source: str = "sft-i
         prompts = _prompts(tokenizer, problems)
     dataset = Dataset.from_dict({"prompt": [text for text, _ in prompts], "answer": [p.answer for p in problems],
                                  "task": [p.task for p in problems], "difficulty": [p.difficulty for p in problems]})
-    held_out = eval_problems(settings)
     before = heldout_accuracy(model, tokenizer, held_out, settings)
 
     done = train_policy(out, model, tokenizer, settings, dataset, reward_funcs,
@@ -432,9 +588,11 @@ def rl_math(run: Run, preset: Preset, settings: RLSettings, source: str = "sft-i
         # the share of groups holding a correct answer: GRPO's signal (None when group_solved is not tracked)
         "groups_solved_first": solved_first, "groups_solved_last": solved_last,
         "heldout_before": before, "heldout_after": after, "train_problems": len(problems), "solve_probe": probe,
+        "data": data_report,  # None: the generator's problems (rl.tasks, rl.bands)
         "settings": asdict(settings),
     }
     write_json(out / "summary.json", summary)
     run.mark_complete(out_stage, {"algo": settings.algo, "steps": summary["steps"], "heldout_before":
-                                  before["all"]["accuracy"], "heldout_after": after["all"]["accuracy"]})
+                                  before["all"]["accuracy"], "heldout_after": after["all"]["accuracy"]}
+                      | ({"data": data_report["path"]} if data_report else {}))
     return summary
