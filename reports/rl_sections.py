@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 
+from lab.errors import LabError
 from lab.runs import Run, read_json
 from reports.common import jsonl, png
 
@@ -84,9 +85,10 @@ def rl_math_sections(run: Run) -> list[tuple[str, list]]:
     grid = run.stage_dir("experiments/math-rewards")
     if (grid / "table.md").exists() and (grid / "math_rewards.png").exists():
         data = base64.b64encode((grid / "math_rewards.png").read_bytes()).decode()
+        source = _read(grid / "results.json").get("source", "the same start")
         sections.append((f"What matters in RL on math: the math-rewards grid ({run.name})", [
-            ("text", "`lab experiment math-rewards`: one change an arm, every arm from sft-math with the same steps, "
-                     "and the SFT arm sized to the baseline's trained tokens; all graded greedily on the same "
+            ("text", f"`lab experiment math-rewards`: one change an arm, every arm from {source} with the same "
+                     "steps, and the SFT arm sized to the baseline's trained tokens; all graded greedily on the same "
                      "held-out problems, differences paired by problem."),
             ("markdown", (grid / "table.md").read_text()),
             ("figure", (f"math_rewards_{run.name}", data, "Held-out accuracy by arm; sampled accuracy while training"))]))
@@ -115,11 +117,14 @@ def rlhf_sections(run: Run) -> list[tuple[str, list]]:
     methods = run.stage_dir("experiments/rlhf-methods")
     if (methods / "table.md").exists() and (methods / "rlhf_methods.png").exists():
         data = base64.b64encode((methods / "rlhf_methods.png").read_bytes()).decode()
+        every = sorted({_read(run.stage_dir(stage) / "summary.json").get("settings", {}).get("snapshot_every")
+                        for stage in ("rlhf-grpo", "rlhf-ppo", "rlhf-rloo") if run.is_complete(stage)} - {None})
+        every_text = f" (every {', '.join(map(str, every))} steps)" if every else ""
         out.append((f"PPO, GRPO, RLOO and DPO on one reward model ({run.name})", [
             ("text", "`lab experiment rlhf-methods`: every policy answers the same fixed prompts once at the RL "
                      "temperature; proxy (RM) and gold judge score the answers, KL to sft-idk is summed over each "
-                     "answer's tokens. Gold differences are paired over prompts. Each RL method's snapshots "
-                     "(every 5 steps) are evaluated the same way: its path from sft-idk. 'Gold at KL' reads the "
+                     "answer's tokens. Gold differences are paired over prompts. Each RL method's snapshots"
+                     f"{every_text} are evaluated the same way: its path from sft-idk. 'Gold at KL' reads the "
                      "path at DPO's KL (gold at matched KL); the turn-over picks the path's gold peak on half of "
                      "the prompts and measures final - peak on the other half, paired. Memory: weights, "
                      "gradients and optimizer state of every model the method holds."),
@@ -128,10 +133,13 @@ def rlhf_sections(run: Run) -> list[tuple[str, list]]:
     goodhart = run.stage_dir("experiments/goodhart")
     if (goodhart / "table.md").exists() and (goodhart / "goodhart.png").exists():
         data = base64.b64encode((goodhart / "goodhart.png").read_bytes()).decode()
+        g = _read(goodhart / "results.json").get("settings", {})
+        steps = f"GRPO for {g['steps']} steps" if "steps" in g else "GRPO"
+        snapshots = f"every {g['snapshot_every']}-step snapshot" if "snapshot_every" in g else "every snapshot"
         out.append((f"When optimising the reward model turns gold down ({run.name})", [
-            ("text", "`lab experiment goodhart`: reward models trained on fewer or other comparisons, GRPO for 60 "
-                     "steps against each, every 10-step snapshot judged like the methods above (the proxy is each "
-                     "run's own RM). 'end − peak' is measured on prompts the peak was not chosen on."),
+            ("text", f"`lab experiment goodhart`: reward models trained on fewer or other comparisons, {steps} "
+                     f"against each, {snapshots} judged like the methods above (the proxy is each run's own RM). "
+                     "'end − peak' is measured on prompts the peak was not chosen on."),
             ("markdown", (goodhart / "table.md").read_text()),
             ("figure", (f"goodhart_{run.name}", data, "Gold and proxy along each run, by reward model"))]))
     over = run.stage_dir("experiments/overoptimization")
@@ -165,3 +173,11 @@ def reward_model_sections(run: Run) -> list[tuple[str, list]]:
                  f"about other people. Accuracy: the RM prefers the chosen answer; gold agreement: its preference "
                  f"has the sign of the gold difference; Spearman: proxy vs gold score per answer."),
         ("table", (["split", "pairs", "accuracy", "gold agreement", "Spearman"], rows)), *extra])]
+
+
+def _read(path) -> dict:
+    """A run file's JSON, or {} where it is missing or unreadable: the texts then leave its numbers out."""
+    try:
+        return read_json(path)
+    except LabError:
+        return {}

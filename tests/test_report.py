@@ -327,3 +327,13 @@ def test_claims_across_seeds_give_mean_spread_and_sign_agreement(tmp_path):
     assert record["agree"] == 2  # the third seed's CI excludes 0 on the wrong side
     assert record["verdict"] == "not shown at this size (2 of 3 seeds show it)"
     assert record["effects"][2] == {"value": -0.05, "low": -0.09, "high": -0.01, "n": 200, "where": ""}
+
+
+def test_the_rl_texts_state_the_settings_this_run_used(rl_run, tmp_path):
+    """The methods' snapshot interval, goodhart's steps and the math-rewards grid's start come from the run's files,
+    not from the defaults (rl_run trains at toy sizes, unlike the pipeline)."""
+    md = (write_report([rl_run], tmp_path / "report", STAGE_NAMES) / "report.md").read_text()
+    every = json.loads((rl_run.stage_dir("rlhf-grpo") / "summary.json").read_text())["settings"]["snapshot_every"]
+    assert f"snapshots (every {every} steps)" in md
+    assert "GRPO for 2 steps against each, every 1-step snapshot" in md  # run_goodhart(steps=2, snapshot_every=1)
+    assert "every arm from sft-idk with the same steps" in md  # the grid ran from sft-idk: this run has no sft-math
