@@ -19,7 +19,8 @@ RLHF_CURVES = (("proxy", "proxy reward (the RM, optimised)"), ("gold", "gold jud
                ("kl_seq", "KL to the start (per answer)"), ("length", "response length (tokens)"))
 PPO_CURVES = (("explained_variance", "critic: explained variance"), ("clip_fraction", "share of tokens clipped"),
               ("entropy", "policy entropy (nats/token)"), ("kl_coef", "KL coefficient (adaptive)"))
-RLHF_STAGES = {"rlhf-grpo": "GRPO (TRL)", "rlhf-ppo": "PPO (lab/ppo.py: value model, GAE, clipped updates)"}
+RLHF_STAGES = {"rlhf-grpo": "GRPO (TRL)", "rlhf-ppo": "PPO (lab/ppo.py: value model, GAE, clipped updates)",
+               "rlhf-rloo": "RLOO (TRL)"}
 
 
 def rl_curves(run: Run, stage: str, wanted=RL_CURVES):

@@ -169,6 +169,7 @@ RL_SECTIONS = {
         ["Held-out accuracy by arm; sampled accuracy while training"], 1),
     "Reward model": ([], 2),  # the RM's accuracy by split, and rm-scaling's table
     "RLHF against the learned reward model: rlhf-grpo": (["rlhf-grpo per step (faint) and over 10 steps"], 0),
+    "RLHF against the learned reward model: rlhf-rloo": (["rlhf-rloo per step (faint) and over 10 steps"], 0),
     "RLHF against the learned reward model: rlhf-ppo": (
         ["rlhf-ppo per step (faint) and over 10 steps",
          "PPO's own health: the critic, the trust region, entropy, the KL controller"], 0),

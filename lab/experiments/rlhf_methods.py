@@ -236,7 +236,7 @@ def table(results: dict) -> str:
     from evals.stats import format_ci
 
     header = ["policy", "KL to sft-idk (nats/answer)", "proxy (RM)", "gold [95% CI]", "gold - sft-idk [95% CI]",
-              f"gold at KL {results['matched_kl']:.2f}", "gold peak on the path (step)",
+              f"gold at KL {results['matched_kl']:.2f}".replace("-0.00", "0.00"), "gold peak on the path (step)",
               "final - peak [95% CI], other half", "refusals", "length", "answers sampled", "wall s", "memory MB"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for stage, m in results["methods"].items():
