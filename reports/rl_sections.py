@@ -115,6 +115,17 @@ def rlhf_sections(run: Run) -> list[tuple[str, list]]:
             items.append(("figure", (f"ppo_diagnostics_{run.name}", diagnostics,
                                      "PPO's own health: the critic, the trust region, entropy, the KL controller")))
         out.append((f"RLHF against the learned reward model: {stage} ({run.name})", items))
+    if run.is_complete("dpo"):
+        d = _read(run.stage_dir("dpo") / "summary.json")
+        if d:
+            loss, accuracy = d.get("final_loss"), d.get("final_reward_accuracy")
+            logged = (f": final loss {loss:.3f}" if loss is not None else ": no loss logged") + (
+                f", and on the last logged batch it ranks the chosen answer above the rejected one {accuracy:.0%} "
+                "of the time (its own implicit reward)" if accuracy is not None else "")
+            out.append((f"DPO on the reward model's comparisons ({run.name})", [(
+                "text", f"DPO (TRL) from {d.get('source', 'sft-idk')} on {d.get('pairs', '?')} comparisons for "
+                        f"{d.get('steps', '?')} steps, no reward model and no sampling{logged}. Its gold and KL "
+                        "are in the comparison below.")]))
     methods = run.stage_dir("experiments/rlhf-methods")
     if (methods / "table.md").exists() and (methods / "rlhf_methods.png").exists():
         data = base64.b64encode((methods / "rlhf_methods.png").read_bytes()).decode()

@@ -173,6 +173,7 @@ RL_SECTIONS = {
     "RLHF against the learned reward model: rlhf-ppo": (
         ["rlhf-ppo per step (faint) and over 10 steps",
          "PPO's own health: the critic, the trust region, entropy, the KL controller"], 0),
+    "DPO on the reward model's comparisons": ([], 0),
     "PPO, GRPO, RLOO and DPO on one reward model": (["Gold and proxy reward against KL to sft-idk"], 1),
     "When optimising the reward model turns gold down": (  # by RM, then by RM size
         ["Gold and proxy along each run, by reward model"], 2),
