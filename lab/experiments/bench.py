@@ -8,6 +8,7 @@ Timed blocks alternate between the two contenders so background load hits both a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from contextlib import nullcontext
@@ -278,14 +279,24 @@ HOSTILE = ["9**9**9**9", "10^10^10^10", "(" * 5000 + "1" + ")" * 5000, "__import
            "\\begin{pmatrix}" * 30 + "1" + "\\end{pmatrix}" * 30, "$" + "\\sqrt{2}" * 12_500 + "$"]
 
 
+@contextlib.contextmanager
+def one_worker(verifier):
+    """The verifier's pool swapped for one of a single worker (speeds are per core), closed and restored after."""
+    saved, verifier._pool = verifier._pool, verifier._Pool(1)
+    try:
+        yield
+    finally:
+        verifier._pool.close()
+        verifier._pool = saved
+
+
 def bench_verify(n: int = 2000, samples_path=None, slowest_of: int = 300) -> dict:
     """Checks per second on one worker (one core), the share settled in-process, and the slowest single
     check among real answers and hostile strings (goals: >= 1,000 checks/s/core, none over 2 s)."""
     import rewards.verifier as mv
 
     pairs = verify_mix(n, samples_path)
-    saved, mv._pool = mv._pool, mv._Pool(1)
-    try:
+    with one_worker(mv):
         mv.verify_many(pairs[:2])  # start the worker outside the timed block
         t0 = time.perf_counter()
         verdicts = mv.verify_many(pairs)
@@ -301,9 +312,6 @@ def bench_verify(n: int = 2000, samples_path=None, slowest_of: int = 300) -> dic
             mv.verify_response(response, gold)
             if time.perf_counter() - t > slowest:
                 slowest, worst = time.perf_counter() - t, response[-60:]
-    finally:
-        mv._pool.close()
-        mv._pool = saved
     reasons: dict[str, int] = {}
     for v in verdicts:
         reasons[v.reason] = reasons.get(v.reason, 0) + 1
@@ -398,8 +406,7 @@ def bench_verify_cases(cases: list[dict]) -> dict:
     import rewards.verifier as verifier
 
     pairs = [(c["prediction"], c["gold"]) for c in cases]
-    saved, verifier._pool = verifier._pool, verifier._Pool(1)
-    try:
+    with one_worker(verifier):
         verifier.verify_many(pairs[:1])  # start the worker outside the timed block
         t0 = time.perf_counter()
         ours = [v.equivalent for v in verifier.verify_many(pairs)]
@@ -410,9 +417,6 @@ def bench_verify_cases(cases: list[dict]) -> dict:
             verifier.verify_many([pair])
             slowest = max(slowest, time.perf_counter() - t)
         result["ours"]["slowest_s"] = slowest
-    finally:
-        verifier._pool.close()
-        verifier._pool = saved
     if importlib.util.find_spec("math_verify") is None:
         result["math_verify"] = None
         return result
