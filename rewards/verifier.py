@@ -105,7 +105,8 @@ def _braced(text: str, start: int) -> str | None:
     return None
 
 
-def _span_text(m: re.Match) -> str:
+def _matched(m: re.Match) -> str:
+    """The text of whichever alternative group matched (a math span's delimiters, an answer marker's form)."""
     return next(g for g in m.groups() if g is not None)
 
 
@@ -114,10 +115,10 @@ def _marked(text: str) -> str:
     text up to the end of its sentence."""
     inner = _last(_ANSWER, text)  # "Final Answer: The final answer is $-7$."
     if inner:
-        return _marked(inner[1] if inner[1] is not None else inner[2])
+        return _marked(_matched(inner))
     span = _MATH_SPAN.search(text)
     if span:
-        return _span_text(span)
+        return _matched(span)
     return re.split(r"\.\s+(?=[A-Z])", text, maxsplit=1)[0]
 
 
@@ -134,20 +135,27 @@ def _math_span(text: str) -> bool:
     return not (text[:1].isdigit() and re.search(r"[A-Za-z]{2,}\s*$|\s$", text))
 
 
+def reads_as_answer(text: str) -> bool:
+    """An answer on its own once normalised (trailing units, \\text{} and TeX wrappers dropped): no words but
+    "or", "and" and math's names, so "72 apples" and "\\frac{1}{2}" are and "see above" is not; the test
+    extract_answer applies to a whole response."""
+    return _is_math(_normalize(text))
+
+
 def extract_answer(response: str, last_number_fallback: bool = True) -> str | None:
     """The final answer: whichever of \\boxed{}, "#### N", "Answer: ..." and "the answer is ..." comes last (so
     "Answer: \\boxed{5}" gives 5). Without a marker: the last math span ($...$, \\(...\\), \\[...\\]); else the
     whole response when it is a short answer on its own ("10/9", "x = 3"); else, if last_number_fallback, the
     last number in the text."""
     response = response or ""
-    found = [(m.start(), _marked(m[1] if m[1] is not None else m[2]) if rx is _ANSWER else m[1])
+    found = [(m.start(), _marked(_matched(m)) if rx is _ANSWER else m[1])
              for rx in (_ANSWER, _HASHES) if (m := _last(rx, response))]
     box = _last(_BOXED, response)
     if box and (inside := _braced(response, box.end())) is not None:
         found.append((box.start(), inside))
-    spans = [m for m in _MATH_SPAN.finditer(response) if _math_span(_span_text(m))] if not found else []
+    spans = [m for m in _MATH_SPAN.finditer(response) if _math_span(_matched(m))] if not found else []
     if spans:
-        found.append((spans[-1].start(), _span_text(spans[-1])))
+        found.append((spans[-1].start(), _matched(spans[-1])))
     if not found and response.strip() and _is_math(response):
         found.append((0, response))
     if found:
@@ -511,8 +519,6 @@ def _from_latex(text: str):
                                  equations=False)
     try:
         value = latex2sympy(text, normalization_config=config)
-    except (ValueError, TypeError, AttributeError, IndexError, RecursionError, MemoryError):
-        raise
     except Exception as e:  # the ANTLR parser raises bare Exceptions for text it cannot read
         raise ValueError(str(e)[:80]) from None
     return _canon(_from_sympy(value))

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -136,8 +135,6 @@ def eval_problems(settings: RLSettings):
 
 USER_TASK = "user"  # the task name of problems from a user's file (difficulty 0, no worked solution)
 HELDOUT_SHARE = 5  # a user file holds out one question in this many (at most rl.eval_problems, at least 1)
-# a word after a number or bracket is a unit to the verifier ("72 apples"), as is a trailing \text{...}
-_TRAILING_UNITS = re.compile(r"(?:\s*\\(?:text|textnormal|mbox|mathrm)\s*\{[^{}]*\}|\s+[A-Za-z]{2,}(?:\^\d)?\.?)+\s*$")
 _PLACEHOLDERS = {"n/a", "n.a.", "na", "none", "null", "nan", "tbd", "unknown", "?", "-"}
 
 
@@ -147,14 +144,13 @@ def gold_answer(raw) -> tuple[str | None, str | None]:
     the verifier extracts it from a response. The gold must read as math: words other than trailing units
     ("see above", "yes") would be compared as strings or as products of letters, so they are refused here
     rather than mis-graded, as is anything the verifier calls unparseable or cannot check in time."""
-    from rewards.verifier import extract_answer, verify
+    from rewards.verifier import extract_answer, reads_as_answer, verify
 
     text = "" if raw is None else str(raw).strip()
     if not text:
         return None, "empty answer"
     gold = extract_answer(text, last_number_fallback=False) or text
-    core = _TRAILING_UNITS.sub("", gold).strip() or gold
-    if gold.lower() in _PLACEHOLDERS or extract_answer(core, last_number_fallback=False) is None:
+    if gold.lower() in _PLACEHOLDERS or not reads_as_answer(gold):
         return None, f"answer {_clip(gold)!r} is not math the verifier can read"
     reason = verify(gold, "0").reason  # parses the gold as a response would be; "0" is any other value
     if reason in ("unparseable", "timeout", "no_answer"):
@@ -222,17 +218,12 @@ def _skip_list(skipped: list[dict], n: int = 3) -> str:
 
 
 def fit_prompts(tokenizer, model, problems, max_completion_length: int, skipped: list[dict]) -> list:
-    """The problems whose chat prompt TRL tokenizes to render()'s ids and that leave room for the completion in
-    the model's context (check_prompts' conditions, row by row); the others are added to `skipped`."""
-    prompts = _prompts(tokenizer, problems)
-    trl_ids = tokenizer(text=[text for text, _ in prompts])["input_ids"] if prompts else []
-    context, kept = model.config.max_position_embeddings, []
-    for p, (_, ids), got in zip(problems, prompts, trl_ids):
-        if ids != got:
-            skipped.append({"line": p.extras["line"], "reason": "the question does not round-trip the chat format"})
-        elif len(ids) + max_completion_length > context:
-            skipped.append({"line": p.extras["line"], "reason": f"question too long: {len(ids)} prompt tokens + "
-                            f"rl.max_completion_length {max_completion_length} exceed the model's context {context}"})
+    """The problems whose prompt has no prompt_faults (check_prompts' conditions, row by row); the others are
+    added to `skipped` with their fault."""
+    kept = []
+    for p, fault in zip(problems, prompt_faults(tokenizer, model, _prompts(tokenizer, problems), max_completion_length)):
+        if fault:
+            skipped.append({"line": p.extras["line"], "reason": fault})
         else:
             kept.append(p)
     skipped.sort(key=lambda s: s["line"])
@@ -426,15 +417,34 @@ def load_policy(src):
     return model, tokenizer
 
 
+ROUND_TRIP_FAULT = "the question does not round-trip the chat format"
+
+
+def prompt_faults(tokenizer, model, prompts: list[tuple[str, list[int]]], max_completion_length: int) -> list:
+    """Why each (text, ids) prompt cannot be trained on, or None. TRL tokenizes text prompts itself, so they must
+    become exactly the ids SFT trained on and the engine uses, and leave room for the completion in the model's
+    context."""
+    trl_ids = tokenizer(text=[text for text, _ in prompts])["input_ids"] if prompts else []
+    context, faults = model.config.max_position_embeddings, []
+    for (_, ids), got in zip(prompts, trl_ids):
+        if ids != got:
+            faults.append(ROUND_TRIP_FAULT)
+        elif len(ids) + max_completion_length > context:
+            faults.append(f"question too long: {len(ids)} prompt tokens + rl.max_completion_length "
+                          f"{max_completion_length} exceed the model's context {context}")
+        else:
+            faults.append(None)
+    return faults
+
+
 def check_prompts(tokenizer, model, prompts: list[tuple[str, list[int]]], max_completion_length: int) -> None:
-    """TRL tokenizes text prompts itself; they must become exactly the ids SFT trained on and the engine uses,
-    and leave room for the completion in the model's context."""
-    trl_ids = tokenizer(text=[text for text, _ in prompts])["input_ids"]
-    drift = next((text for (text, ids), got in zip(prompts, trl_ids) if ids != got), None)
+    """prompt_faults as one error: every prompt must round-trip, and the longest leave room for the completion."""
+    faults = prompt_faults(tokenizer, model, prompts, max_completion_length)
+    drift = next((text for (text, _), fault in zip(prompts, faults) if fault == ROUND_TRIP_FAULT), None)
     if drift is not None:
         raise LabError(f"the tokenizer does not round-trip the chat format for prompt {drift!r}")
-    longest = max(len(ids) for _, ids in prompts)
-    if longest + max_completion_length > model.config.max_position_embeddings:
+    if any(faults):
+        longest = max(len(ids) for _, ids in prompts)
         raise LabError(f"prompts ({longest} tokens) + rl.max_completion_length ({max_completion_length}) "
                        f"exceed the model's context ({model.config.max_position_embeddings})")
 
