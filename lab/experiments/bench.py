@@ -340,26 +340,22 @@ print(json.dumps({"verdicts": verdicts, "seconds": time.perf_counter() - t0}))
 
 
 def load_cases(path) -> list[dict]:
-    """Labelled answer pairs, one JSON object a line: prediction (a response or an answer), gold, equal (the
-    label), and optionally id, rule and source (tests/fixtures/verifier_cases/ has the lab's, with sources)."""
-    import json
+    """Labelled answer pairs, one JSON object a line (read by evals/custom.py's load_rows, as user suites and RL
+    data are): prediction (a response or an answer), gold, equal (the label), and optionally id, rule and
+    source (tests/fixtures/verifier_cases/ has the lab's, with sources)."""
     from pathlib import Path
 
+    from evals.custom import load_rows
     from lab.errors import LabError
 
     path = Path(path)
     if not path.is_file():
         raise LabError(f"no such cases file: {path}")
     cases = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise LabError(f"{path}:{number}: not JSON ({e.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("prediction"), str) or "gold" not in row \
-                or not isinstance(row.get("equal"), bool):
+    for number, row in load_rows(path, numbered=True):
+        if row is None:
+            raise LabError(f"{path}:{number}: not JSON (one object a line)")
+        if not isinstance(row.get("prediction"), str) or "gold" not in row or not isinstance(row.get("equal"), bool):
             raise LabError(f"{path}:{number}: a case needs prediction (text), gold and equal (true/false)")
         cases.append({"id": row.get("id", f"line {number}"), "rule": row.get("rule", ""), **row,
                       "gold": str(row["gold"])})
