@@ -190,7 +190,8 @@ def bad_inputs(tmp_path: Path) -> list[tuple[Path, str, str]]:
                                         '"answer": "see above"}\nnot json\n')
     return [(tmp_path / "missing.jsonl", "question", "does not exist"),
             (tmp_path / "p.xlsx", "question", "unknown data format '.xlsx'; formats: .jsonl"),
-            (tmp_path / "bad.jsonl", "question", "no usable row in .*: all 3 skipped \\(line 1: empty answer; line 2: "),
+            (tmp_path / "bad.jsonl", "question", "no usable row in .*: all 3 skipped \\(line 1: empty answer; line 2: .*\\); "
+                                                  "answers the verifier reads: a number"),
             (FIXTURE, "prompt", "no row of .* has the question field 'prompt' \\(its fields: answer, id, problem, "
                                 "question\\); name the right one with --question-field")]
 

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from rewards import pool as workers
 from rewards import verifier as mv
 from rewards.verifier import Verdict, extract_answer, verify, verify_many, verify_response
 from tasks.math import BANDS, TASKS, MathConfig, generate
@@ -116,7 +117,7 @@ NOT_EQUAL = [
 
 UNPARSEABLE = [
     ("hello", "1"), ("five", "5"), ("1 +", "1"), ("(1, 2", "1"), ("1/0", "1"), ("x =", "1"),
-    ("{1, 2)", "1"), ("1 @ 2", "1"), ("x < 3", "3"), ("1", "hello world"), ("lambda x: x", "1"),
+    ("{1, 2)", "1"), ("1 @ 2", "1"), ("1", "hello world"), ("lambda x: x", "1"),
     ("x!", "1"), ("2 ^", "2"), ("x_1", "1"), ("'1'", "1"), ("\\frac{1}", "1"),
 ]
 
@@ -270,7 +271,7 @@ def test_huge_response_is_extracted_fast(bounded):
 
 def test_overrunning_check_is_killed_and_only_its_worker_replaced(bounded):
     assert verify("x", "x + 0").equivalent  # the pool is up
-    pool = mv._pool
+    pool = workers.pool
     first = pool.workers[0].proc  # idle, so it takes the first message: the one that overruns
     start = time.monotonic()
     results = pool.run([["sleep", 60], ["check", "x(x+1)", "x^2+x", False]], timeout=1.0)
@@ -308,20 +309,20 @@ def test_pool_survives_fork(bounded):
 
 
 def test_cheap_paths_need_no_worker(monkeypatch):
-    monkeypatch.setattr(mv, "_pool", mv._Pool(2))
+    monkeypatch.setattr(workers, "pool", workers.Pool(2))
     for pred, gold in (("2/4", "0.5"), ("1,000", "1000"), ("50%", "50"), ("-0", "0"), ("", "1"), ("0.333", "1/3")):
         verify(pred, gold)
     assert verify("x" * 600, "1").reason == "unparseable" and verify("a'b", "1").reason == "unparseable"
-    assert mv._pool.workers == []  # decided in-process: no worker was started
+    assert workers.pool.workers == []  # decided in-process: no worker was started
 
 
 def test_shutdown_stops_the_workers_and_the_next_check_restarts(bounded):
     assert verify("x = 3", "3").equivalent
-    procs = [w.proc for w in mv._pool.workers]
+    procs = [w.proc for w in workers.pool.workers]
     mv.shutdown()
-    assert mv._pool.workers == [] and all(p.poll() is not None for p in procs)
+    assert workers.pool.workers == [] and all(p.poll() is not None for p in procs)
     assert verify("x = 3", "3").equivalent  # workers start again lazily
-    assert len(mv._pool.workers) == 1  # only as many as there is work for
+    assert len(workers.pool.workers) == 1  # only as many as there is work for
 
 
 def test_workers_with_file_descriptors_above_1024(bounded):
@@ -332,7 +333,7 @@ def test_workers_with_file_descriptors_above_1024(bounded):
     fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
     try:
         assert verify("x(x+1)", "x^2+x").reason == "equal"
-        assert min(w.proc.stdout.fileno() for w in mv._pool.workers) > 1024
+        assert min(w.proc.stdout.fileno() for w in workers.pool.workers) > 1024
     finally:
         for fd in fds:
             os.close(fd)
@@ -348,11 +349,11 @@ def test_interrupted_batch_does_not_leak_into_the_next(monkeypatch):
     signal.setitimer(signal.ITIMER_REAL, 0.3)
     try:
         with pytest.raises(KeyboardInterrupt):
-            mv._pool.run([["sleep", 60]], timeout=30)
+            workers.pool.run([["sleep", 60]], timeout=30)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
-    assert all(w.job is None for w in mv._pool.workers)
+    assert all(w.job is None for w in workers.pool.workers)
     assert verify("x(x+1)", "x^2+x").reason == "equal" and verify("x", "y").reason == "not_equal"
 
 

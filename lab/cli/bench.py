@@ -110,17 +110,17 @@ def bench_verify(checks: int = typer.Option(2000, "--checks", help="how many (re
                  samples: Optional[Path] = typer.Option(
                      None, help="a math suite samples.jsonl to draw real responses from, "
                                 "e.g. runs/tiny/sft/evals/math/samples.jsonl"),
-                 cases: Optional[Path] = typer.Option(
+                 cases: Optional[list[Path]] = typer.Option(
                      None, help="labelled answer pairs (JSONL: prediction, gold, equal), e.g. "
-                                "tests/fixtures/verifier_cases/dev.jsonl: agreement and checks/s for the lab's "
-                                "verifier and math-verify side by side")):
+                                "tests/fixtures/verifier_cases/dev.jsonl; repeat for several sets: agreement and "
+                                "checks/s for the lab's verifier and math-verify side by side, set by set")):
     """Math verifier checks per second on one core, and the slowest single check (goals >= 1,000/s, <= 2 s);
     with --cases, agreement with labelled pairs beside math-verify's, and the same on GSM8K-style solutions."""
     from lab.experiments.bench import bench_verify as run
 
     if samples is not None and not samples.exists():
         raise LabError(f"{samples} does not exist")
-    if cases is not None:
+    if cases:
         return _verify_cases(cases, checks)
     r = run(checks, samples)
     console.print(f"  {r['checks']:,} checks in {r['seconds']:.2f} s on one worker: "
@@ -131,12 +131,11 @@ def bench_verify(checks: int = typer.Option(2000, "--checks", help="how many (re
     console.print(f"  slowest single check {r['slowest_s'] * 1000:.1f} ms (goal <= 2 s), hostile inputs included")
 
 
-def _verify_cases(path: Path, checks: int) -> None:
+def _verify_cases(paths: list[Path], checks: int) -> None:
     from lab.experiments.bench import bench_verify_cases, load_cases, mix_cases
 
-    labelled = load_cases(path)
-    for title, cases in ((str(path), labelled), (f"{checks:,} GSM8K-style solutions (generated, a third wrong)",
-                                                mix_cases(checks))):
+    sets = [(str(path), load_cases(path)) for path in paths]  # every file read before any is benched
+    for title, cases in sets + [(f"{checks:,} GSM8K-style solutions (generated, a third wrong)", mix_cases(checks))]:
         r = bench_verify_cases(cases)
         table = Table("verifier", "agreement", "equal accepted", "not-equal rejected", "checks/s (one core)",
                       title=f"{title}: {r['cases']} pairs")
