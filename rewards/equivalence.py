@@ -112,7 +112,7 @@ def _readings(text: str, percent: bool) -> list:
 def check(pred: str, gold: str, percent: bool) -> str:
     try:
         ps, gs = _readings(pred, percent), _readings(gold, percent)
-    except READ_ERRORS:
+    except Exception:  # READ_ERRORS, and whatever sympy's solveset raises on a relation it cannot solve
         return "unparseable"
     try:
         return "equal" if any(_same(p, g) for p in ps for g in gs) else "not_equal"

@@ -31,6 +31,7 @@ _LAST_NUMBER = re.compile(r"(?<![A-Za-z\d.])[-−]?(?:\d+(?:,\d+)*(?:\.\d+)?|\.\
 _MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
 _JOINER = re.compile(r"\s*(?:,?\s*or|,\s*and|,)\s*")  # "$x = 2$ or $x = 3$": one answer listed in spans
 MAX_JOINED = 6
+_STATEMENT = re.compile(r"[=<>]|\\(?:le|ge|ne|leq|geq|neq|in)(?![A-Za-z])")  # "period $2\pi$, $\sin a = b$": no list
 _ANNOTATION = re.compile(r"<<[^<>\n]{0,200}>>")  # GSM8K's calculator calls: "$<<9*2=18>>18"
 _DOLLAR = re.compile(r"(?<!\\)\$(\$?)")
 _PRICE = re.compile(r"\s?[-−]?(?:\d|\.\d)")
@@ -72,10 +73,10 @@ def is_math(text: str) -> bool:
 def _math_between(inner: str) -> bool:
     """Whether the text between a "$" that starts with a number and the next "$" is math ("$12$", "$2x+1$",
     "$24\\text{ cm}^2$") rather than the run between two prices: that has no TeX command but has words, or ends in
-    a space or an operator, or crosses a line."""
+    a space or an operator ("$5, $6"), or crosses a line."""
     if "\n" in inner or not inner.strip():
         return False
-    return "\\" in inner or is_math(inner) and not re.search(r"[\s+\-−*/=,(]$", inner)
+    return "\\" in inner or is_math(inner) and not re.search(r"[\s+\-−*/=(]$", inner)  # "$3,$" is MATH's style
 
 
 def drop_currency(text: str) -> str:
@@ -108,7 +109,7 @@ def _marked(text: str) -> str:
     if inner:
         return _marked(_matched(inner))
     span = _MATH_SPAN.search(text)
-    sentence = re.split(r"\.\s+(?=[A-Z])", text, maxsplit=1)[0]
+    sentence = re.split(r"\.\s+", text, maxsplit=1)[0]  # "is 19. <|im_start|>user": chat-template debris after it
     named, _, value = sentence.rpartition(" is ")
     if span and span.end() <= len(named) and re.search(r"\d|\$|\\\(", value):
         return _marked(value)
@@ -117,19 +118,27 @@ def _marked(text: str) -> str:
 
 def _last_spans(response: str, spans: list[re.Match]) -> tuple[int, str]:
     """(start, text) of the last math span, with the spans before it that it lists with ("$x = 2$ or $x = 3$",
-    "$1$, $2$, and $3$"): one answer of several parts. A plain "and" joins nothing: "$x = 5$ and $2x = 10$"
-    states two things."""
+    "$1$, $2$, and $3$"): one answer of several parts. A plain "and" joins nothing ("$x = 5$ and $2x = 10$" states
+    two things), nor does a comma next to a statement ("period $2\\pi$, $\\sin a = b$")."""
     first = len(spans) - 1
     while first > 0 and len(spans) - first < MAX_JOINED and \
-            _JOINER.fullmatch(response, spans[first - 1].end(), spans[first].start()):
+            (joiner := _JOINER.fullmatch(response, spans[first - 1].end(), spans[first].start())) and \
+            ("or" in joiner[0] or not _STATEMENT.search(_matched(spans[first - 1]) + _matched(spans[first]))):
         first -= 1
     return spans[first].start(), ", ".join(_matched(m) for m in spans[first:])
+
+
+def _next_line(text: str, start: int) -> str:
+    """The line after a marker that ends its own line ("Thus, the answer is:\n\\[ \\frac{207}{64} \\]"), when that
+    line is an answer on its own; else nothing."""
+    line = next((x.strip() for x in text[start:start + 2 * MAX_CHARS].split("\n") if x.strip()), "")
+    return line if is_math(_MATH_SPAN.sub(lambda m: _matched(m), line)) else ""
 
 
 def extract_answer(response: str, last_number_fallback: bool = True) -> str | None:
     """The final answer of `response` (the module docstring has the order), or None when there is none."""
     response = drop_currency(response or "")
-    found = [(m.start(), _marked(_matched(m)) if rx is _ANSWER else m[1])
+    found = [(m.start(), _marked(_matched(m).strip() or _next_line(response, m.end())) if rx is _ANSWER else m[1])
              for rx in (_ANSWER, _HASHES) if (m := last(rx, response))]
     box = last(BOXED, response)
     if box and (inside := braced(response, box.end())) is not None:

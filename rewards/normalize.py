@@ -25,7 +25,8 @@ _REPLACE = [("\\left", ""), ("\\right", ""), ("\\dfrac", "\\frac"), ("\\tfrac", 
             ("{,}", ","), ("\\;", " "), ("\\:", " "), ("\\ ", " "), ("^{\\circ}", ""), ("^\\circ", ""), ("−", "-"),
             ("×", "*"), ("÷", "/"), ("π", " pi "), ("∞", "oo"), ("°", ""), ("≤", "\\le "), ("≥", "\\ge "),
             ("≠", "\\ne "), ("±", "\\pm "), ("!=", "\\ne "), ("<=", "\\le "), (">=", "\\ge ")]
-_TEXT = re.compile(r"\\(?:text|textbf|textnormal|textit|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}")
+_TEXT = re.compile(r"\\(?:text|textbf|textnormal|textit|mathrm|mathbf|mathit|mbox|operatorname)\s*"
+                   r"\{((?:[^{}]|\{[^{}]*\})*)\}")  # one level of braces inside: \mathbf{\frac{3}{4}}
 _UNIT = re.compile(r"[A-Za-z]{2,}(?:\^\d)?[.,]?")
 _KEYWORDS = {"pi", "oo", "or", "and", "sqrt", "inf", "infty"}
 _THOUSANDS = re.compile(r"[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")  # "0,111" is no thousands number
@@ -34,7 +35,8 @@ _DECIMAL_COMMA = re.compile(r"([-+]?\d+),(\d+)")  # "1,5", "1000,99", "0,111": n
 _DECIMAL = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
 _RATIO = re.compile(r"([-+]?)\s*(?:(\d+)\s*/\s*(\d+)|\\frac\{(\d+)\}\{(\d+)\})")
 # a whole number, then a proper fraction: "2\frac{3}{4}", "2 \frac34", "1 1/2" (not "1/2" alone, not "2 \cdot 1/2")
-_MIXED = re.compile(r"([A-Za-z]\s*=\s*)?([-+]?)(\d+)(?:\s*\\frac\{(\d+)\}\{(\d+)\}|\s*\\frac(\d)(\d)|\s+(\d+)/(\d+))")
+_MIXED = re.compile(r"([A-Za-z]\s*=\s*)?([-+]?)(\d{1,3}(?: \d{3})+|\d+)"  # "d = ", a sign, the whole part ("1 000")
+                    r"(?:\s*\\frac\{(\d+)\}\{(\d+)\}|\s*\\frac\s*(\d)\s*(\d)|\s+(\d+)/(\d+))")
 
 
 def _mixed_number(s: str) -> str:
@@ -46,7 +48,7 @@ def _mixed_number(s: str) -> str:
     num, den = next((int(a), int(b)) for a, b in zip(m.groups()[3::2], m.groups()[4::2]) if a is not None)
     if not 0 <= num < den:
         return s  # "2\frac{5}{4}" is no mixed number: a product, as the parser reads it
-    value = (int(m[3]) + Fraction(num, den)) * (-1 if m[2] == "-" else 1)
+    value = (int(m[3].replace(" ", "")) + Fraction(num, den)) * (-1 if m[2] == "-" else 1)
     return f"{m[1] or ''}{value.numerator}/{value.denominator}"
 
 

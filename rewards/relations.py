@@ -11,6 +11,7 @@ their f differ by a positive factor ("2x + 3y >= 7" and "-2x - 3y <= -7"), or an
 from __future__ import annotations
 
 import sympy as sp
+from sympy.core.function import AppliedUndef
 
 MAX_SOLVE_DEGREE = 12  # solveset on a relation of higher degree can take minutes: such answers are refused
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "!=": "!="}
@@ -28,28 +29,34 @@ def _bare(r, var):
     """(op, bound) when `var` stands alone on one side of the relation `r` and not on the other, else None."""
     if not isinstance(r, sp.Rel) or isinstance(r, sp.Eq):
         return None
-    if r.lhs == var and var not in r.rhs.free_symbols:
+    if r.lhs == var and not r.rhs.has(var):
         return r.rel_op, r.rhs
-    if r.rhs == var and var not in r.lhs.free_symbols:
+    if r.rhs == var and not r.lhs.has(var):
         return _FLIP[r.rel_op], r.lhs
     return None
 
 
+def _unknowns(r) -> set:
+    """What a relation's sides may be solved for: its symbols, and applications of functions it names (g(x))."""
+    return {t for t in (r.lhs, r.rhs) if isinstance(t, (sp.Symbol, AppliedUndef))}
+
+
 def solution_set(v) -> tuple[str, sp.Set]:
-    """(variable name, the set of its values that satisfy `v`); SeveralVariables when `v` has no one variable."""
+    """(the variable's name, the set of its values that satisfy `v`); SeveralVariables when `v` has no one
+    variable: the bounds of a bare variable must be numbers, or a chain's ("a < x \\le b"), else `v` may hold
+    one free symbol, which sympy solves for."""
     parts = _parts(v)
     if not all(isinstance(r, sp.Rel) and not isinstance(r, sp.Eq) for r in parts):
         raise ValueError("a relation mixed with something else")
+    bare = set.intersection(*(_unknowns(r) for r in parts))
+    bare = [t for t in bare if all(_bare(r, t) for r in parts)]
+    if len(bare) == 1 and (len(parts) > 1 or not any(b.free_symbols for _, b in (_bare(r, bare[0]) for r in parts))):
+        return str(bare[0]), _solve(v, bare[0])  # "82 \\ge g(x) \\ge -80": the interval of g(x)
     _refuse_slow(v)
     symbols = set().union(*(sp.expand(r.lhs - r.rhs).free_symbols for r in parts))
-    candidates = [s for s in symbols if all(_bare(r, s) for r in parts)]
-    if len(symbols) == 1:
-        var = next(iter(symbols))
-    elif len(candidates) == 1 and len(parts) > 1:  # a chain with symbolic bounds: "a < x \\le b"
-        var = candidates[0]
-    else:  # "y \\le 4 - x" is the half-plane "x + y \\le 4", not a set of y
+    if len(symbols) != 1:  # "y \\le 4 - x" is the half-plane "x + y \\le 4", not a set of y
         raise SeveralVariables("a relation in several variables")
-    return var.name, _solve(v, var)
+    return next(iter(symbols)).name, _solve(v, next(iter(symbols)))
 
 
 def _solve(v, var) -> sp.Set:

@@ -164,7 +164,8 @@ EXTRACT = [
     ("**Answer:** 12", "12"), ("Final answer: 7", "7"), ("The answer is: 8", "8"), ("Answer: \\boxed{9}", "9"),
     ("\\boxed{9}\nAnswer: 10", "10"), ("Answer: 10\n\\boxed{9}", "9"), ("Answer: x = 2, y = 3\n", "x = 2, y = 3"),
     ("I think 3 + 4 = 7", "7"), ("-5 degrees", "-5"), ("costs 1,250 dollars", "1,250"), ("ratio 3/4", "3/4"),
-    ("2.5 and then 3.75.", "3.75"), ("no digits", None), ("", None), ("Answer:", None), ("Answer: \n7", None),
+    ("2.5 and then 3.75.", "3.75"), ("no digits", None), ("", None), ("Answer:", None), ("Answer: \n7", "7"),
+    ("Answer:\nsee the table above", None),
     # MATH-style: "the answer is", math spans, an answer on its own; prices are not math spans
     ("Final Answer: The final answer is $-7$. I hope it is correct.", "-7"), ("so it is $\\frac{1}{3}.$", "\\frac{1}{3}"),
     ("We get $x = 4$, so the perimeter is $\\frac{20}{3}$.", "\\frac{20}{3}"), ("\\frac{10}{9}", "\\frac{10}{9}"),
