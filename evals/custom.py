@@ -137,23 +137,40 @@ def _dataset_rows(path: Path) -> list[dict]:
     return data.to_list()
 
 
+def _read_spec(path: Path) -> dict:
+    """A suite spec file's settings over DEFAULTS, each of the type it must have, or one LabError."""
+    if not path.exists():
+        raise LabError(f"suite spec {path} does not exist")
+    try:
+        raw = json.loads(_text(path))
+    except json.JSONDecodeError as e:
+        raise LabError(f"suite spec {path} is not valid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(raw, dict):
+        raise LabError(f'suite spec {path} must be a JSON object, e.g. {{"data": "qa.jsonl", "grader": "contains"}}')
+    if "data" not in raw:
+        raise LabError(f"suite spec {path} names no 'data' file")
+    spec = DEFAULTS | {"name": path.stem} | raw
+    for key, value in spec.items():
+        if key in DEFAULTS or key in ("name", "data"):
+            if key == "max_new_tokens" and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+                raise LabError(f"suite spec {path}: max_new_tokens must be a whole number of tokens above 0, "
+                               f"got {value!r}")
+            if key in ("version",) and isinstance(value, (int, float)) and not isinstance(value, bool):
+                spec[key] = str(value)
+            elif key != "max_new_tokens" and not isinstance(value, str):
+                raise LabError(f"suite spec {path}: '{key}' must be text, got {value!r}"[:300])
+    return spec
+
+
 def load_suite(path: Path) -> Suite:
     path = Path(path)
     if path.suffix == ".json":
-        if not path.exists():
-            raise LabError(f"suite spec {path} does not exist")
-        try:
-            spec = DEFAULTS | json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise LabError(f"suite spec {path} is not valid JSON ({e.msg}, line {e.lineno})") from None
-        data = path.parent / spec.get("data", "")
-        if "data" not in spec:
-            raise LabError(f"suite spec {path} names no 'data' file")
+        spec = _read_spec(path)
+        data = path.parent / spec["data"]
     else:
         spec, data = DEFAULTS | {"name": path.stem}, path
-    spec.setdefault("name", path.stem)
     if spec["grader"] not in GRADERS:
-        raise LabError(f"{path}: unknown grader '{spec['grader']}'; graders: {', '.join(GRADERS)}")
+        raise LabError(f"{path}: unknown grader {spec['grader']!r}; graders: {', '.join(GRADERS)}")
     rows = load_rows(data)
     if not rows:
         raise LabError(f"{data} holds no samples")
@@ -169,20 +186,24 @@ def _sample(spec: dict, row: dict, i: int, data: Path) -> dict:
     where = f"{data}, sample {i + 1}"
     if spec["grader"] == "perplexity":
         if spec["text"] not in row:
-            raise LabError(f"{where}: no field '{spec['text']}' to score")
+            raise LabError(f"{where}: no field {spec['text']!r} to score")
         return {"id": str(row.get("id", i)), "messages": [], "text": row[spec["text"]], "gold": "", "extras": {}}
     try:
         prompt = spec["prompt"].format(**row)
     except KeyError as e:
-        raise LabError(f"{where}: the prompt template needs field {e}, the sample has {', '.join(row)}") from None
+        raise LabError(f"{where}: the prompt template needs field {e}, the sample has "
+                       f"{', '.join(map(repr, row)) or 'no fields'}") from None
+    except (IndexError, ValueError, AttributeError, TypeError) as e:  # "{0}", a lone "{", "{x.y}", "{x:>{y}}"
+        raise LabError(f"{where}: the prompt template {spec['prompt']!r} cannot be filled ({e}); name fields as "
+                       "{field} and write a brace as {{ or }}") from None
     if spec["gold"] not in row:
-        raise LabError(f"{where}: no gold field '{spec['gold']}'")
+        raise LabError(f"{where}: no gold field {spec['gold']!r}")
     sample = {"id": str(row.get("id", i)), "messages": [{"role": "user", "content": prompt}],
               "gold": str(row[spec["gold"]]), "extras": {}}
     if spec["grader"] == "choice":
         options = row.get(spec["choices"])
         if not isinstance(options, list) or sample["gold"] not in map(str, options):
-            raise LabError(f"{where}: '{spec['choices']}' must be a list of options that includes the gold")
+            raise LabError(f"{where}: {spec['choices']!r} must be a list of options that includes the gold")
         sample["choices"] = [str(o) for o in options]
     return sample
 

@@ -18,7 +18,9 @@ from rich.console import Console
 
 from lab.errors import LabError, disk_full
 from lab.presets import Preset
+from lab.run_lock import run_lock
 from lab.runs import Run, write_json
+from lab.stage_files import check_whole
 
 console = Console(stderr=True)
 
@@ -281,11 +283,19 @@ def run_pipeline(preset: Preset, runs_dir: Path = Path("runs"), name: str | None
     for stage in (until, *force):
         if stage is not None and stage not in STAGE_NAMES:
             raise LabError(f"unknown stage '{stage}'; stages: {', '.join(STAGE_NAMES)}")
-    run = Run.create_or_open(Path(runs_dir) / (name or preset.name), preset)
-    console.print(f"[bold]run[/bold] {run.root}  (preset {preset.name})")
+    root = Path(runs_dir) / (name or preset.name)
+    with run_lock(root):  # a second pipeline on this run, or any other writer, is refused in one line
+        run = Run.create_or_open(root, preset)
+        console.print(f"[bold]run[/bold] {run.root}  (preset {preset.name})")
+        _run_stages(run, preset, until, force)
+    return run
+
+
+def _run_stages(run: Run, preset: Preset, until: str | None, force: tuple[str, ...]) -> None:
     for stage in STAGES:
         newer = _newer_parent(run, stage) if run.is_complete(stage.name) else None
         if run.is_complete(stage.name) and stage.name not in force and not stage.always and not newer:
+            check_whole(run.stage_dir(stage.name))  # skipped only if its files are what it wrote
             console.print(f"  [green]✓[/green] {stage.name} (complete, skipped)")
         else:
             console.print(f"  [cyan]→[/cyan] {stage.name}" + (f" (again: {newer} is newer)" if newer else ""))
@@ -313,4 +323,3 @@ def run_pipeline(preset: Preset, runs_dir: Path = Path("runs"), name: str | None
             console.print(f"  [green]✓[/green] {stage.name} ({time.perf_counter() - t0:.1f} s)")
         if stage.name == until:
             break
-    return run

@@ -23,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 
 from lab.errors import LabError
+from lab.stage_files import check_whole, manifest, refresh
 
 RUN_FORMAT_VERSION = 1
 PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "tokenizers", "accelerate", "sympy")
@@ -257,15 +258,22 @@ class Run:
         return (self.stage_dir(stage) / "COMPLETE").exists()
 
     def mark_complete(self, stage: str, info: dict | None = None) -> None:
-        write_json(self.stage_dir(stage) / "COMPLETE", {"finished": time.strftime("%Y-%m-%d %H:%M:%S"), **(info or {})})
+        """Written last: the stage's COMPLETE, with the manifest of its files (lab/stage_files.py)."""
+        write_json(self.stage_dir(stage) / "COMPLETE", {"finished": time.strftime("%Y-%m-%d %H:%M:%S"), **(info or {}),
+                                                        "files": manifest(self.stage_dir(stage))})
+
+    def refresh_manifest(self, stage: str) -> None:
+        """Record a complete stage's files as they are now, after a command that owns them changed them."""
+        refresh(self.stage_dir(stage))
 
     def completion(self, stage: str) -> dict:
         return read_json(self.stage_dir(stage) / "COMPLETE") if self.is_complete(stage) else {}
 
     def require(self, stage: str) -> Path:
-        """The folder of a parent stage, which must be complete."""
+        """The folder of a parent stage, which must be complete and whole."""
         if not self.is_complete(stage):
             raise LabError(f"stage '{stage}' of run {self.root} is not complete; run `lab pipeline` (or that stage) first")
+        check_whole(self.stage_dir(stage))
         return self.stage_dir(stage)
 
     def settings(self) -> dict:

@@ -45,21 +45,21 @@ def field_paths(obj, prefix: str = "") -> list[str]:
 def apply_override(settings, item: str) -> None:
     """Apply one `section.field=value` override, converting the value to the field's type."""
     if "=" not in item:
-        raise LabError(f"override '{item}' is not of the form key=value (e.g. pretrain.lr=1e-3)")
+        raise LabError(f"override {item!r} is not of the form key=value (e.g. pretrain.lr=1e-3)")
     key, raw = item.split("=", 1)
     target, parts = settings, key.strip().split(".")
     for i, part in enumerate(parts):
         names = {f.name: f for f in dataclasses.fields(target)}
         if part not in names:
             where = ".".join(parts[:i]) or "the preset"
-            raise LabError(f"unknown setting '{key}': {where} has {', '.join(names)}")
+            raise LabError(f"unknown setting {key!r}: {where} has {', '.join(names)}")
         if i < len(parts) - 1:
             target = getattr(target, part)
             if not dataclasses.is_dataclass(target):
-                raise LabError(f"unknown setting '{key}': '{part}' is a value, not a section")
+                raise LabError(f"unknown setting {key!r}: {part!r} is a value, not a section")
     current = getattr(target, parts[-1])
     if dataclasses.is_dataclass(current):
-        raise LabError(f"'{key}' is a section; set one of its fields, e.g. {field_paths(current, key + '.')[0]}=...")
+        raise LabError(f"{key!r} is a section; set one of its fields, e.g. {field_paths(current, key + '.')[0]}=...")
     hints = typing.get_type_hints(type(target))
     setattr(target, parts[-1], _convert(raw.strip(), hints[parts[-1]], key))
     if hasattr(target, "__post_init__"):  # a section's own checks see the overridden value too
@@ -85,4 +85,4 @@ def _convert(raw: str, hint, key: str):
             return dict((k.strip(), int(v)) for k, v in (pair.split(":") for pair in raw.split(",") if pair))
     except ValueError:
         pass
-    raise LabError(f"cannot read '{raw}' as {getattr(hint, '__name__', hint)} for setting '{key}'")
+    raise LabError(f"cannot read {raw!r} as {getattr(hint, '__name__', hint)} for setting {key!r}")

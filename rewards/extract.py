@@ -143,7 +143,8 @@ def extract_answer(response: str, last_number_fallback: bool = True) -> str | No
     box = last(BOXED, response)
     if box and (inside := braced(response, box.end())) is not None:
         found.append((box.start(), inside))
-    spans = list(_MATH_SPAN.finditer(response)) if not found else []
+    # a span of words ("$x and then $5 more", a stray sign before a letter) is no math: the last number decides
+    spans = [m for m in _MATH_SPAN.finditer(response) if "\\" in (t := _matched(m)) or is_math(t)] if not found else []
     if spans:
         found.append(_last_spans(response, spans))
     if not found and response.strip() and is_math(response):

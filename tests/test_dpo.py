@@ -43,6 +43,7 @@ def test_dpo_moves_the_policy_towards_the_chosen_answers(rm_run, tmp_path, swap)
 
         shutil.rmtree(path)
         shutil.copytree(tmp_path / "swapped", path)
+        run.refresh_manifest("rm")  # the swap is the stage's output now, not damage
     dpo(run, small_preset(), DPOSettings(epochs=4, lr=1e-3, batch_size=8, log_every=1, ckpt_every=0))
     tokenizer = load_tokenizer(run.stage_dir("sft-idk"))
     train = list(load_preferences(path)["train"])

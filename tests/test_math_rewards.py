@@ -43,6 +43,8 @@ def test_every_arm_trains_from_one_checkpoint_and_is_graded_on_the_same_problems
     after = run.stage_dir(f"{OUT}/rloo") / "heldout" / "after.jsonl"
     rows = [json.loads(line) for line in after.open()]
     after.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "sampled_share"}) + "\n" for r in rows))
+    complete = run.stage_dir(f"{OUT}/rloo") / "COMPLETE"  # and completed before stages recorded their files
+    complete.write_text(json.dumps({k: v for k, v in json.loads(complete.read_text()).items() if k != "files"}))
     run_math_rewards(run, tiny_preset(), MathRewardsSettings(arms=("exact_match", "rloo", "sft")),
                                source="sft-idk")
     assert [json.loads(line)["sampled_share"] for line in after.open()] == [r["sampled_share"] for r in rows]

@@ -216,6 +216,7 @@ def test_a_reward_model_with_another_tokenizer_is_refused(rm_run, tmp_path):  # 
 
     run = copy_run(rm_run, tmp_path)
     train_tokenizer(["something else entirely"] * 20, vocab_size=300).save_pretrained(run.stage_dir("rm"))
+    run.refresh_manifest("rm")  # an rm made with another tokenizer, not a damaged one
     with pytest.raises(LabError, match="tokenizer does not match"):
         ppo_rlhf(run, small_preset(), FAST)
 

@@ -108,6 +108,7 @@ def test_completions_stop_at_im_end_and_rewards_see_plain_text(source, tmp_path,
         emb[:, 0] = 1.0
         emb[im_end, 0] = 3.0
     model.save_pretrained(stage)
+    run.refresh_manifest("sft-idk")
     seen = []
 
     def recording(prompts, completions, **kwargs):

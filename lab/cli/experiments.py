@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Optional
@@ -10,6 +11,7 @@ import typer
 
 from lab.cli.options import SetOpt, console
 from lab.errors import LabError
+from lab.run_lock import run_lock
 
 rl_app = typer.Typer(no_args_is_help=True, help="RL and preference tuning on a run's stages.")
 experiment_app = typer.Typer(no_args_is_help=True, help="Experiments on a run: each writes runs/<run>/experiments/<name>/.")
@@ -33,12 +35,26 @@ def _open_run(run_dir: Path, overrides: list[str] = ()):
     return run, preset
 
 
+def locks_run(command):
+    """The command holds its run's lock (lab/run_lock.py) while it runs: a second writer of the run is refused
+    in one line. A RUN_DIR that is no run is left to the command's own error, with nothing written there."""
+    @functools.wraps(command)
+    def held(*args, **kwargs):
+        run_dir = Path(kwargs["run_dir"])
+        if not (run_dir / "config.json").is_file():
+            return command(*args, **kwargs)
+        with run_lock(run_dir):
+            return command(*args, **kwargs)
+    return held
+
+
 def _show_experiment(out: Path, plot: str) -> None:
     console.print((out / "table.md").read_text())
     console.print(f"plot: {out / plot}")
 
 
 @rl_app.command("math")
+@locks_run
 def rl_math_cmd(run_dir: Path = typer.Argument(..., help="a run with the source stage, e.g. runs/tiny"),
                 source: str = typer.Option("sft-math", "--from", help="the stage to start from"),
                 algo: Optional[str] = typer.Option(None, help="grpo, dr_grpo, dapo, bnpo or rloo (default: rl.algo)"),
@@ -74,6 +90,7 @@ def rl_math_cmd(run_dir: Path = typer.Argument(..., help="a run with the source 
 
 
 @rl_app.command("dpo")
+@locks_run
 def rl_dpo_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage (its preferences), e.g. runs/tiny"),
                source: str = typer.Option("sft-idk", "--from", help="the stage to start from (and the reference)"),
                out: str = typer.Option("dpo", help="the stage folder to write"), set: list[str] = SetOpt):
@@ -88,6 +105,7 @@ def rl_dpo_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage 
 
 
 @rl_app.command("rlhf")
+@locks_run
 def rl_rlhf_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage, e.g. runs/tiny"),
                 source: str = typer.Option("sft-idk", "--from", help="the stage to start from"),
                 algo: Optional[str] = typer.Option(None, help="ppo, grpo, dr_grpo or rloo (default: rlhf.algo)"),
@@ -111,6 +129,7 @@ def rl_rlhf_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage
 
 
 @experiment_app.command("math-rewards")
+@locks_run
 def experiment_math_rewards(run_dir: Path = typer.Argument(..., help="a run with sft-math, e.g. runs/tiny"),
                             arms: Optional[str] = typer.Option(None, help="comma-separated arms (default: all)"),
                             source: str = typer.Option("sft-math", "--from", help="the checkpoint every arm starts from"),
@@ -128,6 +147,7 @@ def experiment_math_rewards(run_dir: Path = typer.Argument(..., help="a run with
 
 
 @experiment_app.command("rlhf-methods")
+@locks_run
 def experiment_rlhf_methods(run_dir: Path = typer.Argument(..., help="a run with sft-idk and rm, e.g. runs/tiny"),
                             set: list[str] = SetOpt):
     """PPO, GRPO, RLOO and DPO on the same reward model (the pipeline trains any missing stage), scored alike at their KL."""
@@ -141,6 +161,7 @@ def experiment_rlhf_methods(run_dir: Path = typer.Argument(..., help="a run with
 
 
 @experiment_app.command("goodhart")
+@locks_run
 def experiment_goodhart(run_dir: Path = typer.Argument(..., help="a run with sft-idk, e.g. runs/tiny"),
                         pairs: Optional[str] = typer.Option(None, help="comparisons per reward model, e.g. 100,200,400"),
                         set: list[str] = SetOpt):
@@ -156,6 +177,7 @@ def experiment_goodhart(run_dir: Path = typer.Argument(..., help="a run with sft
 
 
 @experiment_app.command("overoptimization")
+@locks_run
 def experiment_overoptimization(run_dir: Path = typer.Argument(..., help="a run with sft-idk and rm, e.g. runs/tiny"),
                                 set: list[str] = SetOpt):
     """Best-of-n and RL against the proxy RM, scored by the gold judge: Gao et al.'s curves, fits, mitigations."""
@@ -170,6 +192,7 @@ def experiment_overoptimization(run_dir: Path = typer.Argument(..., help="a run 
 
 
 @experiment_app.command("rm-scaling")
+@locks_run
 def experiment_rm_scaling(run_dir: Path = typer.Argument(..., help="a run with an rm stage, e.g. runs/tiny"),
                           fractions: str = typer.Option("0.25,0.5,1", help="shares of the training comparisons")):
     """Reward models trained on growing shares of the comparisons: held-out accuracy and gold agreement."""
@@ -187,6 +210,7 @@ def experiment_rm_scaling(run_dir: Path = typer.Argument(..., help="a run with a
 
 
 @experiment_app.command("scaling")
+@locks_run
 def experiment_scaling(run_dir: Path = typer.Argument(..., help="a run with data and tokenizer, e.g. runs/tiny"),
                        sizes: Optional[str] = typer.Option(None, help="hidden x layers list, e.g. 32x1,64x2,128x4 "
                                                                        "(default: the preset's sweep)"),
@@ -205,6 +229,7 @@ def experiment_scaling(run_dir: Path = typer.Argument(..., help="a run with data
 
 
 @experiment_app.command("replicate")
+@locks_run
 def experiment_replicate(run_dir: Path = typer.Argument(..., help="a finished run, e.g. runs/tiny"),
                          seeds: int = typer.Option(2, help="how many more seeds (the run's own seed is the first)"),
                          full: bool = typer.Option(False, help="rerun the whole pipeline, world and corpus included "

@@ -19,6 +19,7 @@ from lab.cli.bench import bench_app
 from lab.cli.experiments import experiment_app, rl_app
 from lab.cli.options import NameOpt, PresetOpt, RunsOpt, SetOpt, console, preset_named
 from lab.errors import LabError, disk_full
+from lab.run_lock import run_lock, run_root_of
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="An RL-for-reasoning and hallucination-study lab on a model we build ourselves.")
@@ -53,11 +54,12 @@ def pretrain(preset: str = PresetOpt, name: Optional[str] = NameOpt, set: list[s
 
     cfg = preset_named(preset, set)
     root = Path(runs_dir) / (name or cfg.name)
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 builds the data and tokenizer
-        run_pipeline(cfg, runs_dir, name, until="tokenizer")
-    else:
-        _wait_for(lambda: Run(root).is_complete("tokenizer"), what=f"rank 0 to prepare {root}")
-    result = run_pretrain(Run(root), cfg, stop_at=stop_at, restart=restart)
+    with run_lock(root):
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 builds the data and tokenizer
+            run_pipeline(cfg, runs_dir, name, until="tokenizer")
+        else:
+            _wait_for(lambda: Run(root).is_complete("tokenizer"), what=f"rank 0 to prepare {root}")
+        result = run_pretrain(Run(root), cfg, stop_at=stop_at, restart=restart)
     console.print(f"step {result['step']}  loss {result['loss']:.4f}")
 
 
@@ -125,18 +127,33 @@ def export(stage: Path = typer.Argument(..., help="RUN/STAGE to export"), out: P
 
 
 @app.command()
-def status(run_dir: Path = typer.Argument(..., help="a run directory, e.g. runs/tiny")):
-    """Which stages of a run are complete."""
+def status(run_dir: Path = typer.Argument(..., help="a run directory, e.g. runs/tiny"),
+           verify: bool = typer.Option(False, "--verify", help="check every file's digest, not only its size, and "
+                                                               "record digests for stages completed without them")):
+    """Which stages of a run are complete, and whether their files are still what they wrote."""
     from lab.pipeline import STAGE_NAMES
     from lab.runs import Run
+    from lab.stage_files import refresh, stage_damage
 
     run = Run.open_existing(run_dir)
     table = Table("stage", "state", "details")
+    damaged = []
     for stage in STAGE_NAMES:
+        if not run.is_complete(stage):
+            table.add_row(stage, "started" if run.stage_dir(stage).exists() else "-", "")
+            continue
+        what = stage_damage(run.stage_dir(stage), digests=True if verify else False)
+        if what:
+            damaged.append(stage)
+            table.add_row(stage, "[red]damaged[/red]", f"{what}; redo: lab pipeline --redo {stage}")
+            continue
+        if verify:  # a stage completed before manifests existed gains one
+            refresh(run.stage_dir(stage), only_if_missing=True)
         info = run.completion(stage)
-        state = "complete" if info else ("started" if run.stage_dir(stage).exists() else "-")
-        table.add_row(stage, state, json.dumps({k: v for k, v in info.items() if k != "finished"})[:80] if info else "")
+        table.add_row(stage, "complete", json.dumps({k: v for k, v in info.items() if k not in ("finished", "files")})[:80])
     console.print(table)
+    if damaged:
+        console.print(f"damaged: {', '.join(damaged)} (their files differ from what they wrote)")
 
 
 @app.command()
@@ -182,7 +199,8 @@ def report(runs: list[Path] = typer.Argument(..., help="one or more run director
     if empty:
         raise LabError(f"run {empty[0]} has no complete stage to report on; run `lab pipeline` first")
     target = out or opened[0].stage_dir("report")
-    write_report(opened, target, STAGE_NAMES)
+    with run_lock(run_root_of(target) or target):  # into a run: that run's writer; elsewhere, only --out
+        write_report(opened, target, STAGE_NAMES)
     console.print(f"report: {target / 'report.md'}")
 
 
@@ -205,13 +223,7 @@ def eval_(targets: list[str] = typer.Argument(..., help="MODEL (RUN/STAGE or a H
         return _eval_compare(Path(targets[1]), Path(targets[2]), "hallucination" if suite == "all" else suite, metric)
     if len(targets) != 1:
         raise LabError("lab eval takes one MODEL (or: lab eval compare A B)")
-    from evals.harness import (
-        context_for,
-        default_out,
-        model_fingerprint,
-        resolve_suites,
-        run_suite,
-    )
+    from evals.harness import context_for, default_out, resolve_suites
     from lab.model.loading import load_model_and_tokenizer
 
     if samples < 1:
@@ -223,10 +235,20 @@ def eval_(targets: list[str] = typer.Argument(..., help="MODEL (RUN/STAGE or a H
     loaded, tokenizer = load_model_and_tokenizer(model)
     context = context_for(model)
     target = out or default_out(model)
+    with run_lock(run_root_of(target) or target):  # into a run: that run's writer; elsewhere, only --out
+        _eval_suites(loaded, tokenizer, suites, context, target, model, limit=limit, seed=seed, samples=samples,
+                     temperature=temperature, fresh=fresh, batch_size=batch_size)
+    console.print(f"results in {target}")
+
+
+def _eval_suites(loaded, tokenizer, suites, context, target: Path, model: Path, **options) -> None:
+    from evals.harness import model_fingerprint, run_suite
+
     for s in suites:
-        results = run_suite(loaded, tokenizer, s, context, target, limit=limit, seed=seed, model_name=str(model),
-                            fingerprint=model_fingerprint(model), samples_per_prompt=samples,
-                            temperature=temperature, fresh=fresh, batch_size=batch_size)
+        results = run_suite(loaded, tokenizer, s, context, target, limit=options["limit"], seed=options["seed"],
+                            model_name=str(model), fingerprint=model_fingerprint(model),
+                            samples_per_prompt=options["samples"], temperature=options["temperature"],
+                            fresh=options["fresh"], batch_size=options["batch_size"])
         speed = f"{results['samples_per_s']:.0f} samples/s" if results["samples_per_s"] else "cached"
         table = Table(f"{s.name} (n={results['n']}, {speed})", "value", "95% CI")
         for name, m in results["metrics"].items():
@@ -235,7 +257,6 @@ def eval_(targets: list[str] = typer.Argument(..., help="MODEL (RUN/STAGE or a H
         if results["skipped_too_long"]:
             table.caption = f"{results['skipped_too_long']} samples skipped: prompt too long for the model's context"
         console.print(table)
-    console.print(f"results in {target}")
 
 
 def _eval_compare(a: Path, b: Path, suite: str, metric: str) -> None:

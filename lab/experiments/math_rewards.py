@@ -108,6 +108,7 @@ def _grade_sampled(run: Run, preset: Preset, stage: str, which: str, model_stage
     result = heldout_accuracy(model, tokenizer, eval_problems(rl), rl)
     shares = {r["id"]: r["sampled_share"] for r in result["samples"]}
     path.write_text("".join(json.dumps({**r, "sampled_share": shares[i]}) + "\n" for i, r in graded.items()))
+    run.refresh_manifest(stage)  # the arm's own grades, completed: its manifest records them
 
 
 def check_math_rewards_settings(settings: MathRewardsSettings) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from lab.errors import LabError
+from lab.stage_files import check_whole
 
 
 def load_model_and_tokenizer(path: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32):
@@ -17,6 +19,8 @@ def load_model_and_tokenizer(path: str | Path, device: str = "cpu", dtype: torch
     path = Path(path)
     if not path.is_dir():
         raise LabError(f"{path} does not exist or is not a directory")
+    if (path / "COMPLETE").exists():  # a run's stage: its files must be what it wrote
+        check_whole(path)
     if not (path / "config.json").exists():
         hint = " (the stage is not complete yet?)" if (path / "checkpoint").exists() else ""
         raise LabError(f"{path} holds no model: no config.json{hint}")
@@ -28,6 +32,8 @@ def load_model_and_tokenizer(path: str | Path, device: str = "cpu", dtype: torch
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except ValueError as e:
         raise LabError(f"{path} is not a causal language model ({config.model_type}): {str(e).splitlines()[0]}") from None
+    except (OSError, SafetensorError) as e:  # a truncated or half-copied weights file in a folder of no run
+        raise LabError(f"{path}: cannot read the model's weights ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (ValueError, OSError) as e:
