@@ -15,7 +15,7 @@ from packaging.version import InvalidVersion, Version
 from lab.runs import package_versions
 
 TESTED: dict[str, tuple[str, str]] = {
-    "transformers": ("5.17.0", "5.24.0"),
+    "transformers": ("5.17.0", "5.25.0"),
     "trl": ("1.16.0", "1.16.0"),
 }
 
@@ -29,7 +29,7 @@ def _release(version: str) -> tuple[int, ...]:
 
 
 def untested(installed: dict[str, str] | None = None) -> list[str]:
-    """'transformers 5.25.0 (tested 5.17.0 to 5.24.0)' for each installed package outside its tested range."""
+    """'transformers 5.26.0 (tested 5.17.0 to 5.25.0)' for each installed package outside its tested range."""
     found = installed if installed is not None else package_versions()
     out = []
     for name, (low, high) in TESTED.items():

@@ -60,13 +60,13 @@ def test_the_tested_range_starts_at_pyprojects_lower_bounds_and_holds_the_locked
 
 
 def test_versions_outside_the_tested_range_get_one_line_naming_them():
-    assert untested_warning({"transformers": "5.24.0", "trl": "1.16.0"}) is None
+    assert untested_warning({"transformers": "5.25.0", "trl": "1.16.0"}) is None
     assert untested_warning({}) is None  # not installed: the import fails on its own, more clearly
-    line = untested_warning({"transformers": "5.25.0.dev0", "trl": "1.16.0"})
-    assert line.count("\n") == 0 and "transformers 5.25.0.dev0 (tested 5.17.0 to 5.24.0)" in line
+    line = untested_warning({"transformers": "5.26.0.dev0", "trl": "1.16.0"})
+    assert line.count("\n") == 0 and "transformers 5.26.0.dev0 (tested 5.17.0 to 5.25.0)" in line
     assert "trl" not in line.split(";")[0] and "constraints.txt" in line
     both = untested_warning({"transformers": "5.3.1", "trl": "2.0.0"})
-    assert "transformers 5.3.1 (tested 5.17.0 to 5.24.0), trl 2.0.0 (tested 1.16.0 to 1.16.0)" in both
+    assert "transformers 5.3.1 (tested 5.17.0 to 5.25.0), trl 2.0.0 (tested 1.16.0 to 1.16.0)" in both
 
 
 def test_lab_warns_once_at_start_up_and_help_loads_no_torch():
@@ -81,6 +81,6 @@ def test_lab_warns_once_at_start_up_and_help_loads_no_torch():
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
     warnings = [line for line in proc.stderr.splitlines() if "untested versions" in line]
-    assert len(warnings) == 1 and "transformers 9.0.0 (tested 5.17.0 to 5.24.0)" in warnings[0], proc.stderr
+    assert len(warnings) == 1 and "transformers 9.0.0 (tested 5.17.0 to 5.25.0)" in warnings[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stdout.strip().endswith("no torch") and "Usage" in proc.stdout
