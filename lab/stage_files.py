@@ -5,8 +5,8 @@ summaries), so a half-copied or truncated output is found where it is loaded, in
 the file and the command that redoes it, instead of as a traceback far from the cause. Loading checks sizes
 always and digests while they are cheap (a stage's files up to CHEAP_BYTES); `lab status --verify` checks every
 digest. Left out of the manifest: what other commands add to a stage folder after it completes (evals/,
-timing.json), logs, resumable checkpoints, and stages nested inside it. A COMPLETE written before manifests
-existed is accepted, and gains one when `lab status --verify` looks at it.
+timing.json), logs, resumable checkpoints, and stages or runs nested inside it (replicate's seed runs). A
+COMPLETE written before manifests existed is accepted, and gains one when `lab status --verify` looks at it.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ def _outputs(stage_dir: Path) -> list[Path]:
     for root, dirs, files in os.walk(stage_dir):
         here = Path(root)
         dirs[:] = sorted(d for d in dirs if d not in _NOT_OUTPUT_DIRS and not d.startswith(("checkpoint-", "."))
-                         and not (here / d / "COMPLETE").exists())
+                         and not (here / d / "COMPLETE").exists() and not _is_run(here / d))  # nested stages, runs
         out += [(here / f).relative_to(stage_dir) for f in sorted(files)
-                if not (here == stage_dir and f in _NOT_OUTPUTS) and not f.startswith(".")]
+                if not (here == stage_dir and f in _NOT_OUTPUTS) and not f.startswith(".") and f != "lab.lock"]
     return out
 
 
