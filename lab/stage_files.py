@@ -107,8 +107,9 @@ def check_whole(stage_dir: Path) -> None:
     if what:
         run = next((p for p in stage_dir.resolve().parents if _is_run(p)), stage_dir.parent)
         stage = stage_dir.resolve().relative_to(run.resolve()) if run != stage_dir.parent else stage_dir.name
+        where = "" if run.parent.resolve() == Path("runs").resolve() else f" --runs-dir {run.parent}"
         raise LabError(f"stage '{stage}' of run {run} is damaged: {what}; redo it with `lab pipeline --name "
-                       f"{run.name} --redo {stage}` (or the command that made it)")
+                       f"{run.name}{where} --redo {stage}` (or the command that made it)")
     _whole.add(key)
 
 

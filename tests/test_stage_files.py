@@ -55,7 +55,7 @@ def test_a_truncated_weights_file_is_one_line_wherever_the_stage_is_loaded(run):
     weights = run.stage_dir("sft") / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     message = "stage 'sft' of run .* is damaged: model.safetensors is .* bytes, .* were written; redo it with " \
-              "`lab pipeline --name r --redo sft`"
+              f"`lab pipeline --name r --runs-dir {run.root.parent} --redo sft`"
     with pytest.raises(LabError, match=message):
         Run(run.root).require("sft")
     for args in (("sample", str(run.stage_dir("sft"))), ("eval", str(run.stage_dir("sft")), "--suite", "profile")):
