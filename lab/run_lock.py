@@ -71,8 +71,3 @@ def run_lock(root: Path, command: str | None = None):
     finally:
         os.close(fd)
 
-
-def run_root_of(path: Path) -> Path | None:
-    """The run directory `path` lies in (the nearest folder up with a config.json), or None."""
-    path = Path(path).resolve()
-    return next((p for p in (path, *path.parents) if (p / "config.json").is_file()), None)

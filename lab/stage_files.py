@@ -17,9 +17,10 @@ import os
 from pathlib import Path
 
 from lab.errors import LabError
+from lab.run_lock import LOCK_NAME
 
 CHEAP_BYTES = 256 << 20  # digests are checked on every load of a stage whose files add up to at most this
-_NOT_OUTPUTS = {"COMPLETE", "timing.json", "lab.lock"}
+_NOT_OUTPUTS = {"COMPLETE", "timing.json"}
 _NOT_OUTPUT_DIRS = {"evals", "logs", "checkpoint"}
 
 
@@ -37,9 +38,9 @@ def _outputs(stage_dir: Path) -> list[Path]:
     for root, dirs, files in os.walk(stage_dir):
         here = Path(root)
         dirs[:] = sorted(d for d in dirs if d not in _NOT_OUTPUT_DIRS and not d.startswith(("checkpoint-", "."))
-                         and not (here / d / "COMPLETE").exists() and not _is_run(here / d))  # nested stages, runs
+                         and not (here / d / "COMPLETE").exists() and not is_run(here / d))  # nested stages, runs
         out += [(here / f).relative_to(stage_dir) for f in sorted(files)
-                if not (here == stage_dir and f in _NOT_OUTPUTS) and not f.startswith(".") and f != "lab.lock"]
+                if not (here == stage_dir and f in _NOT_OUTPUTS) and not f.startswith(".") and f != LOCK_NAME]
     return out
 
 
@@ -87,12 +88,19 @@ def stage_damage(stage_dir: Path, digests: bool | None = None) -> str | None:
     return None if "files" not in info else damage(stage_dir, info["files"], digests)
 
 
-def _is_run(folder: Path) -> bool:
-    """Whether `folder` is a run directory (its config.json records a run format; an experiment's does not)."""
+def is_run(folder: Path) -> bool:
+    """Whether `folder` is a run directory: its config.json records a run format (a model's or an experiment's
+    config.json does not)."""
     try:
-        return "run_format_version" in json.loads((folder / "config.json").read_text())
+        return "run_format_version" in json.loads((Path(folder) / "config.json").read_text())
     except (OSError, ValueError, TypeError):
         return False
+
+
+def run_root_of(path: Path) -> Path | None:
+    """The run directory `path` lies in (it or the nearest folder above it that is_run), or None."""
+    path = Path(path).resolve()
+    return next((p for p in (path, *path.parents) if is_run(p)), None)
 
 
 def check_whole(stage_dir: Path) -> None:
@@ -105,7 +113,7 @@ def check_whole(stage_dir: Path) -> None:
         return
     what = stage_damage(stage_dir)
     if what:
-        run = next((p for p in stage_dir.resolve().parents if _is_run(p)), stage_dir.parent)
+        run = run_root_of(stage_dir.parent) or stage_dir.parent
         stage = stage_dir.resolve().relative_to(run.resolve()) if run != stage_dir.parent else stage_dir.name
         where = "" if run.parent.resolve() == Path("runs").resolve() else f" --runs-dir {run.parent}"
         raise LabError(f"stage '{stage}' of run {run} is damaged: {what}; redo it with `lab pipeline --name "

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from lab.errors import LabError
-from lab.run_lock import LOCK_NAME, run_lock, run_root_of
+from lab.run_lock import LOCK_NAME, run_lock
+from lab.stage_files import run_root_of
 
 HOLD = """
 import sys, time
@@ -94,5 +95,7 @@ def test_a_process_nests_its_own_holds_and_releases_at_the_end(run_dir):
 
 
 def test_outputs_lock_the_run_they_lie_in(run_dir, tmp_path):
+    (run_dir / "sft").mkdir()
+    (run_dir / "sft" / "config.json").write_text('{"model_type": "labgpt"}')  # a model's config is no run's
     assert run_root_of(run_dir / "sft" / "evals") == run_dir.resolve()
     assert run_root_of(tmp_path / "elsewhere" / "evals") is None  # an eval with --out elsewhere locks only that

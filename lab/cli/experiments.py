@@ -12,6 +12,7 @@ import typer
 from lab.cli.options import SetOpt, console
 from lab.errors import LabError
 from lab.run_lock import run_lock
+from lab.stage_files import is_run
 
 rl_app = typer.Typer(no_args_is_help=True, help="RL and preference tuning on a run's stages.")
 experiment_app = typer.Typer(no_args_is_help=True, help="Experiments on a run: each writes runs/<run>/experiments/<name>/.")
@@ -41,7 +42,7 @@ def locks_run(command):
     @functools.wraps(command)
     def held(*args, **kwargs):
         run_dir = Path(kwargs["run_dir"])
-        if not (run_dir / "config.json").is_file():
+        if not is_run(run_dir):
             return command(*args, **kwargs)
         with run_lock(run_dir):
             return command(*args, **kwargs)

@@ -19,7 +19,8 @@ from lab.cli.bench import bench_app
 from lab.cli.experiments import experiment_app, rl_app
 from lab.cli.options import NameOpt, PresetOpt, RunsOpt, SetOpt, console, preset_named
 from lab.errors import LabError, disk_full
-from lab.run_lock import run_lock, run_root_of
+from lab.run_lock import run_lock
+from lab.stage_files import run_root_of
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="An RL-for-reasoning and hallucination-study lab on a model we build ourselves.")
@@ -142,7 +143,7 @@ def status(run_dir: Path = typer.Argument(..., help="a run directory, e.g. runs/
         if not run.is_complete(stage):
             table.add_row(stage, "started" if run.stage_dir(stage).exists() else "-", "")
             continue
-        what = stage_damage(run.stage_dir(stage), digests=True if verify else False)
+        what = stage_damage(run.stage_dir(stage), digests=verify)
         if what:
             damaged.append(stage)
             table.add_row(stage, "[red]damaged[/red]", f"{what}; redo: lab pipeline --redo {stage}")
@@ -223,7 +224,7 @@ def eval_(targets: list[str] = typer.Argument(..., help="MODEL (RUN/STAGE or a H
         return _eval_compare(Path(targets[1]), Path(targets[2]), "hallucination" if suite == "all" else suite, metric)
     if len(targets) != 1:
         raise LabError("lab eval takes one MODEL (or: lab eval compare A B)")
-    from evals.harness import context_for, default_out, resolve_suites
+    from evals.harness import context_for, default_out, model_fingerprint, resolve_suites, run_suite
     from lab.model.loading import load_model_and_tokenizer
 
     if samples < 1:
@@ -236,27 +237,19 @@ def eval_(targets: list[str] = typer.Argument(..., help="MODEL (RUN/STAGE or a H
     context = context_for(model)
     target = out or default_out(model)
     with run_lock(run_root_of(target) or target):  # into a run: that run's writer; elsewhere, only --out
-        _eval_suites(loaded, tokenizer, suites, context, target, model, limit=limit, seed=seed, samples=samples,
-                     temperature=temperature, fresh=fresh, batch_size=batch_size)
+        for s in suites:
+            results = run_suite(loaded, tokenizer, s, context, target, limit=limit, seed=seed, model_name=str(model),
+                                fingerprint=model_fingerprint(model), samples_per_prompt=samples,
+                                temperature=temperature, fresh=fresh, batch_size=batch_size)
+            speed = f"{results['samples_per_s']:.0f} samples/s" if results["samples_per_s"] else "cached"
+            table = Table(f"{s.name} (n={results['n']}, {speed})", "value", "95% CI")
+            for name, m in results["metrics"].items():
+                low, high = m["ci95"]
+                table.add_row(name, f"{m['value']:.3f}", "" if low is None else f"[{low:.3f}, {high:.3f}]")
+            if results["skipped_too_long"]:
+                table.caption = f"{results['skipped_too_long']} samples skipped: prompt too long for the model's context"
+            console.print(table)
     console.print(f"results in {target}")
-
-
-def _eval_suites(loaded, tokenizer, suites, context, target: Path, model: Path, **options) -> None:
-    from evals.harness import model_fingerprint, run_suite
-
-    for s in suites:
-        results = run_suite(loaded, tokenizer, s, context, target, limit=options["limit"], seed=options["seed"],
-                            model_name=str(model), fingerprint=model_fingerprint(model),
-                            samples_per_prompt=options["samples"], temperature=options["temperature"],
-                            fresh=options["fresh"], batch_size=options["batch_size"])
-        speed = f"{results['samples_per_s']:.0f} samples/s" if results["samples_per_s"] else "cached"
-        table = Table(f"{s.name} (n={results['n']}, {speed})", "value", "95% CI")
-        for name, m in results["metrics"].items():
-            low, high = m["ci95"]
-            table.add_row(name, f"{m['value']:.3f}", "" if low is None else f"[{low:.3f}, {high:.3f}]")
-        if results["skipped_too_long"]:
-            table.caption = f"{results['skipped_too_long']} samples skipped: prompt too long for the model's context"
-        console.print(table)
 
 
 def _eval_compare(a: Path, b: Path, suite: str, metric: str) -> None:
