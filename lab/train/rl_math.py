@@ -183,7 +183,8 @@ def load_user_problems(path: Path, question_field: str = "question", answer_fiel
     rows = [row for _, row in numbered if row is not None]
     for kind, field in (("question", question_field), ("answer", answer_field)):
         if rows and not any(field in row for row in rows):
-            fields = sorted({str(k) for row in rows[:20] for k in row})
+            # a name with a newline or other unprintable character is quoted, so the error stays one line
+            fields = sorted({k if k.isprintable() else repr(k) for row in rows[:20] for k in map(str, row)})
             raise LabError(f"no row of {path} has the {kind} field '{field}' (its fields: {', '.join(fields)}); "
                            f"name the right one with --{kind}-field")
     problems, skipped = [], []
