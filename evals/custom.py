@@ -150,15 +150,14 @@ def _read_spec(path: Path) -> dict:
     if "data" not in raw:
         raise LabError(f"suite spec {path} names no 'data' file")
     spec = DEFAULTS | {"name": path.stem} | raw
-    for key, value in spec.items():
-        if key in DEFAULTS or key in ("name", "data"):
-            if key == "max_new_tokens" and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-                raise LabError(f"suite spec {path}: max_new_tokens must be a whole number of tokens above 0, "
-                               f"got {value!r}")
-            if key in ("version",) and isinstance(value, (int, float)) and not isinstance(value, bool):
-                spec[key] = str(value)
-            elif key != "max_new_tokens" and not isinstance(value, str):
-                raise LabError(f"suite spec {path}: '{key}' must be text, got {value!r}"[:300])
+    tokens = spec["max_new_tokens"]
+    if not (isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0):
+        raise LabError(f"suite spec {path}: max_new_tokens must be a whole number of tokens above 0, got {tokens!r}")
+    if isinstance(spec["version"], (int, float)) and not isinstance(spec["version"], bool):
+        spec["version"] = str(spec["version"])  # "version": 2 is the version "2"
+    for key in (*DEFAULTS, "name", "data"):
+        if key != "max_new_tokens" and not isinstance(spec[key], str):
+            raise LabError(f"suite spec {path}: '{key}' must be text, got {spec[key]!r}"[:300])
     return spec
 
 

@@ -41,6 +41,7 @@ _TEX_TEXT = re.compile(r"\\[A-Za-z]+(?:\{[A-Za-z*]*\})?")  # a command, with a w
 MATH_WORDS = {"pi", "e", "oo", "inf", "infty", "sqrt", "or", "and"}
 FUNCTIONS = {"sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
              "log", "ln", "exp"}
+_ANSWER_WORDS = MATH_WORDS | FUNCTIONS
 
 
 def last(rx: re.Pattern, text: str) -> re.Match | None:
@@ -67,7 +68,7 @@ def is_math(text: str) -> bool:
     """A short answer on its own ("10/9", "x = 3", "(-\\infty, 3]", "x = 1 \\text{ or } x = 2"), not a sentence: one
     line whose words of two or more letters, outside LaTeX commands, are only "or", "and" and math's names."""
     words = _WORD.findall(_TEX_TEXT.sub(" ", text))
-    return len(text) <= MAX_CHARS and "\n" not in text.strip() and all(w in MATH_WORDS | FUNCTIONS for w in words)
+    return len(text) <= MAX_CHARS and "\n" not in text.strip() and all(w in _ANSWER_WORDS for w in words)
 
 
 def _math_between(inner: str) -> bool:
@@ -76,7 +77,12 @@ def _math_between(inner: str) -> bool:
     a space or an operator ("$5, $6"), or crosses a line."""
     if "\n" in inner or not inner.strip():
         return False
-    return "\\" in inner or is_math(inner) and not re.search(r"[\s+\-−*/=(]$", inner)  # "$3,$" is MATH's style
+    return _span_math(inner) and ("\\" in inner or not re.search(r"[\s+\-−*/=(]$", inner))  # "$3,$": MATH's style
+
+
+def _span_math(inner: str) -> bool:
+    """A math span's text holds math: a TeX command, or no words but math's ("$x and then $" holds none)."""
+    return "\\" in inner or is_math(inner)
 
 
 def drop_currency(text: str) -> str:
@@ -132,7 +138,7 @@ def _next_line(text: str, start: int) -> str:
     """The line after a marker that ends its own line ("Thus, the answer is:\n\\[ \\frac{207}{64} \\]"), when that
     line is an answer on its own; else nothing."""
     line = next((x.strip() for x in text[start:start + 2 * MAX_CHARS].split("\n") if x.strip()), "")
-    return line if is_math(_MATH_SPAN.sub(lambda m: _matched(m), line)) else ""
+    return line if is_math(_MATH_SPAN.sub(_matched, line)) else ""
 
 
 def extract_answer(response: str, last_number_fallback: bool = True) -> str | None:
@@ -144,7 +150,7 @@ def extract_answer(response: str, last_number_fallback: bool = True) -> str | No
     if box and (inside := braced(response, box.end())) is not None:
         found.append((box.start(), inside))
     # a span of words ("$x and then $5 more", a stray sign before a letter) is no math: the last number decides
-    spans = [m for m in _MATH_SPAN.finditer(response) if "\\" in (t := _matched(m)) or is_math(t)] if not found else []
+    spans = [m for m in _MATH_SPAN.finditer(response) if _span_math(_matched(m))] if not found else []
     if spans:
         found.append(_last_spans(response, spans))
     if not found and response.strip() and is_math(response):

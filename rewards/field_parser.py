@@ -23,6 +23,7 @@ from math_verify import parse as mv_parse
 
 from rewards import relations
 from rewards.extract import FUNCTIONS
+from rewards.normalize import RELATIONS
 from rewards.parse import canon, kind
 
 _TEX_PROGRAM = re.compile(r"\\(?:def|gdef|edef|let|newcommand|renewcommand|input|include|write|read|openin|openout"
@@ -33,8 +34,7 @@ _BARE_FUNCTION = re.compile(r"(?<![\\A-Za-z])(" + "|".join(sorted(FUNCTIONS, key
 _CONFIG = [LatexExtractionConfig()]
 MAX_DEPTH = 12  # bracket nesting this parser takes (the lab's own takes 40)
 # what math-verify's own normalisation leaves: plain-text relations and TeX's sized brackets
-_SPELLINGS = [("≤", "\\le "), ("≥", "\\ge "), ("≠", "\\ne "), ("±", "\\pm "), ("<=", "\\le "), (">=", "\\ge "),
-              ("=<", "\\le "), ("=>", "\\ge ")] + \
+_SPELLINGS = RELATIONS + [("=<", "\\le "), ("=>", "\\ge ")] + \
              [(f"\\{size}{side}", "") for size in ("big", "Big", "bigg", "Bigg") for side in ("l", "r", "")]
 _SPACED_DELIMITER = re.compile(r"\\(left|right)\s+(?=[^A-Za-z\s])")  # "\left (" is "\left("
 # "\log_2{3}": latex2sympy would take everything after it as the argument (log(3*log(4, 3), 2))

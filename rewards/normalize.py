@@ -18,13 +18,15 @@ from rewards.extract import BOXED, MAX_CHARS, braced, is_math, last
 ALLOWED = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 +-*/^()[]{},.=;%<>|\\")
 LATEX_ALLOWED = ALLOWED | set("&_|'!:")  # LaTeX's matrices' & and what its parser also reads (x_1, |x|, f')
 
+# relations spelled in Unicode or plain text, as TeX writes them (rewards/field_parser.py reads them too)
+RELATIONS = [("≤", "\\le "), ("≥", "\\ge "), ("≠", "\\ne "), ("±", "\\pm "), ("<=", "\\le "), (">=", "\\ge ")]
 _REPLACE = [("\\left", ""), ("\\right", ""), ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\cfrac", "\\frac"),
             ("\\(", ""), ("\\)", ""), ("\\[", ""), ("\\]", ""), ("\\cdot", "*"),
             ("\\times", "*"), ("\\div", "/"), ("\\%", "%"), ("\\$", ""), ("$", ""), ("\\{", "{"), ("\\}", "}"),
             ("\\infty", "oo"), ("\\pi", " pi "), ("\\cup", ";"), ("\\in", "="), ("\\!", ""), ("\\,", ""),
             ("{,}", ","), ("\\;", " "), ("\\:", " "), ("\\ ", " "), ("^{\\circ}", ""), ("^\\circ", ""), ("−", "-"),
-            ("×", "*"), ("÷", "/"), ("π", " pi "), ("∞", "oo"), ("°", ""), ("≤", "\\le "), ("≥", "\\ge "),
-            ("≠", "\\ne "), ("±", "\\pm "), ("!=", "\\ne "), ("<=", "\\le "), (">=", "\\ge ")]
+            ("×", "*"), ("÷", "/"), ("π", " pi "), ("∞", "oo"), ("°", "")] + RELATIONS + \
+           [("!=", "\\ne ")]
 _TEXT = re.compile(r"\\(?:text|textbf|textnormal|textit|mathrm|mathbf|mathit|mbox|operatorname)\s*"
                    r"\{((?:[^{}]|\{[^{}]*\})*)\}")  # one level of braces inside: \mathbf{\frac{3}{4}}
 _UNIT = re.compile(r"[A-Za-z]{2,}(?:\^\d)?[.,]?")
