@@ -109,17 +109,21 @@ def test_many_prices_are_read_fast():
     assert time.monotonic() - start < 2.0
 
 
-@pytest.mark.parametrize("name", ["gsm8k_dev", "gsm8k_heldout", "math_dev", "math_heldout", "math_fresh", "math_final"])
-def test_the_real_format_sets_agree_with_their_labels(name):
-    """GSM8K's human-written solutions (annotations, prices, "#### N" or "A: N" endings) and MATH-style answer
-    forms from other people's test suites, datasets and model outputs (README there). Targets: >= 0.98 on each
-    set (the issue's >= 0.99 on held-out material), and no more false "equal" than 3% of the not-equal pairs."""
+@pytest.mark.parametrize("name,least", [*((f"verifier_real/{n}", 0.98) for n in (
+    "gsm8k_dev", "gsm8k_heldout", "math_dev", "math_heldout", "math_fresh", "math_final")),
+    ("verifier_cases/dev", 0.97), ("verifier_cases/heldout", 0.97)])
+def test_the_labelled_sets_agree_with_their_labels(name, least):
+    """The labelled answer pairs of tests/fixtures (their READMEs cite each case): verifier_real holds GSM8K's
+    human-written solutions (annotations, prices, "#### N" or "A: N" endings) and MATH-style forms from other
+    people's test suites, datasets and model outputs (>= 0.98 each, against the issue's >= 0.99 on held-out
+    material); verifier_cases the lab's first 451 MATH-style pairs (>= 0.97). Every set: no more false "equal"
+    than 3% of its not-equal pairs."""
     from lab.experiments.bench import agreement, load_cases
 
-    cases = load_cases(REAL / f"{name}.jsonl")
+    cases = load_cases(REAL.parent / f"{name}.jsonl")
     verdicts = [v.equivalent for v in verify_many([(c["prediction"], c["gold"]) for c in cases])]
     a = agreement(cases, verdicts, 1.0)
-    assert a["agreement"] >= 0.98, a["wrong"]
+    assert a["agreement"] >= least, a["wrong"]
     assert a["negatives_rejected"] >= 0.97, a["wrong"]
 
 
