@@ -53,7 +53,12 @@ from rewards.extract import MAX_CHARS, extract_answer
 from rewards.normalize import precheck, reads_as_answer
 from rewards.pool import shutdown
 
-__all__ = ["MAX_CHARS", "Verdict", "extract_answer", "precheck", "reads_as_answer", "shutdown", "verify",
+# the forms a gold answer may take, for the error line of a data file whose answers the verifier cannot read
+ANSWER_FORMS = ("answers the verifier reads: a number (72, -3/4, 1,000, 2.5, 50%), an expression or equation "
+                "(2x+1, x = 3), a set, tuple or interval ({1, 2}, (1, 2), [0, 1)), an inequality (x \\le 3), LaTeX "
+                "(\\frac{1}{2}, \\sqrt{3}, \\boxed{...}), or a worked solution ending '#### 72'")
+
+__all__ = ["ANSWER_FORMS", "MAX_CHARS", "Verdict", "extract_answer", "precheck", "reads_as_answer", "shutdown", "verify",
            "verify_many", "verify_response"]
 
 

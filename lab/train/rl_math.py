@@ -135,9 +135,6 @@ def eval_problems(settings: RLSettings):
 
 USER_TASK = "user"  # the task name of problems from a user's file (difficulty 0, no worked solution)
 HELDOUT_SHARE = 5  # a user file holds out one question in this many (at most rl.eval_problems, at least 1)
-ANSWER_FORMS = ("answers the verifier reads: a number (72, -3/4, 1,000, 2.5, 50%), an expression or equation "
-                "(2x+1, x = 3), a set, tuple or interval ({1, 2}, (1, 2), [0, 1)), an inequality (x \\le 3), LaTeX "
-                "(\\frac{1}{2}, \\sqrt{3}, \\boxed{...}), or a worked solution ending '#### 72'")
 _PLACEHOLDERS = {"n/a", "n.a.", "na", "none", "null", "nan", "tbd", "unknown", "?", "-"}
 
 
@@ -212,6 +209,8 @@ def load_user_problems(path: Path, question_field: str = "question", answer_fiel
               "question_field": question_field, "answer_field": answer_field, "rows": len(numbered),
               "usable": len(problems), "skipped": skipped}
     if not problems:
+        from rewards.verifier import ANSWER_FORMS
+
         raise LabError(f"no usable row in {path}: all {len(numbered)} skipped ({_skip_list(skipped)}); "
                        f"{ANSWER_FORMS}")
     return problems, report
