@@ -235,7 +235,9 @@ def _answers(model, tokenizer, prompts, params, samples: list[dict], suite: Suit
              ctx: EvalContext) -> list[tuple[str, list, list[int]]]:
     """(answer text, tool calls, generated tokens) per prompt: through the engine's tool loop when the
     tokenizer has the lab's tool-call tokens, else plain generation (an outside model cannot call our tools)."""
-    from lab.model.engine import generate, generate_with_tools
+    # lazy: lab.presets imports this module, and it must load no torch (tests/test_architecture.py)
+    from lab.model.engine import generate
+    from lab.model.tool_loop import generate_with_tools
 
     def engine(batch, p):
         return generate(model, batch, p, pad_token_id=tokenizer.pad_token_id or 0)

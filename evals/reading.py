@@ -177,7 +177,7 @@ def open_book_items(settings: ReadingSettings = ReadingSettings(), exclude: froz
 def open_book(model, tokenizer, settings: ReadingSettings = ReadingSettings(), exclude: frozenset[str] = frozenset(),
               generate_text=None) -> dict:
     """{phrasing: {"accuracy": proportion, "examples": [...]}}: greedy completions that start with the value."""
-    from evals.knowledge import normalise
+    from evals.knowledge import normalise  # lazy: it loads the engine (torch), and the presets import this module
 
     if generate_text is None:
         generate_text = _engine_text(model, tokenizer)

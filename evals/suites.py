@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from evals.stats import bootstrap, mean_metric, paired_difference
+from lab.errors import LabError
+from rewards.verifier import Verdict, verify_many
 from tasks.answer_forms import DIRECT_INSTRUCTION, FORMS, ask
 
 
@@ -296,10 +298,14 @@ def _math_samples(ctx: EvalContext) -> list[dict]:
             for block, band, p in problems for form in FORMS]
 
 
-def _math_grade(sample: dict, response: str, calls: list) -> dict:
-    from rewards.verifier import verify_response
+def grade_math(pairs: list[tuple[str, str]]) -> list[Verdict]:
+    """The verdict on each (response, gold): the final answer a response marks ("Answer: ...", a box), never
+    its last number standing in for one (an unmarked answer is not an answer the model gave)."""
+    return verify_many(pairs, last_number_fallback=False)
 
-    verdict = verify_response(response, sample["gold"], last_number_fallback=False)
+
+def _math_grade(sample: dict, response: str, calls: list) -> dict:
+    (verdict,) = grade_math([(response, sample["gold"])])
     formatted = any(line.startswith("Answer:") for line in response.strip().splitlines()[-1:])
     return {"grade": "correct" if verdict.equivalent else "incorrect", "correct": verdict.equivalent,
             "format_ok": formatted, "verdict": verdict.reason, "response_chars": len(response)}
@@ -410,6 +416,15 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
     Suite("identity", "3", _identity_samples, _identity_grade, ("own_identity", "claims_other_assistant"),
           max_new_tokens=64),
 )}
+
+
+def register_suite(suite: Suite) -> Suite:
+    """Add a suite to SUITES: the evals stage runs it on every policy that takes every suite, `lab eval` finds
+    it by name, and the report's tables show its headline metrics."""
+    if suite.name in SUITES:
+        raise LabError(f"a suite named '{suite.name}' is already registered; suites: {', '.join(SUITES)}")
+    SUITES[suite.name] = suite
+    return suite
 
 
 def headline_metrics() -> dict[str, tuple[str, ...]]:

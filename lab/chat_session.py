@@ -7,8 +7,9 @@ from pathlib import Path
 from rich.console import Console
 
 from lab.model.chat_format import answer_stops, render
-from lab.model.engine import Answer, SamplingParams, generate, generate_with_tools
+from lab.model.engine import SamplingParams, generate
 from lab.model.loading import load_model_and_tokenizer
+from lab.model.tool_loop import Answer, generate_with_tools
 from tasks.chat import TOOLS_OFF, with_tools
 
 

@@ -8,58 +8,51 @@ Change a preset here, or override single fields on the command line.
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field, make_dataclass
 from pathlib import Path
 
-from evals.harness import EvalSettings
-from evals.reading import ReadingSettings
 from lab.errors import LabError
 from lab.experiments.goodhart import GoodhartSettings
 from lab.experiments.math_rewards import MathRewardsSettings
 from lab.experiments.overoptimization import OveroptimizationSettings
-from lab.experiments.rlhf_methods import RLHFMethodsSettings
 from lab.experiments.scaling import ScalingSettings
 from lab.model.tokenizer_settings import TokenizerSettings
+from lab.runs import read_json
 from lab.settings import apply_override, from_settings
-from lab.train.dpo import DPOSettings
-from lab.train.math_practice import MathSFTSettings
-from lab.train.ppo.loop import PPOSettings
+from lab.stages import STAGES, StageContext, stage_sections
 from lab.train.pretrain_settings import ModelShape, PretrainSettings, SampleSettings
-from lab.train.reward_model import RewardModelSettings
-from lab.train.rl_math import RLSettings
-from lab.train.rlhf import RLHFSettings
-from lab.train.sft_settings import SFTSettings
 from tasks.corpus import CorpusConfig, DataSettings
 from tasks.world import WorldConfig
 
+# The sections every stage may read (through StageContext), then one section a stage's settings (declared in
+# lab/stages.py), then the experiments' own.
+RUN_SECTIONS = [
+    ("name", str, field(default="tiny")),
+    ("seed", int, field(default=0)),
+    ("model", ModelShape, field(default_factory=ModelShape)),
+    ("sample", SampleSettings, field(default_factory=SampleSettings)),  # the base model's first samples
+]
+EXPERIMENT_SECTIONS = [
+    ("scaling", ScalingSettings, field(default_factory=ScalingSettings)),
+    ("math_rewards", MathRewardsSettings, field(default_factory=MathRewardsSettings)),  # the RL-on-math grid
+    ("overoptimization", OveroptimizationSettings, field(default_factory=OveroptimizationSettings)),
+    ("goodhart", GoodhartSettings, field(default_factory=GoodhartSettings)),  # RM quality vs over-optimization
+]
 
-@dataclass
-class Preset:
-    name: str = "tiny"
-    seed: int = 0
-    data: DataSettings = field(default_factory=DataSettings)
-    tokenizer: TokenizerSettings = field(default_factory=TokenizerSettings)
-    model: ModelShape = field(default_factory=ModelShape)
-    pretrain: PretrainSettings = field(default_factory=PretrainSettings)
-    sft: SFTSettings = field(default_factory=SFTSettings)
-    sample: SampleSettings = field(default_factory=SampleSettings)
-    evals: EvalSettings = field(default_factory=EvalSettings)  # the evals stage: every suite in full unless cut
-    reading: ReadingSettings = field(default_factory=ReadingSettings)  # the knowledge stage's reading probes
-    scaling: ScalingSettings = field(default_factory=ScalingSettings)
-    # tiny: every differing sample pair is used (about 2.7x less sampling than disjoint pairs)
-    rm: RewardModelSettings = field(default_factory=lambda: RewardModelSettings(pairs=400, disjoint_pairs=False))
-    math_sft: MathSFTSettings = field(default_factory=MathSFTSettings)  # sft-math: practice before rl-math
-    # the rl-math stage; self_check and group_solved (weight 0) are only tracked: does checking one's work
-    # emerge, and what share of groups holds a correct answer (GRPO's signal)?
-    rl: RLSettings = field(default_factory=lambda: RLSettings(
-        rewards=("correctness", "format", "self_check", "group_solved"), reward_weights=(1.0, 0.1, 0.0, 0.0)))
-    math_rewards: MathRewardsSettings = field(default_factory=MathRewardsSettings)  # the RL-on-math grid's arms
-    dpo: DPOSettings = field(default_factory=DPOSettings)
-    rlhf: RLHFSettings = field(default_factory=RLHFSettings)  # the rlhf-grpo stage: the learned RM as reward
-    ppo: PPOSettings = field(default_factory=PPOSettings)  # the rlhf-ppo stage: same prompts, RM and sample count
-    rlhf_methods: RLHFMethodsSettings = field(default_factory=RLHFMethodsSettings)  # PPO/GRPO/RLOO/DPO compared
-    overoptimization: OveroptimizationSettings = field(default_factory=OveroptimizationSettings)
-    goodhart: GoodhartSettings = field(default_factory=GoodhartSettings)  # RM quality vs over-optimization
+
+def preset_type(stages, name: str = "Preset") -> type:
+    """The settings dataclass of a pipeline of `stages`: the run's own sections, one a stage, one an experiment."""
+    return make_dataclass(name, RUN_SECTIONS + stage_sections(stages) + EXPERIMENT_SECTIONS)
+
+
+Preset = preset_type(STAGES)
+
+
+def stage_context(run, preset) -> StageContext:
+    """What every stage of this run is given besides its own settings."""
+    # a pipeline without the data or sft stages (a toy one) has no such sections: its context holds None
+    return StageContext(run=run, seed=preset.seed, data=getattr(preset, "data", None), model=preset.model,
+                        sample=preset.sample, sft=getattr(preset, "sft", None))
 
 
 def tiny() -> Preset:
@@ -109,7 +102,5 @@ def get_preset(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Preset
 
 def run_preset(run_root: Path) -> Preset | None:
     """The preset a run directory was created with, or None outside a run."""
-    from lab.runs import read_json
-
     config = Path(run_root) / "config.json"
     return from_settings(Preset, read_json(config)["settings"]) if config.exists() else None

@@ -29,12 +29,13 @@ import os
 from lab.errors import LabError
 from lab.presets import Preset
 from lab.runs import Run, read_json, write_json
+from lab.stage_names import BASE, DATA, KNOWLEDGE, SFT, SFT_IDK, TOKENIZER
 from reports.claims import FULL_REPLICATE as FULL_STAGE  # the report reads the replicates back from these folders
 from reports.claims import REPLICATE as STAGE
 from reports.claims import claims_across, claims_across_markdown
 
-SHARED = ("data", "tokenizer", "base", "experiments/knowledge")  # reused as they are: pretraining is not replicated
-EVAL_STAGES = ("sft", "sft-idk")
+SHARED = (DATA, TOKENIZER, BASE, KNOWLEDGE)  # reused as they are: pretraining is not replicated
+EVAL_STAGES = (SFT, SFT_IDK)
 # Seeds that choose what is measured, not how a model trains: every replicate asks the same probe items.
 MEASURE_SEEDS = ("reading.", "overoptimization.", "goodhart.")
 PRETRAINING_SEEDS = ("data.",)  # the world and the corpus: moved only by a full replicate

@@ -12,102 +12,15 @@ from pathlib import Path
 from evals.stats import format_ci
 from lab.presets import run_preset
 from lab.runs import Run, read_json
+from lab.stage_names import KNOWLEDGE, SFT_IDK
+from lab.stages import STAGES, compared, eval_suites
 from reports.claims import FULL_REPLICATE, REPLICATE, claims_section
 from reports.common import jsonl, png, suite_results
-from reports.rl_sections import reward_model_sections, rl_math_sections, rlhf_sections
+from reports.pretraining_sections import loss_curve, reading_curve, reading_probes_section
 
-
-def loss_curve(runs: list[Run]):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    plotted = False
-    for run in runs:
-        log = jsonl(run.stage_dir("base") / "logs" / "train.jsonl")
-        train = [(r["step"], r["loss"]) for r in log if "loss" in r]
-        held = [(r["step"], r["heldout_loss"]) for r in log if "heldout_loss" in r]
-        if train:
-            ax.plot(*zip(*train), label=f"{run.name} train")
-            plotted = True
-        if held:
-            ax.plot(*zip(*held), "o--", label=f"{run.name} held-out")
-    if not plotted:
-        plt.close(fig)
-        return None
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats/token)")
-    ax.set_title("Pretraining loss")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    data = png(fig)
-    plt.close(fig)
-    return data
-
-
-READING_CURVES = {"induction_score": "induction score", "copy_digits_8": "copies 8 digits",
-                  "open_book_corpus": "open-book, corpus phrasing", "open_book_novel": "open-book, novel phrasing"}
-
-
-def reading_curve(runs: list[Run]):
-    """The reading probes at every pretraining eval: when copying from the context appears."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    plotted = False
-    for run in runs:
-        log = [r for r in jsonl(run.stage_dir("base") / "logs" / "train.jsonl") if "induction_score" in r]
-        for key, label in READING_CURVES.items():
-            points = [(r["step"], r[key]) for r in log if key in r]
-            if points:
-                ax.plot(*zip(*points), "o-", label=f"{run.name}: {label}" if len(runs) > 1 else label)
-                plotted = True
-    if not plotted:
-        plt.close(fig)
-        return None
-    ax.set(xlabel="step", ylabel="score / accuracy", ylim=(-0.05, 1.05), title="Reading the context during pretraining")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    data = png(fig)
-    plt.close(fig)
-    return data
-
-
-def _reading_section(run: Run) -> tuple[str, list] | None:
-    """The knowledge stage's reading.json as a table, with the line saying which probes a run skipped."""
-    path = run.stage_dir("experiments/knowledge") / "reading.json"
-    if not path.exists():
-        return None
-    reading = read_json(path)
-
-    def example(examples: list[dict]) -> str:
-        return examples[0]["continuation"].replace("\n", " ")[:40] if examples else ""
-
-    rows = [["induction score (1 - loss on 2nd copy / 1st)", f"{reading['induction']['score']:.3f}", "", ""]]
-    rows += [[f"copy {r['kind']}, {r['length']} characters (exact: {format_ci(r['exact'])})" if "exact" in r else
-              f"copy {r['kind']}, {r['length']} characters", format_ci(r["accuracy"]), r["accuracy"]["n"],
-              example(r["examples"])] for r in reading["copy"]]
-    rows += [[f"open-book completion, {p} phrasing", format_ci(v["accuracy"]), v["accuracy"]["n"], example(v["examples"])]
-             for p, v in reading.get("open_book", {}).items() if v["accuracy"]["n"]]
-    return (f"Reading the context ({run.name})", [
-        ("text", "Does the base model use its prompt? The induction score compares next-token loss on a repeated "
-                 "random token sequence's second copy with its first; copying shows a string twice and asks for it "
-                 "a third time; open-book completion states a never-seen person's facts, then prompts for one "
-                 "(evals/reading.py). No training document uses these layouts."),
-        ("table", (["probe", "value [95% CI]", "n", "example continuation"], rows)),
-        *([("text", reading["skipped"])] if "skipped" in reading else []),
-    ])
-
-
-EVAL_STAGES = ("base", "sft", "sft-idk", "sft-math", "rl-math", "dpo", "rlhf-grpo", "rlhf-ppo")
-# (parent, child) in the stage graph: each child is compared with the model it was trained from
-STAGE_PAIRS = (("base", "sft"), ("sft", "sft-idk"), ("sft-idk", "sft-math"), ("sft-math", "rl-math"), ("sft-idk", "dpo"),
-               ("sft-idk", "rlhf-grpo"), ("sft-idk", "rlhf-ppo"))
+EVAL_STAGES = tuple(eval_suites(STAGES))  # every policy the evals stage runs suites on, in pipeline order
+# (baseline, stage): each evaluated policy compared with the model it was trained from (or its control)
+STAGE_PAIRS = tuple(compared(STAGES))
 
 
 def _eval_rows(run: Run, suite: str, group: str | None, metrics: tuple[str, ...]) -> list[list[str]]:
@@ -321,7 +234,7 @@ def _inside_sections(run: Run, out: Path) -> list[tuple[str, list]]:
     from lab.model.loading import load_model_and_tokenizer
     from tasks.world import build_world
 
-    stage = next((s for s in ("sft-idk", "sft", "base") if run.is_complete(s)), None)
+    stage = next((s for s in (SFT_IDK, "sft", "base") if run.is_complete(s)), None)
     if stage is None:
         return []
     model, tokenizer = load_model_and_tokenizer(run.stage_dir(stage))
@@ -344,6 +257,25 @@ def _inside_sections(run: Run, out: Path) -> list[tuple[str, list]]:
     ])]
 
 
+def knowledge_probe_sections(run: Run) -> list[tuple[str, list]]:
+    """sft-idk's probe of what the base model knows about SFT people: known and unknown questions by exposure."""
+    probe = run.stage_dir(SFT_IDK) / "probe_summary.json"
+    if not probe.exists():
+        return []
+    summary = read_json(probe)
+    unit, threshold = summary.pop("unit", "question"), summary.pop("threshold", 0.5)
+    rule = (f"a question is known if at least {threshold:g} of its sampled completions (temperature 0.7) "
+            "of the fact prompt were correct." if unit == "question" else
+            f"a person is known if, averaged over their questions, at least {threshold:g} of the sampled "
+            "completions (temperature 0.7) of the fact prompt were correct, and every question about them "
+            "follows.")
+    return [(f"Knowledge probing of SFT questions ({run.name})", [
+        ("text", f"Questions about SFT people, by exposure k: {rule} Unknown ones became refusal (or, tools "
+                 "on, look-up) targets in sft-idk."),
+        ("table", (["k", "known", "unknown"], [[k, v["known"], v["unknown"]] for k, v in summary.items()])),
+    ])]
+
+
 def write_report(runs: list[Run], out: Path, stage_names: list[str]) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -360,8 +292,8 @@ def write_report(runs: list[Run], out: Path, stage_names: list[str]) -> Path:
         sections[-1][1].append(("figure", ("reading_curve", reading, "Induction score, copying and open-book accuracy "
                                                                      "at every pretraining eval")))
     for run in runs:
-        knowledge = run.stage_dir("experiments/knowledge")
-        reading_section = _reading_section(run)
+        knowledge = run.stage_dir(KNOWLEDGE)
+        reading_section = reading_probes_section(run)
         if reading_section:
             sections.append(reading_section)
         if (knowledge / "table.md").exists():
@@ -396,25 +328,10 @@ def write_report(runs: list[Run], out: Path, stage_names: list[str]) -> Path:
                          "exposure for each size."),
                 ("markdown", (scaling / "table.md").read_text()),
                 ("figure", (f"scaling_{run.name}", data, "Loss vs size and compute; recall by exposure per size"))]))
-    for run in runs:
-        probe = run.stage_dir("sft-idk") / "probe_summary.json"
-        if probe.exists():
-            summary = read_json(probe)
-            unit, threshold = summary.pop("unit", "question"), summary.pop("threshold", 0.5)
-            rule = (f"a question is known if at least {threshold:g} of its sampled completions (temperature 0.7) "
-                    "of the fact prompt were correct." if unit == "question" else
-                    f"a person is known if, averaged over their questions, at least {threshold:g} of the sampled "
-                    "completions (temperature 0.7) of the fact prompt were correct, and every question about them "
-                    "follows.")
-            sections.append((f"Knowledge probing of SFT questions ({run.name})", [
-                ("text", f"Questions about SFT people, by exposure k: {rule} Unknown ones became refusal (or, tools "
-                         "on, look-up) targets in sft-idk."),
-                ("table", (["k", "known", "unknown"], [[k, v["known"], v["unknown"]] for k, v in summary.items()])),
-            ]))
-    for run in runs:
-        sections += rl_math_sections(run)
-        sections += reward_model_sections(run)
-        sections += rlhf_sections(run)
+    for stage in STAGES:  # the sections each stage declares, in pipeline order
+        if (stage_sections := stage.report_sections()) is not None:
+            for run in runs:
+                sections += stage_sections(run)
     for run in runs:
         sections += _inside_sections(run, out)
     sample_rows = []

@@ -7,6 +7,8 @@ import base64
 
 from lab.errors import LabError
 from lab.runs import Run, read_json
+from lab.stage_names import RL_MATH, RLHF_GRPO, RLHF_METHODS, RLHF_PPO, RLHF_RLOO
+from lab.stages import STAGES
 from reports.common import jsonl, png
 
 RL_CURVES = (("reward", "reward (optimised)"), ("accuracy", "correct answers (sampled)"), ("kl", "KL to the start"),
@@ -19,8 +21,7 @@ RLHF_CURVES = (("proxy", "proxy reward (the RM, optimised)"), ("gold", "gold jud
                ("kl_seq", "KL to the start (per answer)"), ("length", "response length (tokens)"))
 PPO_CURVES = (("explained_variance", "critic: explained variance"), ("clip_fraction", "share of tokens clipped"),
               ("entropy", "policy entropy (nats/token)"), ("kl_coef", "KL coefficient (adaptive)"))
-RLHF_STAGES = {"rlhf-grpo": "GRPO (TRL)", "rlhf-ppo": "PPO (lab/ppo.py: value model, GAE, clipped updates)",
-               "rlhf-rloo": "RLOO (TRL)"}
+RLHF_STAGES = {s.name: s.label for s in STAGES if s.label}  # the RL-against-the-RM stages, as the report names them
 
 
 def rl_curves(run: Run, stage: str, wanted=RL_CURVES):
@@ -52,12 +53,12 @@ def rl_curves(run: Run, stage: str, wanted=RL_CURVES):
 def rl_math_sections(run: Run) -> list[tuple[str, list]]:
     from evals.stats import paired_difference
 
-    path = run.stage_dir("rl-math") / "summary.json"
+    path = run.stage_dir(RL_MATH) / "summary.json"
     if not path.exists():
         return []
     s = read_json(path)
-    before = {r["id"]: r for r in jsonl(run.stage_dir("rl-math") / "heldout" / "before.jsonl")}
-    after = {r["id"]: r for r in jsonl(run.stage_dir("rl-math") / "heldout" / "after.jsonl")}
+    before = {r["id"]: r for r in jsonl(run.stage_dir(RL_MATH) / "heldout" / "before.jsonl")}
+    after = {r["id"]: r for r in jsonl(run.stage_dir(RL_MATH) / "heldout" / "after.jsonl")}
     ids = [i for i in before if i in after]
     items = [("text", f"{s['algo']} from {s['source']} for {s['steps']} steps of {s['settings']['batch_size']} "
                       f"completions ({s['settings']['num_generations']} a prompt; {s['seconds']:.0f} s) on "
@@ -79,7 +80,7 @@ def rl_math_sections(run: Run) -> list[tuple[str, list]]:
                                 rows)))
         items.append(("text", "These are held-out problems of the trained tasks and bands only; the math eval suite "
                               "spreads its problems over every task and band, so it sees little of this change."))
-    curves = rl_curves(run, "rl-math")
+    curves = rl_curves(run, RL_MATH)
     if curves:
         items.append(("figure", (f"rl_math_{run.name}", curves, "RL on math, per step (faint) and over 10 steps")))
     sections = [(f"RL with verifiable math rewards ({run.name})", items)]
@@ -110,7 +111,7 @@ def rlhf_sections(run: Run) -> list[tuple[str, list]]:
                                                 if k.startswith(("proxy", "gold")) and not isinstance(v, dict))),
                  ("figure", (f"{stage.replace('-', '_')}_{run.name}", curves,
                              f"{stage} per step (faint) and over 10 steps"))]
-        diagnostics = rl_curves(run, stage, PPO_CURVES) if stage == "rlhf-ppo" else None
+        diagnostics = rl_curves(run, stage, PPO_CURVES) if stage == RLHF_PPO else None
         if diagnostics:
             items.append(("figure", (f"ppo_diagnostics_{run.name}", diagnostics,
                                      "PPO's own health: the critic, the trust region, entropy, the KL controller")))
@@ -126,11 +127,11 @@ def rlhf_sections(run: Run) -> list[tuple[str, list]]:
                 "text", f"DPO (TRL) from {d.get('source', 'sft-idk')} on {d.get('pairs', '?')} comparisons for "
                         f"{d.get('steps', '?')} steps, no reward model and no sampling{logged}. Its gold and KL "
                         "are in the comparison below.")]))
-    methods = run.stage_dir("experiments/rlhf-methods")
+    methods = run.stage_dir(RLHF_METHODS)
     if (methods / "table.md").exists() and (methods / "rlhf_methods.png").exists():
         data = base64.b64encode((methods / "rlhf_methods.png").read_bytes()).decode()
         every = sorted({_read(run.stage_dir(stage) / "summary.json").get("settings", {}).get("snapshot_every")
-                        for stage in ("rlhf-grpo", "rlhf-ppo", "rlhf-rloo") if run.is_complete(stage)} - {None})
+                        for stage in (RLHF_GRPO, RLHF_PPO, RLHF_RLOO) if run.is_complete(stage)} - {None})
         every_text = f" (every {', '.join(map(str, every))} steps)" if every else ""
         out.append((f"PPO, GRPO, RLOO and DPO on one reward model ({run.name})", [
             ("text", "`lab experiment rlhf-methods`: every policy answers the same fixed prompts once at the RL "

@@ -39,6 +39,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from rewards.completions import completion_text
 from tasks.chat import is_refusal
 from tasks.world import ALIASES, CORPUS_TEMPLATES, ENCYCLOPEDIA_LABELS, NOVEL_TEMPLATES, QUESTION_TEMPLATES, VALUES, World
 
@@ -202,13 +203,6 @@ def gold_score(world: World, person_name: str, response: str, finished: bool = T
 
 def prompt_for(person_name: str, template: int = 0) -> str:
     return PROMPT_TEMPLATES[template % len(PROMPT_TEMPLATES)].format(n=person_name)
-
-
-def completion_text(completion) -> str:
-    """Plain text of a TRL completion: a string, or a list of messages (conversational datasets)."""
-    if isinstance(completion, str):
-        return completion
-    return "".join(m.get("content") or "" for m in completion if m.get("role", "assistant") == "assistant")
 
 
 def prompt_text(prompt) -> str:

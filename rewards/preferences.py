@@ -28,14 +28,10 @@ import statistics
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lab.errors import LabError
 from rewards.gold import PROMPT_TEMPLATES, GoldWeights, decode_completion, gold_score, prompt_for
 from tasks.world import World, seeded_rng
-
-if TYPE_CHECKING:  # annotations only: the presets sit above this module
-    from lab.presets import Preset
 
 COLUMNS = ("prompt", "chosen", "rejected", "gold_chosen", "gold_rejected", "person", "k")
 LABEL_MODES = ("bt", "argmax")
@@ -267,16 +263,13 @@ def load_preferences(path: Path):
     return data
 
 
-def stage_preferences(run, preset: Preset, settings, source: str, out: Path):
+def stage_preferences(run, world, settings, source: str, out: Path):
     """The rm stage's comparisons (settings: a RewardModelSettings), sampled from `source` once and kept in
     out/preferences, so a resumed stage trains on the same ones. Returns (DatasetDict, stats)."""
     import torch
 
     from lab.model.loading import load_model_and_tokenizer
     from lab.runs import read_json, write_json
-    from tasks.world import build_world
-
-    world = build_world(preset.data.world)
     chosen = asdict(settings)
     sampling = {"source": source, **{k: chosen[k] for k in SAMPLING_FIELDS}}
     if (out / "preferences.json").exists():

@@ -37,19 +37,16 @@ import time
 import traceback
 from pathlib import Path
 
+from lab.stage_names import KNOWLEDGE, RL_MATH, RLHF_METHODS, SFT_IDK
+
 STEPS = 20  # training steps of each stage after pretraining
-GPU_CHECK = {  # the gpu preset's settings the check changes: step counts and sample counts only
-    "pretrain": ["pretrain.max_steps=200"],
-    "later": ["rl.steps={n}", "rlhf.steps={n}", "ppo.steps={n}", "sft.probe_samples=2", "rl.eval_problems=100",
-              "rl.eval_samples=1", "rlhf_methods.prompts=64", "evals.limit=64"],
-}
 # The parts of stages that generate (module, function), timed apart: where a stage's time goes.
 PARTS = {
-    "experiments/knowledge": ("evals.knowledge", "probe"),
-    "sft-idk": ("lab.train.sft", "probe_known"),
-    "rl-math": ("lab.train.rl_math", "heldout_accuracy"),
+    KNOWLEDGE: ("evals.knowledge", "probe"),
+    SFT_IDK: ("lab.train.sft", "probe_known"),
+    RL_MATH: ("lab.train.rl_math", "heldout_accuracy"),
     "rm": ("rewards.preferences", "build_preferences"),
-    "experiments/rlhf-methods": ("lab.experiments.rlhf_methods", "sample_and_score"),
+    RLHF_METHODS: ("lab.experiments.rlhf_methods", "sample_and_score"),
 }
 # The dry run: the gpu preset at a tiny shape with the data cut to the least every stage accepts
 # (as tests/test_gpu_preset.py cuts it), a couple of steps a stage; the same code path, in about a minute.
@@ -87,11 +84,15 @@ def overrides(dry: bool) -> list[str]:
     """The check's `--set` overrides of the gpu preset (the dry run's tiny shape and data last, so they win).
     Stages set by epochs or problem counts get what makes about STEPS steps at the gpu preset's batch sizes."""
     from lab.presets import get_preset
+    from lab.stage_names import BASE
+    from lab.stages import STAGES
     from tasks.chat import conversation_count
 
+    # each stage declares what the check cuts (lab/stages.py): step counts and sample counts only
     steps = DRY_STEPS["later"] if dry else STEPS
-    items = [f"pretrain.max_steps={DRY_STEPS['pretrain']}"] if dry else list(GPU_CHECK["pretrain"])
-    items += [s.format(n=steps) for s in GPU_CHECK["later"]] + (DRY_RUN if dry else [])
+    items = [f"pretrain.max_steps={DRY_STEPS['pretrain']}"] if dry else [s for s in STAGES if s.name == BASE][0].gpu_check
+    items = list(items) + [item.format(n=steps) for s in STAGES if s.name != BASE for item in s.gpu_check]
+    items += DRY_RUN if dry else []
     gpu = get_preset("gpu", items)
     per_epoch = math.ceil(conversation_count(gpu.sft.mixture) / (gpu.sft.batch_size * gpu.sft.grad_accum))
     replay = steps * gpu.math_sft.batch_size // 4
@@ -125,29 +126,28 @@ def policies_judged(p) -> int:
     return 2 + 2 * path(p.rlhf.steps, p.rlhf.snapshot_every) + path(p.ppo.steps, p.ppo.snapshot_every)
 
 
+def trained(name: str, preset):
+    """A trained stage's settings (they know the steps the stage takes: planned_steps), or None."""
+    from lab.stages import by_name, stage_settings
+
+    settings = stage_settings(by_name()[name], preset) if name in by_name() else None
+    return settings if hasattr(settings, "planned_steps") else None
+
+
 def full_steps(name: str, summary: dict, full) -> int:
     """The steps a trained stage takes with the gpu preset's own settings."""
-    def sft_steps() -> int:
-        return math.ceil(full.sft.epochs * math.ceil(summary["conversations"] / (full.sft.batch_size *
-                                                                                 full.sft.grad_accum)))
-
-    return {"base": lambda: full.pretrain.max_steps, "sft": sft_steps, "sft-idk": sft_steps,
-            "sft-math": lambda: max(1, (full.math_sft.problems * len(full.math_sft.forms) + full.math_sft.replay)
-                                    // full.math_sft.batch_size),
-            "rl-math": lambda: full.rl.steps, "rlhf-grpo": lambda: full.rlhf.steps, "rlhf-rloo": lambda: full.rlhf.steps,
-            "rlhf-ppo": lambda: full.ppo.steps, "rm": lambda: summary["steps"], "dpo": lambda: summary["steps"],
-            }[name]()
+    return trained(name, full).planned_steps(summary)
 
 
 def part_scale(name: str, preset, full) -> float:
     """How much more the timed part of a stage (PARTS) generates at full size than in the check."""
-    if name == "sft-idk":
+    if name == SFT_IDK:
         return full.sft.probe_samples / preset.sft.probe_samples
-    if name == "rl-math":
+    if name == RL_MATH:
         def answers(rl):
             return rl.eval_problems * (1 + rl.eval_samples)
         return answers(full.rl) / answers(preset.rl)
-    if name == "experiments/rlhf-methods":
+    if name == RLHF_METHODS:
         return full.rlhf_methods.prompts / preset.rlhf_methods.prompts
     return 1.0  # run at full size
 
@@ -168,11 +168,11 @@ def stage_record(run, name: str, seconds: float, part_s: float | None, preset, f
                       tokens_per_step=cfg.batch_size * cfg.seq_len * cfg.grad_accum,
                       final_loss=summary.get("final_loss"), heldout_loss=summary.get("heldout_loss"))
         steps, per_step = cfg.max_steps, record["tokens_per_step"] / record["tokens_per_s"]
-    elif name in ("sft", "sft-idk", "sft-math", "rl-math", "dpo", "rm", "rlhf-grpo", "rlhf-rloo", "rlhf-ppo"):
+    elif trained(name, preset) is not None:
         steps, train_s = summary.get("steps") or 0, summary.get("seconds") or 0.0
         per_step = train_s / max(1, summary.get("steps_this_session", steps))
         record["train_seconds"] = round(train_s, 2)
-    elif name == "experiments/rlhf-methods":  # every judged policy costs alike
+    elif name == RLHF_METHODS:  # every judged policy costs alike
         record["policies_judged"] = policies_judged(preset)
         extrapolated *= policies_judged(full) / policies_judged(preset)
         steps = None
@@ -192,10 +192,10 @@ def stage_record(run, name: str, seconds: float, part_s: float | None, preset, f
 def eval_suites(run) -> dict:
     """Seconds and samples of every suite the evals stage ran, and its time on all of the suite's samples."""
     from evals.harness import SUITES, context_for
-    from lab.pipeline import EVAL_SUITES
+    from lab.stages import eval_suites
 
     out, sizes = {}, {}
-    for stage in EVAL_SUITES:
+    for stage in eval_suites():
         for path in sorted((run.stage_dir(stage) / "evals").glob("*/results.json")):
             r = json.loads(path.read_text())
             if r["suite"] not in sizes:
@@ -283,7 +283,7 @@ def environment() -> dict:
 
 
 def run_stages(check: Check, runs_dir: Path) -> None:
-    from lab.pipeline import STAGES
+    from lab.pipeline import STAGES, run_stage
     from lab.presets import get_preset
     from lab.runs import Run
 
@@ -304,7 +304,7 @@ def run_stages(check: Check, runs_dir: Path) -> None:
         t0 = time.perf_counter()
         try:
             with timed_part(stage.name) as part:
-                stage.fn(run, preset)
+                run_stage(stage, run, preset)
         except Exception as e:  # LabError or a bug: recorded, and the stages that need this one are skipped
             check.failed(stage.name, e)
             continue

@@ -257,3 +257,22 @@ class DataSettings:
     # reading the context pays (tasks/reading.py: open-book 0.05 -> 0.85 on a dev world, docs/reading-notes.md)
     corpus: CorpusConfig = field(default_factory=lambda: CorpusConfig(extra_sources={
         "math": 300, "spelling": 300, "fresh_people": 2000, "copy_drills": 1000}))
+
+
+def data_stage(settings: DataSettings, context) -> None:
+    """The `data` stage: the generated world's corpus, or the user's own files (data.source=files), split into
+    train and held-out documents in the run's data folder."""
+    if settings.source == "world":
+        train, heldout, manifest = build_corpus(context.world, settings.corpus)
+    elif settings.source == "files":
+        if not settings.corpus_paths:
+            raise LabError("data.source=files needs data.corpus_paths (files or folders of .txt/.jsonl/.parquet, "
+                           "or a `lab data` output folder)")
+        user_docs = load_text_files([Path(p) for p in settings.corpus_paths])
+        split = max(1, len(user_docs) // 50)  # 2% of the user's documents for held-out loss
+        train, heldout = user_docs[split:], user_docs[:split]
+        manifest = {"source": "files", "paths": list(settings.corpus_paths), "documents": len(user_docs)}
+    else:
+        raise LabError(f"unknown data.source '{settings.source}'; valid: world, files")
+    save_corpus(context.run.stage_dir(context.stage), train, heldout, manifest)
+    context.run.mark_complete(context.stage, {"train_docs": len(train), "heldout_docs": len(heldout)})

@@ -60,11 +60,13 @@ def main() -> None:
     from transformers import GenerationMixin
 
     from lab.model.engine import SamplingParams, generate
+    from lab.model.hf_generate import use_engine
     from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
     from lab.model.tokenizer import train_tokenizer
-    from lab.presets import get_preset
+    from lab.presets import get_preset, stage_context
     from lab.runs import Run
-    from lab.train.rl_math import RLSettings, rl_math
+    from lab.train.rl_math import rl_math
+    from lab.train.rl_settings import RLSettings
     from tasks.math import MathConfig
     from tasks.math import generate as math_problems
 
@@ -93,8 +95,8 @@ def main() -> None:
     torch.manual_seed(0)
     texts = [f"{p.question}\n{p.solution}" for p in math_problems(MathConfig(bands=(1,)), 100)]
     tokenizer = train_tokenizer(texts, vocab_size=300)
-    model = LabGPTForCausalLM(LabGPTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128))
+    model = use_engine(LabGPTForCausalLM(LabGPTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)))
     ids = torch.randint(3, len(tokenizer), (2, 10))
     mask = torch.ones_like(ids)
     mask[0, :4] = 0
@@ -115,7 +117,8 @@ def main() -> None:
     run.mark_complete("sft-idk")
     one_step = RLSettings(steps=1, num_generations=4, batch_size=8, max_completion_length=8, train_problems=8,
                           eval_problems=2, ckpt_every=1, log_every=1, tasks=("arithmetic",), bands=(1,))
-    rl_math(run, get_preset("tiny"), replace(one_step, beta=0.05))  # beta > 0: TRL's reference model too
+    # beta > 0: TRL's reference model too
+    rl_math(replace(one_step, beta=0.05), stage_context(run, get_preset("tiny")).at("rl-math", "sft-idk"))
     json.dump(seen, sys.stdout)
     print()
 

@@ -7,8 +7,9 @@ import pytest
 
 from lab.errors import LabError
 from lab.model.chat_format import render
-from lab.model.engine import SamplingParams, generate_with_tools
+from lab.model.engine import SamplingParams
 from lab.model.tokenizer import decode_ids, encode_text, train_tokenizer
+from lab.model.tool_loop import generate_with_tools
 
 CALL = '<|tool_call|>python\nprint("strawberry".count("r"))<|/tool_call|>'
 CONVERSATION = [

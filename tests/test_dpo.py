@@ -4,7 +4,7 @@ rejected one by more than the reference does, measured with our own log-likeliho
 import pytest
 from test_pretrain import small_preset
 from test_reward_model import source  # noqa: F401  (fixture rm_run builds on)
-from test_rl import copy_run
+from test_rl import at, copy_run
 from test_rlhf import rm_run  # noqa: F401  (fixture: a tiny run with sft-idk and rm stages)
 
 from evals.loglik import continuation_logprobs
@@ -44,7 +44,7 @@ def test_dpo_moves_the_policy_towards_the_chosen_answers(rm_run, tmp_path, swap)
         shutil.rmtree(path)
         shutil.copytree(tmp_path / "swapped", path)
         run.refresh_manifest("rm")  # the swap is the stage's output now, not damage
-    dpo(run, small_preset(), DPOSettings(epochs=4, lr=1e-3, batch_size=8, log_every=1, ckpt_every=0))
+    dpo(DPOSettings(epochs=4, lr=1e-3, batch_size=8, log_every=1, ckpt_every=0), at(run, "dpo", preset=small_preset()))
     tokenizer = load_tokenizer(run.stage_dir("sft-idk"))
     train = list(load_preferences(path)["train"])
     before = preference_margins(run.stage_dir("sft-idk"), train, tokenizer)

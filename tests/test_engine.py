@@ -2,8 +2,13 @@
 
 import pytest
 import torch
+from transformers import GenerationConfig, GenerationMixin, LogitsProcessorList, set_seed
 
-from lab.model.engine import SamplingParams, generate, sample_next
+import lab.model.hf_generate as hf_generate
+from lab.model.decode_step import DecodeStep
+from lab.model.engine import KVCache, SamplingParams, _kv_shape, generate, sample_next, sampling_logprobs
+from lab.model.export import to_llama
+from lab.model.hf_generate import use_engine
 
 PROMPTS = [[1, 5, 6, 7, 8, 9], [1, 20, 21], [1, 33, 34, 35, 36, 37, 38, 39, 40]]
 
@@ -59,11 +64,27 @@ def test_top_p_keeps_only_the_nucleus():
 
 
 def test_engine_runs_transformers_llama_too(tiny_model):
-    from lab.model.export import to_llama
-
     llama = to_llama(tiny_model)
     assert generate(llama, PROMPTS, SamplingParams(max_new_tokens=6)) == generate(
         tiny_model, PROMPTS, SamplingParams(max_new_tokens=6))
+
+
+def test_engine_runs_a_plain_transformers_llama_as_hf_generate_does():
+    """A model built by transformers alone (its mask helpers ask the cache for its query offset and mask sizes):
+    greedy answers equal to HF generate's on a left-padded batch. to_llama's copy of labgpt above did not reach
+    those helpers; a plain Llama did, and failed, until KVCache answered them."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                                         pad_token_id=0)).eval()
+    prompts = [[1, 5, 6, 9], [1, 7, 8], [1, 7, 8, 3]]
+    ours = generate(llama, prompts, SamplingParams(max_new_tokens=5))
+    ids = torch.tensor([[1, 5, 6, 9], [0, 1, 7, 8], [1, 7, 8, 3]])
+    hf = GenerationMixin.generate(llama, input_ids=ids, attention_mask=(ids != 0).long(), max_new_tokens=5,
+                                  do_sample=False, pad_token_id=0)
+    assert ours == hf[:, 4:].tolist()
 
 
 def test_prompt_longer_than_the_context_is_refused(tiny_model):
@@ -74,9 +95,6 @@ def test_prompt_longer_than_the_context_is_refused(tiny_model):
 # --- labgpt's decode step: the model's maths in fewer ops ---
 
 def test_the_decode_step_gives_the_models_logits_with_and_without_padding(tiny_model):
-    from lab.model.decode_step import DecodeStep
-    from lab.model.engine import KVCache, _kv_shape
-
     assert DecodeStep.supports(tiny_model)
     for prompts in (PROMPTS, [p[:3] for p in PROMPTS]):  # padded rows, then equal lengths (no mask)
         width = max(map(len, prompts))
@@ -95,12 +113,11 @@ def test_the_decode_step_gives_the_models_logits_with_and_without_padding(tiny_m
 
 
 def test_a_peft_adapter_keeps_the_model_forward(tiny_model):
-    from peft import LoraConfig, get_peft_model
-
-    from lab.model.decode_step import DecodeStep
+    from peft import LoraConfig, get_peft_model  # lazy: only this test needs peft
 
     lora = get_peft_model(tiny_model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
     assert not DecodeStep.supports(lora.base_model.model)
+    assert not DecodeStep.supports(lora)  # the wrapper itself: its forward, as with isinstance
 
 
 # --- HF generate's call on the engine (what TRL's rollouts make) ---
@@ -112,22 +129,16 @@ def _left_padded(prompts):
 
 
 def _hf(model, ids, mask, config):
-    from transformers import GenerationMixin
-
     return GenerationMixin.generate(model, input_ids=ids, attention_mask=mask, generation_config=config)
 
 
 def test_greedy_generate_with_eos_equals_hf_generate_padding_included(tiny_model, monkeypatch):
-    from transformers import GenerationConfig
-
-    import lab.model.engine as engine
-
     ids, mask = _left_padded(PROMPTS)
-    free = engine.generate(tiny_model, PROMPTS, SamplingParams(max_new_tokens=12))
+    free = generate(tiny_model, PROMPTS, SamplingParams(max_new_tokens=12))
     config = GenerationConfig(max_new_tokens=12, do_sample=False, eos_token_id=[free[0][2], free[1][5]], pad_token_id=0)
     calls = []
-    monkeypatch.setattr(engine, "generate", lambda *a, **k: calls.append(1) or generate(*a, **k))
-    ours = tiny_model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+    monkeypatch.setattr(hf_generate, "generate", lambda *a, **k: calls.append(1) or generate(*a, **k))
+    ours = use_engine(tiny_model).generate(input_ids=ids, attention_mask=mask, generation_config=config)
     assert calls and ours.tolist() == _hf(tiny_model, ids, mask, config).tolist()
     assert ours.shape[1] > ids.shape[1] + 3 and (ours[0, ids.shape[1] + 3 :] == 0).all()  # row 0 ended, then padding
 
@@ -135,25 +146,19 @@ def test_greedy_generate_with_eos_equals_hf_generate_padding_included(tiny_model
 @pytest.mark.parametrize("sampling", [dict(temperature=0.7, top_k=0, top_p=1.0),  # TRL's defaults, rl-math's temperature
                                       dict(temperature=1.0, top_k=20, top_p=0.9), dict(temperature=1.3, min_p=0.05)])
 def test_sampling_draws_hf_generates_tokens_from_the_same_seed(tiny_model, sampling):
-    from transformers import GenerationConfig, set_seed
-
     # no eos anywhere (the model's generation config has one): once a row finishes, the engine drops it and
     # HF keeps drawing for it, so the two consume the RNG differently from there on
     tiny_model.generation_config.eos_token_id = None
     ids, mask = _left_padded(PROMPTS)
     config = GenerationConfig(max_new_tokens=16, do_sample=True, pad_token_id=0, **sampling)
     set_seed(5)
-    ours = tiny_model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+    ours = use_engine(tiny_model).generate(input_ids=ids, attention_mask=mask, generation_config=config)
     set_seed(5)
     assert ours.tolist() == _hf(tiny_model, ids, mask, config).tolist()
 
 
 def test_the_sampled_tokens_log_probs_are_hf_generates(tiny_model):
     """HF's processed scores (output_scores goes to HF generate) against the engine's sampling_logprobs."""
-    from transformers import GenerationConfig, set_seed
-
-    from lab.model.engine import sampling_logprobs
-
     tiny_model.generation_config.eos_token_id = None
     ids, mask = _left_padded(PROMPTS)
     params = SamplingParams(max_new_tokens=8, temperature=0.8, top_k=30, top_p=0.95)
@@ -174,27 +179,28 @@ def test_the_sampled_tokens_log_probs_are_hf_generates(tiny_model):
 @pytest.mark.parametrize("extra", [dict(repetition_penalty=1.3), dict(num_beams=2), dict(no_repeat_ngram_size=2),
                                    dict(output_scores=True, return_dict_in_generate=True)])
 def test_an_option_the_engine_lacks_goes_to_hf_generate(tiny_model, monkeypatch, extra):
-    from transformers import GenerationConfig
-
-    import lab.model.engine as engine
-
     ids, mask = _left_padded(PROMPTS)
     config = GenerationConfig(max_new_tokens=6, do_sample=False, pad_token_id=0, **extra)
-    assert engine.hf_call_params(tiny_model, ids, mask, config) is None
-    monkeypatch.setattr(engine, "generate", lambda *a, **k: pytest.fail("the engine ran an option it lacks"))
-    ours = tiny_model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+    assert hf_generate.hf_call_params(tiny_model, ids, mask, config) is None
+    monkeypatch.setattr(hf_generate, "generate", lambda *a, **k: pytest.fail("the engine ran an option it lacks"))
+    ours = use_engine(tiny_model).generate(input_ids=ids, attention_mask=mask, generation_config=config)
     hf = _hf(tiny_model, ids, mask, config)
     assert torch.equal(ours if torch.is_tensor(ours) else ours.sequences, hf if torch.is_tensor(hf) else hf.sequences)
 
 
-def test_other_arguments_and_right_padding_go_to_hf_generate(tiny_model):
-    from transformers import GenerationConfig, LogitsProcessorList
-
-    import lab.model.engine as engine
-
+def test_without_use_engine_labgpts_generate_is_hf_generate(tiny_model, monkeypatch):
     ids, mask = _left_padded(PROMPTS)
     config = GenerationConfig(max_new_tokens=6, do_sample=False, pad_token_id=0)
-    assert engine.hf_call_params(tiny_model, ids, mask, config) is not None
-    assert engine.hf_call_params(tiny_model, ids, mask, config, logits_processor=LogitsProcessorList()) is None
-    assert engine.hf_call_params(tiny_model, ids, mask.flip(-1), config) is None  # right padding
-    assert engine.hf_call_params(tiny_model, ids, None, config) is None
+    monkeypatch.setattr(hf_generate, "generate", lambda *a, **k: pytest.fail("the engine ran without use_engine"))
+    assert tiny_model.engine_generate is None
+    ours = tiny_model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+    assert torch.equal(ours, _hf(tiny_model, ids, mask, config))
+
+
+def test_other_arguments_and_right_padding_go_to_hf_generate(tiny_model):
+    ids, mask = _left_padded(PROMPTS)
+    config = GenerationConfig(max_new_tokens=6, do_sample=False, pad_token_id=0)
+    assert hf_generate.hf_call_params(tiny_model, ids, mask, config) is not None
+    assert hf_generate.hf_call_params(tiny_model, ids, mask, config, logits_processor=LogitsProcessorList()) is None
+    assert hf_generate.hf_call_params(tiny_model, ids, mask.flip(-1), config) is None  # right padding
+    assert hf_generate.hf_call_params(tiny_model, ids, None, config) is None

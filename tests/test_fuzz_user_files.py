@@ -98,7 +98,7 @@ def test_custom_suites(tmp_path_factory, spec, records, junk, suffix, as_spec):
 @given(records=rows, junk=junk_lines, suffix=st.sampled_from([".jsonl", ".csv", ".tsv", ".json", ".parquet"]),
        question=field_names, answer=field_names)
 def test_rl_math_data_files(tmp_path_factory, records, junk, suffix, question, answer):
-    from lab.train.rl_math import load_user_problems
+    from evals.user_problems import load_user_problems
 
     folder = tmp_path_factory.mktemp("rl")
     path = folder / f"problems{suffix}"
@@ -166,8 +166,8 @@ def test_set_values(key, value, form):
 def test_the_fuzzers_reach_both_outcomes(tmp_path):
     """The properties above could pass by always raising: a valid file of each kind still loads."""
     from evals.custom import load_suite
+    from evals.user_problems import load_user_problems
     from lab.presets import get_preset
-    from lab.train.rl_math import load_user_problems
 
     (tmp_path / "d.jsonl").write_text(json.dumps({"prompt": "2+2?", "gold": "4"}) + "\n")
     assert len(load_suite(tmp_path / "d.jsonl").samples(None)) == 1

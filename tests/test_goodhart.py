@@ -5,7 +5,7 @@ import json
 import pytest
 from test_pretrain import small_preset
 from test_reward_model import scripted, source  # noqa: F401  (fixture rm_run builds on)
-from test_rl import copy_run
+from test_rl import at, copy_run
 from test_rlhf import rm_run  # noqa: F401  (fixture: a tiny run with sft-idk and rm stages)
 
 from lab.errors import LabError
@@ -22,7 +22,8 @@ def test_each_reward_model_gets_a_judged_path_and_a_turnover_test(rm_run, tmp_pa
     run = copy_run(rm_run, tmp_path)
     preset = small_preset(*TINY)
     scripted(monkeypatch, build_world(preset.data.world))
-    results = run_goodhart(run, preset, GoodhartSettings(pairs=(16, 24), seeds=(0,), steps=2, snapshot_every=1))
+    results = run_goodhart(GoodhartSettings(pairs=(16, 24), seeds=(0,), steps=2, snapshot_every=1),
+                           at(run, OUT, preset=preset), preset.rm, preset.rlhf, preset.rlhf_methods)
     assert list(results["rms"]) == ["rm-16-seed0", "rm-24-seed0"]
     for name, r in results["rms"].items():
         assert run.is_complete(f"{OUT}/{name}") and run.is_complete(f"{OUT}/{name}/rlhf-grpo")
@@ -35,5 +36,7 @@ def test_each_reward_model_gets_a_judged_path_and_a_turnover_test(rm_run, tmp_pa
 
 
 def test_too_small_a_reward_model_is_refused(tmp_path):
+    preset = small_preset()
     with pytest.raises(LabError, match="at least 8 comparisons"):
-        run_goodhart(Run(tmp_path), small_preset(), GoodhartSettings(pairs=(4,)))
+        run_goodhart(GoodhartSettings(pairs=(4,)), at(Run(tmp_path), OUT, preset=preset), preset.rm, preset.rlhf,
+                     preset.rlhf_methods)

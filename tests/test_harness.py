@@ -339,3 +339,40 @@ def test_math_asks_every_problem_worked_and_direct_and_pairs_the_gain(outside_mo
     spelling = SUITES["spelling"].summarize([r | {"extras": r["extras"] | {"condition": {"worked": "steps"}.get(
         r["extras"]["condition"], r["extras"]["condition"])}} for r in rows(7, 3)])["metrics"]
     assert spelling["steps_minus_direct"]["value"] == pytest.approx(0.4) and "tool_minus_direct" not in spelling
+
+
+@pytest.fixture
+def restored_suites():
+    from evals.suites import SUITES as registry
+
+    before = dict(registry)
+    yield registry
+    registry.clear()
+    registry.update(before)
+
+
+def test_a_toy_suite_registered_from_outside_runs_and_reaches_the_report(outside_model, tmp_path, restored_suites):
+    """A suite is one declaration and one register_suite call: `lab eval` resolves it, the evals stage runs it on
+    every policy that takes every suite, and the report's summary table shows its headline, with no list edited."""
+    from evals import suites
+    from evals.harness import Suite
+    from lab.runs import Run
+    from reports.report import report_card
+
+    def samples(ctx):
+        return [{"id": f"q{i}", "messages": [{"role": "user", "content": f"Say {i}."}], "gold": str(i), "extras": {}}
+                for i in range(6)]
+
+    def grade(sample, response, calls):
+        said = sample["gold"] in response
+        return {"grade": "correct" if said else "incorrect", "said_it": said}
+
+    toy = suites.register_suite(Suite("toy", "1", samples, grade, ("said_it",), max_new_tokens=4))
+    assert resolve_suites("toy") == [toy] and "toy" in [s.name for s in resolve_suites("all")]
+    with pytest.raises(LabError, match="a suite named 'toy' is already registered"):
+        suites.register_suite(toy)
+    model, tok, ctx = outside_model
+    run = Run(tmp_path / "run")
+    run_suite(model, tok, toy, ctx, run.stage_dir("sft") / "evals", seed=0)
+    header, rows = report_card(run)
+    assert header == ["suite/metric", "sft"] and [r[0] for r in rows] == ["toy/said_it"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_pretrain import SMALL, small_preset
+from test_pretrain import SMALL, small_preset, train_base
 from test_sft import SFT_SMALL
 
 from lab.pipeline import run_pipeline
@@ -87,10 +87,8 @@ def checkpoint_step(run: Path) -> int:
 
 
 def test_pretraining_killed_three_ways_resumes_each_time_and_ends_as_if_never_killed(based, tmp_path):
-    from lab.train.pretrain import pretrain
-
     straight = copy_run(based, tmp_path / "straight", "base")
-    pretrain(Run(straight), small_preset(*KILLS_SMALL), quiet=True)
+    train_base(Run(straight), small_preset(*KILLS_SMALL))
     run = copy_run(based, tmp_path / "r", "base")
     args = pipeline_args(run, "base")  # 20 steps, a checkpoint every 5, a log row every 5
 
@@ -114,10 +112,12 @@ def test_pretraining_killed_three_ways_resumes_each_time_and_ends_as_if_never_ki
 
 
 def test_sft_killed_mid_step_and_mid_checkpoint_resumes_and_ends_as_if_never_killed(based, tmp_path):
+    from lab.presets import stage_context
     from lab.train.sft import sft
 
     straight = copy_run(based, tmp_path / "straight")
-    sft(Run(straight), small_preset(*KILLS_SMALL), "sft")
+    preset = small_preset(*KILLS_SMALL)
+    sft(preset.sft, stage_context(Run(straight), preset).at("sft", "base"))
     run = copy_run(based, tmp_path / "r")
     args = pipeline_args(run, "sft")
     checkpoints = run / "sft" / "trainer"
@@ -147,7 +147,7 @@ def policy_run(tmp_path_factory):
 
 
 def test_rl_killed_mid_step_resumes_from_its_checkpoint_and_ends_as_if_never_killed(policy_run, tmp_path):
-    from lab.presets import run_preset
+    from lab.presets import run_preset, stage_context
     from lab.settings import apply_override
     from lab.train.rl_math import rl_math
 
@@ -160,7 +160,7 @@ def test_rl_killed_mid_step_resumes_from_its_checkpoint_and_ends_as_if_never_kil
     preset = run_preset(straight)
     for k, v in settings.items():
         apply_override(preset, f"rl.{k}={v}")
-    rl_math(Run(straight), preset, preset.rl, source="sft-idk")
+    rl_math(preset.rl, stage_context(Run(straight), preset).at("rl-math", "sft-idk"))
     run = copy_run(source, tmp_path / "r")
 
     killed("rl", "math", str(run), "--from", "sft-idk", *sets, at="step::3")  # checkpoint of step 2 written

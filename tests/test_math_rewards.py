@@ -4,11 +4,11 @@ import json
 from dataclasses import asdict
 
 import pytest
-from test_rl import FAST, copy_run, source  # noqa: F401  (fixture: a run with an untrained tiny sft-idk)
+from test_rl import FAST, at, copy_run, source  # noqa: F401  (fixture: a run with an untrained tiny sft-idk)
 
 from lab.errors import LabError
 from lab.experiments.math_rewards import ARMS, OUT, MathRewardsSettings, run_math_rewards
-from lab.presets import get_preset
+from lab.presets import get_preset, stage_context
 from lab.runs import Run
 
 
@@ -22,8 +22,9 @@ def tiny_preset():
 
 def test_every_arm_trains_from_one_checkpoint_and_is_graded_on_the_same_problems(source, tmp_path):  # noqa: F811
     run = copy_run(source, tmp_path)
-    results = run_math_rewards(run, tiny_preset(), MathRewardsSettings(arms=("exact_match", "rloo", "sft")),
-                               source="sft-idk")
+    preset = tiny_preset()
+    results = run_math_rewards(MathRewardsSettings(arms=("exact_match", "rloo", "sft")), at(run, OUT, preset=preset),
+                               preset.rl)
     assert list(results["arms"]) == ["sft-idk", "baseline", "exact_match", "rloo", "sft"]  # the baseline always runs
     for arm in ("baseline", "exact_match", "rloo", "sft"):
         m = results["arms"][arm]
@@ -45,11 +46,12 @@ def test_every_arm_trains_from_one_checkpoint_and_is_graded_on_the_same_problems
     after.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "sampled_share"}) + "\n" for r in rows))
     complete = run.stage_dir(f"{OUT}/rloo") / "COMPLETE"  # and completed before stages recorded their files
     complete.write_text(json.dumps({k: v for k, v in json.loads(complete.read_text()).items() if k != "files"}))
-    run_math_rewards(run, tiny_preset(), MathRewardsSettings(arms=("exact_match", "rloo", "sft")),
-                               source="sft-idk")
+    preset = tiny_preset()
+    run_math_rewards(MathRewardsSettings(arms=("exact_match", "rloo", "sft")), at(run, OUT, preset=preset), preset.rl)
     assert [json.loads(line)["sampled_share"] for line in after.open()] == [r["sampled_share"] for r in rows]
 
 
 def test_an_unknown_arm_is_one_clear_error(source, tmp_path):  # noqa: F811
+    preset = tiny_preset()
     with pytest.raises(LabError, match=f"unknown math-rewards arm.*valid: {', '.join(ARMS)}"):
-        run_math_rewards(Run(tmp_path / "r"), tiny_preset(), MathRewardsSettings(arms=("bogus",)))
+        run_math_rewards(MathRewardsSettings(arms=("bogus",)), stage_context(Run(tmp_path / "r"), preset), preset.rl)

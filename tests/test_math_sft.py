@@ -8,16 +8,21 @@ from test_rl import copy_run, source  # noqa: F401  (fixture: a run with an untr
 
 from lab.errors import LabError
 from lab.model.labgpt import LabGPTForCausalLM
-from lab.presets import get_preset
+from lab.presets import get_preset, stage_context
 from lab.train.math_practice import MathSFTSettings, math_sft
 
 SMALL = MathSFTSettings(tasks=("arithmetic",), bands=(1,), problems=12, replay=4, batch_size=4, log_every=1,
                         ckpt_every=1)
 
 
+def sft_math_at(run, preset):
+    """The context of `run`'s sft-math stage under `preset`: written from sft-idk."""
+    return stage_context(run, preset).at("sft-math", "sft-idk")
+
+
 def test_practice_trains_every_problem_once_and_writes_a_loadable_stage(source, tmp_path):  # noqa: F811
     run = copy_run(source, tmp_path)
-    summary = math_sft(run, get_preset("tiny", ["sft.max_length=128"]), SMALL, source="sft-idk", out_stage="sft-math")
+    summary = math_sft(SMALL, sft_math_at(run, get_preset("tiny", ["sft.max_length=128"])))
     assert run.is_complete("sft-math") and summary["problems"] == 12 and summary["replayed"] == 4
     # 12 problems, each worked and direct, and 4 replayed: 28 conversations, 4 a step
     assert summary["steps"] == 7 and summary["tokens_trained"] > 0
@@ -30,9 +35,9 @@ def test_practice_trains_every_problem_once_and_writes_a_loadable_stage(source, 
 def test_an_unknown_task_is_one_clear_error(source, tmp_path):  # noqa: F811
     run = copy_run(source, tmp_path)
     with pytest.raises(LabError, match="calculus"):
-        math_sft(run, get_preset("tiny"), MathSFTSettings(tasks=("calculus",)), source="sft-idk")
+        math_sft(MathSFTSettings(tasks=("calculus",)), sft_math_at(run, get_preset("tiny")))
     with pytest.raises(LabError, match="answer form.*mumbled"):
-        math_sft(run, get_preset("tiny"), MathSFTSettings(forms=("worked", "mumbled")), source="sft-idk")
+        math_sft(MathSFTSettings(forms=("worked", "mumbled")), sft_math_at(run, get_preset("tiny")))
     assert not run.is_complete("sft-math")
 
 
@@ -42,14 +47,14 @@ def test_practice_carries_the_system_message_the_evals_send_at_sfts_share():
     from tasks.math import MathConfig, generate
 
     preset = get_preset("tiny")
-    records = with_system_messages(solution_records(generate(MathConfig(bands=(1,)), 200)), preset, seed=0)
+    records = with_system_messages(solution_records(generate(MathConfig(bands=(1,)), 200)), preset.sft, seed=0)
     with_system = [r for r in records if r["messages"][0]["role"] == "system"]
     assert all(r["messages"][0]["content"] == system_message(preset.sft.identity) for r in with_system)
     assert 70 < len(with_system) < 130  # the share is 0.5
-    assert with_system_messages(solution_records(generate(MathConfig(bands=(1,)), 200)), preset, seed=0) == records
+    assert with_system_messages(solution_records(generate(MathConfig(bands=(1,)), 200)), preset.sft, seed=0) == records
     none = get_preset("tiny", ["sft.mixture.system_prompt_share=0"])
     plain = solution_records(generate(MathConfig(bands=(1,)), 50))
-    assert with_system_messages(plain, none, seed=0) == plain
+    assert with_system_messages(plain, none.sft, seed=0) == plain
 
 
 @pytest.mark.parametrize("lr", [MathSFTSettings.lr, 0.0])
@@ -61,7 +66,7 @@ def test_practice_lowers_the_loss_on_its_solutions_and_not_at_lr_zero(source, tm
 
     run = copy_run(source, tmp_path)
     settings = replace(SMALL, problems=80, replay=0, batch_size=8, lr=lr, ckpt_every=0)  # 160 conversations
-    math_sft(run, get_preset("tiny", ["sft.max_length=128"]), settings, source="sft-idk", out_stage="sft-math")
+    math_sft(settings, sft_math_at(run, get_preset("tiny", ["sft.max_length=128"])))
     losses = [r["loss"] for r in read_train_log(run.stage_dir("sft-math")) if "loss" in r]
     fall = sum(losses[:3]) / 3 - sum(losses[-3:]) / 3
     assert len(losses) == 20 and (fall > 0.3 if lr else abs(fall) < 0.05), (fall, losses)

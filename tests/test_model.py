@@ -4,7 +4,10 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from lab.model.labgpt import CACHE_FIELD, LabGPTConfig, LabGPTForCausalLM, LabGPTForSequenceClassification, LabGPTModel
+from lab.model.cache import CACHE_FIELD
+from lab.model.hf_generate import use_engine
+from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM, LabGPTModel
+from lab.model.labgpt_rm import LabGPTForSequenceClassification
 
 
 def ids(batch=2, length=12, vocab=97, seed=0):
@@ -103,7 +106,7 @@ def test_hf_generate_with_cache_equals_argmax_without(tiny_model):
         nxt = tiny_model(seq, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
         seq = torch.cat([seq, nxt], 1)
     # labgpt's generate (the engine takes this call) and GenerationMixin's (HF's loop and DynamicCache)
-    for generate in (tiny_model.generate, lambda *a, **k: GenerationMixin.generate(tiny_model, *a, **k)):
+    for generate in (use_engine(tiny_model).generate, lambda *a, **k: GenerationMixin.generate(tiny_model, *a, **k)):
         generated = generate(x, attention_mask=torch.ones_like(x), max_new_tokens=8, do_sample=False, eos_token_id=None)
         assert torch.equal(generated, seq)
 

@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 from test_pretrain import small_preset
 from test_reward_model import scripted, source  # noqa: F401  (fixture)
+from test_rl import at
 from test_rlhf import copy_run, rm_run  # noqa: F401  (fixture)
 
 from lab.errors import LabError
@@ -25,7 +26,7 @@ from lab.experiments.overoptimization import (
     rl_points,
     run_overoptimization,
 )
-from lab.train.rlhf import RLHFSettings
+from lab.train.rl_settings import RLHFSettings
 from rewards import preferences
 from tasks.world import build_world
 
@@ -89,7 +90,7 @@ def test_a_tiny_experiment_writes_tables_plots_and_fits(rm_run, tmp_path, monkey
         bon_prompts=3, bon_samples=4, ns=(1, 2, 4), max_new_tokens=8, betas=(0.2,), ensemble_seeds=(0, 1),
         rl=RLHFSettings(steps=2, num_generations=4, batch_size=8, max_completion_length=8, lr=1e-3, beta=0.05,
                         ckpt_every=2))
-    results = run_overoptimization(run, preset, settings)
+    results = run_overoptimization(settings, at(run, OUT, preset=preset), preset.rm)
     out = run.stage_dir(OUT)
     assert (out / "table.md").exists() and (out / "overoptimization.png").stat().st_size > 1000
     assert [r["n"] for r in json.loads((out / "results.json").read_text())["best_of_n"]] == [1, 2, 4]
@@ -98,11 +99,12 @@ def test_a_tiny_experiment_writes_tables_plots_and_fits(rm_run, tmp_path, monkey
     assert (out / "rm-seed1" / "COMPLETE").exists() and not (out / "rm-seed0").exists()  # seed 0: the rm stage
     assert "Outcome" in (out / "table.md").read_text() and results["best_of_n_fit"]["alpha"] is not None
     monkeypatch.setattr(preferences, "sample_responses", None)  # a rerun reuses samples, RMs and arms
-    assert run_overoptimization(run, preset, settings)["best_of_n"] == results["best_of_n"]
+    assert run_overoptimization(settings, at(run, OUT, preset=preset), preset.rm)["best_of_n"] == results["best_of_n"]
 
 
 def test_bad_input_is_one_clear_error(source, rm_run):  # noqa: F811
     with pytest.raises(LabError, match="stage 'rm' of run .* is not complete"):
-        run_overoptimization(source, small_preset(), OveroptimizationSettings())
+        run_overoptimization(OveroptimizationSettings(), at(source, OUT, preset=small_preset()), small_preset().rm)
     with pytest.raises(LabError, match="bon_samples"):
-        run_overoptimization(rm_run, small_preset(), replace(OveroptimizationSettings(), bon_samples=8))
+        run_overoptimization(replace(OveroptimizationSettings(), bon_samples=8), at(rm_run, OUT, preset=small_preset()),
+                             small_preset().rm)

@@ -8,11 +8,12 @@ import pytest
 import torch
 from test_pretrain import small_preset
 from test_reward_model import source  # noqa: F401  (fixture rm_run builds on)
-from test_rl import copy_run
+from test_rl import at, copy_run
 from test_rlhf import rm_run  # noqa: F401  (fixture: a tiny run with sft-idk and rm stages)
 
 from lab.errors import LabError
-from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM, LabGPTForSequenceClassification
+from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
+from lab.model.labgpt_rm import LabGPTForSequenceClassification
 from lab.train.ppo.loop import AdaptiveKL, PPOSettings, ppo_rlhf, train_ppo
 from lab.train.ppo.losses import (
     explained_variance,
@@ -191,22 +192,27 @@ FAST = PPOSettings(steps=2, batch_size=4, minibatch_size=2, ppo_epochs=2, max_co
                    ckpt_every=1)
 
 
+def ppo_at(run):
+    """The context ppo_rlhf gets on the small preset's run: writing rlhf-ppo from sft-idk."""
+    return at(run, "rlhf-ppo", preset=small_preset())
+
+
 def test_ppo_rlhf_trains_a_stage_logging_proxy_gold_and_kl(rm_run, tmp_path):  # noqa: F811
     run = copy_run(rm_run, tmp_path)
-    summary = ppo_rlhf(run, small_preset(), FAST)
+    summary = ppo_rlhf(FAST, ppo_at(run))
     out = run.stage_dir("rlhf-ppo")
     assert run.is_complete("rlhf-ppo") and (out / "model.safetensors").exists()
     assert summary["completions"] == 8 and summary["memory"]["state_mb"] > 0
     rows = [json.loads(line) for line in (out / "logs" / "train.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     assert all({"proxy", "gold", "kl_seq", "reward", "length", "explained_variance"} <= r.keys() for r in rows)
-    again = ppo_rlhf(run, small_preset(), replace(FAST, steps=3))
+    again = ppo_rlhf(replace(FAST, steps=3), ppo_at(run))
     assert again["resumed_from"] == 2 and again["steps_this_session"] == 1
 
 
 def test_ppo_rlhf_with_lora_saves_a_merged_policy(rm_run, tmp_path):  # noqa: F811
     run = copy_run(rm_run, tmp_path)
-    ppo_rlhf(run, small_preset(), replace(FAST, steps=1, lora_r=4, value_init="policy"))
+    ppo_rlhf(replace(FAST, steps=1, lora_r=4, value_init="policy"), ppo_at(run))
     saved = LabGPTForCausalLM.from_pretrained(run.stage_dir("rlhf-ppo"))
     assert not any("lora" in k for k in saved.state_dict())
 
@@ -218,7 +224,7 @@ def test_a_reward_model_with_another_tokenizer_is_refused(rm_run, tmp_path):  # 
     train_tokenizer(["something else entirely"] * 20, vocab_size=300).save_pretrained(run.stage_dir("rm"))
     run.refresh_manifest("rm")  # an rm made with another tokenizer, not a damaged one
     with pytest.raises(LabError, match="tokenizer does not match"):
-        ppo_rlhf(run, small_preset(), FAST)
+        ppo_rlhf(FAST, ppo_at(run))
 
 
 @pytest.mark.parametrize("change, message", [
@@ -229,5 +235,5 @@ def test_a_reward_model_with_another_tokenizer_is_refused(rm_run, tmp_path):  # 
 def test_settings_are_checked_before_anything_is_loaded(rm_run, tmp_path, change, message):  # noqa: F811
     run = copy_run(rm_run, tmp_path)
     with pytest.raises(LabError, match=message):
-        ppo_rlhf(run, small_preset(), replace(FAST, **change))
+        ppo_rlhf(replace(FAST, **change), ppo_at(run))
     assert not run.stage_dir("rlhf-ppo").exists()

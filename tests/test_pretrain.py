@@ -11,7 +11,7 @@ import torch
 
 from lab.errors import LabError
 from lab.pipeline import run_pipeline
-from lab.presets import get_preset
+from lab.presets import get_preset, stage_context
 from lab.runs import Run
 from lab.train.pretrain import lr_at, pretrain
 
@@ -25,6 +25,11 @@ SMALL = ["data.world.people_per_exposure=4", "data.world.exposures=0,1,2", "data
 
 def small_preset(*extra):
     return get_preset("tiny", SMALL + list(extra))
+
+
+def train_base(run, preset, **kwargs):
+    """Pretrain `run`'s base stage with `preset`'s settings, as the pipeline's base stage does (quietly)."""
+    return pretrain(preset.pretrain, stage_context(run, preset).at("base"), quiet=True, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +49,11 @@ def fresh_copy(prepared, tmp_path, name):
 
 
 def test_resume_after_a_kill_continues_the_same_loss_curve(prepared, tmp_path):
-    straight = pretrain(fresh_copy(prepared, tmp_path, "a"), small_preset(), quiet=True)
+    straight = train_base(fresh_copy(prepared, tmp_path, "a"), small_preset())
     run = fresh_copy(prepared, tmp_path, "b")
-    killed = pretrain(run, small_preset(), stop_at=13, quiet=True)  # checkpoint at 10, steps 11-13 lost
+    killed = train_base(run, small_preset(), stop_at=13)  # checkpoint at 10, steps 11-13 lost
     assert killed["step"] == 13 and not run.is_complete("base")
-    resumed = pretrain(run, small_preset(), quiet=True)
+    resumed = train_base(run, small_preset())
     assert resumed["resumed_at"] == 10 and run.is_complete("base")  # a restart would end the same: see test_kills
     assert resumed["loss"] == straight["loss"]  # bitwise: same data order, optimizer and RNG state
     for a, b in zip(straight["model"].parameters(), resumed["model"].parameters()):
@@ -64,7 +69,7 @@ def test_the_base_stage_is_a_loadable_hf_model_with_samples(prepared, tmp_path):
     from lab.model.loading import load_model_and_tokenizer
 
     run = fresh_copy(prepared, tmp_path, "c")
-    pretrain(run, small_preset(), quiet=True)
+    train_base(run, small_preset())
     model, tokenizer = load_model_and_tokenizer(run.stage_dir("base"))
     assert model.config.vocab_size == len(tokenizer)
     samples = (run.stage_dir("base") / "samples.jsonl").read_text().splitlines()
@@ -75,9 +80,9 @@ def test_the_base_stage_is_a_loadable_hf_model_with_samples(prepared, tmp_path):
 
 def test_a_checkpoint_of_another_shape_is_refused(prepared, tmp_path):
     run = fresh_copy(prepared, tmp_path, "d")
-    pretrain(run, small_preset(), stop_at=5, quiet=True)
+    train_base(run, small_preset(), stop_at=5)
     with pytest.raises(LabError, match="hidden_size=32 but the settings ask for hidden_size=64"):
-        pretrain(run, small_preset("model.hidden_size=64"), quiet=True)
+        train_base(run, small_preset("model.hidden_size=64"))
 
 
 def test_lr_schedules_warm_up_then_decay_to_the_floor():
@@ -132,4 +137,4 @@ def test_fsdp_trains_the_same_model_as_ddp_and_resumes_from_its_checkpoint(prepa
 
 def test_an_unknown_parallel_strategy_is_one_clear_error(prepared, tmp_path):
     with pytest.raises(LabError, match="unknown pretrain.parallel 'zero'; valid: ddp, fsdp"):
-        pretrain(fresh_copy(prepared, tmp_path, "zero"), small_preset("pretrain.parallel=zero"), quiet=True)
+        train_base(fresh_copy(prepared, tmp_path, "zero"), small_preset("pretrain.parallel=zero"))

@@ -133,29 +133,33 @@ def rl_run(rm_run, tmp_path_factory):  # noqa: F811
     rlhf-grpo, rlhf-ppo and rlhf-rloo through the pipeline's stage functions, the rlhf-methods comparison, rl-math
     and the math-rewards grid (from sft-idk: the run has no sft-math), goodhart, over-optimization and rm-scaling.
     Only the eval results are made up (_fake_eval): sft, sft-idk and two RL stages, for the report card."""
+    from lab.experiments import goodhart, math_rewards, overoptimization, rlhf_methods
     from lab.experiments.goodhart import GoodhartSettings, run_goodhart
     from lab.experiments.math_rewards import MathRewardsSettings, run_math_rewards
     from lab.experiments.overoptimization import OveroptimizationSettings, run_overoptimization
     from lab.experiments.rlhf_methods import NEEDS, run_rlhf_methods
     from lab.experiments.rm_scaling import run_rm_scaling
     from lab.pipeline import provide
+    from lab.presets import stage_context
     from lab.train.rl_math import rl_math
     from tasks.world import build_world
 
     root = tmp_path_factory.mktemp("rl") / "r"
     shutil.copytree(rm_run.root, root)
     run, preset = Run(root), rl_preset()
+    context = stage_context(run, preset)
     with pytest.MonkeyPatch.context() as mp:
         scripted(mp, build_world(preset.data.world))  # the new RMs' comparisons: fixed answers, as rm_run's
         provide(run, preset, NEEDS)
-        run_rlhf_methods(run, preset, preset.rlhf_methods)
-        rl_math(run, preset, preset.rl, source="sft-idk")
-        run_math_rewards(run, preset, MathRewardsSettings(arms=("sft",)), source="sft-idk")
-        run_goodhart(run, preset, GoodhartSettings(pairs=(16,), seeds=(0,), steps=2, snapshot_every=1))
-        run_overoptimization(run, preset, OveroptimizationSettings(
+        run_rlhf_methods(preset.rlhf_methods, context.at(rlhf_methods.OUT, "sft-idk"))
+        rl_math(preset.rl, context.at("rl-math", "sft-idk"))
+        run_math_rewards(MathRewardsSettings(arms=("sft",)), context.at(math_rewards.OUT, "sft-idk"), preset.rl)
+        run_goodhart(GoodhartSettings(pairs=(16,), seeds=(0,), steps=2, snapshot_every=1),
+                     context.at(goodhart.OUT, "sft-idk"), preset.rm, preset.rlhf, preset.rlhf_methods)
+        run_overoptimization(OveroptimizationSettings(
             bon_prompts=3, bon_samples=4, ns=(1, 2, 4), max_new_tokens=8, betas=(0.2,), ensemble_seeds=(0, 1),
-            rl=replace(preset.rlhf, steps=2, ckpt_every=2)))
-        run_rm_scaling(run, preset, (0.5, 1.0))
+            rl=replace(preset.rlhf, steps=2, ckpt_every=2)), context.at(overoptimization.OUT, "sft-idk"), preset.rm)
+        run_rm_scaling(run, preset.rm, (0.5, 1.0))
     for stage, hallucinated in (("sft", [1, 0]), ("sft-idk", [0, 0]), ("dpo", [0, 1]), ("rlhf-grpo", [1, 1])):
         _fake_eval(run, stage, hallucinated)
     return run

@@ -3,7 +3,9 @@
 import pytest
 
 from lab.errors import LabError
-from rewards.format import REWARDS, completion_text, correctness, exact_match, format_reward, get_rewards, length_penalty
+from rewards.completions import completion_text
+from rewards.math_answers import correctness, exact_match, format_reward, length_penalty
+from rewards.registry import REWARDS, get_rewards
 from tasks.math import MathConfig, generate
 
 
@@ -110,8 +112,10 @@ def test_length_penalty_rejects_bad_settings(kwargs):
 
 
 def test_registry_names_are_what_trl_logs():
-    assert set(REWARDS) == {"correctness", "exact_match", "format", "length_penalty", "self_check", "group_solved"}
-    for name, fn in REWARDS.items():
+    math = {"correctness", "exact_match", "format", "length_penalty", "self_check", "group_solved"}
+    assert math | {"proxy", "gold"} <= set(REWARDS)
+    for name in math:
+        fn = REWARDS[name]
         assert fn.__name__ == name
         assert call(fn, ["1 + 1 = 2\nAnswer: 2"], answer=["2"])[0] in (0.0, 1.0)
 
@@ -132,16 +136,12 @@ def test_get_rewards_unknown_name_is_one_clear_error(names):
 
 
 def test_self_check_tracks_verification_phrases():
-    from rewards.format import REWARDS
-
     got = REWARDS["self_check"]([None] * 3, ["x = 3\nCheck: 3 + 4 = 7. Correct.\nAnswer: x = 3", "Answer: 4",
                                              [{"role": "assistant", "content": "Wait, recompute: 12."}]])
     assert got == [1.0, 0.0, 1.0]
 
 
 def test_group_solved_is_the_share_of_groups_holding_a_correct_answer():
-    from rewards.format import REWARDS
-
     prompts = ["2+2?", "3+3?", "2+2?", "3+3?", "5+5?", "5+5?"]  # TRL's groups: the samples of one prompt
     completions = ["Answer: 4", "Answer: 7", "Answer: 5", "Answer: 5", "Answer: 10", "Answer: 10"]
     got = REWARDS["group_solved"](prompts, completions, answer=["4", "6", "4", "6", "10", "10"])

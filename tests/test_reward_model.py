@@ -8,11 +8,13 @@ from test_pretrain import small_preset
 
 from lab.errors import LabError
 from lab.experiments.rm_scaling import data_scaling
+from lab.presets import stage_context
 from lab.runs import Run
-from lab.train.reward_model import RewardModelSettings, train_reward_model
+from lab.train.reward_model import train_reward_model
+from lab.train.reward_model_settings import RewardModelSettings
 from rewards import preferences
 from rewards.gold import PROMPT_TEMPLATES
-from rewards.reward_model import check_tokenizers_match, encode, load_reward_model, make_reward_fn, score
+from rewards.proxy import check_tokenizers_match, encode, load_reward_model, make_reward_fn, score
 from tasks.chat import REFUSALS
 from tasks.world import build_world
 
@@ -148,6 +150,11 @@ def test_sampling_through_the_engine_gives_seeded_answers(rm, source):
     assert all(isinstance(text, str) and isinstance(done, bool) for answers in a for text, done in answers)
 
 
+def rm_at(run, preset):
+    """The rm stage's context: its folder, trained from sft-idk."""
+    return stage_context(run, preset).at("rm", "sft-idk")
+
+
 def test_the_rm_stage_trains_resumes_and_reports_gold_agreement(source, tmp_path, monkeypatch):
     import shutil
 
@@ -155,7 +162,7 @@ def test_the_rm_stage_trains_resumes_and_reports_gold_agreement(source, tmp_path
     run = Run(tmp_path / "r")
     preset = small_preset()
     scripted(monkeypatch, build_world(preset.data.world))
-    first = train_reward_model(run, preset, FAST)
+    first = train_reward_model(FAST, rm_at(run, preset))
     out = run.stage_dir("rm")
     assert run.is_complete("rm") and (out / "config.json").exists() and (out / "tokenizer.json").exists()
     assert (out / "logs" / "train.jsonl").read_text() and json.loads((out / "summary.json").read_text())["steps"]
@@ -163,10 +170,10 @@ def test_the_rm_stage_trains_resumes_and_reports_gold_agreement(source, tmp_path
     assert first["heldout"]["gold_agreement"] >= 0.9 and first["heldout"]["spearman"] > 0.5
 
     monkeypatch.setattr(preferences, "sample_responses", None)  # a rerun reuses the stored comparisons
-    again = train_reward_model(run, preset, RewardModelSettings(**{**FAST.__dict__, "epochs": 3}))
+    again = train_reward_model(RewardModelSettings(**{**FAST.__dict__, "epochs": 3}), rm_at(run, preset))
     assert again["resumed_from"] and again["steps"] > first["steps"]
     with pytest.raises(LabError, match="sampled with other settings"):
-        train_reward_model(run, preset, RewardModelSettings(**{**FAST.__dict__, "pairs": 30}))
+        train_reward_model(RewardModelSettings(**{**FAST.__dict__, "pairs": 30}), rm_at(run, preset))
     # the saved RM, loaded fresh and scored on the stored held-out comparisons, gives the summary's numbers
     from lab.train.reward_model import evaluate
 
@@ -189,7 +196,7 @@ def test_the_rm_stage_is_the_same_whatever_the_process_drew_before(source, tmp_p
     for drawn in (1, 2):
         run = Run(shutil.copytree(source.root, tmp_path / f"r{drawn}"))
         torch.manual_seed(drawn)
-        train_reward_model(run, preset, RewardModelSettings(**{**FAST.__dict__, "epochs": 1}))
+        train_reward_model(RewardModelSettings(**{**FAST.__dict__, "epochs": 1}), rm_at(run, preset))
         heads.append(load_file(run.stage_dir("rm") / "model.safetensors")["score.weight"])
     assert torch.equal(heads[0], heads[1])
 

@@ -6,11 +6,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-import rewards.format
+import lab.train.rl_math
 from lab.errors import LabError
-from lab.presets import get_preset
+from lab.presets import get_preset, stage_context
 from lab.runs import Run
-from lab.train.rl_math import RLSettings, rl_math
+from lab.train.rl_math import rl_math
+from lab.train.rl_settings import RLSettings
 
 # Small enough that a step is a fraction of a second: 2 prompts x 4 samples of at most 12 tokens.
 FAST = RLSettings(steps=2, num_generations=4, batch_size=8, max_completion_length=12, train_problems=16,
@@ -40,6 +41,11 @@ def source(tmp_path_factory):
     return with_untrained_policy(Run(tmp_path_factory.mktemp("runs") / "r"))
 
 
+def at(run: Run, stage: str = "rl-math", source: str = "sft-idk", preset=None):
+    """The StageContext a stage of `run` gets (the tiny preset's unless `preset`), writing `stage` from `source`."""
+    return stage_context(run, preset or get_preset("tiny")).at(stage, source)
+
+
 def copy_run(run, tmp_path):
     import shutil
 
@@ -58,8 +64,7 @@ def test_a_short_run_writes_a_complete_stage(source, tmp_path, algo, stage, lora
 
     run = copy_run(source, tmp_path)
     probe = 2 if lora_r else 0  # one arm through the solve-rate filter: an untrained policy solves nothing
-    summary = rl_math(run, get_preset("tiny"), replace(FAST, algo=algo, lora_r=lora_r, solve_probe_samples=probe),
-                      out_stage=stage)
+    summary = rl_math(replace(FAST, algo=algo, lora_r=lora_r, solve_probe_samples=probe), at(run, stage))
     out = run.stage_dir(stage)
     assert run.is_complete(stage) and (out / "tokenizer.json").exists()
     weights = load_file(out / "model.safetensors")  # a plain labgpt checkpoint: LoRA merged in, no adapter left
@@ -83,9 +88,9 @@ def test_a_short_run_writes_a_complete_stage(source, tmp_path, algo, stage, lora
 
 def test_a_rerun_with_more_steps_resumes_from_the_last_checkpoint(source, tmp_path):
     run = copy_run(source, tmp_path)
-    first = rl_math(run, get_preset("tiny"), FAST)
+    first = rl_math(FAST, at(run))
     assert first["resumed_from"] is None
-    second = rl_math(run, get_preset("tiny"), replace(FAST, steps=4))
+    second = rl_math(replace(FAST, steps=4), at(run))
     assert second["resumed_from"].endswith("checkpoint-2")
     assert second["steps"] == 4 and second["steps_this_session"] == 2  # steps 1-2 were not trained again
     steps = [r["step"] for r in read_log(run.stage_dir("rl-math")) if "reward" in r]
@@ -115,32 +120,33 @@ def test_completions_stop_at_im_end_and_rewards_see_plain_text(source, tmp_path,
         seen.extend(completions)
         return [0.0] * len(completions)
 
-    monkeypatch.setattr(rewards.format, "get_rewards", lambda names: [recording])
-    rl_math(run, get_preset("tiny"), replace(FAST, steps=1, rewards=("correctness",), reward_weights=(1.0,)))
+    monkeypatch.setattr(lab.train.rl_math, "get_rewards", lambda names, context=None: [recording])
+    rl_math(replace(FAST, steps=1, rewards=("correctness",), reward_weights=(1.0,)), at(run))
     assert seen and all(c == "" for c in seen)
     assert [r["completions/mean_length"] for r in read_log(run.stage_dir("rl-math")) if "reward" in r] == [1.0]
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"algo": "ppo"}, "unknown RL algo 'ppo'"),
+    ({"algo": "ppo"}, "unknown rl.algo 'ppo'"),  # refused by RLSettings itself now, naming its field
     ({"rewards": ("correctness", "vibes")}, "vibes"),
     ({"reward_weights": (1.0,)}, "2 rewards .* but 1 reward_weights"),
     ({"batch_size": 6}, "multiple of rl.num_generations"),
 ])
 def test_bad_settings_are_one_clear_error(source, change, message):
     with pytest.raises(LabError, match=message):
-        rl_math(source, get_preset("tiny"), replace(FAST, **change))
+        rl_math(replace(FAST, **change), at(source))
     assert not source.stage_dir("rl-math").exists()  # refused before anything was written
 
 
 def test_a_missing_source_stage_is_a_clear_error(source):
     with pytest.raises(LabError, match="stage 'sft' of run .* is not complete"):
-        rl_math(source, get_preset("tiny"), FAST, source="sft")
+        rl_math(FAST, at(source, source="sft"))
 
 
 def test_the_solve_rate_filter_keeps_problems_solved_sometimes_and_a_resume_reuses_its_probe(source, tmp_path,
                                                                                             monkeypatch):
     """Canned answers: problem i gets i % 5 right of 4, so only counts 1-3 are kept; the probe is saved and read back."""
+    import evals.math_heldout
     import lab.train.rl_math as rl_module
     from lab.model.labgpt import LabGPTForCausalLM
     from lab.model.tokenizer import load_tokenizer
@@ -155,7 +161,7 @@ def test_the_solve_rate_filter_keeps_problems_solved_sometimes_and_a_resume_reus
         return [f"Answer: {p.answer}" if j < i % 5 else "Answer: nothing" for i, p in enumerate(probs)
                 for j in range(per_problem)]
 
-    monkeypatch.setattr(rl_module, "_answers", canned)
+    monkeypatch.setattr(evals.math_heldout, "_answers", canned)  # what the probe's sampled_correct draws from
     stage = copy_run(source, tmp_path).stage_dir("sft-idk")
     model, tokenizer = LabGPTForCausalLM.from_pretrained(stage), load_tokenizer(stage)
     kept, report = rl_module.solve_rate_filter(model, tokenizer, problems, settings, tmp_path)
@@ -181,9 +187,9 @@ def test_the_policy_learns_a_toy_reward_and_unlearns_it_when_the_sign_flips(sour
     """Reward: the share of a completion's characters that are "1". Training must raise the policy's probability
     of starting its answer with that token, and the same run with the reward negated must lower it: a broken
     advantage (zeroed, or of the wrong sign) fails one side."""
+    from lab.model.chat_format import chat_prompts
     from lab.model.labgpt import LabGPTForCausalLM
     from lab.model.tokenizer import load_tokenizer
-    from lab.train.rl_math import chat_prompts
 
     tokenizer = load_tokenizer(source.stage_dir("sft-idk"))
     target = tokenizer.convert_tokens_to_ids("1")
@@ -201,10 +207,10 @@ def test_the_policy_learns_a_toy_reward_and_unlearns_it_when_the_sign_flips(sour
         def ones(prompts, completions, sign=sign, **kwargs):
             return [sign * c.count("1") / max(1, len(c)) for c in completions]
 
-        monkeypatch.setattr(rewards.format, "get_rewards", lambda names, f=ones: [f])
+        monkeypatch.setattr(lab.train.rl_math, "get_rewards", lambda names, context=None, f=ones: [f])
         run = copy_run(source, tmp_path / f"sign{sign}")
         settings = replace(FAST, algo=algo, steps=12, eval_every=0, ckpt_every=0, beta=0.0, lr=3e-3,
                            rewards=("correctness",), reward_weights=(1.0,), temperature=1.0)
-        rl_math(run, get_preset("tiny"), settings)
+        rl_math(settings, at(run))
         after[sign] = first_token_probability(run.stage_dir("rl-math"))
     assert after[1] > 1.5 * before and after[-1] < 0.8 * before, (before, after)

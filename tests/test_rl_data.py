@@ -1,4 +1,4 @@
-"""RL on the user's own math problems (`lab rl math RUN --data FILE`, lab/train/rl_math.py's load_user_problems).
+"""RL on the user's own math problems (`lab rl math RUN --data FILE`, evals/user_problems.py's load_user_problems).
 
 The fixture tests/fixtures/rl_math_user/problems.jsonl holds 16 problems written for these tests, GSM8K-style
 (word problems, "... #### 26" answers) and MATH-style (\\frac{3}{4}, \\sqrt{2}, (1, 2), x = 3, a \\boxed gold),
@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
-import rewards.format
+import lab.train.rl_math
+from evals.user_problems import load_user_problems, split_user_problems
 from lab.errors import LabError
-from lab.train.rl_math import RLSettings, fit_prompts, load_user_problems, split_user_problems
+from lab.train.rl_math import fit_prompts
+from lab.train.rl_settings import RLSettings
 
 FIXTURE = Path(__file__).parent / "fixtures" / "rl_math_user" / "problems.jsonl"
 BAD_LINES = {5: "no question field 'question'", 9: "empty answer", 14: "answer 'see above' is not math the verifier can read",
@@ -52,17 +54,17 @@ def test_the_cli_trains_on_the_file_holds_part_out_and_lists_the_skipped_rows(po
     from lab.cli.main import app
 
     seen = []
-    real = rewards.format.get_rewards
+    real = lab.train.rl_math.get_rewards
 
-    def spying(names):
+    def spying(names, context=None):
         def spy(fn):
             def reward(prompts, completions, answer=None, **kw):
                 seen.extend(answer)
                 return fn(prompts, completions, answer=answer, **kw)
             return reward
-        return [spy(f) for f in real(names)]
+        return [spy(f) for f in real(names, context)]
 
-    monkeypatch.setattr(rewards.format, "get_rewards", spying)
+    monkeypatch.setattr(lab.train.rl_math, "get_rewards", spying)
     result = CliRunner().invoke(app, ["rl", "math", str(policy_run.root), "--from", "sft-idk", "--data", str(FIXTURE), *FAST])
     assert result.exit_code == 0, (result.output, result.exception)
     assert "data " in result.output and "20 rows, 13 trained, 3 held out, 0 unused" in result.output
@@ -116,7 +118,7 @@ def test_the_split_is_seeded_disjoint_by_question_and_capped():
 
 
 def test_a_prompt_too_long_for_the_context_is_skipped_with_its_line(policy_run):
-    from lab.train.rl_math import load_policy
+    from lab.train.policy_gradient import load_policy
 
     model, tokenizer = load_policy(policy_run.stage_dir("sft-idk"))
     problems, report = load_user_problems(FIXTURE)
@@ -220,13 +222,13 @@ def test_bad_input_through_the_cli_is_one_error_line_and_exit_2(policy_run, tmp_
 
 
 def test_too_few_rows_left_after_skipping_is_one_error_naming_them(policy_run, tmp_path):
-    from lab.presets import get_preset
+    from test_rl import at
+
     from lab.train.rl_math import rl_math
 
     lines = [json.dumps({"question": "What is 2 + 3?", "answer": "5"}), json.dumps({"question": "Why?", "answer": "yes"})]
     (tmp_path / "two.jsonl").write_text("\n".join(lines) + "\n")
     message = "1 usable distinct question.*RL needs at least 2.*skipped 1: line 2: answer 'yes' is not math"
     with pytest.raises(LabError, match=message):
-        rl_math(policy_run, get_preset("tiny"), RLSettings(max_completion_length=12), data=tmp_path / "two.jsonl",
-                out_stage="rl-two")
+        rl_math(RLSettings(max_completion_length=12), at(policy_run, "rl-two"), data=tmp_path / "two.jsonl")
     assert not policy_run.stage_dir("rl-two").exists()

@@ -8,11 +8,12 @@ import pytest
 from test_pretrain import small_preset
 from test_reward_model import FAST as RM_FAST
 from test_reward_model import scripted, source  # noqa: F401  (fixture)
-from test_rl import copy_run, read_log
+from test_rl import at, copy_run, read_log
 
 from lab.errors import LabError
 from lab.runs import Run
-from lab.train.rlhf import RLHFSettings, rlhf, rlhf_dataset
+from lab.train.rl_settings import RLHFSettings
+from lab.train.rlhf import rlhf, rlhf_dataset
 from tasks.world import build_world
 
 # 2 prompts x 4 samples of at most 8 tokens: a step is a fraction of a second.
@@ -31,13 +32,18 @@ def rm_run(source, tmp_path_factory):  # noqa: F811
     preset = small_preset()
     with pytest.MonkeyPatch.context() as mp:
         scripted(mp, build_world(preset.data.world))
-        train_reward_model(run, preset, RM_FAST)
+        train_reward_model(RM_FAST, at(run, "rm", preset=preset))
     return run
+
+
+def rlhf_at(run, stage: str = "rlhf-grpo"):
+    """The context rlhf gets on the small preset's run: writing `stage` from sft-idk."""
+    return at(run, stage, preset=small_preset())
 
 
 def test_rlhf_logs_proxy_gold_and_kl_every_step_and_resumes(rm_run, tmp_path):
     run = copy_run(rm_run, tmp_path)
-    first = rlhf(run, small_preset(), FAST)
+    first = rlhf(FAST, rlhf_at(run))
     out = run.stage_dir("rlhf-grpo")
     assert run.is_complete("rlhf-grpo") and (out / "model.safetensors").exists() and first["resumed_from"] is None
     steps = [r for r in read_log(out) if "proxy" in r]
@@ -52,7 +58,7 @@ def test_rlhf_logs_proxy_gold_and_kl_every_step_and_resumes(rm_run, tmp_path):
     on_disk = json.loads((out / "summary.json").read_text())
     assert all(on_disk[k] is not None for k in ("proxy_first", "proxy_last", "gold_first", "gold_last"))
 
-    again = rlhf(run, small_preset(), replace(FAST, steps=3))
+    again = rlhf(replace(FAST, steps=3), rlhf_at(run))
     assert again["resumed_from"] == "checkpoint-2" and again["steps"] == 3 and again["steps_this_session"] == 1
     assert [r["step"] for r in read_log(out) if "proxy" in r] == [1, 2, 3]
 
@@ -71,7 +77,7 @@ def test_prompts_ask_only_about_sft_people(rm_run):
 def test_a_missing_rm_stage_is_a_clear_error(source, tmp_path):  # noqa: F811
     run = copy_run(source, tmp_path)
     with pytest.raises(LabError, match="stage 'rm' of run .* is not complete"):
-        rlhf(run, small_preset(), FAST)
+        rlhf(FAST, rlhf_at(run))
     assert not run.stage_dir("rlhf-grpo").exists()
 
 
@@ -82,16 +88,16 @@ def test_an_rm_with_another_tokenizer_is_refused(rm_run, tmp_path):
     other = train_tokenizer(["completely different words here, many of them, again and again"] * 30, vocab_size=300)
     other.save_pretrained(run.stage_dir("rm"))
     with pytest.raises(LabError, match="tokenizer"):
-        rlhf(run, small_preset(), FAST)
+        rlhf(FAST, rlhf_at(run))
     assert not run.stage_dir("rlhf-grpo").exists()
 
 
-@pytest.mark.parametrize("change,message", [({"algo": "ppo"}, "unknown RL algo"),
+@pytest.mark.parametrize("change,message", [({"algo": "ppo"}, "unknown rlhf.algo 'ppo'"),
                                             ({"batch_size": 6}, "multiple of rl.num_generations"),
-                                            ({"rewards": ("proxy",), "reward_weights": (1.0,)}, "fixed")])
+                                            ({"rewards": ("gold",), "reward_weights": (1.0,)}, "must include 'proxy'")])
 def test_bad_settings_are_one_clear_error(rm_run, change, message):
     with pytest.raises(LabError, match=message):
-        rlhf(rm_run, small_preset(), replace(FAST, **change))
+        rlhf(replace(FAST, **change), rlhf_at(rm_run))
 
 
 def test_the_policy_raises_the_rm_score_and_lowers_it_when_the_reward_is_negated(rm_run, tmp_path, monkeypatch):
@@ -99,7 +105,7 @@ def test_the_policy_raises_the_rm_score_and_lowers_it_when_the_reward_is_negated
     policy's RM score must rise in the first and fall in the second: a trainer that ignores the reward fails
     the first side, one whose advantage has the wrong sign fails both. Over 8 seeds both moves were 0.32-0.55
     in 30 steps, and at lr 0 the 5-step means `ends` compares moved by at most 0.08 (steps see other prompts)."""
-    import rewards.reward_model as rm_module
+    import rewards.proxy as rm_module
 
     rm_score = rm_module.score
     settings = replace(FAST, steps=30, lr=3e-2, beta=0.0, temperature=1.0, ckpt_every=0, snapshot_every=0)
@@ -109,6 +115,6 @@ def test_the_policy_raises_the_rm_score_and_lowers_it_when_the_reward_is_negated
             return [sign * s for s in rm_score(*args, **kwargs)]
 
         monkeypatch.setattr(rm_module, "score", signed_score)  # what make_reward_fn's proxy calls
-        summary = rlhf(copy_run(rm_run, tmp_path / f"sign{sign}"), small_preset(), settings)
+        summary = rlhf(settings, rlhf_at(copy_run(rm_run, tmp_path / f"sign{sign}")))
         rise[sign] = sign * (summary["proxy_last"] - summary["proxy_first"])  # in the RM's own units, unnegated
     assert rise[1] > 0.15 and rise[-1] < -0.15, rise

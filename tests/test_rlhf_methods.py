@@ -5,7 +5,7 @@ import json
 import pytest
 from test_pretrain import small_preset
 from test_reward_model import source  # noqa: F401  (fixture rm_run builds on)
-from test_rl import copy_run
+from test_rl import at, copy_run
 from test_rlhf import rm_run  # noqa: F401  (fixture: a tiny run with sft-idk and rm stages)
 
 from lab.experiments.rlhf_methods import METHODS, NEEDS, OUT, gold_at_kl, run_rlhf_methods, turnover
@@ -41,7 +41,7 @@ TINY = ["ppo.steps=2", "ppo.batch_size=4", "ppo.minibatch_size=2", "ppo.max_comp
 def test_four_methods_are_trained_and_scored_on_the_same_prompts(rm_run, tmp_path):  # noqa: F811
     run = copy_run(rm_run, tmp_path)
     provide(run, small_preset(*TINY), NEEDS)  # as `lab experiment rlhf-methods` does
-    results = run_rlhf_methods(run, small_preset(*TINY), small_preset(*TINY).rlhf_methods)
+    results = run_rlhf_methods(small_preset(*TINY).rlhf_methods, at(run, OUT, preset=small_preset(*TINY)))
     assert all(run.is_complete(stage) for stage in (*METHODS, OUT))
     methods = results["methods"]
     assert list(methods) == ["sft-idk", *METHODS]

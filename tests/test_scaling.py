@@ -3,12 +3,13 @@
 import json
 
 import pytest
+from test_pretrain import small_preset
 
 from lab.errors import LabError
 from lab.experiments.scaling import fit_power_law, parse_sizes, run_sweep
 from lab.pipeline import run_pipeline
+from lab.presets import stage_context
 from lab.runs import Run
-from tests.test_pretrain import small_preset
 
 
 def test_parse_sizes_and_its_errors():
@@ -30,7 +31,8 @@ def test_sweep_trains_each_size_once_and_writes_table_and_plot(tmp_path):
     preset = small_preset("pretrain.max_steps=4", "pretrain.ckpt_every=2", "pretrain.log_every=2")
     run_pipeline(preset, tmp_path, "r", until="tokenizer")
     run = Run.open_existing(tmp_path / "r")
-    rows = run_sweep(run, preset, ((32, 1), (64, 1)), steps=4)
+    context = stage_context(run, preset).at("experiments/scaling")
+    rows = run_sweep(preset.scaling, context, preset.pretrain, ((32, 1), (64, 1)), steps=4)
     assert [r["size"] for r in rows] == ["d32-l1", "d64-l1"]
     assert rows[0]["parameters"] < rows[1]["parameters"] and rows[0]["flops"] < rows[1]["flops"]
     assert set(rows[0]["recall_by_k"]) == {"0", "1", "2"}
@@ -40,7 +42,7 @@ def test_sweep_trains_each_size_once_and_writes_table_and_plot(tmp_path):
     assert json.loads((out / "results.json").read_text())["fit"]["alpha"] is not None
     assert (out / "scaling.png").stat().st_size > 1000 and "| d64-l1 |" in (out / "table.md").read_text()
     stamp = (out / "d32-l1" / "COMPLETE").stat().st_mtime_ns
-    run_sweep(run, preset, ((32, 1), (64, 1)), steps=4)
+    run_sweep(preset.scaling, context, preset.pretrain, ((32, 1), (64, 1)), steps=4)
     assert (out / "d32-l1" / "COMPLETE").stat().st_mtime_ns == stamp  # finished sizes are not retrained
 
 

@@ -7,6 +7,7 @@ import torch
 from test_pretrain import small_preset
 
 from lab.pipeline import run_pipeline
+from lab.presets import stage_context
 from lab.runs import Run, read_train_log
 
 SFT_SMALL = ["sft.epochs=1", "sft.log_every=1", "sft.batch_size=8", "sft.mixture.qa=40", "sft.mixture.math=8",
@@ -25,8 +26,9 @@ def test_both_variants_train_with_the_same_budget_and_idk_refuses_unknowns(train
     from lab.train.sft import decide_known, sft
 
     run = Run(trained)
-    a = sft(run, small_preset(*SFT_SMALL), "sft")
-    b = sft(run, small_preset(*SFT_SMALL), "sft-idk")
+    preset = small_preset(*SFT_SMALL)
+    a = sft(preset.sft, stage_context(run, preset).at("sft", "base"))
+    b = sft(preset.sft, stage_context(run, preset).at("sft-idk", "base"))
     # the same mixture; sft-idk's lookups of what it does not know are longer, so more may exceed max_length
     assert a["conversations"] + a["dropped_too_long"] == b["conversations"] + b["dropped_too_long"]
     assert a["refusal_targets"] == 0
@@ -52,7 +54,7 @@ def test_lora_sft_merges_into_a_plain_checkpoint(trained, tmp_path):
     copy = tmp_path / "r"
     shutil.copytree(trained, copy, ignore=shutil.ignore_patterns("sft", "sft-idk"))
     preset = small_preset(*SFT_SMALL, "sft.lora_r=4")
-    sft(Run(copy), preset, "sft")
+    sft(preset.sft, stage_context(Run(copy), preset).at("sft", "base"))
     model, _ = load_model_and_tokenizer(copy / "sft")
     base, _ = load_model_and_tokenizer(copy / "base")
     assert not any("lora" in n for n, _ in model.named_parameters())

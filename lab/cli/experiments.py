@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 from pathlib import Path
 from typing import Optional
@@ -13,6 +14,8 @@ from lab.cli.options import SetOpt, console
 from lab.errors import LabError
 from lab.run_lock import run_lock
 from lab.stage_files import is_run
+from lab.stage_names import RL_MATH, SFT_IDK, SFT_MATH
+from lab.train.rl_algorithms import TRL_ONLINE, get_algorithm
 
 rl_app = typer.Typer(no_args_is_help=True, help="RL and preference tuning on a run's stages.")
 experiment_app = typer.Typer(no_args_is_help=True, help="Experiments on a run: each writes runs/<run>/experiments/<name>/.")
@@ -36,6 +39,13 @@ def _open_run(run_dir: Path, overrides: list[str] = ()):
     return run, preset
 
 
+def _at(run, preset, stage: str, source: str | None = None):
+    """The stage context a command's stage or experiment gets: `stage` written from `source`."""
+    from lab.presets import stage_context
+
+    return stage_context(run, preset).at(stage, source)
+
+
 def locks_run(command):
     """The command holds its run's lock (lab/run_lock.py) while it runs: a second writer of the run is refused
     in one line. A RUN_DIR that is no run is left to the command's own error, with nothing written there."""
@@ -57,9 +67,10 @@ def _show_experiment(out: Path, plot: str) -> None:
 @rl_app.command("math")
 @locks_run
 def rl_math_cmd(run_dir: Path = typer.Argument(..., help="a run with the source stage, e.g. runs/tiny"),
-                source: str = typer.Option("sft-math", "--from", help="the stage to start from"),
-                algo: Optional[str] = typer.Option(None, help="grpo, dr_grpo, dapo, bnpo or rloo (default: rl.algo)"),
-                out: str = typer.Option("rl-math", help="the stage folder to write, e.g. experiments/math-rewards/rloo"),
+                source: str = typer.Option(SFT_MATH, "--from", help="the stage to start from"),
+                algo: Optional[str] = typer.Option(None, help="a TRL-trained algorithm of lab/train/rl_algorithms.py: "
+                                                              "grpo, dr_grpo, dapo, bnpo or rloo (default: rl.algo)"),
+                out: str = typer.Option(RL_MATH, help="the stage folder to write, e.g. experiments/math-rewards/rloo"),
                 data: Optional[Path] = typer.Option(None, help="your own problems instead of the generator: JSONL, TSV, "
                                                                "CSV, .json, parquet or a datasets folder; part is held out"),
                 question_field: Optional[str] = typer.Option(None, help="the field holding the question (with --data; "
@@ -70,12 +81,14 @@ def rl_math_cmd(run_dir: Path = typer.Argument(..., help="a run with the source 
     """RL with the sympy verifier as reward (TRL GRPO / RLOO); prints held-out accuracy before and after."""
     from lab.train.rl_math import rl_math
 
+    if algo is not None:
+        get_algorithm(algo, TRL_ONLINE)
     if data is None and (question_field or answer_field):
         raise LabError("--question-field and --answer-field name fields of a --data file; give --data FILE too")
     run, preset = _open_run(run_dir, overrides=set)
     if algo is not None:
         preset.rl.algo = algo
-    s = rl_math(run, preset, preset.rl, source=source, out_stage=out, data=data,
+    s = rl_math(preset.rl, _at(run, preset, out, source), data=data,
                 question_field=question_field or "question", answer_field=answer_field or "answer")
     before, after = s["heldout_before"]["all"], s["heldout_after"]["all"]
     console.print(f"{out}: {s['algo']}, {s['steps']} steps in {s['seconds']:.0f} s; reward {s['reward_first']:.3f} -> "
@@ -93,13 +106,13 @@ def rl_math_cmd(run_dir: Path = typer.Argument(..., help="a run with the source 
 @rl_app.command("dpo")
 @locks_run
 def rl_dpo_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage (its preferences), e.g. runs/tiny"),
-               source: str = typer.Option("sft-idk", "--from", help="the stage to start from (and the reference)"),
+               source: str = typer.Option(SFT_IDK, "--from", help="the stage to start from (and the reference)"),
                out: str = typer.Option("dpo", help="the stage folder to write"), set: list[str] = SetOpt):
     """DPO (TRL DPOTrainer) on the rm stage's comparisons: preference tuning without a reward model."""
     from lab.train.dpo import dpo
 
     run, preset = _open_run(run_dir, overrides=set)
-    s = dpo(run, preset, preset.dpo, source=source, preferences="rm", out_stage=out)
+    s = dpo(preset.dpo, _at(run, preset, out, source))
     console.print(f"{out}: {s['pairs']} pairs, {s['steps']} steps in {s['seconds']:.0f} s; final loss "
                   f"{s['final_loss']:.3f}, reward accuracy {s['final_reward_accuracy']:.3f}; "
                   f"evaluate with `lab eval {run.stage_dir(out)} --suite profile`")
@@ -108,24 +121,24 @@ def rl_dpo_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage 
 @rl_app.command("rlhf")
 @locks_run
 def rl_rlhf_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage, e.g. runs/tiny"),
-                source: str = typer.Option("sft-idk", "--from", help="the stage to start from"),
-                algo: Optional[str] = typer.Option(None, help="ppo, grpo, dr_grpo or rloo (default: rlhf.algo)"),
+                source: str = typer.Option(SFT_IDK, "--from", help="the stage to start from"),
+                algo: Optional[str] = typer.Option(None, help="an algorithm of lab/train/rl_algorithms.py other than dpo "
+                                                              "(`lab rl dpo`): ppo, grpo, dr_grpo, dapo, bnpo or rloo "
+                                                              "(default: rlhf.algo)"),
                 out: Optional[str] = typer.Option(None, help="the stage folder (default: rlhf-<algo>)"),
                 set: list[str] = SetOpt):
     """RL against the learned reward model; the gold judge is logged beside the proxy, never optimised.
 
     ppo is the lab's own (lab/train/ppo/loop.py, settings ppo.*); the others are TRL's (settings rlhf.*)."""
-    from lab.train.ppo.loop import ppo_rlhf
-    from lab.train.rlhf import rlhf
-
+    algorithm = get_algorithm(algo or "", ("grpo", "rloo", "ppo")) if algo is not None else None
     run, preset = _open_run(run_dir, overrides=set)
-    if algo is not None:
-        preset.rlhf.algo = algo
-    stage = out or f"rlhf-{preset.rlhf.algo}"
-    if preset.rlhf.algo == "ppo":
-        s = ppo_rlhf(run, preset, preset.ppo, source=source, rm_stage="rm", out_stage=stage)
-    else:
-        s = rlhf(run, preset, preset.rlhf, source=source, rm_stage="rm", out_stage=stage)
+    if algorithm is not None and algorithm.trl_online:
+        preset.rlhf.algo = algorithm.name
+    algorithm = algorithm or get_algorithm(preset.rlhf.algo, TRL_ONLINE)
+    stage = out or f"rlhf-{algorithm.name}"
+    module, _, name = algorithm.rlhf.partition(":")
+    train = getattr(importlib.import_module(module), name)
+    s = train(getattr(preset, algorithm.section), _at(run, preset, stage, source))
     console.print(f"{stage}: {json.dumps({k: v for k, v in s.items() if not isinstance(v, dict)}, default=str)}")
 
 
@@ -133,7 +146,7 @@ def rl_rlhf_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage
 @locks_run
 def experiment_math_rewards(run_dir: Path = typer.Argument(..., help="a run with sft-math, e.g. runs/tiny"),
                             arms: Optional[str] = typer.Option(None, help="comma-separated arms (default: all)"),
-                            source: str = typer.Option("sft-math", "--from", help="the checkpoint every arm starts from"),
+                            source: str = typer.Option(SFT_MATH, "--from", help="the checkpoint every arm starts from"),
                             out: str = typer.Option("experiments/math-rewards", help="the experiment's folder"),
                             set: list[str] = SetOpt):
     """RL on math, one change an arm (reward, format, algorithm, or SFT instead), at matched compute."""
@@ -143,7 +156,7 @@ def experiment_math_rewards(run_dir: Path = typer.Argument(..., help="a run with
     run, preset = _open_run(run_dir, overrides=set + ([f"math_rewards.arms={arms}"] if arms else []))
     check_math_rewards_settings(preset.math_rewards)
     provide(run, preset, (source,) if source in STAGE_NAMES else ())  # another checkpoint: it must exist
-    run_math_rewards(run, preset, preset.math_rewards, source=source, out_stage=out)
+    run_math_rewards(preset.math_rewards, _at(run, preset, out, source), preset.rl)
     _show_experiment(run.stage_dir(out), "math_rewards.png")
 
 
@@ -157,7 +170,7 @@ def experiment_rlhf_methods(run_dir: Path = typer.Argument(..., help="a run with
 
     run, preset = _open_run(run_dir, overrides=set)
     provide(run, preset, NEEDS)
-    run_rlhf_methods(run, preset, preset.rlhf_methods)
+    run_rlhf_methods(preset.rlhf_methods, _at(run, preset, OUT, SFT_IDK))
     _show_experiment(run.stage_dir(OUT), "rlhf_methods.png")
 
 
@@ -173,7 +186,8 @@ def experiment_goodhart(run_dir: Path = typer.Argument(..., help="a run with sft
     run, preset = _open_run(run_dir, overrides=set + ([f"goodhart.pairs={pairs}"] if pairs else []))
     check_goodhart_settings(preset.goodhart)
     provide(run, preset, NEEDS)
-    run_goodhart(run, preset, preset.goodhart)
+    run_goodhart(preset.goodhart, _at(run, preset, OUT, SFT_IDK), preset.rm, preset.rlhf,
+                 preset.rlhf_methods)
     _show_experiment(run.stage_dir(OUT), "goodhart.png")
 
 
@@ -182,13 +196,13 @@ def experiment_goodhart(run_dir: Path = typer.Argument(..., help="a run with sft
 def experiment_overoptimization(run_dir: Path = typer.Argument(..., help="a run with sft-idk and rm, e.g. runs/tiny"),
                                 set: list[str] = SetOpt):
     """Best-of-n and RL against the proxy RM, scored by the gold judge: Gao et al.'s curves, fits, mitigations."""
-    from lab.experiments.overoptimization import NEEDS, check_overoptimization_settings, run_overoptimization
+    from lab.experiments.overoptimization import NEEDS, OUT, check_overoptimization_settings, run_overoptimization
     from lab.pipeline import provide
 
     run, preset = _open_run(run_dir, overrides=set)
     check_overoptimization_settings(preset.overoptimization)
     provide(run, preset, NEEDS)
-    run_overoptimization(run, preset, preset.overoptimization)
+    run_overoptimization(preset.overoptimization, _at(run, preset, OUT, SFT_IDK), preset.rm)
     _show_experiment(run.stage_dir("experiments/overoptimization"), "overoptimization.png")
 
 
@@ -207,7 +221,7 @@ def experiment_rm_scaling(run_dir: Path = typer.Argument(..., help="a run with a
     check_fractions(shares)
     run, preset = _open_run(run_dir)
     provide(run, preset, NEEDS)
-    console.print("\n".join(run_rm_scaling(run, preset, shares)))
+    console.print("\n".join(run_rm_scaling(run, preset.rm, shares)))
 
 
 @experiment_app.command("scaling")
@@ -224,7 +238,7 @@ def experiment_scaling(run_dir: Path = typer.Argument(..., help="a run with data
     parsed = parse_sizes(sizes) if sizes else None
     run, preset = _open_run(run_dir)
     provide(run, preset, NEEDS)
-    run_sweep(run, preset, parsed, steps)
+    run_sweep(preset.scaling, _at(run, preset, STAGE), preset.pretrain, parsed, steps)
     console.print((run.stage_dir(STAGE) / "table.md").read_text())
     console.print(f"plot: {run.stage_dir(STAGE) / 'scaling.png'}")
 

@@ -50,7 +50,9 @@ def pretrain(preset: str = PresetOpt, name: Optional[str] = NameOpt, set: list[s
              stop_at: Optional[int] = typer.Option(None, help="stop after this step, as if killed (resume later)")):
     """Data, tokenizer and base-model pretraining; resumes from the last checkpoint by default."""
     from lab.pipeline import run_pipeline
+    from lab.presets import stage_context
     from lab.runs import Run
+    from lab.stage_names import BASE
     from lab.train.pretrain import pretrain as run_pretrain
 
     cfg = preset_named(preset, set)
@@ -60,7 +62,7 @@ def pretrain(preset: str = PresetOpt, name: Optional[str] = NameOpt, set: list[s
             run_pipeline(cfg, runs_dir, name, until="tokenizer")
         else:
             _wait_for(lambda: Run(root).is_complete("tokenizer"), what=f"rank 0 to prepare {root}")
-        result = run_pretrain(Run(root), cfg, stop_at=stop_at, restart=restart)
+        result = run_pretrain(cfg.pretrain, stage_context(Run(root), cfg).at(BASE), stop_at=stop_at, restart=restart)
     console.print(f"step {result['step']}  loss {result['loss']:.4f}")
 
 

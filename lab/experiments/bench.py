@@ -13,7 +13,6 @@ import functools
 import time
 from contextlib import nullcontext
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -23,9 +22,6 @@ from lab.model.engine import SamplingParams, generate
 from lab.model.export import to_llama
 from lab.model.labgpt import LabGPTForCausalLM
 from lab.train.pretrain import autocast_dtype, cpu_has_native_bf16, model_config, peak_flops
-
-if TYPE_CHECKING:  # annotations only: the presets sit above the experiments
-    from lab.presets import Preset
 
 
 def _sync(device):
@@ -52,12 +48,12 @@ class _SavedBytes:
         self.hooks.__exit__(*exc)
 
 
-def bench_train(preset: Preset, steps: int = 20, vocab_size: int | None = None, device: str = "auto") -> dict:
+def bench_train(preset, steps: int = 20, vocab_size: int | None = None, device: str = "auto") -> dict:
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     cfg = preset.pretrain
     vocab = vocab_size or preset.tokenizer.vocab_size
     torch.manual_seed(0)
-    ours = LabGPTForCausalLM(model_config(preset, vocab)).to(dev).train()
+    ours = LabGPTForCausalLM(model_config(preset.model, vocab)).to(dev).train()
     ours.config.use_cache = False
     llama = to_llama(ours).to(dev).train()
     llama.config.use_cache = False
@@ -120,14 +116,14 @@ def bench_train(preset: Preset, steps: int = 20, vocab_size: int | None = None, 
 
 
 @torch.no_grad()
-def bench_generate(model=None, preset: Preset | None = None, batch: int = 16, prompt_len: int = 32,
+def bench_generate(model=None, preset=None, batch: int = 16, prompt_len: int = 32,
                    new_tokens: int = 128, rounds: int = 3, device: str = "auto") -> dict:
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     if model is None:
         if preset is None:
             raise ValueError("bench_generate needs a model, or a preset to build a random one of its shape")
         torch.manual_seed(0)
-        model = LabGPTForCausalLM(model_config(preset, preset.tokenizer.vocab_size))
+        model = LabGPTForCausalLM(model_config(preset.model, preset.tokenizer.vocab_size))
     model = model.to(dev).eval()
     if dev.type == "cuda":
         model = model.to(torch.bfloat16)
@@ -187,7 +183,7 @@ def machine() -> dict:
             "versions": {name: versions.get(name) for name in ("torch", "transformers", "trl")}}
 
 
-def bench_all(preset: Preset, batches=(1, 16), train_steps: int = 60, rounds: int = 5, verify_checks: int = 2000,
+def bench_all(preset, batches=(1, 16), train_steps: int = 60, rounds: int = 5, verify_checks: int = 2000,
               device: str = "auto") -> dict:
     """Every `lab bench` figure in one dict (what `lab bench all --out` writes and `perf_rows` renders); longer
     than the single benches' defaults, so the committed figures vary less."""

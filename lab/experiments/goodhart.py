@@ -14,13 +14,13 @@ Writes experiments/goodhart/{results.json, table.md, goodhart.png, rm-<pairs>/, 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING
 
 from lab.errors import LabError
-from lab.runs import Run, read_json, write_json
-
-if TYPE_CHECKING:  # annotations only: the presets sit above this module
-    from lab.presets import Preset
+from lab.experiments.rlhf_methods import RLHFMethodsSettings
+from lab.runs import read_json, write_json
+from lab.stage_names import SFT_IDK
+from lab.train.reward_model_settings import RewardModelSettings
+from lab.train.rl_settings import RLHFSettings
 
 OUT = "experiments/goodhart"
 
@@ -34,7 +34,7 @@ class GoodhartSettings:
     snapshot_every: int = 10
 
 
-NEEDS = ("sft-idk",)  # every RM's starting weights and every RL run's policy; the pipeline provides it
+NEEDS = (SFT_IDK,)  # every RM's starting weights and every RL run's policy; the pipeline provides it
 
 
 def check_goodhart_settings(settings: GoodhartSettings) -> None:
@@ -42,12 +42,15 @@ def check_goodhart_settings(settings: GoodhartSettings) -> None:
         raise LabError(f"goodhart.pairs needs reward-model sizes of at least 8 comparisons, got {settings.pairs}")
 
 
-def run_goodhart(run: Run, preset: Preset, settings: GoodhartSettings | None = None, source: str = "sft-idk") -> dict:
+def run_goodhart(settings: GoodhartSettings, context, rm: RewardModelSettings, rl: RLHFSettings,
+                 judging: RLHFMethodsSettings) -> dict:
+    """RMs of each size and seed (`rm` with goodhart's pairs, seed and label noise), a GRPO run against each
+    (`rl` with goodhart's steps), each path judged as rlhf-methods judges (`judging`), from `context.source`."""
     from lab.experiments.rlhf_methods import Judge, describe_path, judged_point
     from lab.train.reward_model import train_reward_model
     from lab.train.rlhf import rlhf
 
-    settings = settings or GoodhartSettings()
+    run, source = context.run, context.source or SFT_IDK
     check_goodhart_settings(settings)
     run.require(source)
     out = run.stage_dir(OUT)
@@ -57,19 +60,17 @@ def run_goodhart(run: Run, preset: Preset, settings: GoodhartSettings | None = N
             name = f"rm-{pairs}-seed{seed}"
             rm_stage, rl_stage = f"{OUT}/{name}", f"{OUT}/{name}/rlhf-grpo"
             if not run.is_complete(rm_stage):
-                train_reward_model(run, preset, replace(preset.rm, pairs=pairs, seed=seed,
-                                                        label_noise=settings.label_noise),
-                                   source=source, out_stage=rm_stage)
+                train_reward_model(replace(rm, pairs=pairs, seed=seed, label_noise=settings.label_noise),
+                                   context.at(rm_stage, source))
             if not run.is_complete(rl_stage):
-                rlhf(run, preset, replace(preset.rlhf, algo="grpo", steps=settings.steps,
-                                          snapshot_every=settings.snapshot_every),
-                     source=source, rm_stage=rm_stage, out_stage=rl_stage)
-            judge = Judge.for_run(run, preset, preset.rlhf_methods, source, rm_stage, out / "samples" / name)
+                rlhf(replace(rl, algo="grpo", steps=settings.steps, snapshot_every=settings.snapshot_every),
+                     context.at(rl_stage, source), rm_stage=rm_stage)
+            judge = Judge.for_run(run, context.world, judging, source, rm_stage, out / "samples" / name)
             start = judge.rows(judge.reference, source)  # each RM scores sft-idk with its own proxy
             points, rows = judge.path(run, rl_stage, start)
-            rm = read_json(run.stage_dir(rm_stage) / "summary.json")
-            results["rms"][name] = {"pairs": pairs, "seed": seed, "rm_heldout_accuracy": rm["heldout"]["accuracy"],
-                                    "rm_gold_agreement": rm["heldout"]["gold_agreement"], "start": judged_point(start),
+            trained = read_json(run.stage_dir(rm_stage) / "summary.json")
+            results["rms"][name] = {"pairs": pairs, "seed": seed, "rm_heldout_accuracy": trained["heldout"]["accuracy"],
+                                    "rm_gold_agreement": trained["heldout"]["gold_agreement"], "start": judged_point(start),
                                     "final": points[-1], **describe_path(points, rows)}
     for pairs in settings.pairs:  # per size: how often, and how much, optimising the proxy turned gold down
         drops = [r["turnover"]["final_minus_peak"] for r in results["rms"].values() if r["pairs"] == pairs]

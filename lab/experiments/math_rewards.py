@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING
 
 from lab.errors import LabError
 from lab.runs import Run, read_json, read_train_log, write_json
-
-if TYPE_CHECKING:  # annotations only: the presets sit above this module
-    from lab.presets import Preset
+from lab.stage_names import SFT_MATH
+from lab.train.rl_settings import RLSettings
 
 OUT = "experiments/math-rewards"
 ARMS = {  # arm -> (what it changes, RLSettings fields)
@@ -46,9 +44,9 @@ class MathRewardsSettings:
     arms: tuple[str, ...] = tuple(ARMS)
 
 
-def _arm_settings(preset: Preset, arm: str):
+def _arm_settings(rl: RLSettings, arm: str):
     """The baseline is the run's rl settings with correctness and format only (trackers dropped)."""
-    base = replace(preset.rl, rewards=("correctness", "format"), reward_weights=(1.0, 0.1), eval_every=0)
+    base = replace(rl, rewards=("correctness", "format"), reward_weights=(1.0, 0.1), eval_every=0)
     return replace(base, **ARMS[arm][1])
 
 
@@ -60,24 +58,25 @@ def _rl_tokens(out) -> int:
     return round(sum(batch * r["completions/mean_length"] for r in logs if "completions/mean_length" in r))
 
 
-def sft_arm(run: Run, preset: Preset, rl, out_stage: str, tokens_to_match: int, source: str) -> dict:
+def sft_arm(run: Run, max_length: int, rl, out_stage: str, tokens_to_match: int, source: str) -> dict:
     """Supervised fine-tuning on the RL arms' training problems with their worked solutions, at RL's compute:
     the same steps, learning rate and schedule, batches sized to the baseline's trained tokens."""
+    from evals.math_heldout import eval_problems, heldout_accuracy
     from lab.model.loading import load_model_and_tokenizer
     from lab.train.math_practice import answer_tokens, solution_records, train_on_records
-    from lab.train.rl_math import eval_problems, heldout_accuracy, write_heldout
+    from lab.train.rl_math import write_heldout
     from lab.train.sft import build_dataset
     from tasks.math import MathConfig, generate
 
     problems = generate(MathConfig(seed=rl.seed, tasks=tuple(rl.tasks), bands=tuple(rl.bands)), rl.train_problems,
                         split="train")  # exactly the RL arms' training problems
     model, tokenizer = load_model_and_tokenizer(run.require(source))
-    dataset, too_long = build_dataset(solution_records(problems), tokenizer, preset.sft.max_length)
+    dataset, too_long = build_dataset(solution_records(problems), tokenizer, max_length)
     batch_size = max(1, round(tokens_to_match / (rl.steps * answer_tokens(dataset))))
     held_out = eval_problems(rl)
     before = heldout_accuracy(model, tokenizer, held_out, rl)
-    done = train_on_records(run, preset, dataset, out_stage, rl.steps, batch_size, rl.lr, rl.seed, source,
-                            rl.log_every, rl.ckpt_every)
+    done = train_on_records(run, dataset, out_stage, rl.steps, batch_size, rl.lr, rl.seed, source,
+                            rl.log_every, rl.ckpt_every, max_length)
     after = heldout_accuracy(done["model"], tokenizer, held_out, rl)
     out = run.stage_dir(out_stage)
     write_heldout(out, before, after)
@@ -94,14 +93,12 @@ def _graded(path) -> dict[str, dict]:
     return {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
 
 
-def _grade_sampled(run: Run, preset: Preset, stage: str, which: str, model_stage: str) -> None:
+def _grade_sampled(run: Run, rl: RLSettings, stage: str, which: str, model_stage: str) -> None:
     """Add each problem's sampled share to heldout/<which>.jsonl when it lacks one (graded: `model_stage`)."""
+    from evals.math_heldout import eval_problems, heldout_accuracy
     from lab.model.loading import load_model_and_tokenizer
-    from lab.train.rl_math import eval_problems, heldout_accuracy
-
     path = run.stage_dir(stage) / "heldout" / f"{which}.jsonl"
     graded = _graded(path)
-    rl = _arm_settings(preset, "baseline")
     if rl.eval_samples <= 0 or all("sampled_share" in r for r in graded.values()):
         return
     model, tokenizer = load_model_and_tokenizer(run.require(model_stage))
@@ -117,13 +114,13 @@ def check_math_rewards_settings(settings: MathRewardsSettings) -> None:
         raise LabError(f"unknown math-rewards arm(s) {unknown or '(none)'}; valid: {', '.join(ARMS)}")
 
 
-def run_math_rewards(run: Run, preset: Preset, settings: MathRewardsSettings | None = None, source: str = "sft-math",
-                     out_stage: str = OUT) -> dict:
-    """Train the missing arms from `source` into `out_stage`/<arm>, then grade and tabulate them all."""
+def run_math_rewards(settings: MathRewardsSettings, context, rl: RLSettings) -> dict:
+    """Train the missing arms from `context.source` (default sft-math) into `context.stage` (default
+    experiments/math-rewards)/<arm>, each from the run's `rl` settings, then grade and tabulate them all."""
     from evals.stats import mean_metric, paired_difference, proportion
     from lab.train.rl_math import rl_math
 
-    settings = settings or MathRewardsSettings()
+    run, source, out_stage = context.run, context.source or SFT_MATH, context.stage or OUT
     check_math_rewards_settings(settings)
     arms = ["baseline", *[a for a in settings.arms if a != "baseline"]]  # the baseline sets the compute to match
     for arm in arms:
@@ -131,14 +128,14 @@ def run_math_rewards(run: Run, preset: Preset, settings: MathRewardsSettings | N
         if run.is_complete(stage):
             continue
         if ARMS[arm][1] is None:
-            rl = _arm_settings(preset, "baseline")
-            sft_arm(run, preset, rl, stage, _rl_tokens(run.stage_dir(f"{out_stage}/baseline")), source)
+            tokens = _rl_tokens(run.stage_dir(f"{out_stage}/baseline"))
+            sft_arm(run, context.sft.max_length, _arm_settings(rl, "baseline"), stage, tokens, source)
         else:
-            rl_math(run, preset, _arm_settings(preset, arm), source=source, out_stage=stage)
+            rl_math(_arm_settings(rl, arm), context.at(stage, source))
 
     for arm in arms:  # arms graded before sampled grading existed get it now, from their saved models
-        _grade_sampled(run, preset, f"{out_stage}/{arm}", "after", f"{out_stage}/{arm}")
-    _grade_sampled(run, preset, f"{out_stage}/baseline", "before", source)
+        _grade_sampled(run, _arm_settings(rl, "baseline"), f"{out_stage}/{arm}", "after", f"{out_stage}/{arm}")
+    _grade_sampled(run, _arm_settings(rl, "baseline"), f"{out_stage}/baseline", "before", source)
     start = _graded(run.stage_dir(f"{out_stage}/baseline") / "heldout" / "before.jsonl")
     finals = {arm: _graded(run.stage_dir(f"{out_stage}/{arm}") / "heldout" / "after.jsonl") for arm in arms}
     ids = sorted(start)

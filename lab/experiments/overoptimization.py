@@ -29,14 +29,13 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lab.errors import LabError
 from lab.runs import Run, read_json, read_train_log, write_json
-from lab.train.rlhf import RLHFSettings, rlhf
-
-if TYPE_CHECKING:  # annotations only: the presets sit above this module
-    from lab.presets import Preset
+from lab.settings import from_settings
+from lab.stage_names import RM, SFT_IDK
+from lab.train.reward_model_settings import RewardModelSettings
+from lab.train.rl_settings import RLHFSettings
 
 OUT = "experiments/overoptimization"
 
@@ -154,13 +153,12 @@ def bon_people(world, rm_settings: dict, count: int, seed: int = 0) -> list[str]
     return names[:count]
 
 
-def sample_bon(run: Run, preset: Preset, settings: OveroptimizationSettings, source: str, rm_stage: str, out: Path) -> dict:
+def sample_bon(run: Run, world, settings: OveroptimizationSettings, source: str, rm_stage: str, out: Path) -> dict:
     """The best-of-n samples, scored by proxy and gold; kept in out/bon_samples.json so a rerun reuses them."""
     from lab.model.loading import load_model_and_tokenizer
     from rewards.gold import gold_score, prompt_for
     from rewards.preferences import sample_responses
-    from rewards.reward_model import check_tokenizers_match, load_reward_model, score
-    from tasks.world import build_world
+    from rewards.proxy import check_tokenizers_match, load_reward_model, score
 
     path = out / "bon_samples.json"
     key = {"source": source, "rm_stage": rm_stage, "prompts": settings.bon_prompts, "samples": settings.bon_samples,
@@ -169,7 +167,6 @@ def sample_bon(run: Run, preset: Preset, settings: OveroptimizationSettings, sou
         stored = read_json(path)
         if stored["key"] == key:
             return stored
-    world = build_world(preset.data.world)
     rm_dir = run.require(rm_stage)
     names = bon_people(world, read_json(rm_dir / "summary.json").get("settings", {}) if (rm_dir / "summary.json").exists()
                        else {}, settings.bon_prompts, settings.seed)
@@ -192,23 +189,21 @@ def sample_bon(run: Run, preset: Preset, settings: OveroptimizationSettings, sou
     return result
 
 
-def train_ensemble(run: Run, preset: Preset, settings: OveroptimizationSettings, source: str, rm_stage: str, out: Path):
+def train_ensemble(run: Run, rm: RewardModelSettings, settings: OveroptimizationSettings, source: str, rm_stage: str,
+                   out: Path):
     """Reward functions of RMs trained like the rm stage on its comparisons, one per seed (cached in out/)."""
     import torch
 
     from lab.model.tokenizer import load_tokenizer
     from lab.train.reward_model import fit, tokenize_pairs
     from rewards.preferences import load_preferences
-    from rewards.reward_model import load_reward_model, make_reward_fn
+    from rewards.proxy import load_reward_model, make_reward_fn
 
     rm_dir = run.require(rm_stage)
     policy_tokenizer = load_tokenizer(run.require(source))
     data = load_preferences(rm_dir / "preferences")
-    base = preset.rm
+    base = rm
     if (rm_dir / "summary.json").exists():  # train as the rm stage really trained (overrides included)
-        from lab.settings import from_settings
-        from lab.train.reward_model import RewardModelSettings
-
         base = from_settings(RewardModelSettings, read_json(rm_dir / "summary.json")["settings"])
     fns = []
     for seed in settings.ensemble_seeds:
@@ -240,9 +235,12 @@ def rl_points(logs: list[dict], smooth: int = 1) -> list[dict]:
     return out
 
 
-def _arm(run: Run, preset: Preset, settings: RLHFSettings, stage: str, source: str, rm_stage: str, proxy=None) -> dict:
+def _arm(context, settings: RLHFSettings, stage: str, source: str, rm_stage: str, proxy=None) -> dict:
+    from lab.train.rlhf import rlhf  # loads torch and TRL; the presets import this module for its settings
+
+    run = context.run
     if not run.is_complete(stage):
-        rlhf(run, preset, settings, source=source, rm_stage=rm_stage, out_stage=stage, proxy=proxy)
+        rlhf(settings, context.at(stage, source), rm_stage=rm_stage, proxy=proxy)
     logs = read_train_log(run.stage_dir(stage))
     return {"stage": stage, "summary": read_json(run.stage_dir(stage) / "summary.json"), "logs": logs}
 
@@ -291,7 +289,7 @@ def _verdict(points: list[dict], fit: dict, what: str, noise: float = 0.0) -> st
             f"gold at the end is {fell:.3f} below its best; a point's standard error is about {noise:.3f}).")
 
 
-NEEDS = ("sft-idk", "rm")  # the policy and the reward model it is optimised against; the pipeline provides them
+NEEDS = (SFT_IDK, "rm")  # the policy and the reward model it is optimised against; the pipeline provides them
 
 
 def check_overoptimization_settings(settings: OveroptimizationSettings) -> None:
@@ -299,10 +297,11 @@ def check_overoptimization_settings(settings: OveroptimizationSettings) -> None:
         raise LabError(f"best-of-{max(settings.ns)} needs bon_samples >= {max(settings.ns)}, got {settings.bon_samples}")
 
 
-def run_overoptimization(run: Run, preset: Preset, settings: OveroptimizationSettings | None = None, source: str = "sft-idk",
-                         rm_stage: str = "rm") -> dict:
-    """Best-of-n and RL against the proxy, with the gold judge watching; writes experiments/overoptimization/."""
-    settings = settings or OveroptimizationSettings()
+def run_overoptimization(settings: OveroptimizationSettings, context, rm: RewardModelSettings,
+                         rm_stage: str = RM) -> dict:
+    """Best-of-n and RL against the proxy, with the gold judge watching; writes experiments/overoptimization/.
+    `rm`: the run's reward-model settings, for the ensemble's members when the rm stage recorded none."""
+    run, source = context.run, context.source or SFT_IDK
     check_overoptimization_settings(settings)
     run.require(source)
     run.require(rm_stage)
@@ -310,7 +309,7 @@ def run_overoptimization(run: Run, preset: Preset, settings: OveroptimizationSet
     timings = {}
 
     t0 = time.perf_counter()
-    samples = sample_bon(run, preset, settings, source, rm_stage, out)
+    samples = sample_bon(run, context.world, settings, source, rm_stage, out)
     proxy = [r["proxy"] for r in samples["rows"]]
     gold = [r["gold"] for r in samples["rows"]]
     bon = bon_curve(proxy, gold, settings.ns)
@@ -322,15 +321,15 @@ def run_overoptimization(run: Run, preset: Preset, settings: OveroptimizationSet
     arms = {}
     t0 = time.perf_counter()
     for beta in sorted({settings.rl.beta, *settings.betas}, key=lambda b: b != settings.rl.beta):
-        arms[f"beta={beta:g}"] = _arm(run, preset, replace(settings.rl, beta=beta), f"{OUT}/rl-beta{beta:g}", source,
+        arms[f"beta={beta:g}"] = _arm(context, replace(settings.rl, beta=beta), f"{OUT}/rl-beta{beta:g}", source,
                                       rm_stage)
     timings["rl_beta_sweep"] = time.perf_counter() - t0
     if settings.ensemble_seeds:
         t0 = time.perf_counter()
-        fns = train_ensemble(run, preset, settings, source, rm_stage, out)
+        fns = train_ensemble(run, rm, settings, source, rm_stage, out)
         timings["ensemble_rms"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        arms["ensemble"] = _arm(run, preset, settings.rl, f"{OUT}/rl-ensemble", source, rm_stage,
+        arms["ensemble"] = _arm(context, settings.rl, f"{OUT}/rl-ensemble", source, rm_stage,
                                 proxy=ensemble_reward_fn(fns, settings.ensemble_k))
         timings["rl_ensemble"] = time.perf_counter() - t0
 

@@ -22,16 +22,13 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lab.errors import LabError
 from lab.runs import Run, read_json, write_json
+from lab.stage_names import RLHF_GRPO, RLHF_METHODS, RLHF_PPO, RLHF_RLOO, RM, SFT_IDK
 
-if TYPE_CHECKING:  # annotations only: the presets sit above this module
-    from lab.presets import Preset
-
-OUT = "experiments/rlhf-methods"
-METHODS = ("rlhf-ppo", "rlhf-grpo", "rlhf-rloo", "dpo")
+OUT = RLHF_METHODS
+METHODS = (RLHF_PPO, RLHF_GRPO, RLHF_RLOO, "dpo")
 NEEDS = METHODS  # the stages this experiment reads, provided by the pipeline
 
 
@@ -52,7 +49,7 @@ def sample_and_score(policy, reference, rm_model, rm_tokenizer, tokenizer, world
     from lab.model.engine import SamplingParams, generate
     from lab.train.ppo.loop import answer_logprobs, make_batch
     from rewards.gold import decode_completion, gold_score
-    from rewards.reward_model import score
+    from rewards.proxy import score
 
     stops = answer_stops(tokenizer)
     device = next(policy.parameters()).device
@@ -138,16 +135,14 @@ class Judge:
     samples: Path
 
     @classmethod
-    def for_run(cls, run: Run, preset: Preset, settings: RLHFMethodsSettings, source: str, rm_stage: str, samples: Path):
+    def for_run(cls, run: Run, world, settings: RLHFMethodsSettings, source: str, rm_stage: str, samples: Path):
         from lab.model.loading import load_model_and_tokenizer
         from lab.train.rlhf import rlhf_dataset
-        from rewards.reward_model import check_tokenizers_match, load_reward_model
-        from tasks.world import build_world
+        from rewards.proxy import check_tokenizers_match, load_reward_model
 
         reference, tokenizer = load_model_and_tokenizer(run.require(source))
         rm_model, rm_tokenizer = load_reward_model(run.require(rm_stage))
         check_tokenizers_match(rm_tokenizer, tokenizer)
-        world = build_world(preset.data.world)
         dataset, prompts = rlhf_dataset(world, tokenizer, seed=10_000 + settings.seed)  # not training's order
         if settings.prompts > len(prompts):
             raise LabError(f"rlhf_methods.prompts is {settings.prompts} but the world has {len(prompts)} RLHF prompts")
@@ -184,17 +179,17 @@ def describe_path(points: list[dict], rows: list[list[dict]]) -> dict:
     return result
 
 
-def run_rlhf_methods(run: Run, preset: Preset, settings: RLHFMethodsSettings | None = None) -> dict:
+def run_rlhf_methods(settings: RLHFMethodsSettings, context) -> dict:
     """The four methods' final policies and RL paths, judged alike from sft-idk. Their stages (NEEDS) must be
     complete: the pipeline runs this after them, and `lab experiment rlhf-methods` has lab.pipeline.provide
     train any that are missing."""
     from evals.stats import paired_difference
     from lab.model.labgpt import LabGPTForCausalLM
 
-    settings = settings or RLHFMethodsSettings()
-    source = "sft-idk"  # the stages' start, as the pipeline trains them
+    run = context.run
+    source = context.source or SFT_IDK  # the stages' start, as the pipeline trains them
     out = run.stage_dir(OUT)
-    judge = Judge.for_run(run, preset, settings, source, "rm", out / "samples")
+    judge = Judge.for_run(run, context.world, settings, source, RM, out / "samples")
     start = judge.rows(judge.reference, source)
     results: dict = {"settings": asdict(settings), "source": source, "methods": {source: judged_point(start)}}
     for stage in METHODS:

@@ -10,18 +10,16 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lab.errors import LabError
 from lab.runs import Run, write_json
-from lab.train.reward_model import RewardModelSettings, evaluate, fit, tokenize_pairs
-from rewards.reward_model import load_reward_model
-
-if TYPE_CHECKING:  # annotations only: the presets sit above the experiments
-    from lab.presets import Preset
+from lab.stage_names import SFT_IDK
+from lab.train.reward_model import evaluate, fit, tokenize_pairs
+from lab.train.reward_model_settings import RewardModelSettings
+from rewards.proxy import load_reward_model
 
 STAGE = "experiments/rm-scaling"
-NEEDS = ("sft-idk", "rm")  # the RMs' starting weights and the rm stage's comparisons; the pipeline provides them
+NEEDS = (SFT_IDK, "rm")  # the RMs' starting weights and the rm stage's comparisons; the pipeline provides them
 
 
 def check_fractions(fractions: tuple[float, ...]) -> None:
@@ -55,12 +53,12 @@ def data_scaling(init_path, data, settings: RewardModelSettings, workdir: Path,
     return rows
 
 
-def run_rm_scaling(run: Run, preset: Preset, fractions: tuple[float, ...]) -> list[str]:
+def run_rm_scaling(run: Run, rm: RewardModelSettings, fractions: tuple[float, ...]) -> list[str]:
     """The table's lines (Markdown), written with the rows to the experiment's folder."""
     from rewards.preferences import load_preferences
 
     out = run.open_stage(STAGE)
-    rows = data_scaling(run.require("sft-idk"), load_preferences(run.require("rm") / "preferences"), preset.rm,
+    rows = data_scaling(run.require(SFT_IDK), load_preferences(run.require("rm") / "preferences"), rm,
                         out / "work", fractions)
     lines = ["| comparisons | held-out accuracy | gold agreement | Spearman |", "|---|---|---|---|"]
     lines += [f"| {r['train_pairs']} | {r['heldout_accuracy']:.3f} | {r['gold_agreement']:.3f} | "

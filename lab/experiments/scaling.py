@@ -18,13 +18,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from lab.errors import LabError
-from lab.runs import Run, read_json, write_json
-
-if TYPE_CHECKING:  # annotations only: the presets sit above this module
-    from lab.presets import Preset
+from lab.runs import read_json, write_json
+from lab.train.pretrain_settings import ModelShape, PretrainSettings
 
 
 @dataclass
@@ -50,13 +47,14 @@ def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
     return sizes
 
 
-def size_preset(preset: Preset, hidden: int, layers: int, steps: int):
+def sized(shape: ModelShape, pretrain: PretrainSettings, hidden: int, layers: int, steps: int):
+    """(shape, pretraining settings) of one size of the sweep."""
     heads = hidden // 32  # key/value heads: half of them (GQA), as in the presets
-    shape = dataclasses.replace(preset.model, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+    shape = dataclasses.replace(shape, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                                 num_key_value_heads=max(1, heads // 2), intermediate_size=0)
-    train = dataclasses.replace(preset.pretrain, max_steps=steps, eval_every=steps,
-                                warmup_steps=min(preset.pretrain.warmup_steps, steps // 10))
-    return dataclasses.replace(preset, model=shape, pretrain=train)
+    train = dataclasses.replace(pretrain, max_steps=steps, eval_every=steps,
+                                warmup_steps=min(pretrain.warmup_steps, steps // 10))
+    return shape, train
 
 
 def fit_power_law(params: list[float], losses: list[float]) -> dict:
@@ -76,27 +74,29 @@ def fit_power_law(params: list[float], losses: list[float]) -> dict:
     return best
 
 
-def run_sweep(run: Run, preset: Preset, sizes: tuple[tuple[int, int], ...] | None = None, steps: int | None = None) -> list[dict]:
-    """Pretrain every size (default: the preset's `scaling` settings) and write table, fit and plot."""
+def run_sweep(settings: ScalingSettings, context, pretrain_settings: PretrainSettings,
+              sizes: tuple[tuple[int, int], ...] | None = None, steps: int | None = None) -> list[dict]:
+    """Pretrain every size (default: `settings`' sizes and steps, the run's pretraining otherwise) and write
+    table, fit and plot."""
     from evals.knowledge import probe, summarize
     from evals.reading import reading_snapshot
     from lab.model.loading import load_model_and_tokenizer
     from lab.train.pretrain import pretrain
-    from tasks.world import build_world
 
-    sizes = sizes or parse_sizes(preset.scaling.sizes)
-    steps = steps or preset.scaling.steps
+    run = context.run
+    sizes = sizes or parse_sizes(settings.sizes)
+    steps = steps or settings.steps
     if len(sizes) < 2:
         raise LabError("a scaling sweep needs at least two sizes")
     run.require("tokenizer")
-    world = build_world(preset.data.world) if preset.data.source == "world" else None
+    world = context.world if context.data.source == "world" else None
     rows = []
     for hidden, layers in sizes:
         name = f"d{hidden}-l{layers}"
         stage = f"{STAGE}/{name}"
-        cfg = size_preset(preset, hidden, layers, steps)
+        shape, train = sized(context.model, pretrain_settings, hidden, layers, steps)
         if not run.is_complete(stage):
-            pretrain(run, cfg, stage=stage)
+            pretrain(train, dataclasses.replace(context.at(stage), model=shape))
         summary = read_json(run.stage_dir(stage) / "summary.json")
         model, tokenizer = load_model_and_tokenizer(run.stage_dir(stage))
         total = model.config.num_parameters()
@@ -105,7 +105,7 @@ def run_sweep(run: Run, preset: Preset, sizes: tuple[tuple[int, int], ...] | Non
                "non_embedding_parameters": total - embedding * (1 if model.config.tie_word_embeddings else 2),
                "tokens": summary["tokens_trained"], "heldout_loss": summary["heldout_loss"],
                "final_loss": summary["final_loss"], "tokens_per_s": summary["tokens_per_s"],
-               "flops": model.config.flops_per_token(cfg.pretrain.seq_len) * summary["tokens_trained"]}
+               "flops": model.config.flops_per_token(train.seq_len) * summary["tokens_trained"]}
         if world is not None:
             recall = [r for r in summarize(probe(model, tokenizer, world)) if r["phrasing"] == "corpus"]
             row["recall_by_k"] = {str(r["k"]): r["accuracy"]["value"] for r in recall}

@@ -11,7 +11,7 @@ Text is encoded with special-token matching off: a user typing "<|im_start|>" ge
 from __future__ import annotations
 
 from lab.errors import LabError
-from lab.model.tokenizer import ROLES, encode_text
+from lab.model.tokenizer import ROLES, decode_ids, encode_text
 
 TOOL_CALL, TOOL_CALL_END = "<|tool_call|>", "<|/tool_call|>"
 
@@ -83,3 +83,13 @@ def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False)
         ids += header
         mask += [0] * len(header)
     return ids, mask
+
+
+def chat_prompts(tokenizer, questions: list[str]) -> list[tuple[str, list[int]]]:
+    """(text, ids) of each question as a user turn, ready for the assistant's answer: the ids the engine
+    generates from, and the text TRL is given (it must tokenize back to exactly those ids)."""
+    out = []
+    for q in questions:
+        ids, _ = render(tokenizer, [{"role": "user", "content": q}], add_generation_prompt=True)
+        out.append((decode_ids(tokenizer, ids), ids))
+    return out

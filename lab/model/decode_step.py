@@ -23,7 +23,12 @@ import torch
 import torch.nn.functional as F
 
 from lab.model.attention import rope_cos_sin
-from lab.model.labgpt import LabGPTForCausalLM
+
+
+def _is_labgpt_lm(model) -> bool:
+    """`isinstance(model, LabGPTForCausalLM)` without importing labgpt (the engine runs any causal LM and loads no
+    model class itself): the class or a subclass, never a wrapper around one (TRL's value head, peft's PeftModel)."""
+    return any(cls.__module__ == "lab.model.labgpt" and cls.__qualname__ == "LabGPTForCausalLM" for cls in type(model).__mro__)
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -38,7 +43,7 @@ class DecodeStep:
     @staticmethod
     def supports(model) -> bool:
         """labgpt with plain layers: a peft adapter (or any wrapper) on a projection is left to the model's forward."""
-        if not isinstance(model, LabGPTForCausalLM):  # e.g. TRL's or peft's wrapper around one: its forward
+        if not _is_labgpt_lm(model):  # e.g. TRL's or peft's wrapper around one: its forward
             return False
         linears = [model.lm_head] + [module for layer in model.model.layers
                                      for module in (*layer.self_attn.children(), *layer.mlp.children())]

@@ -1,4 +1,4 @@
-"""Batched generation with our own preallocated KV cache, and labgpt's `generate` when TRL samples.
+"""Batched generation with our own preallocated KV cache: the lab's decoder and its sampling.
 
 HF `generate` is general; this loop is not: one prefill over the left-padded batch, then one token
 per step with a cache written in place, logits only for the last position, and rows that finished
@@ -7,21 +7,27 @@ ops); any other causal LM whose attention calls `cache.update(k, v, layer_idx)` 
 runs its own forward. Sampling is transformers' own logits warpers (temperature, top-k, top-p, min-p,
 in HF's order) on fp32 logits, then `torch.multinomial`: the same distribution HF generate samples.
 
-`generate_like_hf` is what `LabGPTForCausalLM.generate` calls first: it runs HF's call (input ids,
-attention mask, a GenerationConfig, as TRL's GRPO/RLOO rollouts make it) on the engine when every
-option set is one the engine implements, and returns None otherwise, so the model falls back to HF
-generate: nothing is silently ignored.
+Use: `generate(model, prompts, SamplingParams(...))` on token ids, `generate_text(model, tokenizer, texts,
+params)` on text. HF `generate`'s call on this engine (what TRL's rollouts make) is lab/model/hf_generate.py;
+the tool loop around it is lab/model/tool_loop.py.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
+from transformers import (
+    LogitsProcessorList,
+    MinPLogitsWarper,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
+from lab.model.cache import CACHE_FIELD, positions_from_mask
 from lab.model.decode_step import DecodeStep
-from lab.model.labgpt import CACHE_FIELD, positions_from_mask
+from lab.model.tokenizer import decode_ids, encode_text
 
 
 @dataclass
@@ -66,6 +72,14 @@ class KVCache:
     # transformers' mask helpers (transformers' Llama calls them; labgpt does not) probe these on any cache
     is_compileable = False
 
+    def get_query_offset(self, layer_idx: int = 0) -> int:
+        """Where this step's queries start: after every position cached so far."""
+        return self.length
+
+    def get_mask_sizes(self, query_length: int, layer_idx: int = 0) -> tuple[int, int]:
+        """(keys the step attends over, their offset): the cached positions, then the step's own."""
+        return self.length + query_length, 0
+
     @property
     def is_sliding(self):
         return [False] * len(self.keys)
@@ -79,14 +93,6 @@ def _kv_shape(config):
 
 def _warpers(params: SamplingParams):
     """transformers' logits warpers for `params`, in the order HF generate applies them."""
-    from transformers import (
-        LogitsProcessorList,
-        MinPLogitsWarper,
-        TemperatureLogitsWarper,
-        TopKLogitsWarper,
-        TopPLogitsWarper,
-    )
-
     chain = LogitsProcessorList()
     if params.temperature != 1.0:
         chain.append(TemperatureLogitsWarper(params.temperature))
@@ -206,184 +212,8 @@ def generate(model, prompts: list[list[int]], params: SamplingParams, pad_token_
 
 def generate_text(model, tokenizer, texts: list[str], params: SamplingParams, add_bos: bool = True) -> list[str]:
     """Plain-text convenience wrapper: encode, generate, decode (stop token stripped)."""
-    from lab.model.tokenizer import decode_ids, encode_text
-
     bos = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
     prompts = [bos + encode_text(tokenizer, t) for t in texts]
     outs = generate(model, prompts, params, pad_token_id=tokenizer.pad_token_id or 0)
     stops = set(params.stop_token_ids)
     return [decode_ids(tokenizer, [t for t in o if t not in stops]) for o in outs]
-
-
-# ---------------------------------------------------------------- HF generate's call, on the engine
-
-# What `generate_like_hf` does with each GenerationConfig field once resolved as HF resolves it (the call's
-# kwargs, then its generation_config, then the model's, then HF's documented defaults, below): implemented,
-# accepted at any value (they act only under beam search or compilation, which the engine never does),
-# or accepted at the values that change nothing. Any other field set, or any other argument, goes to HF.
-_IMPLEMENTED = {"max_new_tokens", "max_length", "do_sample", "temperature", "top_k", "top_p", "min_p",
-                "pad_token_id", "bos_token_id", "eos_token_id"}
-_ANY_VALUE = {"length_penalty", "early_stopping", "disable_compile", "compile_config", "transformers_version",
-              "_from_model_config", "low_memory"}
-_INERT = {"num_beams": (1,), "num_return_sequences": (1,), "repetition_penalty": (1.0,), "min_new_tokens": (0,),
-          "min_length": (0,), "typical_p": (1.0,), "no_repeat_ngram_size": (0,), "encoder_no_repeat_ngram_size": (0,),
-          "output_scores": (False,), "output_logits": (False,), "output_attentions": (False,),
-          "output_hidden_states": (False,), "return_dict_in_generate": (False,), "remove_invalid_values": (False,),
-          "use_cache": (True,), "renormalize_logits": (False, True)}  # the engine samples a normalised distribution
-# HF's defaults where neither the call nor the model sets a field (GenerationConfig's documented defaults)
-_HF_DEFAULTS = {"do_sample": False, "temperature": 1.0, "top_k": 50, "top_p": 1.0, "max_length": 20}
-
-
-@functools.lru_cache(maxsize=1)
-def _generation_fields() -> frozenset[str]:
-    from transformers import GenerationConfig
-
-    return frozenset(GenerationConfig().to_dict())
-
-
-def _resolved_config(model, generation_config, kwargs: dict) -> dict:
-    layers = [kwargs, generation_config.to_dict() if generation_config is not None else {}]
-    if getattr(model, "generation_config", None) is not None:
-        layers.append(model.generation_config.to_dict())
-    layers.append(_HF_DEFAULTS)
-    fields = _generation_fields() | {key for layer in layers for key in layer}
-    return {key: next((layer[key] for layer in layers if layer.get(key) is not None), None) for key in fields}
-
-
-def _engine_call(model, input_ids, attention_mask, generation_config, kwargs) -> tuple[SamplingParams, int] | None:
-    """(the engine's SamplingParams, the pad id) for an HF `generate` call, or None where the engine does not
-    implement it."""
-    if any(key not in _generation_fields() for key in kwargs):  # streamer, logits_processor, inputs_embeds...
-        return None
-    config = _resolved_config(model, generation_config, kwargs)
-    for key, value in config.items():
-        if value is None or key in _IMPLEMENTED or key in _ANY_VALUE or value in _INERT.get(key, ()):
-            continue
-        return None
-    if input_ids is None or input_ids.dim() != 2 or attention_mask is None or attention_mask.shape != input_ids.shape:
-        return None
-    mask = attention_mask.bool()
-    if not bool(mask[:, -1].all()) or not bool((mask[:, 1:] >= mask[:, :-1]).all()):
-        return None  # left padding only, every row with a token
-    new_tokens = config["max_new_tokens"] or config["max_length"] - input_ids.shape[1]
-    sampling = bool(config["do_sample"])
-    if new_tokens <= 0 or (sampling and config["temperature"] <= 0):
-        return None  # HF's own error message
-    eos = config["eos_token_id"]
-    stops = tuple(int(t) for t in (eos if isinstance(eos, (list, tuple)) else () if eos is None else (eos,)))
-    params = SamplingParams(max_new_tokens=int(new_tokens), temperature=float(config["temperature"]) if sampling else 0.0,
-                            top_k=int(config["top_k"]) if sampling else 0, top_p=float(config["top_p"]) if sampling else 1.0,
-                            min_p=config["min_p"] if sampling else None, stop_token_ids=stops)
-    pad = config["pad_token_id"]  # HF pads finished rows with it, else with the first eos
-    return params, int(pad if pad is not None else (stops[0] if stops else 0))
-
-
-def hf_call_params(model, input_ids, attention_mask, generation_config=None, **kwargs) -> SamplingParams | None:
-    """The engine's SamplingParams for an HF `generate` call, or None where the engine does not implement it."""
-    call = _engine_call(model, input_ids, attention_mask, generation_config, kwargs)
-    return call[0] if call else None
-
-
-def generate_like_hf(model, inputs=None, generation_config=None, **kwargs) -> torch.Tensor | None:
-    """HF `generate`'s result (prompt ids, then new ids, finished rows padded) computed by the engine, or None
-    when the call asks for something the engine does not implement. Sampling draws from torch's global RNG,
-    as HF's does, so `transformers.set_seed` (what TRL seeds with) governs it."""
-    input_ids = kwargs.pop("input_ids", inputs)
-    attention_mask = kwargs.pop("attention_mask", None)
-    call = _engine_call(model, input_ids, attention_mask, generation_config, kwargs)
-    if call is None:
-        return None
-    params, pad = call
-    rows = input_ids.tolist()
-    prompts = [row[len(row) - n:] for row, n in zip(rows, attention_mask.sum(-1).tolist())]
-    outputs = generate(model, prompts, params, pad_token_id=pad)
-    new = torch.full((len(outputs), max(len(out) for out in outputs)), pad, dtype=input_ids.dtype)
-    for i, out in enumerate(outputs):
-        new[i, : len(out)] = torch.tensor(out, dtype=input_ids.dtype)
-    return torch.cat((input_ids, new.to(input_ids.device)), dim=1)
-
-
-# ---------------------------------------------------------------- the tool loop
-
-
-@dataclass
-class ToolCall:
-    name: str
-    argument: str
-    output: str
-    ok: bool
-
-
-@dataclass
-class Answer:
-    answer: str  # the text after the last tool result: what a grader reads
-    transcript: str  # everything generated, tool calls and forced tool turns included
-    calls: list[ToolCall]
-    stopped: str  # "answer" | "length" | "call_limit" | "context"
-    tokens: list[int]
-
-
-def _parse_call(text: str) -> tuple[str, str] | None:
-    name, sep, argument = text.partition("\n")
-    name = name.strip()
-    if not sep or not name or not name.replace("_", "").isalnum():
-        return None
-    return name, argument
-
-
-def generate_with_tools(generate_fn, tokenizer, prompts: list[list[int]], params: SamplingParams, run_tool,
-                        max_calls: int = 3, context_length: int | None = None) -> list[Answer]:
-    """Generate, and whenever a row ends on `<|/tool_call|>`, run the tool and force its result in.
-
-    `generate_fn(prompts, params) -> new tokens per prompt` is the engine (or a scripted fake in tests);
-    `run_tool(name, argument) -> ToolResult`. Malformed calls and tool errors go back to the model as the
-    tool's output; a call beyond `max_calls` ends the answer. Forced tokens come from lab/model/chat_format.py,
-    the same renderer SFT trains on."""
-    from lab.model.chat_format import TOOL_CALL, TOOL_CALL_END, tool_turn
-    from lab.model.tokenizer import decode_ids
-
-    call_id, end_id = tokenizer.convert_tokens_to_ids(TOOL_CALL), tokenizer.convert_tokens_to_ids(TOOL_CALL_END)
-    stops = tuple(dict.fromkeys([*params.stop_token_ids, end_id]))
-    step_params = SamplingParams(**{**params.__dict__, "stop_token_ids": stops})
-    contexts = [list(p) for p in prompts]
-    generated: list[list[int]] = [[] for _ in prompts]
-    answer_start = [0] * len(prompts)
-    calls: list[list[ToolCall]] = [[] for _ in prompts]
-    stopped = ["length"] * len(prompts)
-    active = list(range(len(prompts)))
-    while active:
-        outputs = generate_fn([contexts[r] for r in active], step_params)
-        still = []
-        for r, out in zip(active, outputs):
-            contexts[r] += out
-            generated[r] += out
-            if not out or out[-1] != end_id:
-                stopped[r] = "answer" if out and out[-1] in params.stop_token_ids else "length"
-                continue
-            if len(calls[r]) >= max_calls:
-                stopped[r] = "call_limit"
-                continue
-            opened = max((i for i, t in enumerate(out) if t == call_id), default=None)
-            parsed = _parse_call(decode_ids(tokenizer, out[opened + 1 : -1])) if opened is not None else None
-            if parsed is None:
-                call = ToolCall("", decode_ids(tokenizer, out[:-1]), "error: malformed tool call; write "
-                                "<|tool_call|>NAME\\nARGUMENT<|/tool_call|>", False)
-            else:
-                result = run_tool(*parsed)
-                call = ToolCall(parsed[0], parsed[1], result.output, result.ok)
-            calls[r].append(call)
-            forced = tool_turn(tokenizer, call.output)
-            if context_length is not None and len(contexts[r]) + len(forced) + params.max_new_tokens > context_length:
-                stopped[r] = "context"
-                continue
-            contexts[r] += forced
-            generated[r] += forced
-            answer_start[r] = len(generated[r])
-            still.append(r)
-        active = still
-    stop_set = set(params.stop_token_ids)
-    return [
-        Answer(answer=decode_ids(tokenizer, [t for t in generated[r][answer_start[r]:] if t not in stop_set]),
-               transcript=decode_ids(tokenizer, generated[r]), calls=calls[r], stopped=stopped[r], tokens=generated[r])
-        for r in range(len(prompts))
-    ]

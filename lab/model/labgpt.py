@@ -8,19 +8,18 @@ The rule: this module leans only on the stable public surface of transformers: `
 `PreTrainedConfig`, `GenerationMixin`, the Auto* registries, the `Cache` API (`update(k, v, layer)`,
 `get_seq_length()`), `GradientCheckpointingLayer` and the output dataclasses. The causal + padding
 mask and the attention kernels (lab/model/attention.py: torch's `scaled_dot_product_attention`, and an
-eager path that returns the weights for `lab inspect attention`), the loss and the reward head are
-ours: transformers' masking helpers and attention registry are internal and changed signature in
-5.23 and again in 5.24, which broke generation under TRL. tests/test_model.py fails when the lab
-calls a deprecated transformers or TRL API on a forward, a generate or a TRL step, so the next
-rename is seen in CI.
+eager path that returns the weights for `lab inspect attention`), the loss and the reward head
+(lab/model/labgpt_rm.py) are ours: transformers' masking helpers and attention registry are internal
+and changed signature in 5.23 and again in 5.24, which broke generation under TRL. tests/test_model.py
+fails when the lab calls a deprecated transformers or TRL API on a forward, a generate or a TRL step,
+so the next rename is seen in CI.
 
 Use: `LabGPTForCausalLM(LabGPTConfig(...))`, or `AutoModelForCausalLM.from_pretrained(stage_dir)`
-once `lab.model.labgpt` is imported.
+once `lab.model.labgpt` is imported; `lab.model.hf_generate.use_engine(model)` makes its `generate` run
+on the lab's engine. This module never imports the engine (pyproject.toml's import contract).
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +28,6 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
     DynamicCache,
     GenerationMixin,
     GradientCheckpointingLayer,
@@ -37,18 +35,10 @@ from transformers import (
     PreTrainedModel,
 )
 from transformers import initialization as init
-from transformers.modeling_outputs import (
-    BaseModelOutputWithPast,
-    CausalLMOutputWithPast,
-    SequenceClassifierOutputWithPast,
-)
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from lab.model.attention import apply_rope, causal_attention_mask, eager_attention, rope_cos_sin, sdpa_attention
-
-# transformers 5.24 renamed `past_key_values` to `cache`, as forward argument and as output field, and
-# warns on the old name; 5.17-5.23 know only `past_key_values`. Forward takes either; outputs use the
-# name this version's public output dataclass declares.
-CACHE_FIELD = "cache" if "cache" in {f.name for f in dataclasses.fields(CausalLMOutputWithPast)} else "past_key_values"
+from lab.model.cache import CACHE_FIELD, one_cache, positions_from_mask
 
 
 class LabGPTConfig(PreTrainedConfig):
@@ -228,22 +218,6 @@ class LabGPTPreTrainedModel(PreTrainedModel):
             init.normal_(proj.weight, mean=0.0, std=std)
 
 
-def positions_from_mask(attention_mask: torch.Tensor, query_len: int) -> torch.Tensor:
-    """Position of each of the last `query_len` tokens, counting only real (unpadded) tokens.
-
-    Left-padded batches (GRPO, batched generation) arrive without position ids; counting from the
-    first real token keeps RoPE positions identical to the unpadded sequence."""
-    positions = attention_mask.long().cumsum(-1) - 1
-    return positions.clamp(min=0)[:, -query_len:]
-
-
-def one_cache(past_key_values, cache):
-    """The cache under either of its names (see CACHE_FIELD)."""
-    if past_key_values is not None and cache is not None and past_key_values is not cache:
-        raise ValueError("pass the KV cache once, as `cache` or as `past_key_values`")
-    return cache if cache is not None else past_key_values
-
-
 class LabGPTModel(LabGPTPreTrainedModel):
     def __init__(self, config: LabGPTConfig):
         super().__init__(config)
@@ -321,6 +295,9 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batc
 
 class LabGPTForCausalLM(LabGPTPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    # Set per instance by lab.model.hf_generate.use_engine (the engine builds on this module, so the model
+    # cannot import it): a plain function `hook(model, inputs, generation_config, **kwargs) -> ids or None`.
+    engine_generate = None
 
     def __init__(self, config: LabGPTConfig):
         super().__init__(config)
@@ -370,87 +347,17 @@ class LabGPTForCausalLM(LabGPTPreTrainedModel, GenerationMixin):
             **{CACHE_FIELD: out.get(CACHE_FIELD)},
         )
 
-
     def generate(self, inputs=None, generation_config=None, **kwargs):
-        """HF `generate`, run by the lab's engine when it implements every option the call sets (greedy or
-        sampling with temperature/top-k/top-p/min-p, eos, left-padded batches: what TRL's rollouts ask for),
-        by transformers' GenerationMixin otherwise. The engine's sampling is HF's warpers on the same
-        logits, so both draw the same tokens from the same seed until a row finishes (tests/test_engine.py)."""
-        from lab.model.engine import generate_like_hf  # the engine builds on this module
-
-        result = generate_like_hf(self, inputs, generation_config, **kwargs)
+        """HF `generate`, run by the lab's engine when `use_engine(model)` set the hook and the engine implements
+        every option the call sets (greedy or sampling with temperature/top-k/top-p/min-p, eos, left-padded
+        batches: what TRL's rollouts ask for), by transformers' GenerationMixin otherwise. The engine's sampling
+        is HF's warpers on the same logits, so both draw the same tokens from the same seed until a row finishes
+        (tests/test_engine.py)."""
+        hook = self.engine_generate
+        result = hook(self, inputs, generation_config, **kwargs) if hook is not None else None
         return result if result is not None else super().generate(inputs, generation_config, **kwargs)
-
-
-class LabGPTForSequenceClassification(LabGPTPreTrainedModel):
-    """Scalar head on the last non-pad token: the reward model (TRL RewardTrainer, num_labels=1).
-
-    Weight names are transformers' generic ones (`model.*`, `score.weight`), so reward models saved
-    before this head was ours load unchanged."""
-
-    # A reward model starts from a causal LM's checkpoint: its head is new and lm_head is left out, by design.
-    _keys_to_ignore_on_load_missing = [r"^score\.weight$"]
-    _keys_to_ignore_on_load_unexpected = [r"^lm_head\."]
-
-    def __init__(self, config: LabGPTConfig):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.model = LabGPTModel(config)
-        self.score = nn.Linear(config.hidden_size, self.num_labels, bias=False)
-        self.post_init()
-
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        position_ids=None,
-        past_key_values=None,
-        inputs_embeds=None,
-        labels=None,
-        use_cache=None,
-        output_attentions=False,
-        output_hidden_states=False,
-        cache=None,
-        **kwargs,
-    ) -> SequenceClassifierOutputWithPast:
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=past_key_values,
-            cache=cache,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
-        logits = self.score(out.last_hidden_state)
-        batch = logits.shape[0]
-        if input_ids is not None and self.config.pad_token_id is not None:
-            # the rightmost non-pad token, so left and right padding both work
-            real = (input_ids != self.config.pad_token_id).to(logits.device, torch.int32)
-            last = (torch.arange(input_ids.shape[-1], device=logits.device, dtype=torch.int32) * real).argmax(-1)
-        elif batch == 1:
-            last = -1
-        else:
-            raise ValueError("a batch of more than one sequence needs input_ids and config.pad_token_id to find each end")
-        pooled = logits[torch.arange(batch, device=logits.device), last]
-        loss = None
-        if labels is not None:
-            if self.num_labels == 1:
-                loss = F.mse_loss(pooled.squeeze(-1).float(), labels.float().reshape(-1))
-            else:
-                loss = F.cross_entropy(pooled.float(), labels.reshape(-1))
-        return SequenceClassifierOutputWithPast(
-            loss=loss,
-            logits=pooled,
-            hidden_states=out.hidden_states,
-            attentions=out.attentions,
-            **{CACHE_FIELD: out.get(CACHE_FIELD)},
-        )
 
 
 AutoConfig.register("labgpt", LabGPTConfig, exist_ok=True)
 AutoModel.register(LabGPTConfig, LabGPTModel, exist_ok=True)
 AutoModelForCausalLM.register(LabGPTConfig, LabGPTForCausalLM, exist_ok=True)
-AutoModelForSequenceClassification.register(LabGPTConfig, LabGPTForSequenceClassification, exist_ok=True)

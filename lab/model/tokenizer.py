@@ -16,6 +16,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from lab.errors import LabError
+from lab.stage_names import DATA
+from tasks.corpus import load_corpus
 
 SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|im_start|>", "<|im_end|>", "<|tool_call|>", "<|/tool_call|>"]
 ROLES = ("system", "user", "assistant", "tool")
@@ -161,3 +163,14 @@ def special_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:
     if token_id is None:
         raise LabError(f"special token {token} is missing from this tokenizer")
     return token_id
+
+
+def tokenizer_stage(settings, context) -> None:
+    """The `tokenizer` stage: a byte-level BPE trained on the run's training documents (settings: a
+    TokenizerSettings), its length limit the model's context."""
+    corpus = load_corpus(context.run.require(DATA))
+    tokenizer = train_tokenizer((doc for doc in corpus["train"]["text"]), vocab_size=settings.vocab_size,
+                                min_frequency=settings.min_frequency,
+                                model_max_length=context.model.max_position_embeddings)
+    save_tokenizer(tokenizer, context.run.stage_dir(context.stage))
+    context.run.mark_complete(context.stage, {"vocab_size": len(tokenizer)})

@@ -13,14 +13,11 @@ exactly the token that ends an assistant turn.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 from lab.errors import LabError
 from lab.progress import trainer_progress
-from lab.runs import Run, write_json, write_train_log
-
-if TYPE_CHECKING:  # annotations only: the presets sit above this module
-    from lab.presets import Preset
+from lab.runs import write_json, write_train_log
+from lab.stage_names import RM
 
 
 @dataclass
@@ -34,6 +31,10 @@ class DPOSettings:
     log_every: int = 5
     ckpt_every: int = 50
     seed: int = 0
+
+    def planned_steps(self, summary: dict) -> int:
+        """The optimiser steps this stage takes with these settings (`summary`: a run of it, for its data size)."""
+        return summary["steps"]  # epochs over the rm stage's comparisons: counted by the run
 
 
 def _as_text(tokenizer, data):
@@ -53,8 +54,8 @@ def _as_text(tokenizer, data):
     return out
 
 
-def dpo(run: Run, preset: Preset, settings: DPOSettings, source: str = "sft-idk", preferences: str = "rm",
-        out_stage: str = "dpo") -> dict:
+def dpo(settings: DPOSettings, context, preferences: str = RM) -> dict:
+    """DPO of `context.source` on the `preferences` stage's comparisons into `context.stage`."""
     import torch
     from trl import DPOConfig, DPOTrainer
 
@@ -64,6 +65,7 @@ def dpo(run: Run, preset: Preset, settings: DPOSettings, source: str = "sft-idk"
     from lab.train.trainers import checkpoint_args, common_trainer_args, save_trained, train_resuming
     from rewards.preferences import load_preferences
 
+    run, source, out_stage = context.run, context.source, context.stage
     src = run.require(source)
     data = load_preferences(run.require(preferences) / "preferences")
     out = run.open_stage(out_stage)

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 from lab.errors import LabError
 from lab.runs import Run, write_json
 
-if TYPE_CHECKING:  # annotations only: the presets sit above this module
-    from lab.presets import Preset
+if TYPE_CHECKING:  # annotations only: the settings are torch-free, so the presets can hold them
+    from lab.train.sft_settings import SFTSettings
 
 
 @dataclass
@@ -41,6 +41,10 @@ class MathSFTSettings:
     ckpt_every: int = 100
     seed: int = 0
 
+    def planned_steps(self, summary: dict) -> int:
+        """The optimiser steps this stage takes with these settings (`summary`: a run of it, for its data size)."""
+        return max(1, (self.problems * len(self.forms) + self.replay) // self.batch_size)
+
 
 def solution_records(problems, forms: tuple[str, ...] = ("worked",)) -> list[dict]:
     """Chat records of problems answered in each of `forms` (tasks/answer_forms.py): the worked solution,
@@ -55,7 +59,7 @@ def solution_records(problems, forms: tuple[str, ...] = ("worked",)) -> list[dic
             for p in problems for form in forms]
 
 
-def with_system_messages(records: list[dict], preset: Preset, seed: int) -> list[dict]:
+def with_system_messages(records: list[dict], sft: SFTSettings, seed: int) -> list[dict]:
     """The identity's system message on the share of records SFT gives it (sft.mixture.system_prompt_share).
     The eval suites always send it: practice without it measured worse there than on its own held-out problems
     (dev world: 0.07 two-digit sums worked in the math suite against 0.21 in rl-math's held-out check)."""
@@ -63,29 +67,27 @@ def with_system_messages(records: list[dict], preset: Preset, seed: int) -> list
 
     from tasks.identity import system_message
 
-    rng, system = random.Random(f"system|{seed}"), system_message(preset.sft.identity)
-    share = preset.sft.mixture.system_prompt_share
+    rng, system = random.Random(f"system|{seed}"), system_message(sft.identity)
+    share = sft.mixture.system_prompt_share
     return [{**r, "messages": [{"role": "system", "content": system}] + r["messages"]} if rng.random() < share else r
             for r in records]
 
 
-def replay_records(run: Run, preset: Preset, source: str, n: int, seed: int) -> list[dict]:
+def replay_records(context, source: str, n: int, seed: int) -> list[dict]:
     """`n` conversations of the SFT mixture `source` was trained on (sft-idk's refusals where its probe
     found the base model ignorant), drawn with `seed`."""
     import random
 
     from lab.runs import read_json
     from tasks.chat import build_mixture
-    from tasks.world import build_world
-
     if n <= 0:
         return []
     from lab.train.sft import decide_known
 
-    probe = run.stage_dir(source) / "probe.json"
+    probe, sft = context.run.stage_dir(source) / "probe.json", context.sft
     # decided as sft-idk decided it (per person by default), not by the probe's per-question field
-    known = decide_known(read_json(probe), preset.sft.known_unit, preset.sft.known_threshold) if probe.exists() else None
-    records = build_mixture(build_world(preset.data.world), preset.sft.mixture, preset.sft.identity, known)
+    known = decide_known(read_json(probe), sft.known_unit, sft.known_threshold) if probe.exists() else None
+    records = build_mixture(context.world, sft.mixture, sft.identity, known)
     return random.Random(seed).sample(records, min(n, len(records)))
 
 
@@ -94,8 +96,8 @@ def answer_tokens(dataset) -> float:
     return sum(sum(m) for m in dataset["assistant_masks"]) / len(dataset)
 
 
-def train_on_records(run: Run, preset: Preset, dataset, out_stage: str, steps: int, batch_size: int, lr: float, seed: int,
-                     source: str, log_every: int, ckpt_every: int) -> dict:
+def train_on_records(run: Run, dataset, out_stage: str, steps: int, batch_size: int, lr: float, seed: int,
+                     source: str, log_every: int, ckpt_every: int, max_length: int) -> dict:
     """SFT of `source` on a build_dataset dataset (loss on the answers only) into `out_stage`: constant
     learning rate after 10% warm-up (at most 10 steps), as the RL stages. Resumes from its last checkpoint.
     Returns what it trained: steps, tokens, seconds, the model; the caller owns COMPLETE."""
@@ -115,7 +117,7 @@ def train_on_records(run: Run, preset: Preset, dataset, out_stage: str, steps: i
         output_dir=str(out / "trainer"), max_steps=steps, learning_rate=lr,
         lr_scheduler_type="constant_with_warmup", warmup_steps=min(10, steps // 10),
         per_device_train_batch_size=batch_size, logging_steps=log_every, **checkpoint_args(ckpt_every),
-        max_length=preset.sft.max_length, seed=seed, data_seed=seed,
+        max_length=max_length, seed=seed, data_seed=seed,
         **common_trainer_args(checkpointing=False),  # TRL turns it on; off, the same weights came 8% sooner
     )
     trainer = SFTTrainer(model=model.train(), args=args, train_dataset=dataset, processing_class=tokenizer,
@@ -126,22 +128,23 @@ def train_on_records(run: Run, preset: Preset, dataset, out_stage: str, steps: i
             "tokens_trained": round(steps * batch_size * answer_tokens(dataset)), "seconds": seconds}
 
 
-def math_sft(run: Run, preset: Preset, settings: MathSFTSettings, source: str = "sft-idk", out_stage: str = "sft-math") -> dict:
+def math_sft(settings: MathSFTSettings, context) -> dict:
     """The sft-math stage: `settings.problems` training problems of the given tasks and bands, each seen
     once, with `settings.replay` of the source's SFT conversations mixed in."""
     from lab.model.tokenizer import load_tokenizer
     from lab.train.sft import build_dataset
     from tasks.math import MathConfig, generate
 
+    run, source, out_stage, max_length = context.run, context.source, context.stage, context.sft.max_length
     tokenizer = load_tokenizer(run.require(source))
     problems = generate(MathConfig(seed=settings.seed, tasks=tuple(settings.tasks), bands=tuple(settings.bands)),
                         settings.problems, split="train")
-    records = (with_system_messages(solution_records(problems, tuple(settings.forms)), preset, settings.seed)
-               + replay_records(run, preset, source, settings.replay, settings.seed))
-    dataset, too_long = build_dataset(records, tokenizer, preset.sft.max_length)
+    records = (with_system_messages(solution_records(problems, tuple(settings.forms)), context.sft, settings.seed)
+               + replay_records(context, source, settings.replay, settings.seed))
+    dataset, too_long = build_dataset(records, tokenizer, max_length)
     steps = max(1, len(records) // settings.batch_size)
-    done = train_on_records(run, preset, dataset, out_stage, steps, settings.batch_size, settings.lr,
-                            settings.seed, source, settings.log_every, settings.ckpt_every)
+    done = train_on_records(run, dataset, out_stage, steps, settings.batch_size, settings.lr,
+                            settings.seed, source, settings.log_every, settings.ckpt_every, max_length)
     summary = {"source": source, "problems": len(problems), "distinct_questions": len({p.question for p in problems}),
                "replayed": len(records) - len(problems) * len(settings.forms), "dropped_too_long": too_long,
                **{k: v for k, v in done.items() if k != "model"}, "settings": asdict(settings)}

@@ -17,30 +17,31 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
+from evals.reading import reading_snapshot
 from lab.errors import LabError
+from lab.model.engine import SamplingParams, generate_text
 from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
 from lab.model.tokenizer import encode_texts, load_tokenizer
+from lab.progress import TrainLogger
 from lab.runs import Run, atomic_dir, cpu_info, settle_dir, write_json
-from lab.train.pretrain_settings import PretrainSettings
-
-if TYPE_CHECKING:  # for annotations only: the presets sit above the stages and import them
-    from lab.presets import Preset
+from lab.train.distributed import Distributed
+from lab.train.pretrain_settings import ModelShape, PretrainSettings, SampleSettings
+from tasks.corpus import load_corpus
 
 STAGE = "base"
 # bf16 dense peak of the GPUs this lab is tuned on; MFU on other hardware needs pretrain.peak_tflops.
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 
 
-def model_config(preset: Preset, vocab_size: int, pad_token_id: int = 0, bos_token_id: int = 1,
+def model_config(shape: ModelShape, vocab_size: int, pad_token_id: int = 0, bos_token_id: int = 1,
                  eos_token_id: int = 2) -> LabGPTConfig:
-    """The preset's model shape with a vocabulary; the special ids default to lab/model/tokenizer.py's fixed ones."""
-    shape = preset.model
+    """A model shape with a vocabulary; the special ids default to lab/model/tokenizer.py's fixed ones."""
     return LabGPTConfig(
         vocab_size=vocab_size,
         hidden_size=shape.hidden_size,
@@ -77,7 +78,6 @@ def tokenize_documents(tokenizer, texts, path: Path) -> int:
 
 def ensure_tokens(run: Run, tokenizer) -> dict[str, Path]:
     """Tokenize the run's corpus once into `base/data/{train,heldout}.bin` (cached across resumes)."""
-    from tasks.corpus import load_corpus
 
     data_dir = run.stage_dir(STAGE) / "data"
     meta_path = data_dir / "meta.json"
@@ -211,7 +211,6 @@ def load_checkpoint(path: Path, model, config: LabGPTConfig) -> dict:
         k = mismatched[0]
         raise LabError(f"checkpoint {path} has {k}={stored.get(k)} but the settings ask for {k}={wanted.get(k)}; "
                        "use another --name or delete the checkpoint")
-    from safetensors.torch import load_file
 
     weights = load_file(path / "model.safetensors")
     missing, unexpected = model.load_state_dict(weights, strict=False)
@@ -227,13 +226,10 @@ def load_checkpoint(path: Path, model, config: LabGPTConfig) -> dict:
 # ---------------------------------------------------------------- the loop
 
 
-def write_samples(model, tokenizer, preset: Preset, path: Path) -> list[dict]:
-    """A few sampled continuations of the preset's prompts: the first look at what the model learned."""
-    from lab.model.engine import SamplingParams, generate_text
-
-    s = preset.sample
+def write_samples(model, tokenizer, s: SampleSettings, seed: int, path: Path) -> list[dict]:
+    """A few sampled continuations of the sample prompts: the first look at what the model learned."""
     params = SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_k=s.top_k,
-                            seed=preset.seed, stop_token_ids=(tokenizer.eos_token_id,))
+                            seed=seed, stop_token_ids=(tokenizer.eos_token_id,))
     texts = generate_text(model, tokenizer, list(s.prompts), params)
     rows = [{"prompt": p, "completion": t} for p, t in zip(s.prompts, texts)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -241,18 +237,15 @@ def write_samples(model, tokenizer, preset: Preset, path: Path) -> list[dict]:
 
 
 
-def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool = False, quiet: bool = False,
-             stage: str = STAGE) -> dict:
-    """Train the base model into `run/base` (or another stage folder: the scaling sweep trains one a size).
+def pretrain(cfg: PretrainSettings, context, stop_at: int | None = None, restart: bool = False,
+             quiet: bool = False) -> dict:
+    """Train a model of `context.model`'s shape into `context.stage` (base, or the scaling sweep's one a size).
     Resumes from `<stage>/checkpoint` unless `restart`.
 
     `stop_at` ends the run after that many steps without finishing the stage, as if killed (used to
     split pretraining across commands, and by the resume test)."""
-    from evals.reading import reading_snapshot
-    from lab.progress import TrainLogger
-    from lab.train.distributed import Distributed
 
-    cfg = preset.pretrain
+    run, stage = context.run, context.stage or STAGE
     if cfg.parallel not in ("ddp", "fsdp"):
         raise LabError(f"unknown pretrain.parallel '{cfg.parallel}'; valid: ddp, fsdp")
     dist = Distributed.from_env(cfg.device)
@@ -266,11 +259,11 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
     train_data = TokenWindows(paths["train"], cfg.seq_len)
     heldout_data = TokenWindows(paths["heldout"], cfg.seq_len)
 
-    config = model_config(preset, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
+    config = model_config(context.model, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
                           tokenizer.eos_token_id)
     if cfg.seq_len > config.max_position_embeddings:
         raise LabError(f"pretrain.seq_len {cfg.seq_len} exceeds model.max_position_embeddings {config.max_position_embeddings}")
-    torch.manual_seed(preset.seed)
+    torch.manual_seed(context.seed)
     model = LabGPTForCausalLM(config).to(device)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -314,7 +307,7 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
     @torch.no_grad()
     def heldout_loss() -> float:
         model.eval()
-        losses = [loss_on(*heldout_data.batch(cfg.batch_size, (preset.seed, 7, i), device), model).item()
+        losses = [loss_on(*heldout_data.batch(cfg.batch_size, (context.seed, 7, i), device), model).item()
                   for i in range(cfg.eval_batches)]
         model.train()
         return float(np.mean(losses))
@@ -326,7 +319,7 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
             group["lr"] = lr
         loss_sum = 0.0
         for micro in range(cfg.grad_accum):
-            x, y = train_data.batch(cfg.batch_size, (preset.seed, step, micro, dist.rank), device)
+            x, y = train_data.batch(cfg.batch_size, (context.seed, step, micro, dist.rank), device)
             with dist.no_sync(forward_model, last=micro == cfg.grad_accum - 1):
                 loss = loss_on(x, y, forward_model) / cfg.grad_accum
                 loss.backward()
@@ -357,7 +350,7 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
                 record = {"step": done, "heldout_loss": held}
                 if cfg.reading_probes and not dist.sharded:  # when reading appears (a sharded model is in pieces)
                     with torch.no_grad():
-                        record.update(reading_snapshot(model, tokenizer, world_probes=preset.data.source == "world"))
+                        record.update(reading_snapshot(model, tokenizer, world_probes=context.data.source == "world"))
                 logger.log(record)
         if cfg.ckpt_every and (done % cfg.ckpt_every == 0 or done == cfg.max_steps):  # 0: weights only
             save_checkpoint(ckpt_path, dist, model, optimizer, done, config)
@@ -384,7 +377,7 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
                    "parallel": ("fsdp" if dist.sharded else "ddp") if dist.world_size > 1 else "none",
                    "settings": asdict(cfg)}
         write_json(out / "summary.json", summary)
-        write_samples(model.eval(), tokenizer, preset, out / "samples.jsonl")
+        write_samples(model.eval(), tokenizer, context.sample, context.seed, out / "samples.jsonl")
         run.mark_complete(stage, {"final_loss": loss_value})
         result.update(summary)
     # What holds the process group must go before the group does: a DDP Reducer freed after
@@ -395,3 +388,13 @@ def pretrain(run: Run, preset: Preset, stop_at: int | None = None, restart: bool
     gc.collect()
     dist.close()
     return result
+
+
+def base_stage(settings: PretrainSettings, context) -> None:
+    """The `base` stage: pretraining, then the first look at what the model learned (its samples, printed)."""
+    pretrain(settings, context)
+    samples = context.run.stage_dir(context.stage) / "samples.jsonl"
+    if samples.exists():
+        for line in samples.read_text().splitlines():
+            row = json.loads(line)
+            print(f"    {row['prompt']}{row['completion']}", file=sys.stderr)

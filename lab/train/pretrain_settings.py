@@ -47,6 +47,10 @@ class PretrainSettings:
     gradient_checkpointing: bool = False
     parallel: str = "ddp"  # under torchrun: ddp (a whole model per rank) | fsdp (sharded, for models that don't fit)
 
+    def planned_steps(self, summary: dict) -> int:
+        """The optimiser steps this stage takes with these settings (`summary`: a run of it, for its data size)."""
+        return self.max_steps
+
 
 @dataclass
 class SampleSettings:

@@ -2,7 +2,7 @@
 how good a stand-in it is (held-out pairwise accuracy, agreement and correlation with the gold judge),
 by the number of comparisons too (the data-scaling table, lab/experiments/rm_scaling.py).
 
-The RM starts from the sft-idk weights; scoring and loading are rewards/reward_model.py, so RL stages
+The RM starts from the sft-idk weights; scoring and loading are rewards/proxy.py, so RL stages
 and experiments read rewards without importing this trainer. Run: `lab pipeline` (stage rm).
 """
 
@@ -12,51 +12,20 @@ import json
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lab.errors import LabError
-from lab.runs import Run, write_json, write_train_log
-from rewards.reward_model import check_tokenizers_match, encode, load_reward_model, score
-
-if TYPE_CHECKING:  # annotations only: the presets sit above this module
-    from lab.presets import Preset
-
-
-@dataclass
-class RewardModelSettings:
-    # preference data (rewards/preferences.build_preferences)
-    pairs: int = 1000
-    samples_per_prompt: int = 4
-    temperature: float = 0.7  # the policy's RL sampling temperature: the RM should see what RL will show it
-    max_new_tokens: int = 64
-    label_mode: str = "bt"  # bt | argmax
-    label_temperature: float = 0.1
-    label_noise: float = 0.0
-    heldout_share: float = 0.2  # of SFT people, whose comparisons are the RM's test split
-    disjoint_pairs: bool = True
-    sample_batch_size: int = 64
-    # training (TRL RewardTrainer)
-    epochs: float = 2.0
-    lr: float = 2e-4
-    batch_size: int = 16
-    grad_accum: int = 1
-    max_length: int = 256
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
-    center_rewards: float = 0.01  # pulls the mean reward to 0, so RL sees rewards on a steady scale
-    log_every: int = 10
-    ckpt_every: int = 50
-    seed: int = 0
+from lab.runs import write_json, write_train_log
+from lab.train.reward_model_settings import RewardModelSettings
+from rewards.completions import completion_text
+from rewards.proxy import check_tokenizers_match, encode, load_reward_model, score
 
 
 def tokenize_pairs(rows, tokenizer, max_length: int):
     """RewardTrainer's input, chosen_ids/rejected_ids from encode(), as a fresh in-memory Dataset (no cache files
     in the stage folder); pairs longer than max_length are dropped. Returns (dataset, dropped)."""
     from datasets import Dataset
-
-    from rewards.gold import completion_text
 
     ids = {"chosen_ids": [], "rejected_ids": []}
     dropped = 0
@@ -106,8 +75,6 @@ def correlation(x: list[float], y: list[float], method: str) -> float | None:
 
 def evaluate(model, tokenizer, data, batch_size: int = 64) -> dict:
     """How well the proxy stands in for the gold judge on a split of preference pairs."""
-    from rewards.gold import completion_text
-
     prompts = list(data["prompt"])
     chosen = score(model, tokenizer, prompts, [completion_text(c) for c in data["chosen"]], batch_size)
     rejected = score(model, tokenizer, prompts, [completion_text(c) for c in data["rejected"]], batch_size)
@@ -130,15 +97,16 @@ def evaluate(model, tokenizer, data, batch_size: int = 64) -> dict:
     }
 
 
-def train_reward_model(run: Run, preset: Preset, settings: RewardModelSettings, source: str = "sft-idk",
-                       out_stage: str = "rm") -> dict:
-    """The `rm` stage: sample and label comparisons from `source`, train the RM from `source`'s weights."""
+def train_reward_model(settings: RewardModelSettings, context) -> dict:
+    """The `rm` stage: sample and label comparisons from `context.source`, train the RM from its weights into
+    `context.stage`."""
     from lab.model.tokenizer import load_tokenizer
     from rewards.preferences import stage_preferences
 
+    run, source, out_stage = context.run, context.source, context.stage
     src = run.require(source)
     out = run.open_stage(out_stage)
-    data, pref_stats = stage_preferences(run, preset, settings, source, out)
+    data, pref_stats = stage_preferences(run, context.world, settings, source, out)
     if not len(data["train"]) or not len(data["test"]):
         raise LabError(f"the preference data has {len(data['train'])} training and {len(data['test'])} held-out pairs; "
                        "both are needed (raise rm.pairs, or move rm.heldout_share away from 0 and 1)")

@@ -1,6 +1,6 @@
 """RLHF: the sft-idk policy optimised against the learned reward model, with the gold judge watching.
 
-The reward is the proxy RM of the `rm` stage (rewards/reward_model.py); the prompts are "Tell me about
+The reward is the proxy RM of the `rm` stage (rewards/proxy.py); the prompts are "Tell me about
 <person>." questions (rewards/gold.PROMPT_TEMPLATES) about SFT people only, so held-out people stay
 unseen. The gold judge (rewards/gold.py) is passed to TRL as a second reward with weight 0: TRL scores
 and logs it every step (rewards/gold/mean) but it adds nothing to the advantage, so the policy never
@@ -11,58 +11,33 @@ TRL logs KL as a mean per token; the over-optimization curves need it per answer
 whole sequences), so each log row also gets kl_seq = kl x mean completion length, an estimate good
 enough to place the points. KL is only measured with beta > 0 (TRL then keeps a reference model).
 
-The trainer core (config, resume, save, logs) is lab/train/rl_math.train_policy, shared with RL on math.
+The trainer core (config, resume, save, logs) is lab/train/policy_gradient.py, shared with RL on math; the
+rewards are rewards/registry.py's, named by rlhf.rewards (the proxy and gold factories by default).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from datasets import Dataset
 
 from lab.errors import LabError
-from lab.runs import Run, write_json, write_train_log
+from lab.model.chat_format import chat_prompts
+from lab.model.tokenizer import load_tokenizer
+from lab.runs import write_json, write_train_log
+from lab.stage_names import RM
 from lab.train.memory import training_memory
-from lab.train.rl_math import (
-    chat_prompts,
-    check_prompts,
-    check_rl_settings,
-    load_policy,
-    train_policy,
-)
-
-if TYPE_CHECKING:  # annotations only: the presets sit above this module
-    from lab.presets import Preset
-
-
-@dataclass
-class RLHFSettings:
-    algo: str = "grpo"  # grpo | dr_grpo | dapo | bnpo | rloo (lab/rl.ALGOS)
-    steps: int = 30  # ~5 s a step on 2 free CPU cores with the tiny model (generation dominates): ~2.5 minutes
-    lr: float = 1e-4  # an order below SFT's, as for RL on math
-    beta: float = 0.02  # KL penalty to sft-idk; > 0 also makes TRL measure the KL the experiment plots
-    num_generations: int = 4  # samples per prompt: the group the advantage is computed in
-    batch_size: int = 16  # completions per step (batch_size / num_generations prompts)
-    temperature: float = 0.7  # the temperature the RM's comparisons were sampled at
-    max_completion_length: int = 64  # the rm stage's max_new_tokens: longer answers are off the RM's data
-    rewards: tuple[str, ...] = ("proxy", "gold")  # fixed: the RM is optimised, the gold judge only logged
-    reward_weights: tuple[float, ...] = (1.0, 0.0)
-    lora_r: int = 0
-    lora_alpha: int = 16
-    log_every: int = 1  # every step: each is a point on the over-optimization curve
-    ckpt_every: int = 20
-    snapshot_every: int = 5  # keep the policy every this many steps (snapshots/), 0 = never: the KL path
-    seed: int = 0
-    use_vllm: bool = False
+from lab.train.policy_gradient import check_prompts, check_rl_settings, load_policy, train_policy
+from lab.train.rl_settings import RLHFSettings
+from rewards.gold import PROMPT_TEMPLATES, prompt_for
+from rewards.proxy import check_tokenizers_match
+from rewards.registry import RewardContext, get_rewards
+from tasks.world import seeded_rng
 
 
 def rlhf_dataset(world, tokenizer, seed: int = 0):
     """Every PROMPT_TEMPLATES question about every SFT person (a person column for the gold judge), shuffled."""
-    from datasets import Dataset
-
-    from rewards.gold import PROMPT_TEMPLATES, prompt_for
-    from tasks.world import seeded_rng
-
     asked = [(p.name, t) for p in world.sft_people() for t in range(len(PROMPT_TEMPLATES))]
     if not asked:
         raise LabError("the world has no SFT people to ask about")
@@ -93,42 +68,31 @@ def ends(values: list[float]) -> tuple[float | None, float | None]:
     return sum(values[:window]) / window, sum(values[-window:]) / window
 
 
-def rlhf(run: Run, preset: Preset, settings: RLHFSettings, source: str = "sft-idk", rm_stage: str = "rm",
-         out_stage: str = "rlhf-grpo", proxy=None) -> dict:
-    """Optimise `source` against the `rm_stage` reward model into `run/<out_stage>`.
+def rlhf(settings: RLHFSettings, context, rm_stage: str = RM, proxy=None) -> dict:
+    """Optimise `context.source` against the `rm_stage` reward model into `context.stage`.
 
     `proxy` replaces the RM's reward function (a TRL reward function named "proxy", e.g. the
     experiment's ensemble); the rm stage is still required, its tokenizer checked against the policy's."""
-    from rewards.gold import gold_reward_fn
-    from rewards.reward_model import (
-        check_tokenizers_match,
-        load_reward_model,
-        make_reward_fn,
-    )
-    from tasks.world import build_world
-
+    run, source, out_stage = context.run, context.source, context.stage
     check_rl_settings(settings, len(settings.rewards))
-    if tuple(settings.rewards) != ("proxy", "gold"):
-        raise LabError(f"rlhf.rewards is fixed to ('proxy', 'gold'), got {settings.rewards}")
+    if "proxy" not in settings.rewards:
+        raise LabError(f"rlhf.rewards must include 'proxy', the reward model RLHF optimises; got {settings.rewards}")
     src = run.require(source)
     rm_dir = run.require(rm_stage)
     model, tokenizer = load_policy(src)
-    world = build_world(preset.data.world)
+    world = context.world
     held = []  # models beside the policy, for the memory figure
-    if proxy is None:
-        rm_model, rm_tokenizer = load_reward_model(rm_dir)
-        held.append(rm_model)
-        proxy = make_reward_fn(rm_model, rm_tokenizer, policy_tokenizer=tokenizer)
-    else:
-        from lab.model.tokenizer import load_tokenizer
-
+    if proxy is not None:
         check_tokenizers_match(load_tokenizer(rm_dir), tokenizer)
+    # registry names, or the override in place of "proxy"; the gold judge reads completion_ids, so special tokens
+    # and cut-offs cost
+    reward_funcs = get_rewards([proxy if name == "proxy" and proxy is not None else name for name in settings.rewards],
+                               RewardContext(tokenizer=tokenizer, world=world, rm_dir=rm_dir, held=held))
     dataset, prompts = rlhf_dataset(world, tokenizer, settings.seed)
     check_prompts(tokenizer, model, prompts, settings.max_completion_length)
     out = run.open_stage(out_stage)
 
-    gold = gold_reward_fn(world, tokenizer=tokenizer)  # reads completion_ids: special tokens and cut-offs cost
-    done = train_policy(out, model, tokenizer, settings, dataset, [proxy, gold], write_logs=write_rlhf_log,
+    done = train_policy(out, model, tokenizer, settings, dataset, reward_funcs, write_logs=write_rlhf_log,
                         snapshot_every=settings.snapshot_every)
     steps = [r for r in done.logs if "proxy" in r]
     proxy_first, proxy_last = ends([r["proxy"] for r in steps])

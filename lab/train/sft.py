@@ -18,29 +18,31 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
+from datasets import Dataset
+from trl import SFTConfig, SFTTrainer
 
+from evals.knowledge import starts_with_value
 from lab.errors import LabError
 from lab.model.chat_format import render
+from lab.model.engine import SamplingParams, generate_text
+from lab.model.labgpt import LabGPTForCausalLM
+from lab.model.tokenizer import load_tokenizer
 from lab.progress import trainer_progress
-from lab.runs import Run, write_json, write_train_log
-from lab.train.sft_settings import check_known_unit
+from lab.runs import write_json, write_train_log
+from lab.stage_names import SFT_IDK
+from lab.train.sft_settings import SFTSettings, check_known_unit
 from lab.train.trainers import checkpoint_args, common_trainer_args, lora_config, save_trained, train_resuming
+from tasks.chat import build_mixture, contamination_texts
 
-if TYPE_CHECKING:  # annotations only: the presets sit above this module
-    from lab.presets import Preset
-
-VARIANTS = ("sft", "sft-idk")
+VARIANTS = ("sft", SFT_IDK)
 
 
 def probe_known(model, tokenizer, world, people, samples: int, temperature: float, seed: int = 0,
                 batch_size: int = 256) -> dict[str, dict]:
     """For each question about `people`: the share of sampled completions of its fact prompt that are correct
     (whether that makes it known is decide_known's call, per question or per person)."""
-    from evals.knowledge import starts_with_value
-    from lab.model.engine import SamplingParams, generate_text
 
     items = [(q, world.fact_prompts(p, q.attribute)["corpus"]) for p in people for q in world.questions(p)]
     prompts = [prompt for _, prompt in items for _ in range(samples)]
@@ -69,14 +71,13 @@ def decide_known(probe: dict[str, dict], unit: str, threshold: float) -> dict[st
     return {qid: sum(shares[item["person"]]) / len(shares[item["person"]]) >= threshold for qid, item in probe.items()}
 
 
-def _probe(run: Run, preset: Preset, model, tokenizer, world, out: Path) -> dict[str, bool]:
+def _probe(cfg: SFTSettings, seed: int, model, tokenizer, world, out: Path) -> dict[str, bool]:
     """Question id -> known for sft-idk's targets; the raw probe is kept in probe.json (a resumed run reuses it)."""
     path = out / "probe.json"
-    cfg = preset.sft
     probe = json.loads(path.read_text()) if path.exists() else None
     if probe is None or any("person" not in item for item in probe.values()):  # absent, or from before persons
         probe = probe_known(model, tokenizer, world, world.sft_people(), cfg.probe_samples, cfg.probe_temperature,
-                            seed=preset.seed)
+                            seed=seed)
         write_json(path, probe)
     known = decide_known(probe, cfg.known_unit, cfg.known_threshold)
     by_k: dict[int, list[int]] = {}
@@ -88,7 +89,6 @@ def _probe(run: Run, preset: Preset, model, tokenizer, world, out: Path) -> dict
 
 
 def build_dataset(records: list[dict], tokenizer, max_length: int):
-    from datasets import Dataset
 
     rows = {"input_ids": [], "assistant_masks": [], "length": []}
     too_long = 0
@@ -105,27 +105,22 @@ def build_dataset(records: list[dict], tokenizer, max_length: int):
     return Dataset.from_dict(rows), too_long
 
 
-def sft(run: Run, preset: Preset, variant: str) -> dict:
-    from trl import SFTConfig, SFTTrainer
-
-    from lab.model.labgpt import LabGPTForCausalLM
-    from lab.model.tokenizer import load_tokenizer
-    from tasks.chat import build_mixture, contamination_texts
-    from tasks.world import build_world
-
+def sft(cfg: SFTSettings, context) -> dict:
+    """The `sft` or `sft-idk` stage (the variant is the stage's name): `context.source` (base) fine-tuned on
+    the mixture's conversations."""
+    run, variant = context.run, context.stage
     if variant not in VARIANTS:
         raise LabError(f"unknown SFT variant '{variant}'; valid: {', '.join(VARIANTS)}")
-    cfg = preset.sft
     out = run.open_stage(variant)
-    base = run.require("base")
+    base = run.require(context.source)
     tokenizer = load_tokenizer(base)
-    world = build_world(preset.data.world)
+    world = context.world
     cuda = torch.cuda.is_available()
     model = LabGPTForCausalLM.from_pretrained(base, dtype=torch.float32)
 
     known = None
-    if variant == "sft-idk":
-        known = _probe(run, preset, model.to("cuda" if cuda else "cpu").eval(), tokenizer, world, out)
+    if variant == SFT_IDK:
+        known = _probe(cfg, context.seed, model.to("cuda" if cuda else "cpu").eval(), tokenizer, world, out)
     records = build_mixture(world, cfg.mixture, cfg.identity, known)
     violations = world.contamination_check(contamination_texts(records))
     if violations:
@@ -140,7 +135,7 @@ def sft(run: Run, preset: Preset, variant: str) -> dict:
         lr_scheduler_type="cosine", warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in transformers 5
         weight_decay=cfg.weight_decay,
         logging_steps=cfg.log_every, **checkpoint_args(cfg.ckpt_every),
-        max_length=cfg.max_length, seed=preset.seed, data_seed=preset.seed,
+        max_length=cfg.max_length, seed=context.seed, data_seed=context.seed,
         train_sampling_strategy="group_by_length",  # batches of similar length: little padding
         **common_trainer_args(checkpointing=False),  # TRL turns it on; off, the same weights came 8% sooner
     )

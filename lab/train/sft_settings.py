@@ -6,6 +6,7 @@ Torch-free, beside lab/train/sft.py (which imports torch at load), so the preset
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from lab.errors import LabError
@@ -43,6 +44,10 @@ class SFTSettings:
     mixture: ChatMixture = field(default_factory=lambda: ChatMixture(
         qa=1500, math=300, spelling=300, tool_use=450, identity=400, context=600))
     identity: Identity = field(default_factory=Identity)
+
+    def planned_steps(self, summary: dict) -> int:
+        """The optimiser steps this stage takes with these settings (`summary`: a run of it, for its data size)."""
+        return math.ceil(self.epochs * math.ceil(summary["conversations"] / (self.batch_size * self.grad_accum)))
 
     def __post_init__(self):
         check_known_unit(self.known_unit)

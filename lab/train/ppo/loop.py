@@ -32,13 +32,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab.errors import LabError
-from lab.runs import Run, atomic_file, write_json, write_train_log
+from lab.runs import atomic_file, write_json, write_train_log
+from lab.stage_names import RM
 from lab.train.memory import memory_of
 
-if TYPE_CHECKING:  # annotations only (torch loads lazily; the presets sit above the stages)
+if TYPE_CHECKING:  # annotations only: torch loads lazily, as the presets import PPOSettings
     import torch
-
-    from lab.presets import Preset
 
 
 @dataclass
@@ -68,6 +67,10 @@ class PPOSettings:
     ckpt_every: int = 10  # checkpoint.pt (policy, value model, optimizer) every N steps; 0 = none
     snapshot_every: int = 5  # keep the policy every this many steps (snapshots/), 0 = never: the KL path
     seed: int = 0
+
+    def planned_steps(self, summary: dict) -> int:
+        """The optimiser steps this stage takes with these settings (`summary`: a run of it, for its data size)."""
+        return self.steps
 
 
 class AdaptiveKL:
@@ -222,7 +225,7 @@ def train_ppo(out: Path, policy, ref_model, value_model, prompts: list[list[int]
     import torch
 
     from lab.progress import TrainLogger
-    from lab.train.rl_math import save_snapshot
+    from lab.train.policy_gradient import save_snapshot
 
     check_ppo_settings(settings)
     if not prompts:
@@ -355,7 +358,7 @@ def _ppo_step(step, policy, ref_model, value_model, optimizer, kl, prompts, orde
 
 
 def _value_model(settings: PPOSettings, rm_dir: Path, source_dir: Path):
-    from rewards.reward_model import load_reward_model
+    from rewards.proxy import load_reward_model
 
     value_model, _ = load_reward_model(rm_dir if settings.value_init == "rm" else source_dir)
     if settings.value_init == "policy":
@@ -363,20 +366,19 @@ def _value_model(settings: PPOSettings, rm_dir: Path, source_dir: Path):
     return value_model.train()
 
 
-def ppo_rlhf(run: Run, preset: Preset, settings: PPOSettings, source: str = "sft-idk", rm_stage: str = "rm",
-             out_stage: str = "rlhf-ppo") -> dict:
-    """PPO from `source` against the `rm_stage` reward model on the RLHF prompts, into `run/<out_stage>`."""
+def ppo_rlhf(settings: PPOSettings, context, rm_stage: str = RM) -> dict:
+    """PPO from `context.source` against the `rm_stage` reward model on the RLHF prompts, into `context.stage`."""
     import torch
 
     from lab.model.chat_format import answer_stops
     from lab.model.labgpt import LabGPTForCausalLM
-    from lab.train.rl_math import check_prompts, load_policy
+    from lab.train.policy_gradient import check_prompts, load_policy
     from lab.train.rlhf import ends, rlhf_dataset
     from lab.train.trainers import lora_config, save_trained
     from rewards.gold import decode_completion, gold_score
-    from rewards.reward_model import check_tokenizers_match, load_reward_model, score
-    from tasks.world import build_world
+    from rewards.proxy import check_tokenizers_match, load_reward_model, score
 
+    run, source, out_stage = context.run, context.source, context.stage
     check_ppo_settings(settings)
     src, rm_dir = run.require(source), run.require(rm_stage)
     policy, tokenizer = load_policy(src)
@@ -390,7 +392,7 @@ def ppo_rlhf(run: Run, preset: Preset, settings: PPOSettings, source: str = "sft
         from peft import get_peft_model
 
         policy = get_peft_model(policy, lora_config(settings.lora_r, settings.lora_alpha))
-    world = build_world(preset.data.world)
+    world = context.world
     dataset, prompts = rlhf_dataset(world, tokenizer, settings.seed)
     check_prompts(tokenizer, policy, prompts, settings.max_completion_length)
     people = dataset["person"]

@@ -1,11 +1,10 @@
 """Reward functions for RL on math, in TRL's signature: fn(prompts, completions, **kwargs) -> list[float].
 
-A completion is a string or a list of chat messages (the last one is the model's answer); dataset columns
-arrive as keyword lists, the gold answer in `answer`. Correctness is the reward we care about; `format`
-pays for the shape that makes answers checkable (reasoning lines, then a final "Answer: ..." line), and
-`length_penalty` discourages rambling past a target length. TRL logs each function under its __name__,
-so the names here are the ones that show up in training logs. `get_rewards` turns the names a config lists
-into functions and fails with one clear line on a typo.
+A completion is a string or a list of chat messages (rewards/completions.completion_text reads either);
+dataset columns arrive as keyword lists, the gold answer in `answer`. Correctness is the reward we care
+about; `format` pays for the shape that makes answers checkable (reasoning lines, then a final "Answer: ..."
+line), and `length_penalty` discourages rambling past a target length. TRL logs each function under its
+__name__, which is its name in rewards/registry.REWARDS (so what shows up in training logs).
 """
 
 from __future__ import annotations
@@ -14,20 +13,11 @@ import re
 from collections.abc import Callable
 
 from lab.errors import LabError
+from rewards.completions import completion_text
 from rewards.verifier import extract_answer, verify_many
 
 _ANSWER_LINE = re.compile(r"\**\s*(?:final\s+)?answer\s*(?:is\s*)?\**\s*[:：]\s*\**\s*\S", re.I)
 _BOXED = re.compile(r"\\boxed\s*\{.*\S.*\}")  # closed, with something inside
-
-
-def completion_text(completion) -> str:
-    """The model's text: the completion itself, or the content of the last chat message."""
-    if isinstance(completion, str):
-        return completion
-    content = completion[-1].get("content") if completion else ""
-    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}]
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return content or ""
 
 
 def correctness(prompts, completions, answer=None, **kwargs) -> list[float]:
@@ -59,8 +49,7 @@ def format_reward(prompts, completions, **kwargs) -> list[float]:
     return scores
 
 
-format_reward.__name__ = "format"
-format = format_reward  # the registry name; a plain `format` in this module would be the builtin's
+format_reward.__name__ = "format"  # its registry name, what TRL logs (a `def format` would shadow the builtin)
 
 
 def length_penalty(target_chars: int = 1000, scale: float = 0.5) -> Callable[..., list[float]]:
@@ -99,21 +88,3 @@ def group_solved(prompts, completions, answer=None, **kwargs) -> list[float]:
         key = str(p)
         solved[key] = solved.get(key, False) or r > 0
     return [1.0 if solved[str(p)] else 0.0 for p in prompts]
-
-
-REWARDS: dict[str, Callable[..., list[float]]] = {
-    "correctness": correctness,
-    "exact_match": exact_match,
-    "format": format_reward,
-    "length_penalty": length_penalty(),
-    "self_check": self_check,
-    "group_solved": group_solved,
-}
-
-
-def get_rewards(names: list[str]) -> list[Callable[..., list[float]]]:
-    """The reward functions for `names`, in that order."""
-    unknown = [n for n in names if n not in REWARDS]
-    if unknown or not names:
-        raise LabError(f"unknown reward(s) {unknown or '(none given)'}; valid rewards are {', '.join(REWARDS)}")
-    return [REWARDS[n] for n in names]

@@ -1,10 +1,11 @@
 """The proxy reward model as a reward: load it, score (prompt, answer) pairs, hand TRL a reward function.
 
-Its training (the rm stage, the data-scaling table) is lab/train/reward_model.py.
+Its training (the rm stage, the data-scaling table) is lab/train/reward_model.py; the registry's "proxy"
+reward (rewards/registry.py) is make_reward_fn on the rm stage's model.
 
 In RLHF the policy is optimised against a learned reward, not against what people actually want; Gao
 et al. (2022) measured what that costs by letting a programmatic "gold" reward play the people. Here
-the gold judge is rewards/gold.py, the comparisons come from rewards/preferences.py, and this module
+the gold judge is rewards/gold.py, the comparisons come from rewards/preferences.py, and lab/train/reward_model.py
 trains the proxy (TRL's RewardTrainer, Bradley-Terry loss -log sigmoid(r_chosen - r_rejected)) and
 says how good a stand-in it is: held-out pairwise accuracy, sign agreement with the gold judge, and
 rank/linear correlation of proxy and gold scores on held-out answers, by a data-scaling table too.
@@ -22,6 +23,8 @@ import re
 from pathlib import Path
 
 from lab.errors import LabError
+from rewards.completions import completion_text
+from rewards.gold import decode_completion
 
 
 def check_tokenizers_match(rm_tokenizer, policy_tokenizer) -> None:
@@ -63,7 +66,7 @@ def load_reward_model(path, device: str | None = None):
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    import lab.model.labgpt  # noqa: F401  registers labgpt with the Auto classes
+    import lab.model.labgpt_rm  # noqa: F401  registers labgpt's reward head with the Auto classes
     from lab.model.tokenizer import load_tokenizer
 
     path = Path(path)
@@ -80,7 +83,7 @@ def load_reward_model(path, device: str | None = None):
 
 def score(model, tokenizer, prompts: list, responses: list[str], batch_size: int = 64) -> list[float]:
     """Proxy reward of each (prompt, response), batched, right-padded (as RewardTrainer's collator pads)."""
-    import torch  # here, not at module level: the presets import this module's settings at CLI start-up
+    import torch  # lazy, as in load_reward_model: `import lab.presets` reaches this module (rl_math -> registry) without torch
 
     if len(prompts) != len(responses):
         raise LabError(f"score got {len(prompts)} prompts but {len(responses)} responses")
@@ -110,8 +113,6 @@ def make_reward_fn(model, tokenizer, batch_size: int = 64, policy_tokenizer=None
     """A TRL reward function `fn(prompts, completions, **kw) -> list[float]` scoring with the RM.
 
     Takes text or conversational prompts/completions; `name` is what TRL logs it as (rewards/<name>)."""
-    from rewards.gold import completion_text, decode_completion
-
     if policy_tokenizer is not None:
         check_tokenizers_match(tokenizer, policy_tokenizer)
 

@@ -1,0 +1,349 @@
+"""The claims' measurements: each reads one effect, with its 95% CI, from the files a run wrote (None when the run
+lacks them); reports/claims.py pairs each with the claim it tests.
+
+Most effects are metrics of results.json or paired differences over samples.jsonl. Three come from the models
+themselves, with an interval computed here: held-out English words split by the tokenizer (Wilson), the
+embedding gap between same-group and other-group words (bootstrap over words), and the induction score over
+fresh random sequences (CLT).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+from evals.stats import mean_metric, paired_difference, proportion, wilson_interval
+from lab.runs import Run, read_json
+from lab.stage_names import RL_MATH, RLHF_GRPO, RLHF_METHODS, SFT_IDK, SFT_MATH
+from reports.claim_verdicts import Effect
+from reports.common import jsonl, suite_results
+
+# ---------------------------------------------------------------- reading the run's files
+
+
+def _from_metric(m: dict | None) -> Effect | None:
+    """A results.json metric ({value, ci95 (or low/high), n}) as an effect; None when absent or empty."""
+    if not m or not m.get("n"):
+        return None
+    low, high = m["ci95"] if "ci95" in m else (m["low"], m["high"])
+    return Effect(m["value"], low, high, m["n"])
+
+
+def _from_difference(d: dict, sign: int = +1, where: str = "", means: bool = False, binary: bool = False) -> Effect:
+    """A paired_difference dict as an effect; sign -1 flips it (A - B instead of B - A). `means` names the two
+    means in the row ("A → B"); `binary`: a difference of 0/1 values, whose CLT interval is clipped to [-1, 1]."""
+    low, high = sorted(x * sign for x in d["ci95"])
+    if binary:
+        low, high = max(low, -1.0), min(high, 1.0)
+    said = [f"{d['mean_a']:.2f} → {d['mean_b']:.2f}"] if means else []
+    return Effect(d["difference"] * sign, low, high, d["n"], "; ".join(said + [where] if where else said))
+
+
+def _metric(run: Run, stage: str, suite: str, name: str, group: tuple[str, str] | None = None) -> Effect | None:
+    results = suite_results(run, stage, suite)
+    if results is None:
+        return None
+    metrics = results.get("by_group", {}).get(group[0], {}).get(group[1], {}) if group else results["metrics"]
+    return _from_metric(metrics.get(name))
+
+
+def _samples(run: Run, stage: str, suite: str) -> list[dict]:
+    return jsonl(run.stage_dir(stage) / "evals" / suite / "samples.jsonl")
+
+
+def _paired(a: dict[str, float], b: dict[str, float], where: str = "") -> Effect | None:
+    """Mean of b - a over the keys both have, with paired_difference's CLT interval."""
+    keys = sorted(k for k in a if k in b)
+    if not keys:
+        return None
+    return _from_difference(paired_difference([a[k] for k in keys], [b[k] for k in keys]), where=where, means=True,
+                            binary=True)
+
+
+def _newcombe(p1: dict, p2: dict, where: str = "") -> Effect | None:
+    """p2 - p1 for two independent proportions, with Newcombe's hybrid Wilson-score interval (method 10)."""
+    n1, n2 = p1["n"], p2["n"]
+    if not n1 or not n2:
+        return None
+    x1, x2 = round(p1["value"] * n1), round(p2["value"] * n2)
+    a, b = x1 / n1, x2 / n2
+    (l1, u1), (l2, u2) = wilson_interval(x1, n1), wilson_interval(x2, n2)
+    d = b - a
+    said = (f"{where}: " if where else "") + f"{a:.2f} → {b:.2f}"
+    return Effect(d, d - math.sqrt((b - l2) ** 2 + (u1 - a) ** 2), d + math.sqrt((u2 - b) ** 2 + (a - l1) ** 2),
+                  n1 + n2, said)
+
+
+def _has_base_model(run: Run) -> bool:
+    return run.is_complete("base") and (run.stage_dir("base") / "config.json").exists()
+
+
+@lru_cache(maxsize=2)
+def _base_model(stage_dir: str):
+    from lab.model.loading import load_model_and_tokenizer
+
+    return load_model_and_tokenizer(Path(stage_dir))
+
+
+# ---------------------------------------------------------------- inside the model
+
+
+def tokens_split_words(run: Run) -> Effect | None:
+    """Share of held-out English words (the spelling suite's split) that the run's tokenizer cuts into pieces."""
+    from lab.model.tokenizer import encode_texts, load_tokenizer
+    from tasks.math import split_of
+    from tasks.spelling import BANDS, words
+
+    folder = run.stage_dir("tokenizer")
+    if not (folder / "tokenizer.json").exists():
+        return None
+    tokenizer = load_tokenizer(folder)
+    held = [w for band in BANDS for w in words(band) if split_of(w) == "heldout"]
+    pieces = encode_texts(tokenizer, [" " + w for w in held])  # mid-sentence form: leading space glued on
+    m = proportion(sum(len(p) > 1 for p in pieces), len(held))
+    return Effect(m["value"], *m["ci95"], m["n"])
+
+
+# Years cluster by construction (every digit is a token: " 1957" and " 1962" share pieces), which measures the
+# tokenizer, not learning (lab/model/inspect_model.default_groups): they are left out of the claim.
+EMBEDDING_GROUPS = ("cities", "fields", "universities", "first names")
+
+
+def similar_embeddings(run: Run) -> Effect | None:
+    """Mean cosine of same-group word pairs minus other-group pairs, base model; bootstrap over words."""
+    import numpy as np
+
+    from evals.stats import bootstrap
+    from lab.model.inspect_model import default_groups, word_vectors
+
+    if not _has_base_model(run):
+        return None
+    model, tokenizer = _base_model(str(run.stage_dir("base")))
+    groups = {g: ws for g, ws in default_groups().items() if g in EMBEDDING_GROUPS}
+    vectors = np.concatenate([word_vectors(model, tokenizer, ws).numpy() for ws in groups.values()])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    cos = vectors @ vectors.T
+    label = np.array([i for i, ws in enumerate(groups.values()) for _ in ws])
+
+    def gap(idx: list[int]) -> float:
+        idx = np.array(idx)
+        same = label[idx][:, None] == label[idx][None, :]
+        distinct = idx[:, None] != idx[None, :]  # a word drawn twice is not a pair with itself
+        sub = cos[np.ix_(idx, idx)]
+        return float(sub[same & distinct].mean() - sub[~same].mean())
+
+    m = bootstrap(list(range(len(label))), gap, random.Random(0))
+    return Effect(m["value"], *m["ci95"], m["n"], f"{m['n']} words")
+
+
+INDUCTION_SEQUENCES = 32
+
+
+def base_induction(run: Run) -> Effect | None:
+    """Induction score (1 - loss on a repeated random sequence's 2nd copy / 1st) of the base model, one score a
+    fresh sequence (evals/reading.induction_score with one row and its own seed), CLT over sequences."""
+    from evals.reading import ReadingSettings, induction_score
+
+    if not _has_base_model(run):
+        return None
+    model, _ = _base_model(str(run.stage_dir("base")))
+    scores = [induction_score(model, ReadingSettings(induction_rows=1, seed=seed))["score"]
+              for seed in range(INDUCTION_SEQUENCES)]
+    m = mean_metric(scores)
+    return Effect(m["value"], *m["ci95"], m["n"], f"{m['n']} sequences of 32 tokens")
+
+
+# ---------------------------------------------------------------- knowledge and hallucination
+
+
+def _experiment(run: Run, name: str) -> dict:
+    """experiments/NAME/results.json of the run, {} when that experiment has not run."""
+    path = run.stage_dir(f"experiments/{name}") / "results.json"
+    return read_json(path) if path.exists() else {}
+
+
+def _knowledge_rows(run: Run) -> list[dict]:
+    return [r for r in _experiment(run, "knowledge").get("rows", []) if r["phrasing"] == "corpus"]
+
+
+def knowledge_grows(run: Run) -> Effect | None:
+    rows = sorted(_knowledge_rows(run), key=lambda r: r["k"])
+    if len(rows) < 2:
+        return None
+    return _newcombe(rows[0]["accuracy"], rows[-1]["accuracy"], f"k = {rows[0]['k']} → k = {rows[-1]['k']}")
+
+
+def invented_fluently(run: Run) -> Effect | None:
+    unseen = [r for r in _knowledge_rows(run) if r["k"] == 0]
+    return _from_metric(unseen[0]["confident_wrong"]) if unseen else None
+
+
+def _stage_minus_parent(run: Run, parent: str, stage: str, suite: str, metric: str) -> Effect | None:
+    """stage − parent on one binary metric, paired over the samples both evaluated (evals.harness.compare)."""
+    from evals.harness import compare
+    from lab.errors import LabError
+
+    try:
+        d = compare(run.stage_dir(parent) / "evals", run.stage_dir(stage) / "evals", suite, metric)
+    except LabError:  # a stage or its samples missing
+        return None
+    return _from_difference(d, means=True, binary=True)
+
+
+def sft_makes_an_assistant(run: Run) -> Effect | None:
+    return _stage_minus_parent(run, "base", "sft", "identity", "own_identity")
+
+
+def idk_cuts_hallucination(run: Run) -> Effect | None:
+    return _stage_minus_parent(run, "sft", SFT_IDK, "hallucination", "hallucinated_unseen")
+
+
+def lookup_replaces_guessing(run: Run) -> Effect | None:
+    """The same k = 0 questions closed-book and with tools on (id + "|tools"), sft-idk, paired by question."""
+    rows = _samples(run, SFT_IDK, "hallucination")
+    closed = {r["id"]: float(r["hallucinated_unseen"]) for r in rows if "hallucinated_unseen" in r}
+    tools = {r["id"].removesuffix("|tools"): float(r["hallucinated_unseen_with_tools"])
+             for r in rows if "hallucinated_unseen_with_tools" in r}
+    return _paired(closed, tools)
+
+
+# ---------------------------------------------------------------- the context window
+
+
+def _context(run: Run, condition: str, k: int | None = None) -> dict[str, dict]:
+    """sft-idk's context samples of one condition (and exposure k), keyed by question (the id less its condition)."""
+    return {r["id"].rsplit("|", 1)[0]: r for r in _samples(run, SFT_IDK, "context")
+            if r["extras"]["condition"] == condition and (k is None or r["extras"]["k"] == k)}
+
+
+def context_beats_parameters(run: Run) -> Effect | None:
+    none, article = _context(run, "none", 0), _context(run, "article", 0)
+    return _paired({q: float(r["correct"]) for q, r in none.items()}, {q: float(r["correct"]) for q, r in article.items()})
+
+
+def context_overrides_parameters(run: Run) -> Effect | None:
+    """Counterfactual articles about the best-known people: answers that follow the article minus answers that
+    follow the memorised value, paired within each question."""
+    every = _context(run, "counterfactual")
+    if not every:
+        return None
+    top = max(r["extras"]["k"] for r in every.values())
+    rows = [r for r in every.values() if r["extras"]["k"] == top]
+    d = paired_difference([float(r["follows_memory"]) for r in rows], [float(r["follows_context"]) for r in rows])
+    return _from_difference(d, where=f"k = {top}", binary=True)
+
+
+# ---------------------------------------------------------------- tokens to think, spelling, tools
+
+
+def worked_minus_direct(run: Run) -> Effect | None:
+    """On sft-math (both forms practised on the same problems; rl-math then trains the worked form alone, so it
+    is no fair comparison), the arithmetic block, whose procedure it practised; sft-idk if sft-math did not run."""
+    for stage in (SFT_MATH, SFT_IDK):
+        effect = _metric(run, stage, "math", "worked_minus_direct_arithmetic")
+        if effect:
+            return Effect(effect.value, effect.low, effect.high, effect.n, stage)
+    return None
+
+
+def spelling_fails(run: Run) -> Effect | None:
+    return _metric(run, SFT_IDK, "spelling", "correct", ("condition", "direct"))
+
+
+def spelling_metric(name: str) -> Callable[[Run], Effect | None]:
+    return lambda run: _metric(run, SFT_IDK, "spelling", name)
+
+
+def neighbouring_tasks(run: Run) -> Effect | None:
+    results = suite_results(run, SFT_IDK, "tooluse")
+    groups = results["by_group"].get("kind/condition", {}) if results else {}
+    big, small = groups.get("big_arithmetic/tools"), groups.get("small_arithmetic/tools")
+    return _newcombe(small["correct"], big["correct"], "sums → products") if big and small else None
+
+
+# ---------------------------------------------------------------- RL
+
+
+def _rl_math_heldout(run: Run, field: Callable[[dict], float]) -> Effect | None:
+    """rl-math's held-out problems before and after RL (rl-math/heldout/*.jsonl), paired by problem."""
+    folder = run.stage_dir(RL_MATH) / "heldout"
+    before, after = ({r["id"]: field(r) for r in jsonl(folder / f"{when}.jsonl")} for when in ("before", "after"))
+    return _paired(before, after)
+
+
+def rl_improves(run: Run) -> Effect | None:
+    return _rl_math_heldout(run, lambda r: float(r["correct"]))
+
+
+def self_check_emerges(run: Run) -> Effect | None:
+    from rewards.math_answers import SELF_CHECK
+
+    return _rl_math_heldout(run, lambda r: float(bool(SELF_CHECK.search(r["response"]))))
+
+
+def rl_beats_sft(run: Run) -> Effect | None:
+    arm = _experiment(run, "math-rewards").get("arms", {}).get("sft", {})
+    return _from_difference(arm["vs_baseline"], sign=-1, binary=True) if "vs_baseline" in arm else None  # baseline - sft
+
+
+def reward_model_gamed(run: Run) -> Effect | None:
+    grpo = _experiment(run, "rlhf-methods").get("methods", {}).get(RLHF_GRPO, {})
+    if "turnover" not in grpo:
+        return None
+    return _from_difference(grpo["turnover"]["final_minus_peak"], means=True,
+                            where=f"peak at step {grpo['turnover']['peak_step']}")
+
+
+def ppo_vs_dpo(run: Run) -> Effect | None:
+    """Gold of rlhf-ppo minus dpo on the same fixed prompts (the experiment's samples, one line a prompt)."""
+    folder = run.stage_dir(RLHF_METHODS) / "samples"
+    ppo, dpo = jsonl(folder / "rlhf-ppo.jsonl"), jsonl(folder / "dpo.jsonl")
+    if not ppo or len(ppo) != len(dpo) or any(a["person"] != b["person"] for a, b in zip(ppo, dpo)):
+        return None
+    kl = _experiment(run, "rlhf-methods")["methods"]
+    where = f"KL {kl['rlhf-ppo']['kl']['value']:.2f} vs {kl['dpo']['kl']['value']:.2f}"
+    return _from_difference(paired_difference([a["gold"] for a in dpo], [a["gold"] for a in ppo]), where=where,
+                            means=True)
+
+
+# ---------------------------------------------------------------- scaling
+
+T_975 = (12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23)  # Student t quantiles, 1-10 degrees of freedom
+
+
+def power_law(run: Run) -> Effect | None:
+    """The fitted exponent alpha of L = E + A N^-alpha, with the t interval of the log-log slope at the fitted E
+    (conditional on E, so narrower than one that also varied E)."""
+    r = _experiment(run, "scaling")
+    if not r:
+        return None
+    rows, e = r["rows"], r["fit"]["E"]
+    if len(rows) < 3:
+        return None
+    xs = [math.log(x["non_embedding_parameters"]) for x in rows]
+    ys = [math.log(x["heldout_loss"] - e) for x in rows]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    resid = sum((y - my - slope * (x - mx)) ** 2 for x, y in zip(xs, ys))
+    df = len(rows) - 2
+    half = T_975[min(df, len(T_975)) - 1] * math.sqrt(resid / df / sxx)
+    return Effect(-slope, -slope - half, -slope + half, len(rows), f"{len(rows)} sizes, E = {e:.2f}")
+
+
+def abrupt_copying(run: Run) -> Effect | None:
+    """8-digit copying of the first size with 2 layers minus the 1-layer size (induction heads need two layers);
+    each from reading_snapshot's 40 strings (evals/reading.SNAPSHOT)."""
+    from evals.reading import SNAPSHOT
+
+    rows = sorted(_experiment(run, "scaling").get("rows", []), key=lambda x: x["parameters"])
+    one = [x for x in rows if x["layers"] == 1 and "copy_digits_8" in x.get("reading", {})]
+    two = [x for x in rows if x["layers"] == 2 and "copy_digits_8" in x.get("reading", {})]
+    if not one or not two:
+        return None
+    n = SNAPSHOT.copy_per_cell
+    a, b = (proportion(round(x[0]["reading"]["copy_digits_8"] * n), n) for x in (one, two))
+    return _newcombe(a, b, f"{one[0]['size']} → {two[0]['size']}")
