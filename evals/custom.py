@@ -18,10 +18,16 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
+import datasets
+import pyarrow.parquet as pq
+
+from evals.hallucination import grade as simpleqa
 from evals.suites import Suite, final_answer, normalise_answer
 from lab.errors import LabError
+from rewards.verifier import verify_response
 
 GRADERS = ("exact", "contains", "simpleqa", "math", "choice", "perplexity")
 DEFAULTS = {"prompt": "{prompt}", "gold": "gold", "grader": "contains", "max_new_tokens": 32, "choices": "choices",
@@ -112,8 +118,6 @@ def _text(path: Path) -> str:
 
 
 def _parquet_rows(path: Path) -> list[dict]:
-    import pyarrow.parquet as pq  # datasets' own dependency
-
     try:
         return pq.read_table(path).to_pylist()
     except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError, its IO errors OSErrors
@@ -121,8 +125,6 @@ def _parquet_rows(path: Path) -> list[dict]:
 
 
 def _dataset_rows(path: Path) -> list[dict]:
-    import datasets
-
     try:
         data = datasets.load_from_disk(str(path))
     except FileNotFoundError:
@@ -211,14 +213,10 @@ def _grader(name: str):
     def grade(sample: dict, response: str, calls: list) -> dict:
         gold = sample["gold"]
         if name == "simpleqa":
-            from evals.hallucination import grade as simpleqa
-
             g = simpleqa(response, gold, [])
             return {"grade": g, "correct": g == "correct", "incorrect": g == "incorrect",
                     "not_attempted": g == "not_attempted"}
         if name == "math":
-            from rewards.verifier import verify_response
-
             ok = verify_response(response, gold).equivalent
         elif name == "exact":
             ok = final_answer(response) == normalise_answer(gold)
@@ -234,8 +232,6 @@ def _grader(name: str):
 
 
 def _perplexity_summary(rows: list[dict]) -> dict:
-    import math
-
     tokens = sum(r["tokens"] for r in rows)
     return {"metrics": {"perplexity": {"value": math.exp(-sum(r["logprob"] for r in rows) / tokens),
                                        "stderr": None, "ci95": [None, None], "n": tokens}}}

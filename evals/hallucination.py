@@ -7,11 +7,10 @@ so any answer about them is invented. A refusal ("I don't know who that is.") is
 from __future__ import annotations
 
 from evals.knowledge import normalise
+from tasks.chat import is_refusal
 
 
 def grade(response: str, gold: str, aliases: list[str]) -> str:
-    from tasks.chat import is_refusal
-
     if is_refusal(response):
         return "not_attempted"
     text = f" {normalise(response)} "

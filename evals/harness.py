@@ -18,20 +18,24 @@ import json
 import random
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
+from evals.custom import load_suite
+from evals.eval_settings import EvalSettings
+from evals.loglik import answer_confidence, choose, continuation_logprobs
 from evals.stats import mean_metric, paired_difference, proportion
 from evals.suites import SUITES, EvalContext, Suite, final_answer  # noqa: F401  (re-exported for callers)
 from lab.errors import LabError
-from lab.runs import write_text_atomic
-
-
-@dataclass
-class EvalSettings:
-    """The pipeline's `evals` stage: every suite in full unless cut (a quick check, e.g. the gpu preset's CPU test)."""
-    limit: int = 0  # samples per suite, drawn with the run's seed (0 = every sample)
-    max_new_tokens: int = 0  # a cap on every suite's answer length (0 = each suite's own)
+from lab.model.chat_format import render
+from lab.model.engine import SamplingParams, generate
+from lab.model.tool_loop import generate_with_tools
+from lab.runs import read_json, write_text_atomic
+from lab.settings import from_settings
+from lab.tools import ToolContext, ToolResult, run_tool
+from tasks.chat import TOOLS_OFF, with_tools
+from tasks.identity import Identity, system_message
+from tasks.world import WorldConfig, build_world
 
 
 def sized(suite: Suite, settings: EvalSettings) -> Suite:
@@ -52,8 +56,6 @@ def resolve_suites(spec: str) -> list[Suite]:
         if name in SUITES:
             suites.append(SUITES[name])
         elif Path(name).suffix in (".json", ".jsonl", ".tsv"):
-            from evals.custom import load_suite
-
             suites.append(load_suite(Path(name)))
         else:
             raise LabError(f"unknown suite '{name}'; suites: {', '.join(SUITES)}, all, or a .json/.jsonl/.tsv file")
@@ -64,11 +66,6 @@ def resolve_suites(spec: str) -> list[Suite]:
 
 def context_for(model_dir: Path) -> EvalContext:
     """The world and identity of the run a stage belongs to, or the defaults for an outside model."""
-    from lab.runs import read_json
-    from lab.settings import from_settings
-    from tasks.identity import Identity, system_message
-    from tasks.world import WorldConfig, build_world
-
     config = Path(model_dir).parent / "config.json"
     settings = read_json(config)["settings"] if config.exists() else {}  # the run's preset, recorded
     world = build_world(from_settings(WorldConfig, settings.get("data", {}).get("world", {})))
@@ -85,8 +82,6 @@ def model_fingerprint(model_dir: Path) -> str:
 def _prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     """Our renderer for lab tokenizers; the model's own chat template, or plain text, for any other model."""
     if tokenizer.convert_tokens_to_ids("<|im_start|>") == 3:
-        from lab.model.chat_format import render
-
         return render(tokenizer, messages, add_generation_prompt=True)[0]
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
@@ -160,13 +155,10 @@ def run_suite(model, tokenizer, suite: Suite, ctx: EvalContext, out: Path, limit
 def _evaluate(model, tokenizer, suite: Suite, ctx: EvalContext, batch: list[dict], k: int, temperature: float,
               seed: int) -> list[dict]:
     """Graded rows for one batch; prompts too long for the model become `skipped` rows (never truncated)."""
-    from lab.model.engine import SamplingParams
-
     stops = tuple(t for t in (tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab()
                               else None, tokenizer.eos_token_id) if t is not None)
     greedy = SamplingParams(max_new_tokens=suite.max_new_tokens, stop_token_ids=stops)
     context = getattr(model.config, "max_position_embeddings", 10**9)
-    from tasks.chat import with_tools
 
     def system(sample: dict) -> list[dict]:  # the tools-on line when this sample's tools are on, as in SFT
         content = with_tools(ctx.system, sample.get("tools_on", suite.tools))
@@ -185,8 +177,6 @@ def _evaluate(model, tokenizer, suite: Suite, ctx: EvalContext, batch: list[dict
                    "gold": sample["gold"], **suite.grade(sample, response, calls), "tool_calls": calls,
                    "extras": sample["extras"]}
     if suite.confidence and kept:
-        from evals.loglik import answer_confidence
-
         plain = [j for j, (_, calls, tokens) in enumerate(answers) if not calls and tokens]
         scores = answer_confidence(model, [kept_prompts[j] for j in plain], [answers[j][2] for j in plain],
                                    tokenizer.pad_token_id or 0)
@@ -206,8 +196,6 @@ def _evaluate(model, tokenizer, suite: Suite, ctx: EvalContext, batch: list[dict
 
 def _score(model, tokenizer, suite: Suite, samples: list[dict], prompts: list[list[int]], context: int) -> list[dict]:
     """Log-likelihood modes: multiple choice (the most probable option is the response) or perplexity."""
-    from evals.loglik import choose, continuation_logprobs
-
     pad = tokenizer.pad_token_id or 0
     rows = []
     for sample, prompt in zip(samples, prompts):
@@ -235,10 +223,6 @@ def _answers(model, tokenizer, prompts, params, samples: list[dict], suite: Suit
              ctx: EvalContext) -> list[tuple[str, list, list[int]]]:
     """(answer text, tool calls, generated tokens) per prompt: through the engine's tool loop when the
     tokenizer has the lab's tool-call tokens, else plain generation (an outside model cannot call our tools)."""
-    # lazy: lab.presets imports this module, and it must load no torch (tests/test_architecture.py)
-    from lab.model.engine import generate
-    from lab.model.tool_loop import generate_with_tools
-
     def engine(batch, p):
         return generate(model, batch, p, pad_token_id=tokenizer.pad_token_id or 0)
 
@@ -247,9 +231,6 @@ def _answers(model, tokenizer, prompts, params, samples: list[dict], suite: Suit
     if "<|tool_call|>" not in tokenizer.get_vocab():
         stops = set(params.stop_token_ids)
         return [(tokenizer.decode([t for t in out if t not in stops]), [], out) for out in engine(prompts, params)]
-    from lab.tools import ToolContext, ToolResult, run_tool
-    from tasks.chat import TOOLS_OFF
-
     tool_context = ToolContext(world=ctx.world)
     out: list = [None] * len(prompts)
     for enabled in (True, False):  # a suite may switch tools off per sample (tooluse: with vs without)

@@ -80,7 +80,7 @@ def table_markdown(rows: list[dict], chance: float) -> str:
 
 
 def plot(rows: list[dict], chance: float, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is slow to import, and only the plots need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -26,6 +26,11 @@ import re
 from dataclasses import dataclass
 
 from evals.stats import proportion
+from tasks.reading import article, fresh_person
+from tasks.world import CORPUS_TEMPLATES, NOVEL_TEMPLATES, aliases_of
+
+# Lazy inside the functions: torch, the engine and evals.knowledge (which loads the engine), because the presets
+# import this module for ReadingSettings and must load no torch.
 
 
 @dataclass
@@ -155,9 +160,6 @@ def copy_accuracy(model, tokenizer, settings: ReadingSettings = ReadingSettings(
 
 def open_book_items(settings: ReadingSettings = ReadingSettings(), exclude: frozenset[str] = frozenset()) -> list[dict]:
     """Prompts about fresh people (none named in `exclude`, e.g. the fresh people a corpus holds)."""
-    from tasks.reading import article, fresh_person
-    from tasks.world import CORPUS_TEMPLATES, NOVEL_TEMPLATES, aliases_of
-
     rng = random.Random(f"open-book-{settings.seed}")
     items, people = [], 0
     while people < settings.open_book_people:
@@ -177,7 +179,7 @@ def open_book_items(settings: ReadingSettings = ReadingSettings(), exclude: froz
 def open_book(model, tokenizer, settings: ReadingSettings = ReadingSettings(), exclude: frozenset[str] = frozenset(),
               generate_text=None) -> dict:
     """{phrasing: {"accuracy": proportion, "examples": [...]}}: greedy completions that start with the value."""
-    from evals.knowledge import normalise  # lazy: it loads the engine (torch), and the presets import this module
+    from evals.knowledge import normalise
 
     if generate_text is None:
         generate_text = _engine_text(model, tokenizer)

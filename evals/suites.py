@@ -13,10 +13,20 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from evals.stats import bootstrap, mean_metric, paired_difference
+from evals.calibration import calibration_curve, coverage_curve, ece_metric
+from evals.hallucination import grade
+from evals.stats import bootstrap, mean_metric, paired_difference, proportion
 from lab.errors import LabError
+from lab.tools import TOOLS
+from rewards.gold import PROMPT_TEMPLATES, gold_score, prompt_for
 from rewards.verifier import Verdict, verify_many
+from tasks import math as math_tasks
 from tasks.answer_forms import DIRECT_INSTRUCTION, FORMS, ask
+from tasks.identity import OTHER_ASSISTANTS, probe_targets
+from tasks.math import MathConfig
+from tasks.math import generate as generate_math
+from tasks.spelling import SpellingConfig
+from tasks.spelling import generate as generate_spelling
 
 
 @dataclass
@@ -72,8 +82,6 @@ def _closed_book(rows: list[dict]) -> list[dict]:
 
 
 def _hallucination_grade(sample: dict, response: str, calls: list) -> dict:
-    from evals.hallucination import grade
-
     g = grade(response, sample["gold"], sample["extras"]["aliases"])
     if sample["extras"].get("condition") == "tools":  # its own fields: the closed-book metrics stay closed-book
         out = {"grade": g, "correct_with_tools": g == "correct", "looked_up": any(c["name"] == "lookup" for c in calls)}
@@ -98,8 +106,6 @@ def _f_score(rows: list[dict]) -> float:
 
 
 def _hallucination_summary(rows: list[dict]) -> dict:
-    from evals.calibration import calibration_curve, coverage_curve, ece_metric
-
     rows = _closed_book(rows)
     scored = [r for r in rows if r.get("confidence") is not None]
     attempted = [r for r in scored if r["attempted"]]
@@ -119,8 +125,6 @@ def _hallucination_summary(rows: list[dict]) -> dict:
 
 
 def _identity_samples(ctx: EvalContext) -> list[dict]:
-    from tasks.identity import OTHER_ASSISTANTS, probe_targets
-
     return [{"id": f"identity-{i}", "messages": [{"role": "user", "content": q}], "gold": target,
              "extras": {"others": OTHER_ASSISTANTS}} for i, (q, target) in enumerate(probe_targets(ctx.identity))]
 
@@ -140,9 +144,7 @@ SPELLING_CONDITIONS = {"direct": DIRECT_INSTRUCTION, "steps": "", "tool": " Chec
 
 
 def _spelling_samples(ctx: EvalContext, per_condition: int = 200) -> list[dict]:
-    from tasks.spelling import SpellingConfig, generate
-
-    problems = generate(SpellingConfig(seed=1), per_condition, split="heldout")
+    problems = generate_spelling(SpellingConfig(seed=1), per_condition, split="heldout")
     # Only the tool condition has tools: "direct" and "steps" measure the model on its own.
     return [{"id": f"{p.id}|{condition}", "messages": [{"role": "user", "content": p.question + suffix}],
              "gold": p.answer, "tools_on": condition == "tool",
@@ -195,9 +197,6 @@ TOOLUSE_KINDS = {  # kind -> (needs a tool, the tools that are right for it)
 
 
 def _tooluse_items(ctx: EvalContext, per_kind: int) -> list[dict]:
-    from tasks import math as math_tasks
-    from tasks.spelling import SpellingConfig, generate
-
     rng = random.Random(7)
     items = []
 
@@ -213,7 +212,7 @@ def _tooluse_items(ctx: EvalContext, per_kind: int) -> list[dict]:
 
     arithmetic("big_arithmetic", (4, 3), "*")
     arithmetic("small_arithmetic", (2, 2), "+")  # the band-2 shape SFT taught: answerable without a tool
-    for p in generate(SpellingConfig(seed=3, tasks=("count_letter",)), per_kind, split="heldout"):
+    for p in generate_spelling(SpellingConfig(seed=3, tasks=("count_letter",)), per_kind, split="heldout"):
         items.append({"kind": "letter_count", "id": p.id, "question": p.question, "gold": p.answer,
                       "needles": [p.extras["word"]]})
     people = ctx.world.heldout_people()
@@ -236,8 +235,6 @@ def _tooluse_samples(ctx: EvalContext, per_kind: int = 50) -> list[dict]:
 
 
 def _tooluse_grade(sample: dict, response: str, calls: list) -> dict:
-    from evals.hallucination import grade
-
     extras = sample["extras"]
     if extras["kind"].endswith("person"):
         correct = grade(response, sample["gold"], extras["aliases"]) == "correct"
@@ -251,8 +248,6 @@ def _tooluse_grade(sample: dict, response: str, calls: list) -> dict:
         else:  # famous people and small sums need no tool
             out["unnecessary_call"] = out["called_tool"]
     if out["called_tool"]:
-        from lab.tools import TOOLS
-
         out["well_formed"] = not unclosed and all(c["name"] in TOOLS for c in calls)
         if extras["needs_tool"] and calls:
             out["right_tool"] = calls[0]["name"] in TOOLUSE_KINDS[extras["kind"]][1]
@@ -264,8 +259,6 @@ def _tooluse_grade(sample: dict, response: str, calls: list) -> dict:
 def _tooluse_summary(rows: list[dict]) -> dict:
     """Paired by item: accuracy with tools minus without, and tool calls on items the model answered right
     without a tool (calls_when_known; `unnecessary_call` counts calls on items that need no tool at all)."""
-    from evals.stats import proportion
-
     by_item: dict[str, dict[str, dict]] = {}
     for r in rows:
         by_item.setdefault(r["extras"]["item"], {})[r["extras"]["condition"]] = r
@@ -288,10 +281,8 @@ MATH_BLOCKS = {"mixed": ({}, (1, 2, 3, 4), 60), "arithmetic": ({"tasks": ("arith
 
 def _math_samples(ctx: EvalContext) -> list[dict]:
     """Each problem asked for worked steps and for a direct answer (tasks/answer_forms.py), paired by problem."""
-    from tasks.math import MathConfig, generate
-
     problems = [(block, band, p) for block, (cfg, bands, per_band) in MATH_BLOCKS.items() for band in bands
-                for p in generate(MathConfig(seed=11, bands=(band,), **cfg), per_band, split="heldout")]
+                for p in generate_math(MathConfig(seed=11, bands=(band,), **cfg), per_band, split="heldout")]
     return [{"id": f"{block}|band{band}|{p.id}|{form}", "messages": [{"role": "user", "content": ask(p.question, form)}],
              "gold": p.answer, "extras": {"difficulty": p.difficulty, "task": p.task, "block": block, "condition": form,
                                           "problem": f"{block}|band{band}|{p.id}"}}
@@ -348,8 +339,6 @@ def _context_samples(ctx: EvalContext) -> list[dict]:
 
 
 def _context_grade(sample: dict, response: str, calls: list) -> dict:
-    from evals.hallucination import grade
-
     extras = sample["extras"]
     follows_context = grade(response, sample["gold"], [] if extras["condition"] == "counterfactual" else extras["aliases"])
     out = {"grade": follows_context, "correct": follows_context == "correct"}
@@ -365,8 +354,6 @@ def _context_grade(sample: dict, response: str, calls: list) -> dict:
 def _profile_samples(ctx: EvalContext) -> list[dict]:
     """"Tell me about <person>" for every held-out person in each prompt phrasing, graded by the gold judge
     that labels the reward model's comparisons (rewards/gold.py): the RLHF stages' task on unseen people."""
-    from rewards.gold import PROMPT_TEMPLATES, prompt_for
-
     return [{"id": f"{p.name}|{t}", "messages": [{"role": "user", "content": prompt_for(p.name, t)}], "gold": p.name,
              "world": ctx.world,  # for the judge; not written to samples.jsonl
              "extras": {"k": p.k, "template": t}}
@@ -374,8 +361,6 @@ def _profile_samples(ctx: EvalContext) -> list[dict]:
 
 
 def _profile_grade(sample: dict, response: str, calls: list) -> dict:
-    from rewards.gold import gold_score
-
     g = gold_score(sample["world"], sample["gold"], response)
     return {"grade": "refusal" if g.refusal else ("wrong" if g.wrong else ("correct" if g.correct else "empty")),
             "gold_score": g.total, "refusal": g.refusal, "states_correct_fact": g.correct > 0,

@@ -10,7 +10,11 @@ from lab.model.chat_format import answer_stops, render
 from lab.model.engine import SamplingParams, generate
 from lab.model.loading import load_model_and_tokenizer
 from lab.model.tool_loop import Answer, generate_with_tools
+from lab.presets import run_preset
+from lab.tools import ToolContext, ToolResult, run_tool
 from tasks.chat import TOOLS_OFF, with_tools
+from tasks.identity import system_message
+from tasks.world import build_world
 
 
 class ChatSession:
@@ -19,10 +23,6 @@ class ChatSession:
         self.model, self.tokenizer = load_model_and_tokenizer(stage)
         self.console = console or Console()
         self.tools = tools
-        from lab.presets import run_preset
-        from tasks.identity import system_message
-        from tasks.world import build_world
-
         preset = run_preset(Path(stage).parent)  # the world and identity of the run the stage belongs to
         self.world = build_world(preset.data.world) if preset else None
         self.system = system if system is not None else (system_message(preset.sft.identity) if preset else None)
@@ -35,8 +35,6 @@ class ChatSession:
         self.messages = [{"role": "system", "content": system}] if system else []
 
     def ask(self, text: str) -> Answer:
-        from lab.tools import ToolContext, run_tool
-
         self.messages.append({"role": "user", "content": text})
         prompt, _ = render(self.tokenizer, self.messages, add_generation_prompt=True)
         context = ToolContext(world=self.world)
@@ -46,8 +44,6 @@ class ChatSession:
 
         def tool(name, argument):
             if not self.tools:
-                from lab.tools import ToolResult
-
                 return ToolResult(False, TOOLS_OFF, "unavailable")
             return run_tool(name, argument, context)
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from evals.harness import SUITES, EvalSettings, context_for, model_fingerprint, run_suite, sized
+from evals.eval_settings import EvalSettings
+from evals.harness import SUITES, context_for, model_fingerprint, run_suite, sized
 from lab.errors import LabError, disk_full
 from lab.model.loading import load_model_and_tokenizer
 from lab.presets import Preset, stage_context

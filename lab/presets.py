@@ -12,10 +12,7 @@ from dataclasses import field, make_dataclass
 from pathlib import Path
 
 from lab.errors import LabError
-from lab.experiments.goodhart import GoodhartSettings
-from lab.experiments.math_rewards import MathRewardsSettings
-from lab.experiments.overoptimization import OveroptimizationSettings
-from lab.experiments.scaling import ScalingSettings
+from lab.experiments.settings import GoodhartSettings, MathRewardsSettings, OveroptimizationSettings, ScalingSettings
 from lab.model.tokenizer_settings import TokenizerSettings
 from lab.runs import read_json
 from lab.settings import apply_override, from_settings

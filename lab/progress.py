@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from transformers import TrainerCallback
 
 from lab.runs import write_text_atomic
 
@@ -21,7 +22,7 @@ class TrainLogger:
         log_dir.mkdir(parents=True, exist_ok=True)
         _keep_rows_up_to(log_dir / "train.jsonl", start)
         self.file = open(log_dir / "train.jsonl", "a")
-        try:
+        try:  # optional: imported where it is used, so a machine without it logs all the same
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(log_dir / "tensorboard"))
@@ -82,8 +83,6 @@ class TrainLogger:
 def trainer_progress(log_dir: Path, title: str, quiet: bool = False):
     """A transformers TrainerCallback that gives TRL trainers (SFT, RL, reward model) the same live progress
     bar, JSONL and TensorBoard logs as our own pretraining loop."""
-    from transformers import TrainerCallback
-
     class Progress(TrainerCallback):
         logger = None
 

@@ -26,6 +26,8 @@ import dataclasses
 import math
 import os
 
+from evals.suites import headline_metrics
+from lab import pipeline  # called as pipeline.run_pipeline: tests swap it for a fake
 from lab.errors import LabError
 from lab.presets import Preset
 from lab.runs import Run, read_json, write_json
@@ -58,8 +60,6 @@ def reseeded(settings, offset: int, full: bool, path: str = ""):
 def replicate(run: Run, preset: Preset, seeds: int, full: bool = False) -> list[dict]:
     """`seeds` more runs of the recipe (after pretraining, or with `full` the whole pipeline), then the spread
     table of their headline metrics. Resumable: each child is a run the pipeline resumes."""
-    from lab.pipeline import run_pipeline
-
     if seeds < 1:
         raise LabError(f"--seeds must be at least 1, got {seeds}")
     for stage in ("base", "evals"):
@@ -74,7 +74,7 @@ def replicate(run: Run, preset: Preset, seeds: int, full: bool = False) -> list[
             if not link.exists():
                 link.parent.mkdir(parents=True, exist_ok=True)
                 link.symlink_to(os.path.relpath(run.stage_dir(stage), link.parent), target_is_directory=True)
-        run_pipeline(child_preset, root, f"seed-{seed}", until="evals")
+        pipeline.run_pipeline(child_preset, root, f"seed-{seed}", until="evals")
     runs = {preset.seed: run} | {seed: Run.open_existing(root / f"seed-{seed}") for seed in extra}
     rows = spread(runs)
     claims = claims_across(runs)
@@ -88,8 +88,6 @@ def replicate(run: Run, preset: Preset, seeds: int, full: bool = False) -> list[
 def spread(runs: dict[int, Run]) -> list[dict]:
     """For each (stage, suite, headline metric): the value per seed, their mean and standard deviation, and
     the first run's 95% CI half-width over items, for comparison."""
-    from evals.suites import headline_metrics
-
     rows = []
     for stage in EVAL_STAGES:
         for suite, metrics in headline_metrics().items():

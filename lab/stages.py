@@ -20,10 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from evals.harness import EvalSettings
+from evals.eval_settings import EvalSettings
 from evals.reading import ReadingSettings
 from lab.errors import LabError
-from lab.experiments.rlhf_methods import RLHFMethodsSettings
+from lab.experiments.settings import RLHFMethodsSettings
 from lab.model.tokenizer_settings import TokenizerSettings
 from lab.runs import Run
 from lab.stage_names import (
@@ -44,13 +44,10 @@ from lab.stage_names import (
     SFT_MATH,
     TOKENIZER,
 )
-from lab.train.dpo import DPOSettings
-from lab.train.math_practice import MathSFTSettings
-from lab.train.ppo.loop import PPOSettings
 from lab.train.pretrain_settings import ModelShape, PretrainSettings, SampleSettings
 from lab.train.reward_model_settings import RewardModelSettings
-from lab.train.rl_settings import RLHFSettings, RLSettings
-from lab.train.sft_settings import SFTSettings
+from lab.train.rl_settings import DPOSettings, PPOSettings, RLHFSettings, RLSettings
+from lab.train.sft_settings import MathSFTSettings, SFTSettings
 from tasks.corpus import DataSettings
 from tasks.world import World, build_world
 

@@ -15,11 +15,22 @@ from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
-from evals.stats import mean_metric, paired_difference, proportion, wilson_interval
+import numpy as np
+
+from evals.harness import compare
+from evals.reading import SNAPSHOT, ReadingSettings, induction_score
+from evals.stats import bootstrap, mean_metric, paired_difference, proportion, wilson_interval
+from lab.errors import LabError
+from lab.model.inspect_model import default_groups, word_vectors
+from lab.model.loading import load_model_and_tokenizer
+from lab.model.tokenizer import encode_texts, load_tokenizer
 from lab.runs import Run, read_json
 from lab.stage_names import RL_MATH, RLHF_GRPO, RLHF_METHODS, SFT_IDK, SFT_MATH
 from reports.claim_verdicts import Effect
 from reports.common import jsonl, suite_results
+from rewards.math_answers import SELF_CHECK
+from tasks.math import split_of
+from tasks.spelling import BANDS, words
 
 # ---------------------------------------------------------------- reading the run's files
 
@@ -83,8 +94,6 @@ def _has_base_model(run: Run) -> bool:
 
 @lru_cache(maxsize=2)
 def _base_model(stage_dir: str):
-    from lab.model.loading import load_model_and_tokenizer
-
     return load_model_and_tokenizer(Path(stage_dir))
 
 
@@ -93,10 +102,6 @@ def _base_model(stage_dir: str):
 
 def tokens_split_words(run: Run) -> Effect | None:
     """Share of held-out English words (the spelling suite's split) that the run's tokenizer cuts into pieces."""
-    from lab.model.tokenizer import encode_texts, load_tokenizer
-    from tasks.math import split_of
-    from tasks.spelling import BANDS, words
-
     folder = run.stage_dir("tokenizer")
     if not (folder / "tokenizer.json").exists():
         return None
@@ -114,11 +119,6 @@ EMBEDDING_GROUPS = ("cities", "fields", "universities", "first names")
 
 def similar_embeddings(run: Run) -> Effect | None:
     """Mean cosine of same-group word pairs minus other-group pairs, base model; bootstrap over words."""
-    import numpy as np
-
-    from evals.stats import bootstrap
-    from lab.model.inspect_model import default_groups, word_vectors
-
     if not _has_base_model(run):
         return None
     model, tokenizer = _base_model(str(run.stage_dir("base")))
@@ -145,8 +145,6 @@ INDUCTION_SEQUENCES = 32
 def base_induction(run: Run) -> Effect | None:
     """Induction score (1 - loss on a repeated random sequence's 2nd copy / 1st) of the base model, one score a
     fresh sequence (evals/reading.induction_score with one row and its own seed), CLT over sequences."""
-    from evals.reading import ReadingSettings, induction_score
-
     if not _has_base_model(run):
         return None
     model, _ = _base_model(str(run.stage_dir("base")))
@@ -183,9 +181,6 @@ def invented_fluently(run: Run) -> Effect | None:
 
 def _stage_minus_parent(run: Run, parent: str, stage: str, suite: str, metric: str) -> Effect | None:
     """stage − parent on one binary metric, paired over the samples both evaluated (evals.harness.compare)."""
-    from evals.harness import compare
-    from lab.errors import LabError
-
     try:
         d = compare(run.stage_dir(parent) / "evals", run.stage_dir(stage) / "evals", suite, metric)
     except LabError:  # a stage or its samples missing
@@ -279,8 +274,6 @@ def rl_improves(run: Run) -> Effect | None:
 
 
 def self_check_emerges(run: Run) -> Effect | None:
-    from rewards.math_answers import SELF_CHECK
-
     return _rl_math_heldout(run, lambda r: float(bool(SELF_CHECK.search(r["response"]))))
 
 
@@ -337,8 +330,6 @@ def power_law(run: Run) -> Effect | None:
 def abrupt_copying(run: Run) -> Effect | None:
     """8-digit copying of the first size with 2 layers minus the 1-layer size (induction heads need two layers);
     each from reading_snapshot's 40 strings (evals/reading.SNAPSHOT)."""
-    from evals.reading import SNAPSHOT
-
     rows = sorted(_experiment(run, "scaling").get("rows", []), key=lambda x: x["parameters"])
     one = [x for x in rows if x["layers"] == 1 and "copy_digits_8" in x.get("reading", {})]
     two = [x for x in rows if x["layers"] == 2 and "copy_digits_8" in x.get("reading", {})]

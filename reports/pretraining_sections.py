@@ -10,7 +10,7 @@ from reports.common import jsonl, png
 
 
 def loss_curve(runs: list[Run]):
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is slow to import, and only the plots need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -9,7 +9,13 @@ import base64
 import html
 from pathlib import Path
 
+from evals.harness import compare
 from evals.stats import format_ci
+from evals.suites import headline_metrics
+from lab.errors import LabError
+from lab.model.inspect_model import attention_figure, attention_maps, embedding_map
+from lab.model.inspect_tokens import findings, tokenize_view
+from lab.model.loading import load_model_and_tokenizer
 from lab.presets import run_preset
 from lab.runs import Run, read_json
 from lab.stage_names import KNOWLEDGE, SFT_IDK
@@ -17,6 +23,7 @@ from lab.stages import STAGES, compared, eval_suites
 from reports.claims import FULL_REPLICATE, REPLICATE, claims_section
 from reports.common import jsonl, png, suite_results
 from reports.pretraining_sections import loss_curve, reading_curve, reading_probes_section
+from tasks.world import build_world
 
 EVAL_STAGES = tuple(eval_suites(STAGES))  # every policy the evals stage runs suites on, in pipeline order
 # (baseline, stage): each evaluated policy compared with the model it was trained from (or its control)
@@ -42,8 +49,6 @@ def _eval_rows(run: Run, suite: str, group: str | None, metrics: tuple[str, ...]
 def report_card(run: Run) -> tuple[list[str], list[list[str]]]:
     """Headline metrics (rows) by stage (columns): "value [low, high]", or "–" where a stage did not run that suite
     or the metric had no items. Only stages with an eval and metrics some stage has appear."""
-    from evals.suites import headline_metrics
-
     found = {stage: {suite: r for suite in headline_metrics() if (r := suite_results(run, stage, suite))}
              for stage in EVAL_STAGES}
     stages = [stage for stage in EVAL_STAGES if found[stage]]
@@ -65,9 +70,6 @@ PAIRED_METRICS = (("hallucination", "hallucinated_unseen"), ("hallucination", "c
 
 
 def _paired_rows(run: Run) -> list[list[str]]:
-    from evals.harness import compare
-    from lab.errors import LabError
-
     rows = []
     for parent, child in STAGE_PAIRS:
         a, b = run.stage_dir(parent) / "evals", run.stage_dir(child) / "evals"
@@ -85,7 +87,7 @@ def _paired_rows(run: Run) -> list[list[str]]:
 
 def calibration_plot(run: Run):
     """Reliability diagram and accuracy-vs-coverage curve of the hallucination suite, one line a stage."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is slow to import, and only the plots need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -229,11 +231,6 @@ INSIDE_TEXT = "{n} was born in 1987 in Krakow and studied at Varnholt University
 
 def _inside_sections(run: Run, out: Path) -> list[tuple[str, list]]:
     """A tokenization sample, the embedding map and one attention figure of the run's last model stage."""
-    from lab.model.inspect_model import attention_figure, attention_maps, embedding_map
-    from lab.model.inspect_tokens import findings, tokenize_view
-    from lab.model.loading import load_model_and_tokenizer
-    from tasks.world import build_world
-
     stage = next((s for s in (SFT_IDK, "sft", "base") if run.is_complete(s)), None)
     if stage is None:
         return []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 
+from evals.stats import paired_difference
 from lab.errors import LabError
 from lab.runs import Run, read_json
 from lab.stage_names import RL_MATH, RLHF_GRPO, RLHF_METHODS, RLHF_PPO, RLHF_RLOO
@@ -26,7 +27,7 @@ RLHF_STAGES = {s.name: s.label for s in STAGES if s.label}  # the RL-against-the
 
 def rl_curves(run: Run, stage: str, wanted=RL_CURVES):
     """Per-step training curves of an RL stage, smoothed over 10 steps (single steps are a few prompts)."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is slow to import, and only the plots need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -51,8 +52,6 @@ def rl_curves(run: Run, stage: str, wanted=RL_CURVES):
 
 
 def rl_math_sections(run: Run) -> list[tuple[str, list]]:
-    from evals.stats import paired_difference
-
     path = run.stage_dir(RL_MATH) / "summary.json"
     if not path.exists():
         return []

@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import resource
 import sys
 import time
+import warnings
 
 import sympy as sp
 
@@ -122,8 +124,6 @@ def check(pred: str, gold: str, percent: bool) -> str:
 
 def worker_main() -> None:
     """A worker: one JSON request per line on stdin, one JSON reply per line on the original stdout."""
-    import resource
-    import warnings
     resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
     warnings.simplefilter("ignore")
     out = os.fdopen(os.dup(1), "w")

@@ -39,6 +39,8 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from lab.model.chat_format import answer_stops
+from lab.model.tokenizer import decode_ids
 from rewards.completions import completion_text
 from tasks.chat import is_refusal
 from tasks.world import ALIASES, CORPUS_TEMPLATES, ENCYCLOPEDIA_LABELS, NOVEL_TEMPLATES, QUESTION_TEMPLATES, VALUES, World
@@ -212,9 +214,6 @@ def prompt_text(prompt) -> str:
 def decode_completion(tokenizer, ids) -> tuple[str, bool]:
     """(text, finished) of generated ids: special tokens kept as text (the judge penalises them), the closing
     <|im_end|>/<|eos|> and trailing padding dropped; finished = the model closed its turn itself."""
-    from lab.model.chat_format import answer_stops
-    from lab.model.tokenizer import decode_ids
-
     ids = [int(i) for i in ids]
     while ids and ids[-1] == tokenizer.pad_token_id:
         ids.pop()

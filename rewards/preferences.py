@@ -29,7 +29,14 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+from datasets import Dataset, DatasetDict, load_from_disk
+
 from lab.errors import LabError
+from lab.model.chat_format import answer_stops, render
+from lab.model.engine import SamplingParams, generate
+from lab.model.loading import load_model_and_tokenizer
+from lab.runs import atomic_dir, read_json, write_json
 from rewards.gold import PROMPT_TEMPLATES, GoldWeights, decode_completion, gold_score, prompt_for
 from tasks.world import World, seeded_rng
 
@@ -62,9 +69,6 @@ def label(gold_a: float, gold_b: float, rng: random.Random, mode: str = "bt", te
 def sample_responses(model, tokenizer, prompts: list[str], samples: int, temperature: float, max_new_tokens: int,
                      seed: int, batch_size: int = 64) -> list[list[tuple[str, bool]]]:
     """`samples` answers per user prompt as (text, finished); finished = the model closed its turn itself."""
-    from lab.model.chat_format import answer_stops, render
-    from lab.model.engine import SamplingParams, generate
-
     stops = answer_stops(tokenizer)
     ids = [render(tokenizer, [{"role": "user", "content": p}], add_generation_prompt=True)[0] for p in prompts]
     flat = [x for x in ids for _ in range(samples)]
@@ -109,8 +113,6 @@ def build_preferences(model, tokenizer, world: World, pairs: int = 1000, samples
     """Sample, judge and label until `pairs` comparisons exist (or `max_rounds` rounds of prompts ran out).
 
     Returns (DatasetDict with 'train' and 'test', stats)."""
-    from datasets import Dataset, DatasetDict
-
     if label_mode not in LABEL_MODES:
         raise LabError(f"unknown label_mode '{label_mode}'; valid: {', '.join(LABEL_MODES)}")
     if samples_per_prompt < 2:
@@ -219,8 +221,6 @@ def _content(messages, where: str) -> str:
 def validate_preferences(data) -> None:
     """Refuse a preference set TRL would silently mistrain on: a missing column, an empty prompt or answer,
     or a pair whose chosen and rejected answers are the same text. Takes a Dataset or a DatasetDict."""
-    from datasets import DatasetDict
-
     splits = data.items() if isinstance(data, DatasetDict) else [("data", data)]
     for name, ds in splits:
         missing = [c for c in ("prompt", "chosen", "rejected") if c not in ds.column_names]
@@ -242,16 +242,12 @@ def validate_preferences(data) -> None:
 
 
 def save_preferences(data, path: Path) -> None:
-    from lab.runs import atomic_dir
-
     validate_preferences(data)
     with atomic_dir(Path(path)) as tmp:
         data.save_to_disk(str(tmp))
 
 
 def load_preferences(path: Path):
-    from datasets import load_from_disk
-
     path = Path(path)
     if not path.exists():
         raise LabError(f"{path} holds no preference data")
@@ -266,10 +262,6 @@ def load_preferences(path: Path):
 def stage_preferences(run, world, settings, source: str, out: Path):
     """The rm stage's comparisons (settings: a RewardModelSettings), sampled from `source` once and kept in
     out/preferences, so a resumed stage trains on the same ones. Returns (DatasetDict, stats)."""
-    import torch
-
-    from lab.model.loading import load_model_and_tokenizer
-    from lab.runs import read_json, write_json
     chosen = asdict(settings)
     sampling = {"source": source, **{k: chosen[k] for k in SAMPLING_FIELDS}}
     if (out / "preferences.json").exists():

@@ -22,15 +22,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import torch
+from transformers import AutoModelForSequenceClassification
+
+import lab.model.labgpt_rm  # noqa: F401  registers labgpt's reward head with the Auto classes
 from lab.errors import LabError
+from lab.model.chat_format import render, turn_footer
+from lab.model.tokenizer import SPECIAL_TOKENS, encode_text, load_tokenizer
 from rewards.completions import completion_text
 from rewards.gold import decode_completion
 
 
 def check_tokenizers_match(rm_tokenizer, policy_tokenizer) -> None:
     """The RM reads the policy's text through its own tokenizer; a different vocabulary reads other tokens."""
-    from lab.model.tokenizer import SPECIAL_TOKENS
-
     checks = [("the vocabulary size", len(rm_tokenizer), len(policy_tokenizer))]
     checks += [(f"the id of {t}", rm_tokenizer.convert_tokens_to_ids(t), policy_tokenizer.convert_tokens_to_ids(t))
                for t in SPECIAL_TOKENS]
@@ -54,21 +58,12 @@ def as_messages(prompt) -> list[dict]:
 def encode(tokenizer, prompt, response: str) -> list[int]:
     """The conversation's ids as render() makes them, except that the response is read as plain text: a
     sampled answer can hold "<|tool_call|>" without its closing marker, which render() rightly refuses."""
-    from lab.model.chat_format import render, turn_footer
-    from lab.model.tokenizer import encode_text
-
     ids, _ = render(tokenizer, as_messages(prompt), add_generation_prompt=True)
     return ids + encode_text(tokenizer, response) + turn_footer(tokenizer)
 
 
 def load_reward_model(path, device: str | None = None):
     """(model, tokenizer) of a trained RM stage, or a causal-LM stage to initialise one from (new head)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    import lab.model.labgpt_rm  # noqa: F401  registers labgpt's reward head with the Auto classes
-    from lab.model.tokenizer import load_tokenizer
-
     path = Path(path)
     if not (path / "config.json").exists():
         raise LabError(f"{path} holds no model (no config.json)")
@@ -83,8 +78,6 @@ def load_reward_model(path, device: str | None = None):
 
 def score(model, tokenizer, prompts: list, responses: list[str], batch_size: int = 64) -> list[float]:
     """Proxy reward of each (prompt, response), batched, right-padded (as RewardTrainer's collator pads)."""
-    import torch  # lazy, as in load_reward_model: `import lab.presets` reaches this module (rl_math -> registry) without torch
-
     if len(prompts) != len(responses):
         raise LabError(f"score got {len(prompts)} prompts but {len(responses)} responses")
     was_training = model.training

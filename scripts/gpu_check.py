@@ -27,6 +27,7 @@ time budget (BUDGET_S, less the benches' reserve) is spent; the JSON names what 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -37,7 +38,15 @@ import time
 import traceback
 from pathlib import Path
 
-from lab.stage_names import KNOWLEDGE, RL_MATH, RLHF_METHODS, SFT_IDK
+from lab.presets import get_preset
+from lab.runs import Run, package_versions
+from lab.stage_names import BASE, KNOWLEDGE, RL_MATH, RLHF_METHODS, SFT_IDK
+from lab.stages import STAGES, by_name, stage_settings
+from lab.stages import eval_suites as evaluated
+
+# torch and the modules that load it (lab.pipeline, evals.harness, lab.experiments.bench, lab.model.tokenizer) are
+# imported inside the functions: main() first sets the offline variables transformers and datasets read at import.
+from tasks.chat import conversation_count
 
 STEPS = 20  # training steps of each stage after pretraining
 # The parts of stages that generate (module, function), timed apart: where a stage's time goes.
@@ -83,11 +92,6 @@ def error(message: str) -> None:
 def overrides(dry: bool) -> list[str]:
     """The check's `--set` overrides of the gpu preset (the dry run's tiny shape and data last, so they win).
     Stages set by epochs or problem counts get what makes about STEPS steps at the gpu preset's batch sizes."""
-    from lab.presets import get_preset
-    from lab.stage_names import BASE
-    from lab.stages import STAGES
-    from tasks.chat import conversation_count
-
     # each stage declares what the check cuts (lab/stages.py): step counts and sample counts only
     steps = DRY_STEPS["later"] if dry else STEPS
     items = [f"pretrain.max_steps={DRY_STEPS['pretrain']}"] if dry else [s for s in STAGES if s.name == BASE][0].gpu_check
@@ -128,8 +132,6 @@ def policies_judged(p) -> int:
 
 def trained(name: str, preset):
     """A trained stage's settings (they know the steps the stage takes: planned_steps), or None."""
-    from lab.stages import by_name, stage_settings
-
     settings = stage_settings(by_name()[name], preset) if name in by_name() else None
     return settings if hasattr(settings, "planned_steps") else None
 
@@ -192,10 +194,8 @@ def stage_record(run, name: str, seconds: float, part_s: float | None, preset, f
 def eval_suites(run) -> dict:
     """Seconds and samples of every suite the evals stage ran, and its time on all of the suite's samples."""
     from evals.harness import SUITES, context_for
-    from lab.stages import eval_suites
-
     out, sizes = {}, {}
-    for stage in eval_suites():
+    for stage in evaluated():
         for path in sorted((run.stage_dir(stage) / "evals").glob("*/results.json")):
             r = json.loads(path.read_text())
             if r["suite"] not in sizes:
@@ -215,8 +215,6 @@ class timed_part:
 
     def __enter__(self):
         if self.target:
-            import importlib
-
             module = importlib.import_module(self.target[0])
             self.module, self.original = module, getattr(module, self.target[1])
             self.seconds = 0.0
@@ -272,8 +270,6 @@ class Check:
 def environment() -> dict:
     import torch
 
-    from lab.runs import package_versions
-
     env = {"python": platform.python_version(), **package_versions(), "cuda": torch.version.cuda,
            "cpu_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
@@ -284,9 +280,6 @@ def environment() -> dict:
 
 def run_stages(check: Check, runs_dir: Path) -> None:
     from lab.pipeline import STAGES, run_stage
-    from lab.presets import get_preset
-    from lab.runs import Run
-
     items = overrides(check.dry)
     preset, full = get_preset("gpu", items), get_preset("gpu", DRY_RUN if check.dry else [])
     check.result["overrides"] = items
@@ -332,8 +325,6 @@ def run_benches(check: Check) -> None:
     kept in `lab bench all`'s shape (machine, preset, train, generate by batch, verify): `lab bench table` renders
     the README's performance rows from this JSON as from its own."""
     from lab.experiments.bench import bench_generate, bench_train, bench_verify, machine
-    from lab.presets import get_preset
-
     preset = get_preset("gpu", DRY_RUN if check.dry else [])
     device = "cpu" if check.dry else "auto"
     steps, batches, checks = (2, (1, 2), 50) if check.dry else (20, (1, 16), 2000)

@@ -96,9 +96,8 @@ class ChatMixture:
     # share of conversations with the tools on (TOOLS_LINE) that need no tool: Q&A (where sft-idk looks up what
     # it does not know), math, spelling, identity, context. Tool demos always have the tools on.
     tools_share: float = 0.3
-    # sft-idk: draw as many Q&A conversations about questions the probe found unknown as about known ones.
-    # Drawn as they come, 60-80% of the targets were refusals at this size, and how often the model then
-    # refused a well-known person swung from seed to seed (docs/robust-claims-notes.md).
+    # sft-idk: draw as many Q&A conversations about questions the probe found unknown as about known ones
+    # (why: docs/settings-notes.md)
     qa_balanced: bool = True
     seed: int = 0
     math_bands: tuple[int, ...] = (1, 2)

@@ -23,6 +23,9 @@ from pathlib import Path
 from lab.errors import LabError
 from tasks.world import World, WorldConfig, seeded_rng
 
+# datasets and pyarrow are imported inside the functions that use them: the presets import this module (for
+# DataSettings) and stay light.
+
 # name -> fn(n, rng) -> n documents (strings, or {"text", "person"} dicts); math, spelling and reading
 # sources register themselves here.
 SOURCES: dict[str, Callable[[int, random.Random], list[str | dict]]] = {}
@@ -253,8 +256,8 @@ class DataSettings:
     source: str = "world"
     corpus_paths: tuple[str, ...] = ()
     world: WorldConfig = field(default_factory=WorldConfig)
-    # math and spelling walkthroughs join the world text (issue: the pretraining mix), and documents in which
-    # reading the context pays (tasks/reading.py: open-book 0.05 -> 0.85 on a dev world, docs/reading-notes.md)
+    # the world text plus registered sources (documents each): math and spelling walkthroughs, and documents in
+    # which reading the context pays (tasks/reading.py); why, in docs/settings-notes.md
     corpus: CorpusConfig = field(default_factory=lambda: CorpusConfig(extra_sources={
         "math": 300, "spelling": 300, "fresh_people": 2000, "copy_drills": 1000}))
 

@@ -20,11 +20,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.metadata import version
 from pathlib import Path
 
 from lab.errors import LabError
 from tasks.corpus import register_source
 from tasks.math import SPLITS, Problem, split_of
+
+# wordfreq is imported where it is used: it is optional (WORD_LIST stands in for it) and loads its data files,
+# which the presets, importing this module, should not pay for.
 
 BANDS = {"high": (5.0, 99.0), "mid": (4.0, 5.0), "low": (3.0, 4.0)}  # Zipf range [lo, hi)
 DIFFICULTY = {"high": 1, "mid": 2, "low": 3}
@@ -38,7 +42,7 @@ def ranked_words(max_words: int) -> list[tuple[int, str, float]]:
     """(rank, word, zipf) of the a-z words of 3-12 letters among the top max_words English words, most
     frequent first: from wordfreq when installed, else from WORD_LIST (which reaches WORD_LIST_DEPTH)."""
     try:
-        from wordfreq import top_n_list, zipf_frequency  # loads its data files; only pay for it when used
+        from wordfreq import top_n_list, zipf_frequency
     except ImportError:
         if max_words > WORD_LIST_DEPTH:
             raise LabError(f"spelling max_words={max_words} needs the wordfreq package (pip install wordfreq); "
@@ -62,8 +66,6 @@ def _table(max_words: int) -> dict[str, tuple[tuple[str, float], ...]]:
 
 def write_word_list(path: Path = WORD_LIST) -> int:
     """Write wordfreq's list (rank, word, zipf; a-z words of 3-12 letters in the top WORD_LIST_DEPTH) to `path`."""
-    from importlib.metadata import version
-
     import wordfreq  # noqa: F401  (the source: this must not read the file it writes)
 
     rows = ranked_words(WORD_LIST_DEPTH)

@@ -11,7 +11,8 @@ from evals.loglik import continuation_logprobs
 from lab.model.chat_format import render
 from lab.model.labgpt import LabGPTForCausalLM
 from lab.model.tokenizer import load_tokenizer
-from lab.train.dpo import DPOSettings, dpo
+from lab.train.dpo import dpo
+from lab.train.rl_settings import DPOSettings
 from rewards.preferences import load_preferences
 
 

@@ -9,7 +9,8 @@ from test_rl import at, copy_run
 from test_rlhf import rm_run  # noqa: F401  (fixture: a tiny run with sft-idk and rm stages)
 
 from lab.errors import LabError
-from lab.experiments.goodhart import OUT, GoodhartSettings, run_goodhart
+from lab.experiments.goodhart import OUT, run_goodhart
+from lab.experiments.settings import GoodhartSettings
 from lab.runs import Run
 from tasks.world import build_world
 

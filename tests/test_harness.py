@@ -29,7 +29,8 @@ def test_unknown_suite_lists_the_valid_ones():
 
 
 def test_the_evals_stage_can_cut_every_suite_to_short_answers():
-    from evals.harness import EvalSettings, sized
+    from evals.eval_settings import EvalSettings
+    from evals.harness import sized
 
     math = SUITES["math"]
     assert sized(math, EvalSettings()) is math  # 0 = each suite as it is

@@ -7,7 +7,8 @@ import pytest
 from test_rl import FAST, at, copy_run, source  # noqa: F401  (fixture: a run with an untrained tiny sft-idk)
 
 from lab.errors import LabError
-from lab.experiments.math_rewards import ARMS, OUT, MathRewardsSettings, run_math_rewards
+from lab.experiments.math_rewards import OUT, run_math_rewards
+from lab.experiments.settings import MATH_REWARDS_ARMS, MathRewardsSettings
 from lab.presets import get_preset, stage_context
 from lab.runs import Run
 
@@ -53,5 +54,5 @@ def test_every_arm_trains_from_one_checkpoint_and_is_graded_on_the_same_problems
 
 def test_an_unknown_arm_is_one_clear_error(source, tmp_path):  # noqa: F811
     preset = tiny_preset()
-    with pytest.raises(LabError, match=f"unknown math-rewards arm.*valid: {', '.join(ARMS)}"):
+    with pytest.raises(LabError, match=f"unknown math-rewards arm.*valid: {', '.join(MATH_REWARDS_ARMS)}"):
         run_math_rewards(MathRewardsSettings(arms=("bogus",)), stage_context(Run(tmp_path / "r"), preset), preset.rl)

@@ -9,7 +9,8 @@ from test_rl import copy_run, source  # noqa: F401  (fixture: a run with an untr
 from lab.errors import LabError
 from lab.model.labgpt import LabGPTForCausalLM
 from lab.presets import get_preset, stage_context
-from lab.train.math_practice import MathSFTSettings, math_sft
+from lab.train.math_practice import math_sft
+from lab.train.sft_settings import MathSFTSettings
 
 SMALL = MathSFTSettings(tasks=("arithmetic",), bands=(1,), problems=12, replay=4, batch_size=4, log_every=1,
                         ckpt_every=1)

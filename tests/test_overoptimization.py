@@ -16,7 +16,6 @@ from test_rlhf import copy_run, rm_run  # noqa: F401  (fixture)
 from lab.errors import LabError
 from lab.experiments.overoptimization import (
     OUT,
-    OveroptimizationSettings,
     best_of_n,
     bon_curve,
     bon_kl,
@@ -26,6 +25,7 @@ from lab.experiments.overoptimization import (
     rl_points,
     run_overoptimization,
 )
+from lab.experiments.settings import OveroptimizationSettings
 from lab.train.rl_settings import RLHFSettings
 from rewards import preferences
 from tasks.world import build_world

@@ -14,7 +14,7 @@ from test_rlhf import rm_run  # noqa: F401  (fixture: a tiny run with sft-idk an
 from lab.errors import LabError
 from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
 from lab.model.labgpt_rm import LabGPTForSequenceClassification
-from lab.train.ppo.loop import AdaptiveKL, PPOSettings, ppo_rlhf, train_ppo
+from lab.train.ppo.loop import AdaptiveKL, ppo_rlhf, train_ppo
 from lab.train.ppo.losses import (
     explained_variance,
     gae,
@@ -22,6 +22,7 @@ from lab.train.ppo.losses import (
     policy_loss,
     value_loss,
 )
+from lab.train.rl_settings import PPOSettings
 
 # ---------------------------------------------------------------- the maths
 

@@ -134,11 +134,12 @@ def rl_run(rm_run, tmp_path_factory):  # noqa: F811
     and the math-rewards grid (from sft-idk: the run has no sft-math), goodhart, over-optimization and rm-scaling.
     Only the eval results are made up (_fake_eval): sft, sft-idk and two RL stages, for the report card."""
     from lab.experiments import goodhart, math_rewards, overoptimization, rlhf_methods
-    from lab.experiments.goodhart import GoodhartSettings, run_goodhart
-    from lab.experiments.math_rewards import MathRewardsSettings, run_math_rewards
-    from lab.experiments.overoptimization import OveroptimizationSettings, run_overoptimization
+    from lab.experiments.goodhart import run_goodhart
+    from lab.experiments.math_rewards import run_math_rewards
+    from lab.experiments.overoptimization import run_overoptimization
     from lab.experiments.rlhf_methods import NEEDS, run_rlhf_methods
     from lab.experiments.rm_scaling import run_rm_scaling
+    from lab.experiments.settings import GoodhartSettings, MathRewardsSettings, OveroptimizationSettings
     from lab.pipeline import provide
     from lab.presets import stage_context
     from lab.train.rl_math import rl_math

@@ -10,18 +10,34 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import replace
+from datetime import date
+from importlib import metadata
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from transformers import GenerationMixin
 
+import rewards.verifier as verifier
+from evals.custom import load_rows
+from lab.errors import LabError
 from lab.model.engine import SamplingParams, generate
 from lab.model.export import to_llama
 from lab.model.labgpt import LabGPTForCausalLM
+from lab.runs import cpu_info, package_versions
 from lab.train.pretrain import autocast_dtype, cpu_has_native_bf16, model_config, peak_flops
+from rewards import pool as workers
+from tasks.math import MathConfig
+from tasks.math import generate as generate_math
 
 
 def _sync(device):
@@ -169,12 +185,6 @@ def bench_generate(model=None, preset=None, batch: int = 16, prompt_len: int = 3
 
 def machine() -> dict:
     """What a figure was measured on: CPU model and cores, the GPU if any, and the versions that matter."""
-    import os
-    import platform
-    from datetime import date
-
-    from lab.runs import cpu_info, package_versions
-
     cpu = cpu_info("model name") or platform.processor() or platform.machine()
     versions = package_versions()
     return {"date": date.today().isoformat(), "cpu": cpu, "cores": len(os.sched_getaffinity(0)),
@@ -251,16 +261,11 @@ def replace_perf_block(readme: str, table: str) -> str:
 def verify_mix(n: int, samples_path=None) -> list[tuple[str, str]]:
     """(response, gold) pairs like RL produces: the math suite's real responses when given, plus worked
     solutions from the generator, half ending "Answer: X" and half GSM8K-style "#### X", a third wrong."""
-    import json
-    from pathlib import Path
-
-    from tasks.math import MathConfig, generate
-
     pairs = []
     if samples_path is not None:
         rows = [json.loads(line) for line in Path(samples_path).read_text().splitlines() if line.strip()]
         pairs += [(r["response"], r["gold"]) for r in rows][: n // 2]
-    problems = generate(MathConfig(seed=3, bands=(1, 2, 3, 4)), n - len(pairs))
+    problems = generate_math(MathConfig(seed=3, bands=(1, 2, 3, 4)), n - len(pairs))
     for i, p in enumerate(problems):
         body = p.solution.rsplit("Answer:", 1)[0]
         answer = p.answer if i % 3 else problems[i - 1].answer  # a wrong answer of the same kinds of form
@@ -281,8 +286,6 @@ HOSTILE = ["9**9**9**9", "10^10^10^10", "(" * 5000 + "1" + ")" * 5000, "__import
 @contextlib.contextmanager
 def one_worker():
     """The verifier's pool swapped for one of a single worker (speeds are per core), closed and restored after."""
-    from rewards import pool as workers
-
     saved, workers.pool = workers.pool, workers.Pool(1)
     try:
         yield
@@ -294,23 +297,21 @@ def one_worker():
 def bench_verify(n: int = 2000, samples_path=None, slowest_of: int = 300) -> dict:
     """Checks per second on one worker (one core), the share settled in-process, and the slowest single
     check among real answers and hostile strings (goals: >= 1,000 checks/s/core, none over 2 s)."""
-    import rewards.verifier as mv
-
     pairs = verify_mix(n, samples_path)
     with one_worker():
-        mv.verify_many(pairs[:2])  # start the worker outside the timed block
+        verifier.verify_many(pairs[:2])  # start the worker outside the timed block
         t0 = time.perf_counter()
-        verdicts = mv.verify_many(pairs)
+        verdicts = verifier.verify_many(pairs)
         seconds = time.perf_counter() - t0
-        settled = [mv.precheck(mv.extract_answer(r), g, False) is not None for r, g in pairs]
+        settled = [verifier.precheck(verifier.extract_answer(r), g, False) is not None for r, g in pairs]
         to_worker = [pair for pair, done in zip(pairs, settled) if not done]
         t0 = time.perf_counter()
-        mv.verify_many(to_worker)
+        verifier.verify_many(to_worker)
         worker_seconds = time.perf_counter() - t0
         slowest, worst = 0.0, ""
         for response, gold in pairs[:slowest_of] + [(f"Answer: {h}", "1") for h in HOSTILE]:
             t = time.perf_counter()
-            mv.verify_response(response, gold)
+            verifier.verify_response(response, gold)
             if time.perf_counter() - t > slowest:
                 slowest, worst = time.perf_counter() - t, response[-60:]
     reasons: dict[str, int] = {}
@@ -344,11 +345,6 @@ def load_cases(path) -> list[dict]:
     """Labelled answer pairs, one JSON object a line (read by evals/custom.py's load_rows, as user suites and RL
     data are): prediction (a response or an answer), gold, equal (the label), and optionally id, rule and
     source (tests/fixtures/verifier_cases/ has the lab's, with sources)."""
-    from pathlib import Path
-
-    from evals.custom import load_rows
-    from lab.errors import LabError
-
     path = Path(path)
     if not path.is_file():
         raise LabError(f"no such cases file: {path}")
@@ -380,13 +376,11 @@ def mix_cases(n: int) -> list[dict]:
     """verify_mix's generated GSM8K-style solutions as labelled cases: right unless given another problem's
     answer. The generator writes plain numbers, "38%" and "x = 1", so two answers are the same value exactly
     when they agree without the % and the "x = " (the verifier's rules for those forms)."""
-    from tasks.math import MathConfig, generate
-
     def value(answer: str) -> str:  # "x = 1" is 1 and "38%" is 38; a system "x = 0, y = 0" stays itself
         plain = answer.replace("%", "").replace(" ", "")
         return plain.split("=", 1)[1] if plain.count("=") == 1 and "," not in plain else plain
 
-    golds = [p.answer for p in generate(MathConfig(seed=3, bands=(1, 2, 3, 4)), n)]
+    golds = [p.answer for p in generate_math(MathConfig(seed=3, bands=(1, 2, 3, 4)), n)]
     return [{"id": f"mix-{i}", "rule": "gsm8k_style", "prediction": response, "gold": gold,
              "equal": i % 3 != 0 or value(golds[i - 1]) == value(gold)}
             for i, ((response, gold), gold) in enumerate(zip(verify_mix(n), golds))]
@@ -395,13 +389,6 @@ def mix_cases(n: int) -> list[dict]:
 def bench_verify_cases(cases: list[dict]) -> dict:
     """The lab's verifier and, when installed, math-verify on the same labelled pairs in the same run: agreement
     with the labels (overall, equal pairs accepted, not-equal pairs rejected), checks/s, and the slowest check."""
-    import importlib.util
-    import json
-    import subprocess
-    import sys
-
-    import rewards.verifier as verifier
-
     pairs = [(c["prediction"], c["gold"]) for c in cases]
     with one_worker():
         verifier.verify_many(pairs[:1])  # start the worker outside the timed block
@@ -423,8 +410,6 @@ def bench_verify_cases(cases: list[dict]) -> dict:
         result["math_verify"] = {"error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
         return result
     reply = json.loads(done.stdout.strip().splitlines()[-1])
-    from importlib import metadata
-
     result["math_verify"] = {**agreement(cases, reply["verdicts"], reply["seconds"]),
                              "version": metadata.version("math-verify")}
     return result

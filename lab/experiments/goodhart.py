@@ -13,25 +13,20 @@ Writes experiments/goodhart/{results.json, table.md, goodhart.png, rm-<pairs>/, 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 
+from evals.stats import format_ci
 from lab.errors import LabError
-from lab.experiments.rlhf_methods import RLHFMethodsSettings
+from lab.experiments.rlhf_methods import Judge, describe_path, judged_point
+from lab.experiments.settings import GoodhartSettings, RLHFMethodsSettings
 from lab.runs import read_json, write_json
 from lab.stage_names import SFT_IDK
+from lab.train.reward_model import train_reward_model
 from lab.train.reward_model_settings import RewardModelSettings
 from lab.train.rl_settings import RLHFSettings
+from lab.train.rlhf import rlhf
 
 OUT = "experiments/goodhart"
-
-
-@dataclass
-class GoodhartSettings:
-    pairs: tuple[int, ...] = (100, 200, 400)  # comparisons per reward model
-    seeds: tuple[int, ...] = (0, 1)  # a reward model per (size, seed): small RMs differ a lot from draw to draw
-    label_noise: float = 0.0
-    steps: int = 60  # GRPO steps against each RM (twice rlhf-grpo's: far enough to pass a peak)
-    snapshot_every: int = 10
 
 
 NEEDS = (SFT_IDK,)  # every RM's starting weights and every RL run's policy; the pipeline provides it
@@ -46,10 +41,6 @@ def run_goodhart(settings: GoodhartSettings, context, rm: RewardModelSettings, r
                  judging: RLHFMethodsSettings) -> dict:
     """RMs of each size and seed (`rm` with goodhart's pairs, seed and label noise), a GRPO run against each
     (`rl` with goodhart's steps), each path judged as rlhf-methods judges (`judging`), from `context.source`."""
-    from lab.experiments.rlhf_methods import Judge, describe_path, judged_point
-    from lab.train.reward_model import train_reward_model
-    from lab.train.rlhf import rlhf
-
     run, source = context.run, context.source or SFT_IDK
     check_goodhart_settings(settings)
     run.require(source)
@@ -85,8 +76,6 @@ def run_goodhart(settings: GoodhartSettings, context, rm: RewardModelSettings, r
 
 
 def table(results: dict) -> str:
-    from evals.stats import format_ci
-
     header = ["RM", "RM held-out accuracy", "proxy start → end", "gold peak (step, KL)", "gold at the end [95% CI]",
               "end − peak [95% CI], other half", "KL at the end", "refusals at the end"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -108,7 +97,7 @@ def table(results: dict) -> str:
 
 
 def _plot(out, results: dict) -> str:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is slow to import, and only the plots need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

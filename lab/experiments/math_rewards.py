@@ -20,34 +20,28 @@ exact-match arm's training curve shows true accuracy too. Writes results.json, t
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 
+from evals.math_heldout import eval_problems, heldout_accuracy
+from evals.stats import format_ci, mean_metric, paired_difference, proportion
 from lab.errors import LabError
+from lab.experiments.settings import MATH_REWARDS_ARMS, MathRewardsSettings
+from lab.model.loading import load_model_and_tokenizer
 from lab.runs import Run, read_json, read_train_log, write_json
 from lab.stage_names import SFT_MATH
+from lab.train.math_practice import answer_tokens, solution_records, train_on_records
+from lab.train.rl_math import rl_math, write_heldout
 from lab.train.rl_settings import RLSettings
+from lab.train.sft import build_dataset
+from tasks.math import MathConfig, generate
 
 OUT = "experiments/math-rewards"
-ARMS = {  # arm -> (what it changes, RLSettings fields)
-    "baseline": ("Dr. GRPO, verifier + format", {}),
-    "exact_match": ("reward: exact string match, not the verifier",
-                    {"rewards": ("exact_match", "format", "correctness"), "reward_weights": (1.0, 0.1, 0.0)}),
-    "no_format": ("no format reward", {"rewards": ("correctness",), "reward_weights": (1.0,)}),
-    "grpo": ("GRPO (std-normalised advantages)", {"algo": "grpo"}),
-    "rloo": ("RLOO (leave-one-out baseline)", {"algo": "rloo"}),
-    "sft": ("extra SFT on worked solutions, matched steps and tokens", None),
-}
-
-
-@dataclass
-class MathRewardsSettings:
-    arms: tuple[str, ...] = tuple(ARMS)
 
 
 def _arm_settings(rl: RLSettings, arm: str):
     """The baseline is the run's rl settings with correctness and format only (trackers dropped)."""
     base = replace(rl, rewards=("correctness", "format"), reward_weights=(1.0, 0.1), eval_every=0)
-    return replace(base, **ARMS[arm][1])
+    return replace(base, **MATH_REWARDS_ARMS[arm][1])
 
 
 def _rl_tokens(out) -> int:
@@ -61,13 +55,6 @@ def _rl_tokens(out) -> int:
 def sft_arm(run: Run, max_length: int, rl, out_stage: str, tokens_to_match: int, source: str) -> dict:
     """Supervised fine-tuning on the RL arms' training problems with their worked solutions, at RL's compute:
     the same steps, learning rate and schedule, batches sized to the baseline's trained tokens."""
-    from evals.math_heldout import eval_problems, heldout_accuracy
-    from lab.model.loading import load_model_and_tokenizer
-    from lab.train.math_practice import answer_tokens, solution_records, train_on_records
-    from lab.train.rl_math import write_heldout
-    from lab.train.sft import build_dataset
-    from tasks.math import MathConfig, generate
-
     problems = generate(MathConfig(seed=rl.seed, tasks=tuple(rl.tasks), bands=tuple(rl.bands)), rl.train_problems,
                         split="train")  # exactly the RL arms' training problems
     model, tokenizer = load_model_and_tokenizer(run.require(source))
@@ -95,8 +82,6 @@ def _graded(path) -> dict[str, dict]:
 
 def _grade_sampled(run: Run, rl: RLSettings, stage: str, which: str, model_stage: str) -> None:
     """Add each problem's sampled share to heldout/<which>.jsonl when it lacks one (graded: `model_stage`)."""
-    from evals.math_heldout import eval_problems, heldout_accuracy
-    from lab.model.loading import load_model_and_tokenizer
     path = run.stage_dir(stage) / "heldout" / f"{which}.jsonl"
     graded = _graded(path)
     if rl.eval_samples <= 0 or all("sampled_share" in r for r in graded.values()):
@@ -109,17 +94,14 @@ def _grade_sampled(run: Run, rl: RLSettings, stage: str, which: str, model_stage
 
 
 def check_math_rewards_settings(settings: MathRewardsSettings) -> None:
-    unknown = [a for a in settings.arms if a not in ARMS]
+    unknown = [a for a in settings.arms if a not in MATH_REWARDS_ARMS]
     if unknown or not settings.arms:
-        raise LabError(f"unknown math-rewards arm(s) {unknown or '(none)'}; valid: {', '.join(ARMS)}")
+        raise LabError(f"unknown math-rewards arm(s) {unknown or '(none)'}; valid: {', '.join(MATH_REWARDS_ARMS)}")
 
 
 def run_math_rewards(settings: MathRewardsSettings, context, rl: RLSettings) -> dict:
     """Train the missing arms from `context.source` (default sft-math) into `context.stage` (default
     experiments/math-rewards)/<arm>, each from the run's `rl` settings, then grade and tabulate them all."""
-    from evals.stats import mean_metric, paired_difference, proportion
-    from lab.train.rl_math import rl_math
-
     run, source, out_stage = context.run, context.source or SFT_MATH, context.stage or OUT
     check_math_rewards_settings(settings)
     arms = ["baseline", *[a for a in settings.arms if a != "baseline"]]  # the baseline sets the compute to match
@@ -127,7 +109,7 @@ def run_math_rewards(settings: MathRewardsSettings, context, rl: RLSettings) -> 
         stage = f"{out_stage}/{arm}"
         if run.is_complete(stage):
             continue
-        if ARMS[arm][1] is None:
+        if MATH_REWARDS_ARMS[arm][1] is None:
             tokens = _rl_tokens(run.stage_dir(f"{out_stage}/baseline"))
             sft_arm(run, context.sft.max_length, _arm_settings(rl, "baseline"), stage, tokens, source)
         else:
@@ -151,7 +133,7 @@ def run_math_rewards(settings: MathRewardsSettings, context, rl: RLSettings) -> 
     for arm in arms:
         s = read_json(run.stage_dir(f"{out_stage}/{arm}") / "summary.json")
         correct = column(finals[arm], "correct")
-        entry = {"changes": ARMS[arm][0], "accuracy": proportion(int(sum(correct)), len(ids)),
+        entry = {"changes": MATH_REWARDS_ARMS[arm][0], "accuracy": proportion(int(sum(correct)), len(ids)),
                  "vs_source": paired_difference(column(start, "correct"), correct),
                  "seconds": s["seconds"], "steps": s["steps"],
                  "tokens_trained": s.get("tokens_trained") or _rl_tokens(run.stage_dir(f"{out_stage}/{arm}"))}
@@ -180,8 +162,6 @@ def _d(d: dict | None) -> str:
 
 
 def table(results: dict) -> str:
-    from evals.stats import format_ci
-
     sampled = "sampled" in results["arms"][results["source"]]
     start = f"− {results['source']}, paired"
     header = ["arm", "what changes", "greedy accuracy [95% CI]", start, "− baseline, paired"]
@@ -203,7 +183,7 @@ def table(results: dict) -> str:
 
 
 def _plot(run: Run, out, results: dict, arms: list[str], out_stage: str) -> str:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is slow to import, and only the plots need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -27,33 +27,31 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from lab.errors import LabError
+from lab.experiments.settings import OveroptimizationSettings
+from lab.model.loading import load_model_and_tokenizer
+from lab.model.tokenizer import load_tokenizer
 from lab.runs import Run, read_json, read_train_log, write_json
 from lab.settings import from_settings
 from lab.stage_names import RM, SFT_IDK
+from lab.train.reward_model import fit as fit_reward_model
+from lab.train.reward_model import tokenize_pairs
 from lab.train.reward_model_settings import RewardModelSettings
 from lab.train.rl_settings import RLHFSettings
+from lab.train.rlhf import rlhf
+from rewards import preferences  # sampled through the module: a test swaps sample_responses to see a rerun reuse
+from rewards.gold import gold_score, prompt_for
+from rewards.preferences import load_preferences, split_of
+from rewards.proxy import check_tokenizers_match, load_reward_model, make_reward_fn, score
+from tasks.world import seeded_rng
 
 OUT = "experiments/overoptimization"
-
-
-@dataclass
-class OveroptimizationSettings:
-    bon_prompts: int = 12  # x 64 samples: ~2 minutes of sampling on 2 CPU cores
-    bon_samples: int = 64
-    ns: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
-    temperature: float = 0.7  # the temperature the RM's comparisons and RLHF sample at
-    max_new_tokens: int = 64
-    # the RL arms: higher lr than the rlhf stage so a short run travels far enough in KL to show a curve
-    rl: RLHFSettings = field(default_factory=lambda: RLHFSettings(steps=20, lr=3e-4, ckpt_every=10))
-    betas: tuple[float, ...] = (0.005, 0.1)  # the KL-penalty sweep, besides rl.beta
-    ensemble_seeds: tuple[int, ...] = (0, 1, 2)  # the rm stage's seed (0) reuses the rm stage
-    ensemble_k: float = 1.0  # reward = mean - k * std over the ensemble
-    smooth: int = 3  # RL points: moving average over this many logged steps
-    seed: int = 0
 
 
 def bon_kl(n: int) -> float:
@@ -87,8 +85,6 @@ def bon_curve(proxy: list[list[float]], gold: list[list[float]], ns) -> list[dic
 
 
 def _lstsq(columns: list[list[float]], y: list[float]) -> list[float]:
-    import numpy as np
-
     coef, *_ = np.linalg.lstsq(np.array(columns, dtype=float).T, np.array(y, dtype=float), rcond=None)
     return [float(c) for c in coef]
 
@@ -142,9 +138,6 @@ def ensemble_reward_fn(reward_fns, k: float = 1.0, name: str = "proxy"):
 
 def bon_people(world, rm_settings: dict, count: int, seed: int = 0) -> list[str]:
     """SFT people in the RM's test split (rewards/preferences.split_of), in a seeded order."""
-    from rewards.preferences import split_of
-    from tasks.world import seeded_rng
-
     names = [p.name for p in world.sft_people()
              if split_of(p.name, rm_settings.get("heldout_share", 0.2), rm_settings.get("seed", 0)) == "test"]
     seeded_rng("overoptimization-bon", seed).shuffle(names)
@@ -155,11 +148,6 @@ def bon_people(world, rm_settings: dict, count: int, seed: int = 0) -> list[str]
 
 def sample_bon(run: Run, world, settings: OveroptimizationSettings, source: str, rm_stage: str, out: Path) -> dict:
     """The best-of-n samples, scored by proxy and gold; kept in out/bon_samples.json so a rerun reuses them."""
-    from lab.model.loading import load_model_and_tokenizer
-    from rewards.gold import gold_score, prompt_for
-    from rewards.preferences import sample_responses
-    from rewards.proxy import check_tokenizers_match, load_reward_model, score
-
     path = out / "bon_samples.json"
     key = {"source": source, "rm_stage": rm_stage, "prompts": settings.bon_prompts, "samples": settings.bon_samples,
            "temperature": settings.temperature, "max_new_tokens": settings.max_new_tokens, "seed": settings.seed}
@@ -175,7 +163,7 @@ def sample_bon(run: Run, world, settings: OveroptimizationSettings, source: str,
     check_tokenizers_match(rm_tokenizer, tokenizer)
     prompts = [prompt_for(name, i) for i, name in enumerate(names)]
     t0 = time.perf_counter()
-    sampled = sample_responses(policy, tokenizer, prompts, settings.bon_samples, settings.temperature,
+    sampled = preferences.sample_responses(policy, tokenizer, prompts, settings.bon_samples, settings.temperature,
                                settings.max_new_tokens, seed=settings.seed)
     seconds = time.perf_counter() - t0
     rows = []
@@ -192,13 +180,6 @@ def sample_bon(run: Run, world, settings: OveroptimizationSettings, source: str,
 def train_ensemble(run: Run, rm: RewardModelSettings, settings: OveroptimizationSettings, source: str, rm_stage: str,
                    out: Path):
     """Reward functions of RMs trained like the rm stage on its comparisons, one per seed (cached in out/)."""
-    import torch
-
-    from lab.model.tokenizer import load_tokenizer
-    from lab.train.reward_model import fit, tokenize_pairs
-    from rewards.preferences import load_preferences
-    from rewards.proxy import load_reward_model, make_reward_fn
-
     rm_dir = run.require(rm_stage)
     policy_tokenizer = load_tokenizer(run.require(source))
     data = load_preferences(rm_dir / "preferences")
@@ -214,7 +195,7 @@ def train_ensemble(run: Run, rm: RewardModelSettings, settings: Overoptimization
             torch.manual_seed(seed)  # the new head's initialisation
             model, tokenizer = load_reward_model(run.require(source))
             train, _ = tokenize_pairs(data["train"], tokenizer, base.max_length)
-            trainer, _ = fit(model, tokenizer, train, replace(base, seed=seed), path / "trainer", save=False)
+            trainer, _ = fit_reward_model(model, tokenizer, train, replace(base, seed=seed), path / "trainer", save=False)
             trainer.model.save_pretrained(path)
             tokenizer.save_pretrained(path)
             run.mark_complete(member, {"seed": seed, "steps": trainer.state.global_step})
@@ -236,8 +217,6 @@ def rl_points(logs: list[dict], smooth: int = 1) -> list[dict]:
 
 
 def _arm(context, settings: RLHFSettings, stage: str, source: str, rm_stage: str, proxy=None) -> dict:
-    from lab.train.rlhf import rlhf  # loads torch and TRL; the presets import this module for its settings
-
     run = context.run
     if not run.is_complete(stage):
         rlhf(settings, context.at(stage, source), rm_stage=rm_stage, proxy=proxy)
@@ -246,7 +225,7 @@ def _arm(context, settings: RLHFSettings, stage: str, source: str, rm_stage: str
 
 
 def _plots(out: Path, bon: list[dict], bon_fit: dict, arms: dict, rl_fit: dict, base_gold: float) -> list[str]:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is slow to import, and only the plots need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -23,34 +23,29 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
+from evals.stats import format_ci, mean_metric, paired_difference
 from lab.errors import LabError
+from lab.experiments.settings import RLHFMethodsSettings
+from lab.model.chat_format import answer_stops
+from lab.model.engine import SamplingParams, generate
+from lab.model.labgpt import LabGPTForCausalLM
+from lab.model.loading import load_model_and_tokenizer
 from lab.runs import Run, read_json, write_json
 from lab.stage_names import RLHF_GRPO, RLHF_METHODS, RLHF_PPO, RLHF_RLOO, RM, SFT_IDK
+from lab.train.ppo.loop import answer_logprobs, make_batch
+from lab.train.rlhf import rlhf_dataset
+from rewards.gold import decode_completion, gold_score
+from rewards.proxy import check_tokenizers_match, load_reward_model, score
 
 OUT = RLHF_METHODS
 METHODS = (RLHF_PPO, RLHF_GRPO, RLHF_RLOO, "dpo")
 NEEDS = METHODS  # the stages this experiment reads, provided by the pipeline
 
 
-@dataclass
-class RLHFMethodsSettings:
-    prompts: int = 192  # fixed RLHF prompts every policy answers once
-    temperature: float = 0.7  # the RL stages' sampling temperature: the KL is of what they were trained to sample
-    max_new_tokens: int = 64
-    batch_size: int = 64
-    seed: int = 0
-
-
 def sample_and_score(policy, reference, rm_model, rm_tokenizer, tokenizer, world, asked, settings) -> list[dict]:
     """One answer per prompt from `policy`, with its proxy reward, gold score and KL to `reference`."""
-    import torch
-
-    from lab.model.chat_format import answer_stops
-    from lab.model.engine import SamplingParams, generate
-    from lab.train.ppo.loop import answer_logprobs, make_batch
-    from rewards.gold import decode_completion, gold_score
-    from rewards.proxy import score
-
     stops = answer_stops(tokenizer)
     device = next(policy.parameters()).device
     rows = []
@@ -85,8 +80,6 @@ def gold_at_kl(path: list[dict], kl: float) -> float | None:
 def turnover(path_rows: list[list[dict]]) -> dict:
     """Over-optimization on a path of evaluations (same prompts at each point): the peak is chosen on the
     even-numbered prompts, and final - peak is measured on the odd-numbered ones, paired."""
-    from evals.stats import paired_difference
-
     def mean(rows, parity):
         values = [r["gold"] for i, r in enumerate(rows) if i % 2 == parity]
         return sum(values) / len(values)
@@ -113,8 +106,6 @@ def snapshots(run: Run, stage: str) -> list[tuple[int, Path]]:
 
 
 def judged_point(rows: list[dict]) -> dict:
-    from evals.stats import mean_metric
-
     point = {k: mean_metric([r[k] for r in rows]) for k in ("proxy", "gold", "kl", "tokens")}
     point["refusal_rate"] = sum(r["refusal"] for r in rows) / len(rows)
     return point
@@ -136,10 +127,6 @@ class Judge:
 
     @classmethod
     def for_run(cls, run: Run, world, settings: RLHFMethodsSettings, source: str, rm_stage: str, samples: Path):
-        from lab.model.loading import load_model_and_tokenizer
-        from lab.train.rlhf import rlhf_dataset
-        from rewards.proxy import check_tokenizers_match, load_reward_model
-
         reference, tokenizer = load_model_and_tokenizer(run.require(source))
         rm_model, rm_tokenizer = load_reward_model(run.require(rm_stage))
         check_tokenizers_match(rm_tokenizer, tokenizer)
@@ -158,8 +145,6 @@ class Judge:
 
     def path(self, run: Run, stage: str, start: list[dict]) -> tuple[list[dict], list[list[dict]]]:
         """(points, rows) along an RL stage's snapshots, `start` (the reference's rows) first."""
-        from lab.model.labgpt import LabGPTForCausalLM
-
         points, all_rows = [{"step": 0, **judged_point(start)}], [start]
         for step, folder in snapshots(run, stage):
             policy = LabGPTForCausalLM.from_pretrained(folder).to(next(self.reference.parameters()).device)
@@ -183,9 +168,6 @@ def run_rlhf_methods(settings: RLHFMethodsSettings, context) -> dict:
     """The four methods' final policies and RL paths, judged alike from sft-idk. Their stages (NEEDS) must be
     complete: the pipeline runs this after them, and `lab experiment rlhf-methods` has lab.pipeline.provide
     train any that are missing."""
-    from evals.stats import paired_difference
-    from lab.model.labgpt import LabGPTForCausalLM
-
     run = context.run
     source = context.source or SFT_IDK  # the stages' start, as the pipeline trains them
     out = run.stage_dir(OUT)
@@ -228,8 +210,6 @@ def _ci(d: dict) -> str:
 
 def table(results: dict) -> str:
     """sft-idk and the four methods: KL, proxy, gold (CI), paired gold gain, gold at DPO's KL, the turn-over, cost."""
-    from evals.stats import format_ci
-
     header = ["policy", "KL to sft-idk (nats/answer)", "proxy (RM)", "gold [95% CI]", "gold - sft-idk [95% CI]",
               f"gold at KL {results['matched_kl']:.2f}".replace("-0.00", "0.00"), "gold peak on the path (step)",
               "final - peak [95% CI], other half", "refusals", "length", "answers sampled", "wall s", "memory MB"]
@@ -251,7 +231,7 @@ def table(results: dict) -> str:
 
 
 def _plot(out: Path, results: dict) -> str:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is slow to import, and only the plots need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

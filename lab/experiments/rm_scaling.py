@@ -11,11 +11,14 @@ import random
 import time
 from pathlib import Path
 
+import torch
+
 from lab.errors import LabError
 from lab.runs import Run, write_json
 from lab.stage_names import SFT_IDK
 from lab.train.reward_model import evaluate, fit, tokenize_pairs
 from lab.train.reward_model_settings import RewardModelSettings
+from rewards.preferences import load_preferences
 from rewards.proxy import load_reward_model
 
 STAGE = "experiments/rm-scaling"
@@ -33,8 +36,6 @@ def data_scaling(init_path, data, settings: RewardModelSettings, workdir: Path,
     """Held-out quality of RMs trained on nested shares of the training comparisons (one row per share).
 
     Trains len(fractions) RMs from `init_path` (slow: about the rm stage's training time each)."""
-    import torch
-
     rows = []
     shuffled = list(data["train"])
     random.Random(settings.seed).shuffle(shuffled)  # nested: the 25% set is inside the 50% set
@@ -55,8 +56,6 @@ def data_scaling(init_path, data, settings: RewardModelSettings, workdir: Path,
 
 def run_rm_scaling(run: Run, rm: RewardModelSettings, fractions: tuple[float, ...]) -> list[str]:
     """The table's lines (Markdown), written with the rows to the experiment's folder."""
-    from rewards.preferences import load_preferences
-
     out = run.open_stage(STAGE)
     rows = data_scaling(run.require(SFT_IDK), load_preferences(run.require("rm") / "preferences"), rm,
                         out / "work", fractions)

@@ -17,19 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 
+from evals.knowledge import probe, summarize
+from evals.reading import reading_snapshot
 from lab.errors import LabError
+from lab.experiments.settings import ScalingSettings
+from lab.model.loading import load_model_and_tokenizer
 from lab.runs import read_json, write_json
+from lab.train.pretrain import pretrain
 from lab.train.pretrain_settings import ModelShape, PretrainSettings
-
-
-@dataclass
-class ScalingSettings:
-    # `lab experiment scaling`: hidden size x layers per model (heads of 32 dimensions), steps per model
-    sizes: str = "32x1,64x2,96x3,128x4,192x4"  # ~0.1M to ~2.2M parameters with the 2k vocabulary
-    steps: int = 600  # the same steps and batches for every size: fixed data
-
 
 STAGE = "experiments/scaling"
 NEEDS = ("tokenizer",)  # the run's data and its tokenizer, shared by every size; the pipeline provides them
@@ -78,11 +74,6 @@ def run_sweep(settings: ScalingSettings, context, pretrain_settings: PretrainSet
               sizes: tuple[tuple[int, int], ...] | None = None, steps: int | None = None) -> list[dict]:
     """Pretrain every size (default: `settings`' sizes and steps, the run's pretraining otherwise) and write
     table, fit and plot."""
-    from evals.knowledge import probe, summarize
-    from evals.reading import reading_snapshot
-    from lab.model.loading import load_model_and_tokenizer
-    from lab.train.pretrain import pretrain
-
     run = context.run
     sizes = sizes or parse_sizes(settings.sizes)
     steps = steps or settings.steps
@@ -141,7 +132,7 @@ def table_markdown(rows: list[dict], fit: dict) -> str:
 
 
 def plot(rows: list[dict], fit: dict, path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is slow to import, and only the plots need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -39,6 +39,7 @@ from rich.text import Text
 from lab.errors import LabError
 from lab.model.inspect_tokens import token_shown, tokenize_view
 from lab.model.tokenizer import encode_text
+from tasks.world import CITIES, FIELDS, UNIVERSITIES, YEARS, name_space
 
 UNIVERSITY_WORDS = {"the", "of", "University", "College", "Institute", "Technical", "Polytechnic", "Academy"}
 
@@ -50,8 +51,6 @@ def default_groups(years_every: int = 3, first_names: int = 20) -> dict[str, lis
 
     Years cluster by construction: every digit is its own token, so " 1957" and " 1962" share the
     pieces 1 and 9 and differ in two of four. Their cosine measures the tokenizer, not learning."""
-    from tasks.world import CITIES, FIELDS, UNIVERSITIES, YEARS, name_space
-
     # "the University of Almsby" -> "Almsby": the shared words would make universities cluster trivially.
     universities = [next(w for w in u.split() if w not in UNIVERSITY_WORDS) for u in UNIVERSITIES]
     firsts = list(dict.fromkeys(n.split()[0] for n in name_space()))
@@ -206,7 +205,7 @@ def embedding_map(model, tokenizer, groups: dict[str, list[str]] | None = None, 
 
 def _plot_map(result: EmbeddingMap, model) -> None:
     # A bare Figure renders with Agg and never touches pyplot's global backend or figure list.
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # lazy: matplotlib is slow to import, and only the plots need it
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9, 7.5), layout="constrained")

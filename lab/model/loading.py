@@ -6,16 +6,14 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+import lab.model.labgpt  # noqa: F401  registers labgpt with the Auto classes
 from lab.errors import LabError
 from lab.stage_files import check_whole
 
 
 def load_model_and_tokenizer(path: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32):
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    import lab.model.labgpt  # noqa: F401  registers labgpt with the Auto classes
-
     path = Path(path)
     if not path.is_dir():
         raise LabError(f"{path} does not exist or is not a directory")

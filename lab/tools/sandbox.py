@@ -12,6 +12,7 @@ is read. The chain is util-linux tools: unshare -> sh (root, pid 1, mounts) -> p
 from __future__ import annotations
 
 import functools
+import json
 import os
 import selectors
 import shutil
@@ -161,8 +162,6 @@ print(json.dumps({
 @functools.lru_cache(maxsize=1)
 def _measured() -> dict | None:
     """The probe's report from inside the sandbox at its default limits, or None when it cannot run."""
-    import json
-
     setup = _setup()
     if setup.interpreter is None:
         return None

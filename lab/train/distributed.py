@@ -14,6 +14,15 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as torch_dist
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
+from torch.nn.parallel import DistributedDataParallel
 
 from lab.errors import LabError
 
@@ -55,16 +64,11 @@ class Distributed:
         if self.world_size == 1:
             return model
         if self.sharded:
-            from torch.distributed.device_mesh import init_device_mesh
-            from torch.distributed.fsdp import fully_shard
-
             mesh = init_device_mesh(self.device.type, (self.world_size,))
             for layer in model.model.layers:  # one all-gather per layer: only one layer is ever whole
                 fully_shard(layer, mesh=mesh)
             fully_shard(model, mesh=mesh)  # the rest: embeddings (tied to the head), final norm
             return model
-        from torch.nn.parallel import DistributedDataParallel
-
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
 
@@ -78,24 +82,18 @@ class Distributed:
 
     def full_state_dict(self, model) -> dict:
         """Whole weights on the main rank (a collective under FSDP: every rank must call it); {} elsewhere."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
         if not self.sharded:
             return model.state_dict() if self.is_main else {}
         return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
     def full_optimizer_state(self, model, optimizer) -> dict:
         """The optimizer state keyed by parameter name, whole, on the main rank (collective under FSDP); {} elsewhere."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
         if not self.sharded and not self.is_main:  # DDP: every rank holds the same state; only the main writes it
             return {}
         return get_optimizer_state_dict(model, optimizer,
                                         options=StateDictOptions(full_state_dict=True, cpu_offload=self.sharded))
 
     def load_optimizer_state(self, model, optimizer, state: dict) -> None:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
         if all(isinstance(k, int) for k in state.get("state", {})):  # a checkpoint from before name keys
             optimizer.load_state_dict(state)
             return

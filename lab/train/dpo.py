@@ -12,35 +12,26 @@ exactly the token that ends an assistant turn.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+
+import torch
+from trl import DPOConfig, DPOTrainer
 
 from lab.errors import LabError
+from lab.model.chat_format import render
+from lab.model.labgpt import LabGPTForCausalLM
+from lab.model.tokenizer import decode_ids, load_tokenizer
 from lab.progress import trainer_progress
 from lab.runs import write_json, write_train_log
 from lab.stage_names import RM
-
-
-@dataclass
-class DPOSettings:
-    beta: float = 0.1  # strength of the pull towards the reference policy
-    loss_type: str = "sigmoid"  # TRL's DPO loss variants: sigmoid (DPO), ipo, hinge, ...
-    epochs: float = 2.0
-    lr: float = 1e-4  # SFT used 1e-3: preference tuning moves a trained policy, gently
-    batch_size: int = 16
-    max_length: int = 256
-    log_every: int = 5
-    ckpt_every: int = 50
-    seed: int = 0
-
-    def planned_steps(self, summary: dict) -> int:
-        """The optimiser steps this stage takes with these settings (`summary`: a run of it, for its data size)."""
-        return summary["steps"]  # epochs over the rm stage's comparisons: counted by the run
+from lab.train.memory import training_memory
+from lab.train.rl_settings import DPOSettings
+from lab.train.trainers import checkpoint_args, common_trainer_args, save_trained, train_resuming
+from rewards.preferences import load_preferences
 
 
 def _as_text(tokenizer, data):
     """Conversational pairs -> (prompt text in our chat format, answer texts), checked to round-trip."""
-    from lab.model.chat_format import render
-    from lab.model.tokenizer import decode_ids
 
     def convert(row):
         ids, _ = render(tokenizer, row["prompt"], add_generation_prompt=True)
@@ -56,15 +47,6 @@ def _as_text(tokenizer, data):
 
 def dpo(settings: DPOSettings, context, preferences: str = RM) -> dict:
     """DPO of `context.source` on the `preferences` stage's comparisons into `context.stage`."""
-    import torch
-    from trl import DPOConfig, DPOTrainer
-
-    from lab.model.labgpt import LabGPTForCausalLM
-    from lab.model.tokenizer import load_tokenizer
-    from lab.train.memory import training_memory
-    from lab.train.trainers import checkpoint_args, common_trainer_args, save_trained, train_resuming
-    from rewards.preferences import load_preferences
-
     run, source, out_stage = context.run, context.source, context.stage
     src = run.require(source)
     data = load_preferences(run.require(preferences) / "preferences")

@@ -16,41 +16,29 @@ The same trainer is the math-rewards grid's control arm (more SFT at RL's comput
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+import random
+from dataclasses import asdict
+
+import torch
+from trl import SFTConfig, SFTTrainer
 
 from lab.errors import LabError
-from lab.runs import Run, write_json
-
-if TYPE_CHECKING:  # annotations only: the settings are torch-free, so the presets can hold them
-    from lab.train.sft_settings import SFTSettings
-
-
-@dataclass
-class MathSFTSettings:
-    tasks: tuple[str, ...] = ("arithmetic",)
-    bands: tuple[int, ...] = (2,)  # two-digit column addition and subtraction
-    problems: int = 6000  # training problems, each seen once in each form (3,000 starved some starts: see above)
-    # worked steps and the bare answer on the same problems, so that the math suite's paired worked-vs-direct
-    # comparison ("tokens to think") compares two trained forms; RL then practises the worked form
-    forms: tuple[str, ...] = ("worked", "direct")
-    replay: int = 1000  # conversations of the source's own SFT mixture mixed in, against forgetting
-    batch_size: int = 15
-    lr: float = 1e-3  # SFT's rate, constant after a short warm-up
-    log_every: int = 10
-    ckpt_every: int = 100
-    seed: int = 0
-
-    def planned_steps(self, summary: dict) -> int:
-        """The optimiser steps this stage takes with these settings (`summary`: a run of it, for its data size)."""
-        return max(1, (self.problems * len(self.forms) + self.replay) // self.batch_size)
+from lab.model.labgpt import LabGPTForCausalLM
+from lab.model.tokenizer import load_tokenizer
+from lab.progress import trainer_progress
+from lab.runs import Run, read_json, write_json
+from lab.train.sft import build_dataset, decide_known
+from lab.train.sft_settings import MathSFTSettings, SFTSettings
+from lab.train.trainers import checkpoint_args, common_trainer_args, save_trained, train_resuming
+from tasks.answer_forms import FORMS, ask, reply
+from tasks.chat import build_mixture
+from tasks.identity import system_message
+from tasks.math import MathConfig, generate
 
 
 def solution_records(problems, forms: tuple[str, ...] = ("worked",)) -> list[dict]:
     """Chat records of problems answered in each of `forms` (tasks/answer_forms.py): the worked solution,
     and with "direct" the same problem asked for a bare answer."""
-    from tasks.answer_forms import FORMS, ask, reply
-
     unknown = [f for f in forms if f not in FORMS]
     if unknown or not forms:
         raise LabError(f"unknown answer form(s) {unknown or '(none given)'}; valid forms are {', '.join(FORMS)}")
@@ -63,10 +51,6 @@ def with_system_messages(records: list[dict], sft: SFTSettings, seed: int) -> li
     """The identity's system message on the share of records SFT gives it (sft.mixture.system_prompt_share).
     The eval suites always send it: practice without it measured worse there than on its own held-out problems
     (dev world: 0.07 two-digit sums worked in the math suite against 0.21 in rl-math's held-out check)."""
-    import random
-
-    from tasks.identity import system_message
-
     rng, system = random.Random(f"system|{seed}"), system_message(sft.identity)
     share = sft.mixture.system_prompt_share
     return [{**r, "messages": [{"role": "system", "content": system}] + r["messages"]} if rng.random() < share else r
@@ -76,14 +60,8 @@ def with_system_messages(records: list[dict], sft: SFTSettings, seed: int) -> li
 def replay_records(context, source: str, n: int, seed: int) -> list[dict]:
     """`n` conversations of the SFT mixture `source` was trained on (sft-idk's refusals where its probe
     found the base model ignorant), drawn with `seed`."""
-    import random
-
-    from lab.runs import read_json
-    from tasks.chat import build_mixture
     if n <= 0:
         return []
-    from lab.train.sft import decide_known
-
     probe, sft = context.run.stage_dir(source) / "probe.json", context.sft
     # decided as sft-idk decided it (per person by default), not by the probe's per-question field
     known = decide_known(read_json(probe), sft.known_unit, sft.known_threshold) if probe.exists() else None
@@ -101,14 +79,6 @@ def train_on_records(run: Run, dataset, out_stage: str, steps: int, batch_size: 
     """SFT of `source` on a build_dataset dataset (loss on the answers only) into `out_stage`: constant
     learning rate after 10% warm-up (at most 10 steps), as the RL stages. Resumes from its last checkpoint.
     Returns what it trained: steps, tokens, seconds, the model; the caller owns COMPLETE."""
-    import torch
-    from trl import SFTConfig, SFTTrainer
-
-    from lab.model.labgpt import LabGPTForCausalLM
-    from lab.model.tokenizer import load_tokenizer
-    from lab.progress import trainer_progress
-    from lab.train.trainers import checkpoint_args, common_trainer_args, save_trained, train_resuming
-
     src = run.require(source)
     out = run.open_stage(out_stage)
     tokenizer = load_tokenizer(src)
@@ -131,10 +101,6 @@ def train_on_records(run: Run, dataset, out_stage: str, steps: int, batch_size: 
 def math_sft(settings: MathSFTSettings, context) -> dict:
     """The sft-math stage: `settings.problems` training problems of the given tasks and bands, each seen
     once, with `settings.replay` of the source's SFT conversations mixed in."""
-    from lab.model.tokenizer import load_tokenizer
-    from lab.train.sft import build_dataset
-    from tasks.math import MathConfig, generate
-
     run, source, out_stage, max_length = context.run, context.source, context.stage, context.sft.max_length
     tokenizer = load_tokenizer(run.require(source))
     problems = generate(MathConfig(seed=settings.seed, tasks=tuple(settings.tasks), bands=tuple(settings.bands)),

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import resource
 
+import torch
+
 
 def state_bytes(models: list, optimizer) -> int:
     """Bytes of the weights of every model held, plus a gradient and the optimizer's moments for each parameter
     the optimizer updates (frozen models may still say requires_grad: they get no gradient)."""
-    import torch
-
     weights = {id(p): p.numel() * p.element_size() for m in models for p in m.parameters()}
     grads = sum(p.numel() * p.element_size() for g in optimizer.param_groups for p in g["params"])
     moments = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
@@ -20,8 +20,6 @@ def state_bytes(models: list, optimizer) -> int:
 
 def peak_memory_mb() -> float:
     """Peak GPU memory allocated, or this process's peak resident memory on CPU (the whole process's)."""
-    import torch
-
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

@@ -82,7 +82,7 @@ def check_rl_settings(settings, n_rewards: int) -> None:
         raise LabError(f"rl.batch_size ({settings.batch_size}) must be a multiple of rl.num_generations "
                        f"({settings.num_generations}): each prompt's samples form one group")
     if settings.use_vllm:
-        try:
+        try:  # optional and GPU-only, so imported only to check it is there when asked for
             import vllm  # noqa: F401
         except ImportError:
             raise LabError("rl.use_vllm=true needs the vllm package (GPU only); install it or set "
@@ -150,7 +150,7 @@ def write_plain_log(out, history: list[dict]) -> list[dict]:
 
 
 def _tensorboard(out) -> list:
-    try:
+    try:  # optional: imported where it is used, so a machine without it trains all the same
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
 

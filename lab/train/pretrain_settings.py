@@ -1,7 +1,7 @@
 """Pretraining's settings: the model's shape, the optimisation, and the samples written at the end.
 
 Torch-free, beside lab/train/pretrain.py (which imports torch at load), so the presets and `lab --help`
-load without torch.
+load without torch; why some defaults are what they are is in docs/settings-notes.md.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class PretrainSettings:
     seq_len: int = 128
     batch_size: int = 16  # sequences per micro-batch (per process under DDP)
     grad_accum: int = 1
-    max_steps: int = 3000  # tiny: open-book reading forms between steps ~1,250 and ~2,500 (docs/reading-notes.md)
+    max_steps: int = 3000  # optimiser steps
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 50
@@ -37,7 +37,7 @@ class PretrainSettings:
     grad_clip: float = 1.0
     eval_every: int = 250
     eval_batches: int = 8
-    reading_probes: bool = True  # induction score, copying, open-book at every eval (evals/reading.py), ~1 s each
+    reading_probes: bool = True  # induction score, copying, open-book at every eval (evals/reading.py)
     ckpt_every: int = 250  # resume checkpoints (weights, AdamW, RNG); 0 = none, the finished weights only
     log_every: int = 25
     dtype: str = "auto"  # auto = bf16 autocast on CUDA, float32 on CPU; bfloat16 = bf16 on CPU too (native bf16 only)

@@ -15,18 +15,25 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import pandas as pd
+import torch
+from datasets import Dataset
+from transformers import PrinterCallback
+from trl import RewardConfig, RewardTrainer
+
 from lab.errors import LabError
-from lab.runs import write_json, write_train_log
+from lab.model.tokenizer import load_tokenizer
+from lab.runs import tidy_trainer_checkpoints, write_json, write_train_log
 from lab.train.reward_model_settings import RewardModelSettings
+from lab.train.trainers import checkpoint_args, common_trainer_args
 from rewards.completions import completion_text
+from rewards.preferences import stage_preferences
 from rewards.proxy import check_tokenizers_match, encode, load_reward_model, score
 
 
 def tokenize_pairs(rows, tokenizer, max_length: int):
     """RewardTrainer's input, chosen_ids/rejected_ids from encode(), as a fresh in-memory Dataset (no cache files
     in the stage folder); pairs longer than max_length are dropped. Returns (dataset, dropped)."""
-    from datasets import Dataset
-
     ids = {"chosen_ids": [], "rejected_ids": []}
     dropped = 0
     for row in rows:
@@ -42,12 +49,6 @@ def tokenize_pairs(rows, tokenizer, max_length: int):
 
 def fit(model, tokenizer, train, settings: RewardModelSettings, output_dir: Path, save: bool = True):
     """Train `model` on the tokenized pairs with RewardTrainer; resumes from output_dir's last checkpoint."""
-    from transformers import PrinterCallback
-    from trl import RewardConfig, RewardTrainer
-
-    from lab.runs import tidy_trainer_checkpoints
-    from lab.train.trainers import checkpoint_args, common_trainer_args
-
     args = RewardConfig(
         output_dir=str(output_dir), num_train_epochs=settings.epochs, learning_rate=settings.lr,
         per_device_train_batch_size=settings.batch_size, gradient_accumulation_steps=settings.grad_accum,
@@ -67,8 +68,6 @@ def fit(model, tokenizer, train, settings: RewardModelSettings, output_dir: Path
 
 def correlation(x: list[float], y: list[float], method: str) -> float | None:
     """Pearson or Spearman (ties share their average rank); None where undefined (a constant side)."""
-    import pandas as pd
-
     value = pd.Series(x, dtype=float).corr(pd.Series(y, dtype=float), method=method) if len(x) > 1 else float("nan")
     return None if math.isnan(value) else float(value)
 
@@ -100,9 +99,6 @@ def evaluate(model, tokenizer, data, batch_size: int = 64) -> dict:
 def train_reward_model(settings: RewardModelSettings, context) -> dict:
     """The `rm` stage: sample and label comparisons from `context.source`, train the RM from its weights into
     `context.stage`."""
-    from lab.model.tokenizer import load_tokenizer
-    from rewards.preferences import stage_preferences
-
     run, source, out_stage = context.run, context.source, context.stage
     src = run.require(source)
     out = run.open_stage(out_stage)
@@ -110,8 +106,6 @@ def train_reward_model(settings: RewardModelSettings, context) -> dict:
     if not len(data["train"]) or not len(data["test"]):
         raise LabError(f"the preference data has {len(data['train'])} training and {len(data['test'])} held-out pairs; "
                        "both are needed (raise rm.pairs, or move rm.heldout_share away from 0 and 1)")
-    import torch
-
     torch.manual_seed(settings.seed)  # the new head's initialisation: not whatever the process drew before
     model, tokenizer = load_reward_model(src)
     check_tokenizers_match(tokenizer, load_tokenizer(src))

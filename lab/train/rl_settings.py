@@ -1,6 +1,7 @@
-"""The settings of the policy-gradient stages: RL on math (rl-math, `rl.*`) and RLHF (rlhf-grpo and
-rlhf-rloo, `rlhf.*`). Torch-free, so the presets and `lab --help` load without torch; why each default is
-what it is (the calibration runs behind it) is in docs/rl-settings-notes.md."""
+"""The RL stages' settings: RL on math (rl-math, `rl.*`), RLHF with TRL (rlhf-grpo and rlhf-rloo, `rlhf.*`),
+PPO (rlhf-ppo, `ppo.*`, trained by lab/train/ppo/loop.py) and DPO (`dpo.*`, lab/train/dpo.py). Torch-free,
+so the presets and `lab --help` load without torch; why each default is what it is (the calibration runs
+behind it) is in docs/settings-notes.md."""
 
 from __future__ import annotations
 
@@ -76,3 +77,53 @@ class RLHFSettings:
     def planned_steps(self, summary: dict) -> int:
         """The optimiser steps this stage takes with these settings (`summary`: a run of it, for its data size)."""
         return self.steps
+
+
+@dataclass
+class PPOSettings:
+    steps: int = 30  # optimiser steps, one rollout batch each
+    batch_size: int = 16  # prompts per step, one answer each
+    minibatch_size: int = 8
+    ppo_epochs: int = 4  # passes over each rollout batch
+    lr: float = 1e-4  # the policy's learning rate
+    value_lr: float = 1e-4
+    clip_range: float = 0.2  # policy ratio trust region
+    value_clip_range: float = 0.2  # how far a value prediction may move from its rollout-time value
+    vf_coef: float = 0.5
+    gamma: float = 1.0  # no discount inside one answer
+    lam: float = 0.95  # GAE's bias-variance knob
+    init_kl_coef: float = 0.02  # the KL penalty's starting coefficient
+    target_kl: float | None = 4.0  # nats per answer the controller steers to (None: fixed coefficient)
+    kl_horizon: int = 256  # answers over which the controller may move the coefficient by ~20%
+    whiten_advantages: bool = True
+    max_approx_kl: float = 0.05  # per token: stop this rollout's epochs once an update moved the policy this far
+    max_grad_norm: float = 1.0
+    temperature: float = 0.7  # sampling temperature of the rollouts
+    max_completion_length: int = 64  # tokens
+    value_init: str = "rm"  # rm: a copy of the reward model | policy: the policy with a fresh scalar head
+    lora_r: int = 0  # 0 = full fine-tune of the policy (the value model is always fully trained)
+    lora_alpha: int = 16
+    ckpt_every: int = 10  # checkpoint.pt (policy, value model, optimizer) every N steps; 0 = none
+    snapshot_every: int = 5  # keep the policy every this many steps (snapshots/), 0 = never: the KL path
+    seed: int = 0
+
+    def planned_steps(self, summary: dict) -> int:
+        """The optimiser steps this stage takes with these settings (`summary`: a run of it, for its data size)."""
+        return self.steps
+
+
+@dataclass
+class DPOSettings:
+    beta: float = 0.1  # strength of the pull towards the reference policy
+    loss_type: str = "sigmoid"  # TRL's DPO loss variants: sigmoid (DPO), ipo, hinge, ...
+    epochs: float = 2.0
+    lr: float = 1e-4
+    batch_size: int = 16
+    max_length: int = 256
+    log_every: int = 5
+    ckpt_every: int = 50
+    seed: int = 0
+
+    def planned_steps(self, summary: dict) -> int:
+        """The optimiser steps this stage takes with these settings (`summary`: a run of it, for its data size)."""
+        return summary["steps"]  # epochs over the rm stage's comparisons: counted by the run

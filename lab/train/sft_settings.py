@@ -1,7 +1,8 @@
 """SFT's settings (both variants, sft and sft-idk): optimisation, the knowledge probe, the data mixture
-and the assistant's identity.
+and the assistant's identity; and math practice's (sft-math, `math_sft.*`, lab/train/math_practice.py).
 
-Torch-free, beside lab/train/sft.py (which imports torch at load), so the presets load without torch.
+Torch-free, beside lab/train/sft.py (which imports torch at load), so the presets load without torch; why
+some defaults are what they are is in docs/settings-notes.md.
 """
 
 from __future__ import annotations
@@ -53,3 +54,22 @@ class SFTSettings:
         check_known_unit(self.known_unit)
         if not 0.0 <= self.known_threshold <= 1.0:
             raise LabError(f"sft.known_threshold must be within [0, 1], got {self.known_threshold}")
+
+
+@dataclass
+class MathSFTSettings:
+    tasks: tuple[str, ...] = ("arithmetic",)  # the generator's task families practised
+    bands: tuple[int, ...] = (2,)  # their difficulty bands (2: two-digit column addition and subtraction)
+    problems: int = 6000  # generated training problems, each seen once in each form
+    # the answer forms each problem is trained in (tasks/answer_forms.py): worked steps and the bare answer
+    forms: tuple[str, ...] = ("worked", "direct")
+    replay: int = 1000  # conversations of the source's own SFT mixture mixed in, against forgetting
+    batch_size: int = 15
+    lr: float = 1e-3  # constant after a short warm-up
+    log_every: int = 10
+    ckpt_every: int = 100
+    seed: int = 0
+
+    def planned_steps(self, summary: dict) -> int:
+        """The optimiser steps this stage takes with these settings (`summary`: a run of it, for its data size)."""
+        return max(1, (self.problems * len(self.forms) + self.replay) // self.batch_size)

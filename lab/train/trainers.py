@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
+
+import torch
+from peft import LoraConfig
+from transformers import PrinterCallback, TrainingArguments
+
+from lab.errors import LabError
+from lab.runs import tidy_trainer_checkpoints
 
 
 def lora_config(r: int, alpha: int):
     """LoRA on every projection of attention and MLP, or None for a full fine-tune (r = 0)."""
     if r <= 0:
         return None
-    from peft import LoraConfig
-
     return LoraConfig(r=r, lora_alpha=alpha, task_type="CAUSAL_LM",
                       target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
 
@@ -24,10 +30,6 @@ def activation_checkpointing(enabled: bool) -> dict:
     transformers 5.24 renamed `gradient_checkpointing` to `activation_checkpointing` and warns on the
     old name, which TRL's configs set (to True) by default; 5.17-5.23 know only the old name. Setting
     the name this version declares keeps the choice explicit and the deprecation out."""
-    from dataclasses import fields
-
-    from transformers import TrainingArguments
-
     name = "activation_checkpointing" if "activation_checkpointing" in {f.name for f in fields(TrainingArguments)} \
         else "gradient_checkpointing"
     return {name: enabled}
@@ -37,8 +39,6 @@ def common_trainer_args(checkpointing: bool) -> dict:
     """The trainer-config fields every stage sets alike: bf16 on CUDA and the CPU otherwise, no reporting
     integrations, no progress bars or dataloader workers (the lab logs and prints its own progress), and
     activation checkpointing on or off by its current name."""
-    import torch
-
     cuda = torch.cuda.is_available()
     return dict(report_to="none", bf16=cuda, use_cpu=not cuda, dataloader_num_workers=0, disable_tqdm=True,
                 **activation_checkpointing(checkpointing))
@@ -49,8 +49,6 @@ def checkpoint_args(ckpt_every: int) -> dict:
     `ckpt_every` steps and at the end, the newest one kept. 0 writes none: the stage saves its finished weights
     only, and a killed run starts that stage again (a full-size model on a small disk, as in the gpu preset's
     CPU test, tests/test_gpu_preset.py)."""
-    from lab.errors import LabError
-
     if ckpt_every < 0:
         raise LabError(f"ckpt_every must be >= 0 (0 = no resume checkpoints), got {ckpt_every}")
     if ckpt_every == 0:
@@ -60,10 +58,6 @@ def checkpoint_args(ckpt_every: int) -> dict:
 
 def train_resuming(trainer, checkpoints: Path) -> tuple[str | None, float]:
     """Train from the last checkpoint under `checkpoints`, if any: (the checkpoint resumed from, seconds)."""
-    from transformers import PrinterCallback
-
-    from lab.runs import tidy_trainer_checkpoints
-
     trainer.remove_callback(PrinterCallback)  # the lab keeps its own logs (logs/train.jsonl)
     last = tidy_trainer_checkpoints(checkpoints)  # and clears what a kill left half-written
     if last:

@@ -9,12 +9,11 @@ from __future__ import annotations
 import logging
 from functools import cache
 
+import trafilatura
+
 
 @cache
 def _trafilatura():
-    # imported on first use: it costs ~0.4 s, which `lab` commands that never see HTML shouldn't pay
-    import trafilatura
-
     # trafilatura logs every page it finds too short at WARNING; the report counts those instead
     logging.getLogger("trafilatura").setLevel(logging.ERROR)
     return trafilatura

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from functools import cache
 
+from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
 # Long documents are classified on their opening: language is settled well before this many
 # characters, and the DFA walk is linear in length.
 MAX_CHARS = 20_000
@@ -16,8 +18,6 @@ MAX_CHARS = 20_000
 
 @cache
 def _identifier():
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 

@@ -15,6 +15,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from datasets import Dataset, Features, Value
+
 from lab.errors import LabError
 from tasks.webtext.dedup import Deduplicator
 from tasks.webtext.extract import extract_text
@@ -72,8 +74,6 @@ def _check_languages(languages: list[str]) -> None:
 
 
 def _save_dataset(rows: dict[str, list], path: Path) -> None:
-    from datasets import Dataset, Features, Value
-
     if (path / "state.json").is_file():  # our own earlier output: stale shards must not linger
         shutil.rmtree(path)
     features = Features({"text": Value("string"), "url": Value("string"), "source_file": Value("string")})

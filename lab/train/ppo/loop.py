@@ -21,7 +21,7 @@ logged, as in lab/train/rlhf.py, so PPO joins GRPO and RLOO on the same over-opt
 
 The core (`train_ppo`) takes any scoring function, so tests can drive it with a toy reward; `ppo_rlhf`
 wires it to a run: sft-idk policy, the rm stage's reward model, the RLHF prompts, stage folder rlhf-ppo/.
-torch is imported inside the functions: the presets import PPOSettings at every CLI start-up.
+Its settings, PPOSettings, live torch-free in lab/train/rl_settings.py (the presets hold them).
 """
 
 from __future__ import annotations
@@ -29,48 +29,25 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import torch
+from peft import get_peft_model
 
 from lab.errors import LabError
+from lab.model.chat_format import answer_stops
+from lab.model.engine import SamplingParams, generate
+from lab.model.labgpt import LabGPTForCausalLM
+from lab.progress import TrainLogger
 from lab.runs import atomic_file, write_json, write_train_log
 from lab.stage_names import RM
 from lab.train.memory import memory_of
-
-if TYPE_CHECKING:  # annotations only: torch loads lazily, as the presets import PPOSettings
-    import torch
-
-
-@dataclass
-class PPOSettings:
-    steps: int = 30  # as rlhf-grpo: 30 steps x 16 answers = the same 480 sampled completions
-    batch_size: int = 16  # prompts per step, one answer each (GRPO samples 4 prompts x 4 answers)
-    minibatch_size: int = 8
-    ppo_epochs: int = 4  # passes over each rollout batch
-    lr: float = 1e-4  # the policy's: rlhf-grpo's
-    value_lr: float = 1e-4
-    clip_range: float = 0.2  # policy ratio trust region
-    value_clip_range: float = 0.2  # how far a value prediction may move from its rollout-time value
-    vf_coef: float = 0.5
-    gamma: float = 1.0  # no discount inside one answer
-    lam: float = 0.95  # GAE's bias-variance knob
-    init_kl_coef: float = 0.02  # rlhf-grpo's beta
-    target_kl: float | None = 4.0  # nats per answer the controller steers to (None: fixed coefficient)
-    kl_horizon: int = 256  # answers over which the controller may move the coefficient by ~20%
-    whiten_advantages: bool = True
-    max_approx_kl: float = 0.05  # per token: stop this rollout's epochs once an update moved the policy this far
-    max_grad_norm: float = 1.0
-    temperature: float = 0.7  # as rlhf-grpo and the RM's comparisons
-    max_completion_length: int = 64
-    value_init: str = "rm"  # rm: a copy of the reward model | policy: the policy with a fresh scalar head
-    lora_r: int = 0  # 0 = full fine-tune of the policy (the value model is always fully trained)
-    lora_alpha: int = 16
-    ckpt_every: int = 10  # checkpoint.pt (policy, value model, optimizer) every N steps; 0 = none
-    snapshot_every: int = 5  # keep the policy every this many steps (snapshots/), 0 = never: the KL path
-    seed: int = 0
-
-    def planned_steps(self, summary: dict) -> int:
-        """The optimiser steps this stage takes with these settings (`summary`: a run of it, for its data size)."""
-        return self.steps
+from lab.train.policy_gradient import check_prompts, load_policy, save_snapshot
+from lab.train.ppo.losses import explained_variance, gae, masked_mean, masked_whiten, policy_loss, value_loss
+from lab.train.rl_settings import PPOSettings
+from lab.train.rlhf import ends, rlhf_dataset
+from lab.train.trainers import lora_config, save_trained
+from rewards.gold import decode_completion, gold_score
+from rewards.proxy import check_tokenizers_match, load_reward_model, score
 
 
 class AdaptiveKL:
@@ -105,8 +82,6 @@ class Batch:
 
 
 def make_batch(prompts: list[list[int]], responses: list[list[int]], pad_token_id: int, device) -> Batch:
-    import torch
-
     width, tokens = max(len(p) for p in prompts), max(1, max(len(r) for r in responses))
     ids = torch.full((len(prompts), width + tokens), pad_token_id, dtype=torch.long)
     attention = torch.zeros_like(ids)
@@ -168,8 +143,6 @@ def _trainable(model) -> list:
 
 
 def _check_finite(step: int, what: str, values: torch.Tensor, kept: str) -> None:
-    import torch
-
     if not torch.isfinite(values).all():
         where = f" (first at index {(~torch.isfinite(values)).nonzero()[0].tolist()})" if values.dim() else ""
         raise LabError(f"PPO step {step}: {what} is not finite{where}; stopped before updating, {kept}")
@@ -179,8 +152,6 @@ _RESUMABLE = ("steps", "ckpt_every", "snapshot_every")  # settings a resumed run
 
 
 def _save_checkpoint(path: Path, step: int, policy, value_model, optimizer, kl: AdaptiveKL, logs, settings) -> None:
-    import torch
-
     state = {"step": step, "policy": policy.state_dict(), "value": value_model.state_dict(),
              "optimizer": optimizer.state_dict(), "kl_coef": kl.coef, "logs": logs, "settings": asdict(settings)}
     with atomic_file(path) as tmp:  # a kill leaves the old checkpoint or the new one, never half of one
@@ -188,8 +159,6 @@ def _save_checkpoint(path: Path, step: int, policy, value_model, optimizer, kl: 
 
 
 def _load_checkpoint(path: Path, settings: PPOSettings) -> dict:
-    import torch
-
     state = torch.load(path, map_location="cpu", weights_only=False)
     now = asdict(settings)
     differs = [k for k, v in now.items() if k not in _RESUMABLE and state["settings"].get(k) != v]
@@ -222,11 +191,6 @@ def train_ppo(out: Path, policy, ref_model, value_model, prompts: list[list[int]
     settings.ckpt_every steps and at the end (none when it is 0); a rerun resumes from there. Logs:
     out/logs/train.jsonl. `held`: models the scoring functions keep in memory (the reward model), counted
     in the memory figure."""
-    import torch
-
-    from lab.progress import TrainLogger
-    from lab.train.policy_gradient import save_snapshot
-
     check_ppo_settings(settings)
     if not prompts:
         raise LabError("PPO got no prompts")
@@ -270,11 +234,6 @@ def train_ppo(out: Path, policy, ref_model, value_model, prompts: list[list[int]
 
 def _ppo_step(step, policy, ref_model, value_model, optimizer, kl, prompts, order, score_fn, judge_fn, settings,
               stop_token_ids, pad_token_id, device, kept) -> dict:
-    import torch
-
-    from lab.model.engine import SamplingParams, generate
-    from lab.train.ppo.losses import explained_variance, gae, masked_mean, masked_whiten, policy_loss, value_loss
-
     n, size = len(prompts), settings.batch_size
     indices = [order[((step - 1) * size + i) % n] for i in range(size)]  # through the shuffled prompts, cyclically
     batch_prompts = [prompts[i] for i in indices]
@@ -358,8 +317,6 @@ def _ppo_step(step, policy, ref_model, value_model, optimizer, kl, prompts, orde
 
 
 def _value_model(settings: PPOSettings, rm_dir: Path, source_dir: Path):
-    from rewards.proxy import load_reward_model
-
     value_model, _ = load_reward_model(rm_dir if settings.value_init == "rm" else source_dir)
     if settings.value_init == "policy":
         value_model.score.weight.data.zero_()  # a fresh head predicts 0 everywhere, not noise
@@ -368,16 +325,6 @@ def _value_model(settings: PPOSettings, rm_dir: Path, source_dir: Path):
 
 def ppo_rlhf(settings: PPOSettings, context, rm_stage: str = RM) -> dict:
     """PPO from `context.source` against the `rm_stage` reward model on the RLHF prompts, into `context.stage`."""
-    import torch
-
-    from lab.model.chat_format import answer_stops
-    from lab.model.labgpt import LabGPTForCausalLM
-    from lab.train.policy_gradient import check_prompts, load_policy
-    from lab.train.rlhf import ends, rlhf_dataset
-    from lab.train.trainers import lora_config, save_trained
-    from rewards.gold import decode_completion, gold_score
-    from rewards.proxy import check_tokenizers_match, load_reward_model, score
-
     run, source, out_stage = context.run, context.source, context.stage
     check_ppo_settings(settings)
     src, rm_dir = run.require(source), run.require(rm_stage)
@@ -389,8 +336,6 @@ def ppo_rlhf(settings: PPOSettings, context, rm_stage: str = RM) -> dict:
     value_model = _value_model(settings, rm_dir, src)
     policy = policy.to(device)
     if settings.lora_r > 0:
-        from peft import get_peft_model
-
         policy = get_peft_model(policy, lora_config(settings.lora_r, settings.lora_alpha))
     world = context.world
     dataset, prompts = rlhf_dataset(world, tokenizer, settings.seed)

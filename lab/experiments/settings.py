@@ -1,0 +1,65 @@
+"""The experiments' settings: the scaling sweep (`scaling.*`), the RL-on-math grid (`math_rewards.*`), reward
+over-optimization (`overoptimization.*`), RM quality against over-optimization (`goodhart.*`) and the RLHF
+methods' comparison (`rlhf_methods.*`). Torch-free, beside the experiments (which load torch), so the presets
+and `lab --help` load without torch; why some defaults are what they are is in docs/settings-notes.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lab.train.rl_settings import RLHFSettings
+
+MATH_REWARDS_ARMS = {  # arm -> (what it changes, RLSettings fields; None: the SFT control)
+    "baseline": ("Dr. GRPO, verifier + format", {}),
+    "exact_match": ("reward: exact string match, not the verifier",
+                    {"rewards": ("exact_match", "format", "correctness"), "reward_weights": (1.0, 0.1, 0.0)}),
+    "no_format": ("no format reward", {"rewards": ("correctness",), "reward_weights": (1.0,)}),
+    "grpo": ("GRPO (std-normalised advantages)", {"algo": "grpo"}),
+    "rloo": ("RLOO (leave-one-out baseline)", {"algo": "rloo"}),
+    "sft": ("extra SFT on worked solutions, matched steps and tokens", None),
+}
+
+
+@dataclass
+class ScalingSettings:
+    # `lab experiment scaling`: hidden size x layers per model (heads of 32 dimensions), steps per model
+    sizes: str = "32x1,64x2,96x3,128x4,192x4"  # comma-separated hidden size x layers, one model each
+    steps: int = 600  # optimiser steps, the same steps and batches for every size: fixed data
+
+
+@dataclass
+class MathRewardsSettings:
+    arms: tuple[str, ...] = tuple(MATH_REWARDS_ARMS)  # the arms trained, names of MATH_REWARDS_ARMS
+
+
+@dataclass
+class OveroptimizationSettings:
+    bon_prompts: int = 12  # prompts best-of-n samples answers to
+    bon_samples: int = 64  # sampled answers per prompt, the pool every n picks from
+    ns: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    temperature: float = 0.7  # the sampling temperature of best-of-n's answers
+    max_new_tokens: int = 64
+    rl: RLHFSettings = field(default_factory=lambda: RLHFSettings(steps=20, lr=3e-4, ckpt_every=10))  # the RL arms
+    betas: tuple[float, ...] = (0.005, 0.1)  # the KL-penalty sweep, besides rl.beta
+    ensemble_seeds: tuple[int, ...] = (0, 1, 2)  # the rm stage's seed (0) reuses the rm stage
+    ensemble_k: float = 1.0  # reward = mean - k * std over the ensemble
+    smooth: int = 3  # RL points: moving average over this many logged steps
+    seed: int = 0
+
+
+@dataclass
+class GoodhartSettings:
+    pairs: tuple[int, ...] = (100, 200, 400)  # comparisons per reward model
+    seeds: tuple[int, ...] = (0, 1)  # a reward model per (size, seed)
+    label_noise: float = 0.0  # the chance a comparison's label is flipped
+    steps: int = 60  # GRPO optimiser steps against each RM
+    snapshot_every: int = 10  # keep the policy every this many steps: the points of each path
+
+
+@dataclass
+class RLHFMethodsSettings:
+    prompts: int = 192  # fixed RLHF prompts every policy answers once
+    temperature: float = 0.7  # the sampling temperature the policies answer at
+    max_new_tokens: int = 64
+    batch_size: int = 64
+    seed: int = 0
