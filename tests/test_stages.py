@@ -72,9 +72,9 @@ def test_the_lists_the_lab_reads_are_derived_from_the_declarations():
     assert compared() == list(STAGE_PAIRS)
     preset = get_preset("tiny")
     assert stage_settings(by_name()[RLHF_RLOO], preset).algo == "rloo" and preset.rlhf.algo == "grpo"
-    assert [name for name, _, _ in stage_sections(STAGES)] == [
-        "data", "tokenizer", "pretrain", "reading", "sft", "math_sft", "rl", "rm", "dpo", "rlhf", "ppo",
-        "rlhf_methods", "evals"]
+    sections = [name for name, _, _ in stage_sections(STAGES)]
+    assert sections == list(dict.fromkeys(s.section for s in STAGES if s.section))  # each once, in pipeline order
+    assert sections[:4] == ["data", "tokenizer", "pretrain", "reading"] and {"sft", "rl", "rlhf", "evals"} <= set(sections)
 
 
 def test_every_declared_stage_function_imports():
