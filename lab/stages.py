@@ -96,7 +96,7 @@ class Stage:
     policy: bool = False  # it saves a chat policy (the replicate and the rlhf-methods comparison read these)
     compare_with: str | None = None  # the policy the report compares it with (default: its source)
     label: str = ""  # how the report names it, where the name alone does not say
-    report: str | Callable | None = None  # "module:function(run) -> [(title, blocks)]": the report's sections on it
+    report: str | Callable | None = None  # "module:function(run, stage) -> [(title, blocks)]": the report on it
     gpu_check: tuple[str, ...] = ()  # `--set` items the gpu check cuts it with ({n}: the check's step count)
     always: bool = False  # cheap stages that summarise others (the report) are rebuilt on every run
     # rerun when a parent completed after it (evals: a stage added to a finished run gets evaluated; its
