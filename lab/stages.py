@@ -24,6 +24,7 @@ from evals.harness import EvalSettings
 from evals.reading import ReadingSettings
 from lab.errors import LabError
 from lab.experiments.rlhf_methods import RLHFMethodsSettings
+from lab.model.export import ExportSettings
 from lab.model.tokenizer_settings import TokenizerSettings
 from lab.runs import Run
 from lab.stage_names import (
@@ -160,6 +161,8 @@ STAGES: list[Stage] = [
           settings_changes=(("algo", "rloo"),), policy=True, label="RLOO (TRL)"),
     Stage(RLHF_METHODS, (DPO, RLHF_GRPO, RLHF_PPO, RLHF_RLOO), "lab.experiments.rlhf_methods:run_rlhf_methods",
           "rlhf_methods", RLHFMethodsSettings, source=SFT_IDK, refresh=True, gpu_check=("rlhf_methods.prompts=64",)),
+    Stage("export", (SFT_IDK,), "lab.model.export:export_stage", "export", ExportSettings, source=SFT_IDK,
+          report="lab.model.export:export_sections"),  # the assistant as a Llama checkpoint, checked
     Stage(REPORT, (BASE,), "lab.pipeline:report_stage", always=True),
 ]
 
