@@ -24,6 +24,7 @@ from evals.eval_settings import EvalSettings
 from evals.reading import ReadingSettings
 from lab.errors import LabError
 from lab.experiments.settings import RLHFMethodsSettings
+from lab.model.export import ExportSettings
 from lab.model.tokenizer_settings import TokenizerSettings
 from lab.runs import Run
 from lab.stage_names import (
@@ -93,7 +94,7 @@ class Stage:
     policy: bool = False  # it saves a chat policy (the replicate and the rlhf-methods comparison read these)
     compare_with: str | None = None  # the policy the report compares it with (default: its source)
     label: str = ""  # how the report names it, where the name alone does not say
-    report: str | Callable | None = None  # "module:function(run) -> [(title, blocks)]": the report's sections on it
+    report: str | Callable | None = None  # "module:function(run, stage) -> [(title, blocks)]": the report on it
     gpu_check: tuple[str, ...] = ()  # `--set` items the gpu check cuts it with ({n}: the check's step count)
     always: bool = False  # cheap stages that summarise others (the report) are rebuilt on every run
     # rerun when a parent completed after it (evals: a stage added to a finished run gets evaluated; its
@@ -157,6 +158,8 @@ STAGES: list[Stage] = [
           settings_changes=(("algo", "rloo"),), policy=True, label="RLOO (TRL)"),
     Stage(RLHF_METHODS, (DPO, RLHF_GRPO, RLHF_PPO, RLHF_RLOO), "lab.experiments.rlhf_methods:run_rlhf_methods",
           "rlhf_methods", RLHFMethodsSettings, source=SFT_IDK, refresh=True, gpu_check=("rlhf_methods.prompts=64",)),
+    Stage("export", (SFT_IDK,), "lab.model.export:export_stage", "export", ExportSettings, source=SFT_IDK,
+          report="lab.model.export:export_sections"),  # the assistant as a Llama checkpoint, checked
     Stage(REPORT, (BASE,), "lab.pipeline:report_stage", always=True),
 ]
 

@@ -254,9 +254,9 @@ def _inside_sections(run: Run, out: Path) -> list[tuple[str, list]]:
     ])]
 
 
-def knowledge_probe_sections(run: Run) -> list[tuple[str, list]]:
+def knowledge_probe_sections(run: Run, stage: str = SFT_IDK) -> list[tuple[str, list]]:
     """sft-idk's probe of what the base model knows about SFT people: known and unknown questions by exposure."""
-    probe = run.stage_dir(SFT_IDK) / "probe_summary.json"
+    probe = run.stage_dir(stage) / "probe_summary.json"
     if not probe.exists():
         return []
     summary = read_json(probe)
@@ -328,7 +328,7 @@ def write_report(runs: list[Run], out: Path, stage_names: list[str]) -> Path:
     for stage in STAGES:  # the sections each stage declares, in pipeline order
         if (stage_sections := stage.report_sections()) is not None:
             for run in runs:
-                sections += stage_sections(run)
+                sections += stage_sections(run, stage.name)
     for run in runs:
         sections += _inside_sections(run, out)
     sample_rows = []

@@ -51,13 +51,13 @@ def rl_curves(run: Run, stage: str, wanted=RL_CURVES):
     return data
 
 
-def rl_math_sections(run: Run) -> list[tuple[str, list]]:
-    path = run.stage_dir(RL_MATH) / "summary.json"
+def rl_math_sections(run: Run, stage: str = RL_MATH) -> list[tuple[str, list]]:
+    path = run.stage_dir(stage) / "summary.json"
     if not path.exists():
         return []
     s = read_json(path)
-    before = {r["id"]: r for r in jsonl(run.stage_dir(RL_MATH) / "heldout" / "before.jsonl")}
-    after = {r["id"]: r for r in jsonl(run.stage_dir(RL_MATH) / "heldout" / "after.jsonl")}
+    before = {r["id"]: r for r in jsonl(run.stage_dir(stage) / "heldout" / "before.jsonl")}
+    after = {r["id"]: r for r in jsonl(run.stage_dir(stage) / "heldout" / "after.jsonl")}
     ids = [i for i in before if i in after]
     items = [("text", f"{s['algo']} from {s['source']} for {s['steps']} steps of {s['settings']['batch_size']} "
                       f"completions ({s['settings']['num_generations']} a prompt; {s['seconds']:.0f} s) on "
@@ -79,7 +79,7 @@ def rl_math_sections(run: Run) -> list[tuple[str, list]]:
                                 rows)))
         items.append(("text", "These are held-out problems of the trained tasks and bands only; the math eval suite "
                               "spreads its problems over every task and band, so it sees little of this change."))
-    curves = rl_curves(run, RL_MATH)
+    curves = rl_curves(run, stage)
     if curves:
         items.append(("figure", (f"rl_math_{run.name}", curves, "RL on math, per step (faint) and over 10 steps")))
     sections = [(f"RL with verifiable math rewards ({run.name})", items)]
@@ -96,7 +96,9 @@ def rl_math_sections(run: Run) -> list[tuple[str, list]]:
     return sections
 
 
-def rlhf_sections(run: Run) -> list[tuple[str, list]]:
+def rlhf_sections(run: Run, declared_by: str = RLHF_GRPO) -> list[tuple[str, list]]:
+    """Every RL-against-the-RM stage's curves and the methods compared: `declared_by` (rlhf-grpo) declares them
+    for all three."""
     out = []
     for stage, method in RLHF_STAGES.items():
         curves = rl_curves(run, stage, RLHF_CURVES) if run.is_complete(stage) else None
@@ -166,8 +168,8 @@ def rlhf_sections(run: Run) -> list[tuple[str, list]]:
     return out
 
 
-def reward_model_sections(run: Run) -> list[tuple[str, list]]:
-    path = run.stage_dir("rm") / "summary.json"
+def reward_model_sections(run: Run, stage: str = "rm") -> list[tuple[str, list]]:
+    path = run.stage_dir(stage) / "summary.json"
     if not path.exists():
         return []
     s = read_json(path)
