@@ -6,8 +6,9 @@ Run: `lab pipeline` (it follows `base`); the report's knowledge and reading sect
 
 from __future__ import annotations
 
+from evals.eval_settings import ReadingSettings
 from evals.knowledge import run_probe
-from evals.reading import ReadingSettings, copy_accuracy, induction_heads, induction_score, open_book
+from evals.reading import copy_accuracy, induction_heads, induction_score, open_book
 from lab.model.loading import load_model_and_tokenizer
 from lab.runs import write_json
 from lab.stage_names import DATA

@@ -23,38 +23,26 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
+
+from evals.eval_settings import ReadingSettings
+from evals.knowledge import normalise
 from evals.stats import proportion
+from lab.model.engine import SamplingParams
+from lab.model.engine import generate_text as engine_text
 from tasks.reading import article, fresh_person
 from tasks.world import CORPUS_TEMPLATES, NOVEL_TEMPLATES, aliases_of
 
-# Lazy inside the functions: torch, the engine and evals.knowledge (which loads the engine), because the presets
-# import this module for ReadingSettings and must load no torch.
-
-
-@dataclass
-class ReadingSettings:  # torch-free like the module's top, so the presets can hold it (`--set reading.*`)
-    induction_length: int = 32  # tokens in the random sequence that is repeated
-    induction_rows: int = 16
-    copy_lengths: tuple[int, ...] = (3, 5, 8, 12)  # characters
-    copy_kinds: tuple[str, ...] = ("digits", "names")
-    copy_per_cell: int = 40
-    open_book_people: int = 30  # x 5 attributes = items per phrasing
-    seed: int = 0
-
 
 def _random_tokens(vocab_size: int, first_id: int, rows: int, length: int, seed: int):
-    import torch
-
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(first_id, vocab_size, (rows, length), generator=generator)
 
 
 def _repeated(model, settings: ReadingSettings, first_id: int):
     """(rows, 1 + 2 * length): bos, a random sequence, the same sequence again."""
-    import torch
-
     bos = model.config.bos_token_id if model.config.bos_token_id is not None else first_id
     half = _random_tokens(model.config.vocab_size, first_id, settings.induction_rows, settings.induction_length,
                           settings.seed)
@@ -65,9 +53,6 @@ def induction_score(model, settings: ReadingSettings = ReadingSettings(), first_
     """Mean next-token loss on the first and the second copy of a repeated random sequence, and the score.
 
     `first_id`: the lowest id drawn (the lab's tokenizers put their special tokens below 7)."""
-    import torch
-    import torch.nn.functional as F
-
     was_training = model.training
     model.eval()
     ids = _repeated(model, settings, first_id).to(next(model.parameters()).device)
@@ -86,8 +71,6 @@ def induction_score(model, settings: ReadingSettings = ReadingSettings(), first_
 def induction_heads(model, settings: ReadingSettings = ReadingSettings(), first_id: int = 7) -> list[list[float]]:
     """[layer][head]: mean attention from each token of the second copy to the token after its first
     occurrence (what an induction head attends to). Needs the eager attention path for the weights."""
-    import torch
-
     previous = model.config._attn_implementation
     model.set_attn_implementation("eager")
     try:
@@ -179,8 +162,6 @@ def open_book_items(settings: ReadingSettings = ReadingSettings(), exclude: froz
 def open_book(model, tokenizer, settings: ReadingSettings = ReadingSettings(), exclude: frozenset[str] = frozenset(),
               generate_text=None) -> dict:
     """{phrasing: {"accuracy": proportion, "examples": [...]}}: greedy completions that start with the value."""
-    from evals.knowledge import normalise
-
     if generate_text is None:
         generate_text = _engine_text(model, tokenizer)
     items = open_book_items(settings, exclude)
@@ -199,9 +180,6 @@ def open_book(model, tokenizer, settings: ReadingSettings = ReadingSettings(), e
 
 
 def _engine_text(model, tokenizer):
-    from lab.model.engine import SamplingParams
-    from lab.model.engine import generate_text as engine_text
-
     def generate_text(texts, max_new_tokens):
         return engine_text(model, tokenizer, texts, SamplingParams(max_new_tokens=max_new_tokens))
 

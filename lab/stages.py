@@ -20,8 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from evals.eval_settings import EvalSettings
-from evals.reading import ReadingSettings
+from evals.eval_settings import EvalSettings, ReadingSettings
 from lab.errors import LabError
 from lab.experiments.settings import RLHFMethodsSettings
 from lab.model.export import ExportSettings

@@ -23,7 +23,6 @@ from typing import Any
 from lab.errors import LabError
 from rewards import math_answers
 from rewards.gold import gold_reward_fn
-from rewards.proxy import load_reward_model, make_reward_fn
 from tasks.world import World
 
 RewardFn = Callable[..., list]
@@ -53,6 +52,9 @@ class RewardFactory:
 
 def proxy(context: RewardContext) -> RewardFn:
     """The rm stage's reward model scoring the policy's answers (its tokenizer checked against the policy's)."""
+    # lazy: it loads torch, and the settings check their reward names against this registry at preset load
+    from rewards.proxy import load_reward_model, make_reward_fn
+
     model, tokenizer = load_reward_model(context.rm_dir)
     context.held.append(model)
     return make_reward_fn(model, tokenizer, policy_tokenizer=context.tokenizer, name="proxy")
@@ -150,6 +152,23 @@ def get_reward(name: str | RewardFn, context: RewardContext | None = None) -> Re
     if not callable(entry):
         raise LabError(f"reward {name!r} names a {type(entry).__name__}, not a function; {valid_rewards()}")
     return entry
+
+
+def check_reward_names(names, setting: str = "rewards") -> None:
+    """One LabError line for a reward list a config cannot use (an empty one, an unknown name, an import path that
+    does not import or names no function), found when the settings are read, before anything trains. Factories
+    are only looked up here; they are built for a run by get_rewards."""
+    names = list(names)
+    if not names:
+        raise LabError(f"{setting} is empty; {valid_rewards()}")
+    unknown = [n for n in names if n not in REWARDS and "." not in n and ":" not in n]
+    if unknown:
+        raise LabError(f"unknown reward(s) {', '.join(map(repr, unknown))} in {setting}; {valid_rewards()}")
+    for name in names:
+        if name not in REWARDS:
+            entry = _import(name)
+            if not callable(entry) and not isinstance(entry, RewardFactory):
+                raise LabError(f"reward {name!r} names a {type(entry).__name__}, not a function; {valid_rewards()}")
 
 
 def get_rewards(names, context: RewardContext | None = None) -> list[RewardFn]:

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from evals.eval_settings import ReadingSettings
 from evals.reading import (
-    ReadingSettings,
     copied,
     copy_accuracy,
     copy_prompt,

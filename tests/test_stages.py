@@ -130,3 +130,16 @@ def test_the_preset_keeps_its_sections_and_their_json_round_trip():
     fields = [f.name for f in dataclasses.fields(preset)]
     assert fields[:2] == ["name", "seed"] and {"rl", "rlhf", "ppo", "scaling", "goodhart"} <= set(fields)
     assert from_settings(type(preset), json.loads(json.dumps(dataclasses.asdict(preset), default=list))) == preset
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("rl.rewards=corectness", "unknown reward\\(s\\) 'corectness' in rl.rewards; valid rewards are correctness"),
+    ("rl.rewards=os.path:nope", "os.path has no nope"),
+    ("rl.rewards=no_such_package.module:fn", "cannot import no_such_package.module"),
+    ("rl.rewards=os:sep", "names a str, not a function"),
+    ("rlhf.rewards=", "rlhf.rewards is empty"),
+])
+def test_reward_names_are_checked_at_preset_load(setting, message):
+    with pytest.raises(LabError, match=message):
+        get_preset("tiny", [setting])
+    assert get_preset("tiny", ["rl.rewards=correctness,rewards.math_answers:self_check", "rl.reward_weights=1,0"])

@@ -309,7 +309,8 @@ def inspect_attention(stage: Path = typer.Argument(..., help="RUN/STAGE, e.g. ru
     each head's induction score (attention from a repeated random sequence to the token after its first copy)."""
     from rich.table import Table
 
-    from evals.reading import ReadingSettings, induction_heads, induction_score
+    from evals.eval_settings import ReadingSettings
+    from evals.reading import induction_heads, induction_score
     from lab.model.inspect_model import attention_figure, attention_maps, render_top_attended, top_attended
     from lab.model.loading import load_model_and_tokenizer
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from lab.errors import LabError
 from lab.train.rl_algorithms import TRL_ONLINE, get_algorithm
+from rewards.registry import check_reward_names
 
 
 @dataclass
@@ -45,6 +46,7 @@ class RLSettings:
 
     def __post_init__(self):
         get_algorithm(self.algo, TRL_ONLINE, what="rl.algo")
+        check_reward_names(self.rewards, "rl.rewards")
         if self.solve_probe_samples < 0 or self.solve_probe_samples == 1:
             raise LabError(f"rl.solve_probe_samples is {self.solve_probe_samples}: 0 trains on every problem, and "
                            "the filter needs at least 2 answers a problem to find one right and one wrong")
@@ -73,6 +75,7 @@ class RLHFSettings:
 
     def __post_init__(self):
         get_algorithm(self.algo, TRL_ONLINE, what="rlhf.algo")
+        check_reward_names(self.rewards, "rlhf.rewards")
 
     def planned_steps(self, summary: dict) -> int:
         """The optimiser steps this stage takes with these settings (`summary`: a run of it, for its data size)."""
