@@ -214,3 +214,20 @@ def test_the_policy_learns_a_toy_reward_and_unlearns_it_when_the_sign_flips(sour
         rl_math(settings, at(run))
         after[sign] = first_token_probability(run.stage_dir("rl-math"))
     assert after[1] > 1.5 * before and after[-1] < 0.8 * before, (before, after)
+
+
+def test_a_toy_reward_registered_outside_the_lab_is_trained_on_by_name(source, tmp_path):
+    """Adding a reward is a function and its registration: rl.rewards names it, and TRL logs it under that name."""
+    from rewards.registry import REWARDS, register_reward
+
+    @register_reward("short_answer")
+    def short_answer(prompts, completions, **kwargs):
+        return [1.0 if len(c) < 20 else 0.0 for c in completions]
+
+    try:
+        settings = replace(FAST, steps=1, eval_every=0, rewards=("correctness", "short_answer"), reward_weights=(1.0, 0.5))
+        rl_math(settings, at(copy_run(source, tmp_path)))
+        logged = read_log(tmp_path / "r" / "rl-math")
+        assert any("rewards/short_answer/mean" in r for r in logged)
+    finally:
+        REWARDS.pop("short_answer", None)
