@@ -148,7 +148,7 @@ def export_sections(run, stage: str) -> list[tuple[str, list]]:
     if not path.exists():
         return []
     s = read_json(path)
-    rows = [[r["question"], r["labgpt"], "yes" if r["same"] else "no"] for r in s["answers"]]
+    rows = [[r["question"], " ".join(r["labgpt"].split()), "yes" if r["same"] else "no"] for r in s["answers"]]
     return [(f"Export ({run.name})", [
         ("text", f"{run.name}/{stage} holds {s['source']} as a {s['format']} checkpoint: "
                  "`transformers.LlamaForCausalLM.from_pretrained` loads it without this lab's code. Greedy answers "
