@@ -64,6 +64,8 @@ CUT = [
     "ppo.steps=1", "ppo.batch_size=2", "ppo.minibatch_size=2", "ppo.ppo_epochs=1", "ppo.max_completion_length=2",
     "ppo.snapshot_every=0", "ppo.ckpt_every=0",
     "rlhf_methods.prompts=2", "rlhf_methods.max_new_tokens=2", "rlhf_methods.batch_size=2",
+    # export: one checked prompt of 2 tokens (the 100M model is exported whole)
+    "export.check_prompts=1", "export.max_new_tokens=2",
     # evals: one sample of every suite, 2-token answers
     "evals.limit=1", "evals.max_new_tokens=2",
 ]
