@@ -6,20 +6,44 @@ from pathlib import Path
 
 from rich.console import Console
 
+from lab.errors import LabError
 from lab.model.chat_format import answer_stops, render
 from lab.model.engine import SamplingParams, generate
 from lab.model.loading import load_model_and_tokenizer
 from lab.model.tool_loop import Answer, generate_with_tools
 from lab.presets import run_preset
+from lab.stage_files import run_root_of
+from lab.stages import by_name
 from lab.tools import ToolContext, ToolResult, run_tool
 from tasks.chat import TOOLS_OFF, with_tools
 from tasks.identity import system_message
 from tasks.world import build_world
 
 
+def check_chat_stage(stage: Path) -> None:
+    """One clear error for a folder of a run that holds no model to chat with: the run itself, or a stage whose
+    declaration (lab/stages.py) says it is not a policy (the reward model, the data, an experiment...)."""
+    root = run_root_of(stage)
+    if root is None:
+        return  # a model from elsewhere: loading says whether it is one
+    declared = by_name()
+    name = Path(stage).resolve().relative_to(root).as_posix()
+    typed_root = Path(stage)
+    for _ in () if name == "." else name.split("/"):
+        typed_root = typed_root.parent
+    policies = [n for n, s in declared.items() if s.policy and (root / n / "COMPLETE").exists()]
+    choose = (f"chat with one of its policies, {typed_root}/STAGE for STAGE in {', '.join(policies)}" if policies
+              else "it has no complete policy yet")
+    if name == ".":
+        raise LabError(f"{stage} is a run, not a stage; {choose}")
+    if name in declared and not declared[name].policy:
+        raise LabError(f"{stage} holds no chat policy (stage '{name}'); {choose}")
+
+
 class ChatSession:
     def __init__(self, stage: Path, tools: bool = True, system: str | None = None, temperature: float = 0.0,
                  max_new_tokens: int = 96, seed: int = 0, console: Console | None = None):
+        check_chat_stage(stage)
         self.model, self.tokenizer = load_model_and_tokenizer(stage)
         self.console = console or Console()
         self.tools = tools

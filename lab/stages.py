@@ -90,7 +90,7 @@ class Stage:
     source: str | None = None  # the stage whose model this one starts from
     settings_changes: tuple[tuple[str, object], ...] = ()  # fields this stage sets in a shared section
     suites: tuple[str, ...] | None = ()  # eval suites run on its model: None every suite, () none
-    policy: bool = False  # it saves a chat policy (the replicate and the rlhf-methods comparison read these)
+    policy: bool = False  # its folder holds a causal LM to talk to (`lab chat` refuses the others by name)
     compare_with: str | None = None  # the policy the report compares it with (default: its source)
     label: str = ""  # how the report names it, where the name alone does not say
     report: str | Callable | None = None  # "module:function(run, stage) -> [(title, blocks)]": the report on it
@@ -107,7 +107,7 @@ class Stage:
     def function(self) -> Callable[[object, StageContext], None]:
         return _resolve(self.run, f"stage '{self.name}' names its function")
 
-    def report_sections(self) -> Callable[[Run], list] | None:
+    def report_sections(self) -> Callable[[Run, str], list] | None:
         return _resolve(self.report, f"stage '{self.name}' names its report section") if self.report else None
 
 
@@ -157,7 +157,7 @@ STAGES: list[Stage] = [
           settings_changes=(("algo", "rloo"),), policy=True, label="RLOO (TRL)"),
     Stage(RLHF_METHODS, (DPO, RLHF_GRPO, RLHF_PPO, RLHF_RLOO), "lab.experiments.rlhf_methods:run_rlhf_methods",
           "rlhf_methods", RLHFMethodsSettings, source=SFT_IDK, refresh=True, gpu_check=("rlhf_methods.prompts=64",)),
-    Stage("export", (SFT_IDK,), "lab.model.export:export_stage", "export", ExportSettings, source=SFT_IDK,
+    Stage("export", (SFT_IDK,), "lab.model.export:export_stage", "export", ExportSettings, source=SFT_IDK, policy=True,
           report="lab.model.export:export_sections"),  # the assistant as a Llama checkpoint, checked
     Stage(REPORT, (BASE,), "lab.pipeline:report_stage", always=True),
 ]

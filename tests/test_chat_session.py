@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 import lab.chat_session as chat_session
 from lab.cli.main import app
+from lab.errors import LabError
 from lab.model.chat_format import TOOL_CALL, TOOL_CALL_END
 from lab.model.tokenizer import decode_ids, encode_text, load_tokenizer
 
@@ -55,3 +56,22 @@ def test_a_tool_call_runs_shows_inline_and_its_result_reaches_the_model(stage, m
     lines = [line.strip() for line in result.output.splitlines()]
     assert lines == ["tool call calculator: 12*7", "tool result: 84", "assistant> It is 84."]
     assert len(seen) == 2 and "84" in seen[1].rsplit("12*7", 1)[1]  # the second turn reads the tool's result
+
+
+def test_a_run_or_a_stage_that_is_no_policy_is_one_line_naming_the_policies(stage, tmp_path):
+    """The declarations say which stages hold a model to talk to; `lab chat` names them instead of failing to load."""
+    import shutil
+
+    from lab.presets import get_preset
+    from lab.runs import Run
+
+    run = Run.create_or_open(tmp_path / "run", get_preset("tiny"))
+    shutil.copytree(stage, run.stage_dir("sft-idk"), dirs_exist_ok=True)
+    run.mark_complete("sft-idk")
+    run.open_stage("rm")
+    run.mark_complete("rm")
+    for folder, what in ((run.root, "is a run, not a stage"), (run.stage_dir("rm"), "holds no chat policy (stage 'rm')")):
+        result = CliRunner().invoke(app, ["chat", str(folder), "--prompt", "hi"])  # main() prints a LabError as `error:`
+        message = str(result.exception)
+        assert isinstance(result.exception, LabError) and "\n" not in message
+        assert what in message and message.endswith(f"{run.root}/STAGE for STAGE in sft-idk")
