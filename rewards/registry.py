@@ -22,7 +22,6 @@ from typing import Any
 
 from lab.errors import LabError
 from rewards import math_answers
-from rewards.gold import gold_reward_fn
 from tasks.world import World
 
 RewardFn = Callable[..., list]
@@ -62,6 +61,8 @@ def proxy(context: RewardContext) -> RewardFn:
 
 def gold(context: RewardContext) -> RewardFn:
     """The gold judge; with the policy's tokenizer it reads GRPO's completion_ids (special tokens and cut-offs cost)."""
+    from rewards.gold import gold_reward_fn  # lazy, as proxy's: it loads the tokenizer stack (transformers)
+
     return gold_reward_fn(context.world, tokenizer=context.tokenizer)
 
 
@@ -135,23 +136,33 @@ def _build(name: str, factory: RewardFactory, context: RewardContext | None) -> 
     return fn
 
 
-def get_reward(name: str | RewardFn, context: RewardContext | None = None) -> RewardFn:
-    """The reward function for one registered name or import path; a function is passed through as it is."""
-    if callable(name):
-        return name
-    if not isinstance(name, str) or not name.strip():
-        raise LabError(f"reward {name!r} is not a name; {valid_rewards()}")
+def _unknown(names) -> list[str]:
+    """The names that are neither registered nor an import path: every typo at once, not the first only."""
+    return [n for n in names if isinstance(n, str) and n not in REWARDS and "." not in n and ":" not in n]
+
+
+def _entry(name: str) -> RewardFn | RewardFactory:
+    """What `name` names: its registry entry, or what its import path imports; LabError unless that is a reward
+    function or a factory of one."""
     if name in REWARDS:
         entry = REWARDS[name]
     elif "." in name or ":" in name:
         entry = _import(name)
     else:
         raise LabError(f"unknown reward {name!r}; {valid_rewards()}")
-    if isinstance(entry, RewardFactory):
-        return _build(name, entry, context)
-    if not callable(entry):
+    if not callable(entry) and not isinstance(entry, RewardFactory):
         raise LabError(f"reward {name!r} names a {type(entry).__name__}, not a function; {valid_rewards()}")
     return entry
+
+
+def get_reward(name: str | RewardFn, context: RewardContext | None = None) -> RewardFn:
+    """The reward function for one registered name or import path; a function is passed through as it is."""
+    if callable(name):
+        return name
+    if not isinstance(name, str) or not name.strip():
+        raise LabError(f"reward {name!r} is not a name; {valid_rewards()}")
+    entry = _entry(name)
+    return _build(name, entry, context) if isinstance(entry, RewardFactory) else entry
 
 
 def check_reward_names(names, setting: str = "rewards") -> None:
@@ -161,14 +172,10 @@ def check_reward_names(names, setting: str = "rewards") -> None:
     names = list(names)
     if not names:
         raise LabError(f"{setting} is empty; {valid_rewards()}")
-    unknown = [n for n in names if n not in REWARDS and "." not in n and ":" not in n]
-    if unknown:
+    if unknown := _unknown(names):
         raise LabError(f"unknown reward(s) {', '.join(map(repr, unknown))} in {setting}; {valid_rewards()}")
     for name in names:
-        if name not in REWARDS:
-            entry = _import(name)
-            if not callable(entry) and not isinstance(entry, RewardFactory):
-                raise LabError(f"reward {name!r} names a {type(entry).__name__}, not a function; {valid_rewards()}")
+        _entry(name)
 
 
 def get_rewards(names, context: RewardContext | None = None) -> list[RewardFn]:
@@ -177,7 +184,6 @@ def get_rewards(names, context: RewardContext | None = None) -> list[RewardFn]:
     names = [names] if isinstance(names, str) or callable(names) else list(names)
     if not names:
         raise LabError(f"no rewards given; {valid_rewards()}")
-    unknown = [n for n in names if isinstance(n, str) and n not in REWARDS and "." not in n and ":" not in n]
-    if unknown:  # every typo at once, not the first only
+    if unknown := _unknown(names):
         raise LabError(f"unknown reward(s) {', '.join(map(repr, unknown))}; {valid_rewards()}")
     return [get_reward(n, context) for n in names]
