@@ -105,13 +105,13 @@ class Stage:
         return self.compare_with or self.source
 
     def function(self) -> Callable[[object, StageContext], None]:
-        return _resolve(self.run, f"stage '{self.name}' names its function")
+        return resolve(self.run, f"stage '{self.name}' names its function")
 
     def report_sections(self) -> Callable[[Run, str], list] | None:
-        return _resolve(self.report, f"stage '{self.name}' names its report section") if self.report else None
+        return resolve(self.report, f"stage '{self.name}' names its report section") if self.report else None
 
 
-def _resolve(ref: str | Callable, what: str) -> Callable:
+def resolve(ref: str | Callable, what: str) -> Callable:
     """The function a declaration names ("module:function"), imported now; a callable is its own."""
     if callable(ref):
         return ref

@@ -94,9 +94,10 @@ def overrides(dry: bool) -> list[str]:
     Stages set by epochs or problem counts get what makes about STEPS steps at the gpu preset's batch sizes."""
     # each stage declares what the check cuts (lab/stages.py): step counts and sample counts only
     steps = DRY_STEPS["later"] if dry else STEPS
-    items = [f"pretrain.max_steps={DRY_STEPS['pretrain']}"] if dry else [s for s in STAGES if s.name == BASE][0].gpu_check
-    items = list(items) + [item.format(n=steps) for s in STAGES if s.name != BASE for item in s.gpu_check]
-    items += DRY_RUN if dry else []
+    cuts = {s.name: s.gpu_check for s in STAGES}
+    if dry:
+        cuts[BASE] = (f"pretrain.max_steps={DRY_STEPS['pretrain']}",)
+    items = [item.format(n=steps) for cut in cuts.values() for item in cut] + (DRY_RUN if dry else [])
     gpu = get_preset("gpu", items)
     per_epoch = math.ceil(conversation_count(gpu.sft.mixture) / (gpu.sft.batch_size * gpu.sft.grad_accum))
     replay = steps * gpu.math_sft.batch_size // 4
@@ -132,7 +133,8 @@ def policies_judged(p) -> int:
 
 def trained(name: str, preset):
     """A trained stage's settings (they know the steps the stage takes: planned_steps), or None."""
-    settings = stage_settings(by_name()[name], preset) if name in by_name() else None
+    stage = by_name().get(name)
+    settings = stage_settings(stage, preset) if stage is not None else None
     return settings if hasattr(settings, "planned_steps") else None
 
 
@@ -279,7 +281,8 @@ def environment() -> dict:
 
 
 def run_stages(check: Check, runs_dir: Path) -> None:
-    from lab.pipeline import STAGES, run_stage
+    from lab.pipeline import run_stage
+
     items = overrides(check.dry)
     preset, full = get_preset("gpu", items), get_preset("gpu", DRY_RUN if check.dry else [])
     check.result["overrides"] = items

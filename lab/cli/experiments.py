@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 from pathlib import Path
 from typing import Optional
@@ -130,14 +129,15 @@ def rl_rlhf_cmd(run_dir: Path = typer.Argument(..., help="a run with an rm stage
     """RL against the learned reward model; the gold judge is logged beside the proxy, never optimised.
 
     ppo is the lab's own (lab/train/ppo/loop.py, settings ppo.*); the others are TRL's (settings rlhf.*)."""
-    algorithm = get_algorithm(algo or "", ("grpo", "rloo", "ppo")) if algo is not None else None
+    from lab.stages import resolve
+
+    algorithm = get_algorithm(algo, (*TRL_ONLINE, "ppo")) if algo is not None else None
     run, preset = _open_run(run_dir, overrides=set)
     if algorithm is not None and algorithm.trl_online:
         preset.rlhf.algo = algorithm.name
     algorithm = algorithm or get_algorithm(preset.rlhf.algo, TRL_ONLINE)
     stage = out or f"rlhf-{algorithm.name}"
-    module, _, name = algorithm.rlhf.partition(":")
-    train = getattr(importlib.import_module(module), name)
+    train = resolve(algorithm.rlhf, f"RL algorithm '{algorithm.name}' names its RLHF function")
     s = train(getattr(preset, algorithm.section), _at(run, preset, stage, source))
     console.print(f"{stage}: {json.dumps({k: v for k, v in s.items() if not isinstance(v, dict)}, default=str)}")
 
