@@ -18,6 +18,11 @@ from tasks.math import generate as generate_problems
 EVAL_SEED = 1234  # the held-out eval set is fixed, whatever the training seed, so arms see the same problems
 
 
+def problem_prompts(tokenizer, problems) -> list[tuple[str, list[int]]]:
+    """(text, ids) of each problem's question as a user turn: what the engine answers and TRL is given."""
+    return chat_prompts(tokenizer, [p.question for p in problems])
+
+
 def eval_problems(settings):
     """The fixed held-out set of rl-math (settings: an RLSettings): distinct questions (band 1 repeats a
     lot), first come first kept."""
@@ -37,7 +42,7 @@ def _answers(model, tokenizer, problems, max_new_tokens: int, temperature: float
     their position (seed + start), so every model draws with the same seeds."""
     was_training = model.training
     model.eval()
-    prompts = [ids for _, ids in chat_prompts(tokenizer, [p.question for p in problems]) for _ in range(per_problem)]
+    prompts = [ids for _, ids in problem_prompts(tokenizer, problems) for _ in range(per_problem)]
     outs = []
     for start in range(0, len(prompts), batch_size):
         params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,

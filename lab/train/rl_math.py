@@ -35,10 +35,9 @@ from pathlib import Path
 from datasets import Dataset
 from transformers import TrainerCallback
 
-from evals.math_heldout import eval_problems, greedy_accuracy, heldout_accuracy, sampled_correct
+from evals.math_heldout import eval_problems, greedy_accuracy, heldout_accuracy, problem_prompts, sampled_correct
 from evals.user_problems import SPLIT_SEED, load_user_problems, skip_list, split_user_problems
 from lab.errors import LabError
-from lab.model.chat_format import chat_prompts
 from lab.runs import read_json, write_json, write_train_log
 from lab.train.policy_gradient import check_prompts, check_rl_settings, load_policy, log_ends, prompt_faults, train_policy
 from lab.train.rl_settings import RLSettings
@@ -46,15 +45,11 @@ from rewards.registry import get_rewards
 from tasks.math import MathConfig, generate
 
 
-def _prompts(tokenizer, problems) -> list[tuple[str, list[int]]]:
-    return chat_prompts(tokenizer, [p.question for p in problems])
-
-
 def fit_prompts(tokenizer, model, problems, max_completion_length: int, skipped: list[dict]) -> list:
     """The problems whose prompt has no prompt_faults (check_prompts' conditions, row by row); the others are
     added to `skipped` with their fault."""
     kept = []
-    for p, fault in zip(problems, prompt_faults(tokenizer, model, _prompts(tokenizer, problems), max_completion_length)):
+    for p, fault in zip(problems, prompt_faults(tokenizer, model, problem_prompts(tokenizer, problems), max_completion_length)):
         if fault:
             skipped.append({"line": p.extras["line"], "reason": fault})
         else:
@@ -148,12 +143,12 @@ def rl_math(settings: RLSettings, context, data: Path | None = None, question_fi
         held_out = eval_problems(settings)
     out = run.open_stage(out_stage)
 
-    prompts = _prompts(tokenizer, problems)
+    prompts = problem_prompts(tokenizer, problems)
     check_prompts(tokenizer, model, prompts, settings.max_completion_length)
     probe = None
     if settings.solve_probe_samples:
         problems, probe = solve_rate_filter(model, tokenizer, problems, settings, out)
-        prompts = _prompts(tokenizer, problems)
+        prompts = problem_prompts(tokenizer, problems)
     dataset = Dataset.from_dict({"prompt": [text for text, _ in prompts], "answer": [p.answer for p in problems],
                                  "task": [p.task for p in problems], "difficulty": [p.difficulty for p in problems]})
     before = heldout_accuracy(model, tokenizer, held_out, settings)
