@@ -2,9 +2,10 @@
 
 A reward function has TRL's signature, fn(prompts, completions, **kwargs) -> list[float | None], and TRL
 logs it under its __name__ (rewards/<name>/mean), so a registered function's __name__ is its name here.
-An entry of REWARDS is either such a function (the math rewards, rewards/math_answers.py) or a
-RewardFactory, which builds the function for one run from a RewardContext: "proxy" loads the rm stage's
-reward model (rewards/proxy.py), "gold" is the world's gold judge (rewards/gold.py).
+An entry of REWARDS is either such a function (the math rewards, rewards/math_answers.py; the rewards for
+answers to world questions, rewards/world_answers.py) or a RewardFactory, which builds the function for one
+run from a RewardContext: "proxy" loads the rm stage's reward model (rewards/proxy.py), "gold" is the
+world's gold judge (rewards/gold.py).
 
 A name with a dot is an import path instead, as in TRL's scripts: "package.module.function" or
 "package.module:function", naming a reward function (or a RewardFactory). Adding a reward here: write the
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
-from rewards import math_answers
+from rewards import math_answers, world_answers
 from tasks.world import World
 
 RewardFn = Callable[..., list]
@@ -73,6 +74,8 @@ REWARDS: dict[str, RewardFn | RewardFactory] = {
     "length_penalty": math_answers.length_penalty(),
     "self_check": math_answers.self_check,
     "group_solved": math_answers.group_solved,
+    "penalised": world_answers.penalised,
+    "zero_one": world_answers.zero_one,
     "proxy": RewardFactory(proxy, needs=("rm_dir", "tokenizer")),
     "gold": RewardFactory(gold, needs=("world",)),
 }

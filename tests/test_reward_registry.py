@@ -17,7 +17,8 @@ from rewards.registry import (
     register_reward_factory,
 )
 
-MATH = "correctness, exact_match, format, length_penalty, self_check, group_solved, proxy, gold"
+REGISTERED = ("correctness, exact_match, format, length_penalty, self_check, group_solved, penalised, zero_one, proxy, "
+              "gold")
 
 
 def shout(prompts, completions, **kwargs):
@@ -88,7 +89,7 @@ def test_each_bad_reward_is_one_line_naming_the_valid_ones(names, wrong):
     with pytest.raises(LabError) as err:
         get_rewards(names)
     message = str(err.value)
-    assert "\n" not in message and wrong in message and f"valid rewards are {MATH}" in message
+    assert "\n" not in message and wrong in message and f"valid rewards are {REGISTERED}" in message
 
 
 @pytest.mark.parametrize("names,context,missing", [

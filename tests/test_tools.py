@@ -337,6 +337,18 @@ def test_lookup_miss_and_missing_world(world):
     assert lookup("Anyone", None).error_kind == "unavailable"
 
 
+@pytest.mark.parametrize("name, message", [
+    ("", "error: lookup needs a person's name"), ("' \n`", "error: lookup needs a person's name"),
+    ("Mira\nTolvane", "error: lookup takes one person's name on one line"),
+    ("Mira Tolvane, who was born " * 10, "error: a name is at most 80 characters"),
+])
+def test_a_bad_name_is_one_short_error_line_not_an_echo_of_it(world, name, message):
+    """A miss echoes the name: a paragraph or several lines as the name would come back as one."""
+    result = lookup(name, world)
+    assert (result.ok, result.error_kind) == (False, "bad_arguments") and result.output.startswith(message)
+    assert "\n" not in result.output and len(result.output) < 100
+
+
 def test_run_tool_dispatches_and_rejects_unknown_tools(world):
     assert list(TOOLS) == ["python", "calculator", "lookup"]
     unknown = run_tool("x", "1")

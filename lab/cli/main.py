@@ -117,7 +117,10 @@ def chat(stage: Path = typer.Argument(..., help="RUN/STAGE, e.g. runs/tiny/sft-i
         if message.strip() == "/reset":
             session.reset()
             continue
-        session.show(session.ask(message))
+        try:
+            session.show(session.ask(message))
+        except LabError as e:  # a message the model cannot take: main()'s one line, and the chat goes on without it
+            Console(stderr=True).print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
 
 
 @app.command()

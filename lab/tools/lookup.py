@@ -1,4 +1,8 @@
-"""The `lookup` tool: the world's encyclopedia article about a person, or a clear miss."""
+"""The `lookup` tool: the world's encyclopedia article about a person, or a clear miss.
+
+The argument is model output: an empty name, several lines or a paragraph is answered with one short
+`error: ...` line (a miss echoes the name, so an unchecked paragraph would come back as a paragraph).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from lab.tools.result import ToolResult
 
 # Models often wrap the name in quotes or backticks; those are never part of a name.
 _STRIP = " \t\r\n\"'`“”‘’"
+# Far above any name of the world (first and last name), far below what would crowd a small context.
+MAX_NAME_CHARS = 80
 
 
 def lookup(name: str, world) -> ToolResult:
@@ -22,6 +28,11 @@ def lookup(name: str, world) -> ToolResult:
     if not isinstance(name, str) or not name.strip(_STRIP):
         return result(False, "error: lookup needs a person's name, e.g. lookup(\"Mira Tolvane\")", "bad_arguments")
     name = name.strip(_STRIP)
+    if "\n" in name or "\r" in name:
+        return result(False, "error: lookup takes one person's name on one line", "bad_arguments")
+    if len(name) > MAX_NAME_CHARS:
+        return result(False, f"error: a name is at most {MAX_NAME_CHARS} characters; lookup takes one person's name",
+                      "bad_arguments")
     article = world.lookup(name)
     if article is None:
         return result(False, world.lookup_miss(name), "not_found")
