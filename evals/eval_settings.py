@@ -16,10 +16,15 @@ class EvalSettings:
 
 @dataclass
 class ReadingSettings:
-    induction_length: int = 32  # tokens in the random sequence that is repeated
-    induction_rows: int = 16
-    copy_lengths: tuple[int, ...] = (3, 5, 8, 12)  # characters
-    copy_kinds: tuple[str, ...] = ("digits", "names")
-    copy_per_cell: int = 40
+    """The reading probes (evals/reading.py): the knowledge stage runs them in full, pretraining's snapshot cut."""
+    induction_length: int = 32  # tokens in the repeated random sequence of the uniform draw (every non-special id)
+    induction_lengths: tuple[int, ...] = (16, 32, 64)  # tokens, the draw from ids the corpus uses (given their ids)
+    induction_rows: int = 32  # random sequences per draw and length
+    copy_lengths: tuple[int, ...] = (3, 5, 8, 12)  # characters, the original probe ("X\nX\n")
+    copy_kinds: tuple[str, ...] = ("digits", "names")  # the original probe's kinds
+    copy_per_cell: int = 40  # strings per kind and length, the original probe
+    layout_kinds: tuple[str, ...] = ("digits", "names", "codes")  # kinds of the frozen-layout copy probe
+    layout_per_cell: int = 100  # strings per kind and layout, the frozen-layout copy probe
     open_book_people: int = 30  # x 5 attributes = items per phrasing
-    seed: int = 0
+    two_people_pairs: int = 30  # x 5 attributes = two-people open-book items
+    seed: int = 0  # every probe's draw

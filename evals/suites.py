@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from evals.calibration import calibration_curve, coverage_curve, ece_metric
 from evals.hallucination import grade
 from evals.stats import bootstrap, mean_metric, paired_difference, proportion
+from evals.wording import WELL_KNOWN_K, heldout_text, is_canonical, picked_attribute, with_heldout, worded, wording_gap
 from lab.errors import LabError
 from lab.tools import TOOLS
 from rewards.gold import PROMPT_TEMPLATES, gold_score, prompt_for
@@ -66,19 +67,23 @@ def final_answer(response: str) -> str:
 
 
 def _hallucination_samples(ctx: EvalContext) -> list[dict]:
-    """Every question about every held-out person, closed-book; and with the tools on (a `lookup` can answer
-    them) for the never-seen and the best-known people: does a model that can look up stop inventing?"""
+    """Every question about every held-out person, closed-book, canonically and in a held-out wording (evals/
+    wording.py); and canonically with the tools on (a `lookup` can answer them) for the never-seen and the
+    best-known people: does a model that can look up stop inventing?"""
     people = ctx.world.heldout_people()
     ends = {0, max(p.k for p in people)}
-    return [{"id": q.id + ("|tools" if tools else ""), "messages": [{"role": "user", "content": q.text}],
+    asked = ((False, "canonical"), (True, "canonical"), (False, "heldout"))  # (tools on, wording)
+    return [{"id": q.id + ("|tools" if tools else "") + ("|heldout" if wording == "heldout" else ""),
+             "messages": [{"role": "user", "content": q.text if wording == "canonical" else heldout_text(q)}],
              "gold": q.answer, "tools_on": tools,
-             "extras": {"k": q.k, "aliases": q.aliases, "attribute": q.attribute,
+             "extras": {"k": q.k, "aliases": q.aliases, "attribute": q.attribute, "item": q.id, "wording": wording,
                         "condition": "tools" if tools else "closed_book"}}
-            for tools in (False, True) for p in people if not tools or p.k in ends for q in ctx.world.questions(p)]
+            for tools, wording in asked for p in people if not tools or p.k in ends for q in ctx.world.questions(p)]
 
 
 def _closed_book(rows: list[dict]) -> list[dict]:
-    return [r for r in rows if r["extras"].get("condition", "closed_book") == "closed_book"]
+    """The closed-book rows asked canonically (today's metrics are theirs)."""
+    return [r for r in rows if r["extras"].get("condition", "closed_book") == "closed_book" and is_canonical(r)]
 
 
 def _hallucination_grade(sample: dict, response: str, calls: list) -> dict:
@@ -94,7 +99,7 @@ def _hallucination_grade(sample: dict, response: str, calls: list) -> dict:
         out["correct_given_attempted"] = g == "correct"
     if sample["extras"]["k"] == 0:
         out["hallucinated_unseen"] = g == "incorrect"
-    return out
+    return worded(out, sample["extras"].get("wording", "canonical"))  # held-out wording: fields of its own
 
 
 def _f_score(rows: list[dict]) -> float:
@@ -106,10 +111,15 @@ def _f_score(rows: list[dict]) -> float:
 
 
 def _hallucination_summary(rows: list[dict]) -> dict:
+    """F-score and calibration of the canonical closed-book rows; held-out minus canonical wording, paired by
+    question, over every held-out person and over the well-known ones (k >= WELL_KNOWN_K)."""
+    gaps = {"heldout_minus_canonical": wording_gap(rows),
+            f"heldout_minus_canonical_k{WELL_KNOWN_K}": wording_gap(rows, where=lambda r: r["extras"]["k"] >= WELL_KNOWN_K)}
     rows = _closed_book(rows)
     scored = [r for r in rows if r.get("confidence") is not None]
     attempted = [r for r in scored if r["attempted"]]
     out = {"metrics": {"f_score": bootstrap(rows, _f_score, random.Random(0))}}
+    out["metrics"].update({name: gap for name, gap in gaps.items() if gap is not None})
     if attempted:
         conf, hit = [r["confidence"] for r in attempted], [r["correct"] for r in attempted]
         out["metrics"]["ece"] = ece_metric(conf, hit)
@@ -321,7 +331,9 @@ CONTEXT_ACK = "Got it."
 
 def _context_samples(ctx: EvalContext) -> list[dict]:
     """Every question about every held-out person, asked alone, after their article, and after an article in
-    which the asked attribute was changed to another value: does the answer follow the context or memory?"""
+    which the asked attribute was changed to another value: does the answer follow the context or memory? One
+    question per person (its attribute picked by name) is also asked in a held-out wording, in every condition:
+    a subsample, as the articles make these the suites' longest prompts."""
     world = ctx.world
     out = []
     for person, q in ((p, q) for p in world.heldout_people() for q in world.questions(p)):
@@ -329,12 +341,17 @@ def _context_samples(ctx: EvalContext) -> list[dict]:
         article = world.encyclopedia(person.name)
         other = rng.choice([v for v in world.values(q.attribute) if v != q.answer and v not in q.aliases])
         changed = world.encyclopedia(person.name, {q.attribute: other})
+        wordings = [("canonical", q.text)]
+        if q.attribute == picked_attribute(person.name, world.cfg.attributes):
+            wordings.append(("heldout", heldout_text(q)))
         for condition, text in (("none", None), ("article", article), ("counterfactual", changed)):
             prefix = [] if text is None else [{"role": "user", "content": CONTEXT_OPENER.format(t=text)},
                                              {"role": "assistant", "content": CONTEXT_ACK}]
-            out.append({"id": f"{q.id}|{condition}", "messages": prefix + [{"role": "user", "content": q.text}],
-                        "gold": other if condition == "counterfactual" else q.answer,
-                        "extras": {"condition": condition, "k": q.k, "memory": q.answer, "aliases": q.aliases}})
+            out += [{"id": f"{q.id}{'|heldout' if wording == 'heldout' else ''}|{condition}",
+                     "messages": prefix + [{"role": "user", "content": asked}],
+                     "gold": other if condition == "counterfactual" else q.answer,
+                     "extras": {"condition": condition, "k": q.k, "memory": q.answer, "aliases": q.aliases,
+                                "item": f"{q.id}|{condition}", "wording": wording}} for wording, asked in wordings]
     return out
 
 
@@ -345,7 +362,15 @@ def _context_grade(sample: dict, response: str, calls: list) -> dict:
     if extras["condition"] == "counterfactual":
         out["follows_context"] = follows_context == "correct"
         out["follows_memory"] = grade(response, extras["memory"], extras["aliases"]) == "correct"
-    return out
+    return worded(out, extras.get("wording", "canonical"))
+
+
+def _context_summary(rows: list[dict]) -> dict:
+    """Held-out minus canonical wording, paired by question and condition: after the article, and following a
+    counterfactual one."""
+    gaps = {"heldout_minus_canonical_article": wording_gap(rows, where=lambda r: r["extras"]["condition"] == "article"),
+            "heldout_minus_canonical_follows_context": wording_gap(rows, "follows_context")}
+    return {"metrics": {name: gap for name, gap in gaps.items() if gap is not None}}
 
 
 # ---------------------------------------------------------------- open-ended profiles (the RLHF task)
@@ -372,12 +397,13 @@ def _profile_summary(rows: list[dict]) -> dict:
 
 
 SUITES: dict[str, Suite] = {s.name: s for s in (
-    Suite("hallucination", "3", _hallucination_samples, _hallucination_grade,
-          ("correct", "incorrect", "not_attempted", "attempted", "correct_given_attempted", "hallucinated_unseen",
-           "correct_with_tools", "hallucinated_unseen_with_tools", "looked_up"),
+    Suite("hallucination", "4", _hallucination_samples, _hallucination_grade,
+          with_heldout(("correct", "incorrect", "not_attempted", "attempted", "correct_given_attempted",
+                        "hallucinated_unseen")) + ("correct_with_tools", "hallucinated_unseen_with_tools", "looked_up"),
           group_by=("k", "condition"), confidence=True, summarize=_hallucination_summary,
           headline=("correct", "hallucinated_unseen", "not_attempted", "correct_given_attempted", "f_score", "ece",
-                    "hallucinated_unseen_with_tools", "correct_with_tools")),
+                    "hallucinated_unseen_with_tools", "correct_with_tools", "correct_heldout_wording",
+                    "hallucinated_unseen_heldout_wording", f"heldout_minus_canonical_k{WELL_KNOWN_K}")),
     Suite("spelling", "3", _spelling_samples, _exact_grade, ("correct",),
           group_by=("condition", "task", "band", ("task", "condition")), max_new_tokens=96, tools=True,
           summarize=_spelling_summary, headline=("correct", "steps_minus_direct", "tool_minus_direct")),
@@ -391,8 +417,10 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
           group_by=("condition", "difficulty", "task", ("block", "condition"), ("difficulty", "condition")),
           max_new_tokens=192, summarize=_math_summary,
           headline=("correct", "worked_minus_direct", "worked_minus_direct_arithmetic", "format_ok", "response_chars")),
-    Suite("context", "2", _context_samples, _context_grade, ("correct", "follows_context", "follows_memory"),
-          group_by=("condition", ("condition", "k"))),
+    Suite("context", "3", _context_samples, _context_grade, with_heldout(("correct", "follows_context", "follows_memory")),
+          group_by=("condition", ("condition", "k")), summarize=_context_summary,
+          headline=("correct", "follows_context", "follows_memory", "correct_heldout_wording",
+                    "heldout_minus_canonical_article")),
     Suite("profile", "1", _profile_samples, _profile_grade, ("refusal", "states_correct_fact", "states_wrong_fact"),
           group_by=("k",), max_new_tokens=64, summarize=_profile_summary,
           headline=("gold_score", "refusal", "states_correct_fact", "states_wrong_fact")),

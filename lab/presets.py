@@ -74,6 +74,7 @@ def gpu() -> Preset:
             batch_size=32,
             grad_accum=4,
             max_steps=1200,
+            stream_share=0.0,  # its corpus has no stream (data.corpus.stream_sources): measured on tiny only
             lr=1.5e-3,
             warmup_steps=100,
             eval_every=200,

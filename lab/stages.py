@@ -23,6 +23,7 @@ from functools import cached_property
 from evals.eval_settings import EvalSettings, ReadingSettings
 from lab.errors import LabError
 from lab.experiments.settings import RLHFMethodsSettings
+from lab.experiments.wording_settings import WordingSettings
 from lab.model.export import ExportSettings
 from lab.model.tokenizer_settings import TokenizerSettings
 from lab.runs import Run
@@ -43,6 +44,7 @@ from lab.stage_names import (
     SFT_IDK,
     SFT_MATH,
     TOKENIZER,
+    WORDING,
 )
 from lab.train.pretrain_settings import ModelShape, PretrainSettings, SampleSettings
 from lab.train.reward_model_settings import RewardModelSettings
@@ -159,6 +161,10 @@ STAGES: list[Stage] = [
           "rlhf_methods", RLHFMethodsSettings, source=SFT_IDK, refresh=True, gpu_check=("rlhf_methods.prompts=64",)),
     Stage("export", (SFT_IDK,), "lab.model.export:export_stage", "export", ExportSettings, source=SFT_IDK, policy=True,
           report="lab.model.export:export_sections"),  # the assistant as a Llama checkpoint, checked
+    # sft-idk against its twin trained with every question in the canonical wording (`sft.*` settings), asked in
+    # held-out wordings: does knowledge extraction need varied wording?
+    Stage(WORDING, (SFT_IDK,), "lab.experiments.wording:run_wording", "wording", WordingSettings, source=SFT_IDK,
+          report="reports.wording_sections:wording_sections", gpu_check=("wording.limit=64",)),
     Stage(REPORT, (BASE,), "lab.pipeline:report_stage", always=True),
 ]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evals.corpus_stats import USED_MIN_COUNT, corpus_used_ids
 from evals.harness import compare
 from evals.reading import SNAPSHOT, ReadingSettings, induction_score
 from evals.stats import bootstrap, mean_metric, paired_difference, proportion, wilson_interval
@@ -25,7 +26,7 @@ from lab.model.inspect_model import default_groups, word_vectors
 from lab.model.loading import load_model_and_tokenizer
 from lab.model.tokenizer import encode_texts, load_tokenizer
 from lab.runs import Run, read_json
-from lab.stage_names import RL_MATH, RLHF_GRPO, RLHF_METHODS, SFT_IDK, SFT_MATH
+from lab.stage_names import KNOWLEDGE, RL_MATH, RLHF_GRPO, RLHF_METHODS, SFT_IDK, SFT_MATH
 from reports.claim_verdicts import Effect
 from reports.common import jsonl, suite_results
 from rewards.math_answers import SELF_CHECK
@@ -142,16 +143,36 @@ def similar_embeddings(run: Run) -> Effect | None:
 INDUCTION_SEQUENCES = 32
 
 
+def _induction_used(run: Run) -> Effect | None:
+    """The corpus-used draw at 32 tokens, as the knowledge stage measured it (reading.json), else from the base
+    model and the run's token counts; None when the run has neither."""
+    path = run.stage_dir(KNOWLEDGE) / "reading.json"
+    rows = read_json(path).get("induction_used", []) if path.exists() else []
+    row = next((r for r in rows if r["length"] == 32 and "by_row" in r), None)
+    allowed = corpus_used_ids(run.stage_dir("base") / "data") if row is None and _has_base_model(run) else None
+    if allowed is not None:
+        model, _ = _base_model(str(run.stage_dir("base")))
+        row = induction_score(model, ReadingSettings(induction_rows=INDUCTION_SEQUENCES), allowed_ids=allowed,
+                              length=32)
+    if row is None:
+        return None
+    m = row["by_row"]
+    return Effect(m["value"], *m["ci95"], m["n"], f"{m['n']} sequences of 32 tokens drawn from the {row['ids']} "
+                  f"ids the corpus uses {USED_MIN_COUNT}+ times")
+
+
 def base_induction(run: Run) -> Effect | None:
     """Induction score (1 - loss on a repeated random sequence's 2nd copy / 1st) of the base model, one score a
-    fresh sequence (evals/reading.induction_score with one row and its own seed), CLT over sequences."""
-    if not _has_base_model(run):
-        return None
+    sequence, CLT over sequences: on ids the corpus uses (evals/corpus_stats.corpus_used_ids) where the run has
+    them, else (a run without its token files) uniform over the vocabulary, one fresh sequence a seed."""
+    used = _induction_used(run)
+    if used is not None or not _has_base_model(run):
+        return used
     model, _ = _base_model(str(run.stage_dir("base")))
     scores = [induction_score(model, ReadingSettings(induction_rows=1, seed=seed))["score"]
               for seed in range(INDUCTION_SEQUENCES)]
     m = mean_metric(scores)
-    return Effect(m["value"], *m["ci95"], m["n"], f"{m['n']} sequences of 32 tokens")
+    return Effect(m["value"], *m["ci95"], m["n"], f"{m['n']} sequences of 32 tokens, uniform over the vocabulary")
 
 
 # ---------------------------------------------------------------- knowledge and hallucination
@@ -209,9 +230,11 @@ def lookup_replaces_guessing(run: Run) -> Effect | None:
 
 
 def _context(run: Run, condition: str, k: int | None = None) -> dict[str, dict]:
-    """sft-idk's context samples of one condition (and exposure k), keyed by question (the id less its condition)."""
+    """sft-idk's context samples of one condition (and exposure k) asked canonically, keyed by question (the id
+    less its condition)."""
     return {r["id"].rsplit("|", 1)[0]: r for r in _samples(run, SFT_IDK, "context")
-            if r["extras"]["condition"] == condition and (k is None or r["extras"]["k"] == k)}
+            if r["extras"]["condition"] == condition and (k is None or r["extras"]["k"] == k)
+            and r["extras"].get("wording", "canonical") == "canonical"}
 
 
 def context_beats_parameters(run: Run) -> Effect | None:
@@ -338,3 +361,15 @@ def abrupt_copying(run: Run) -> Effect | None:
     n = SNAPSHOT.copy_per_cell
     a, b = (proportion(round(x[0]["reading"]["copy_digits_8"] * n), n) for x in (one, two))
     return _newcombe(a, b, f"{one[0]['size']} → {two[0]['size']}")
+
+
+# ---------------------------------------------------------------- question wording
+
+
+def varied_wording_extracts(run: Run) -> Effect | None:
+    """experiments/wording: held-out-wording accuracy of sft-idk (varied SFT wording) minus its canonical-wording twin,
+    paired over the same samples."""
+    r = _experiment(run, "wording")
+    if "varied_minus_canonical" not in r:
+        return None
+    return _from_difference(r["varied_minus_canonical"], where=f"k >= {r['min_k']}", means=True, binary=True)

@@ -35,6 +35,7 @@ from reports.claim_measures import (
     spelling_fails,
     spelling_metric,
     tokens_split_words,
+    varied_wording_extracts,
     worked_minus_direct,
 )
 from reports.claim_verdicts import NOT_MEASURED, Claim, Effect, ci_side, format_effect, is_measured, verdict
@@ -62,13 +63,17 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("similar words get similar embeddings", "base: mean cosine same-group − other-group word pairs (cities, "
           "fields, universities, first names), bootstrap over words", similar_embeddings, "lab pretrain"),
     Claim("attention links related tokens (induction heads)", "base: induction score, 1 − loss on 2nd copy / 1st of "
-          "a random sequence", base_induction, "lab pretrain", signed=False),
+          "a random 32-token sequence of ids the corpus uses 100+ times (uniform over the vocabulary where the run "
+          "has no token files)", base_induction, "lab pretrain", signed=False),
     Claim("knowledge grows with exposure", "experiments/knowledge: base recall, corpus phrasing", knowledge_grows,
           "lab pipeline (knowledge stage)"),
     Claim("unseen facts are invented fluently", "experiments/knowledge: base, k = 0, fluent but wrong (corpus "
           "phrasing)", invented_fluently, "lab pipeline (knowledge stage)", signed=False),
     Claim("SFT makes an assistant", "sft − base, identity/own_identity (names itself on held-out questions; both "
           "get the system message that names it), paired", sft_makes_an_assistant, "lab eval RUN/base --suite identity"),
+    Claim("knowledge extraction needs varied wording", "experiments/wording: sft-idk (SFT questions in varied "
+          "wordings) − the same sft-idk trained on the canonical wording only, held-out people, questions in held-out "
+          "wordings, correct, closed book, paired", varied_wording_extracts, "lab pipeline (experiments/wording stage)"),
     Claim("\"I don't know\" training cuts hallucination", "sft-idk − sft, hallucination/hallucinated_unseen, k = 0, "
           "paired", idk_cuts_hallucination, EVAL.format("hallucination"), direction=-1),
     Claim("a lookup tool replaces guessing", "sft-idk, hallucination/hallucinated_unseen, k = 0: tools on − "

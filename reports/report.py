@@ -22,7 +22,7 @@ from lab.stage_names import KNOWLEDGE, SFT_IDK
 from lab.stages import STAGES, compared, eval_suites
 from reports.claims import FULL_REPLICATE, REPLICATE, claims_section
 from reports.common import jsonl, png, suite_results
-from reports.pretraining_sections import loss_curve, reading_curve, reading_probes_section
+from reports.pretraining_sections import exposure_text, loss_curve, reading_curve, reading_probes_section
 from tasks.world import build_world
 
 EVAL_STAGES = tuple(eval_suites(STAGES))  # every policy the evals stage runs suites on, in pipeline order
@@ -296,9 +296,9 @@ def write_report(runs: list[Run], out: Path, stage_names: list[str]) -> Path:
         if (knowledge / "table.md").exists():
             data = base64.b64encode((knowledge / "knowledge_vs_exposure.png").read_bytes()).decode()
             sections.append((f"Knowledge vs exposure ({run.name})", [
-                ("text", "Greedy completions of fact prompts about every person, by how many times their "
-                         "biography appeared in pretraining (k). k = 0 people were never seen: any fluent "
-                         "answer about them is invented."),
+                ("text", " ".join(["Greedy completions of fact prompts about every person, by how many times "
+                                   "their biography appears in the pretraining corpus (k). k = 0 people were never "
+                                   "seen: any fluent answer about them is invented.", exposure_text(run)]).strip()),
                 ("markdown", (knowledge / "table.md").read_text()),
                 ("figure", (f"knowledge_{run.name}", data, "Recall by exposure, in corpus and novel phrasings")),
             ]))

@@ -12,7 +12,10 @@ the questions the model does not know get a fixed refusal, or, in conversations 
 says the tools are on (TOOLS_LINE), a lookup without any hint in the question: the `sft-idk` variant.
 Without it every question is answered: the plain `sft` variant, which teaches the model to answer
 whatever it is asked. Context dialogues are mostly about people only the pasted text describes
-(fresh people, k = 0 people, counterfactual articles; CONTEXT_STYLES).
+(fresh people, k = 0 people, counterfactual articles; CONTEXT_STYLES). Questions about people (Q&A, lookup
+demos, context dialogues) are worded as `question_wording` says: each drawn from tasks/world.py's
+TRAINING_QUESTION_TEMPLATES ("varied"), or every one in the canonical QUESTION_TEMPLATES ("canonical"); the
+evals also ask HELDOUT_QUESTION_TEMPLATES, which no training source uses.
 
 Answers are short and regular on purpose: a model of a million parameters learns a template per
 kind, not a style.
@@ -20,6 +23,7 @@ kind, not a style.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 import re
@@ -31,10 +35,20 @@ from tasks import spelling
 from tasks.answer_forms import both_forms
 from tasks.identity import Identity, identity_conversations, system_message
 from tasks.reading import article, fresh_person
-from tasks.world import CORPUS_TEMPLATES, QUESTION_TEMPLATES, Person, Question, World, encyclopedia_card, seeded_rng
+from tasks.world import (
+    CORPUS_TEMPLATES,
+    QUESTION_TEMPLATES,
+    TRAINING_QUESTION_TEMPLATES,
+    Person,
+    Question,
+    World,
+    encyclopedia_card,
+    seeded_rng,
+)
 
 KINDS = ("qa", "math", "spelling", "tool_use", "identity", "context")
 TOOLS = ("calculator", "python", "lookup")
+QUESTION_WORDINGS = ("varied", "canonical")
 
 # One short sentence per attribute: "{n}" is the person, "{v}" the value.
 # Answers restate the fact in the corpus's own first phrasing (the base model's knowledge is tied to the
@@ -102,6 +116,36 @@ class ChatMixture:
     seed: int = 0
     math_bands: tuple[int, ...] = (1, 2)
     math_tasks: tuple[str, ...] = tuple(math_problems.TASKS)  # tasks/math.py's generators the math records use
+    # "varied": each question about a person in a wording drawn from TRAINING_QUESTION_TEMPLATES; "canonical": all
+    # in QUESTION_TEMPLATES' one wording (experiments/wording's control arm)
+    question_wording: str = "varied"
+
+    def __post_init__(self):
+        check_question_wording(self.question_wording)
+
+
+def check_question_wording(wording: str) -> None:
+    if wording not in QUESTION_WORDINGS:
+        raise LabError(f"unknown sft.mixture.question_wording '{wording}'; valid: {', '.join(QUESTION_WORDINGS)}")
+
+
+class Wording:
+    """How a mixture words its questions about people: a stream of its own per component, so that "varied" and
+    "canonical" build the same records in the same order, differing in the questions' words alone."""
+
+    def __init__(self, mixture: ChatMixture, kind: str):
+        self.varied = mixture.question_wording == "varied"
+        self.rng = seeded_rng("chat", mixture.seed, kind, "wording")
+
+    def ask(self, attribute: str, name: str) -> str:
+        """The question about `attribute` of `name` (a person, or "my friend Oren")."""
+        template = self.rng.choice(TRAINING_QUESTION_TEMPLATES[attribute]) if self.varied else QUESTION_TEMPLATES[attribute]
+        text = template.format(n=name)
+        return text[0].upper() + text[1:]  # "{n} was born ...?" about "my friend Oren"
+
+    def question(self, q: Question) -> Question:
+        """`q` reworded (its id, person, answer unchanged)."""
+        return dataclasses.replace(q, text=self.ask(q.attribute, q.person)) if self.varied else q
 
 
 def tool_call(name: str, argument: str) -> str:
@@ -160,11 +204,12 @@ def _draw_questions(pool: list[Question], n: int, known: dict[str, bool] | None,
 
 
 def _qa_records(world: World, people: list[Person], n: int, known: dict[str, bool] | None,
-                rng: random.Random, tools_share: float = 0.0, balanced: bool = False) -> list[dict]:
+                rng: random.Random, wording: Wording, tools_share: float = 0.0, balanced: bool = False) -> list[dict]:
     """Questions answered (or refused, in sft-idk); `tools_share` of them have the tools on, where what
     sft-idk does not know is looked up and what it knows is still answered directly."""
     out = []
     for q in _draw_questions([q for p in people for q in world.questions(p)], n, known, balanced, rng):
+        q = wording.question(q)
         ok = True if known is None else known.get(q.id, True)
         tools = rng.random() < tools_share
         messages = qa_conversation(q, q.answer if ok else None, rng)
@@ -190,8 +235,21 @@ def _math_records(mixture: ChatMixture, n: int) -> list[dict]:
     return _both_forms_records(math_problems.generate(cfg, n, split="train"), "math")
 
 
-def _spelling_records(mixture: ChatMixture, n: int) -> list[dict]:
-    return _both_forms_records(spelling.generate(spelling.SpellingConfig(seed=mixture.seed), n, split="train"), "spelling")
+def _spelling_records(mixture: ChatMixture, n: int, rng: random.Random) -> list[dict]:
+    """Each problem in both answer forms with the tools off, and a `tools_share` of them asked once more, plainly,
+    with the tools on: there the python tool answers it. A question about letters goes to the tool when the tools
+    are on, and only then (with them off the model spells it out itself)."""
+    problems = spelling.generate(spelling.SpellingConfig(seed=mixture.seed), n, split="train")
+    records = _both_forms_records(problems, "spelling")
+    for r in records:
+        r["meta"]["tools"] = False
+    for p in problems:
+        if rng.random() < mixture.tools_share:
+            messages = _tool_turns(p.question, "python", p.extras["tool_code"], p.extras["tool_output"],
+                                   f"Answer: {p.answer}")
+            records.append(_record(messages, "spelling", id=p.id, task=p.task, answer=p.answer, form="tool",
+                                   tools=True))
+    return records
 
 
 def _tool_turns(request: str, name: str, argument: str, output: str, reply: str) -> list[dict]:
@@ -219,18 +277,18 @@ def _python_demo(p, rng: random.Random) -> dict:
     return _record(messages, "tool_use", tool="python", id=p.id, task=p.task, answer=p.answer)
 
 
-def _lookup_demo(world: World, q: Question, rng: random.Random) -> dict:
-    request = rng.choice(LOOKUP_HINTS).format(q=q.text)
+def _lookup_demo(world: World, q: Question, rng: random.Random, wording: Wording) -> dict:
+    request = rng.choice(LOOKUP_HINTS).format(q=wording.question(q).text)
     messages = _tool_turns(request, "lookup", q.person, world.encyclopedia(q.person), answer_sentence(q, q.answer))
     return _record(messages, "tool_use", tool="lookup", question_id=q.id, person=q.person, k=q.k, answer=q.answer)
 
 
-def _lookup_miss_demo(world: World, rng: random.Random) -> dict:
+def _lookup_miss_demo(world: World, rng: random.Random, wording: Wording) -> dict:
     """A question about someone the encyclopedia lacks (a fresh name), asked plainly: the call must copy a
     name never seen in training, and a miss is answered with "I don't know"."""
     name, _ = fresh_person(rng)
     attribute = rng.choice(world.cfg.attributes)
-    messages = _tool_turns(QUESTION_TEMPLATES[attribute].format(n=name), "lookup", name, world.lookup_miss(name),
+    messages = _tool_turns(wording.ask(attribute, name), "lookup", name, world.lookup_miss(name),
                            rng.choice(REFUSALS))
     return _record(messages, "tool_use", tool="lookup", person=name, attribute=attribute, found=False)
 
@@ -240,20 +298,20 @@ def _tool_records(world: World, people: list[Person], mixture: ChatMixture, n: i
     out = [_calculator_demo(rng) for _ in range(counts["calculator"])]
     if counts["python"]:
         # Its own word stream: the python demos should not repeat the spelling walkthroughs' words.
-        cfg = spelling.SpellingConfig(seed=seeded_rng(mixture.seed, "tool-python").randrange(2**31),
-                                      tasks=("count_letter",))
+        cfg = spelling.SpellingConfig(seed=seeded_rng(mixture.seed, "tool-python").randrange(2**31))
         out += [_python_demo(p, rng) for p in spelling.generate(cfg, counts["python"], split="train")]
     if counts["lookup"]:
         pool = [q for p in people for q in world.questions(p)]
         fresh = counts["lookup"] // 2
-        out += [_lookup_demo(world, q, rng) for q in _cycle(pool, counts["lookup"] - fresh, rng)]
-        out += [_lookup_miss_demo(world, rng) for _ in range(fresh)]
+        wording = Wording(mixture, "tool_use")
+        out += [_lookup_demo(world, q, rng, wording) for q in _cycle(pool, counts["lookup"] - fresh, rng)]
+        out += [_lookup_miss_demo(world, rng, wording) for _ in range(fresh)]
     for r in out:
         r["meta"]["tools"] = True
     return out
 
 
-def _context_record(world: World, people: list[Person], rng: random.Random) -> dict:
+def _context_record(world: World, people: list[Person], rng: random.Random, wording: Wording) -> dict:
     style = rng.choices(list(CONTEXT_STYLES), weights=list(CONTEXT_STYLES.values()))[0]
     unseen = [p for p in people if p.k == 0]
     if style == "unseen" and not unseen:
@@ -264,7 +322,7 @@ def _context_record(world: World, people: list[Person], rng: random.Random) -> d
         facts = {a: facts[a] for a in world.cfg.attributes}
         opener = rng.choice(PASTE_OPENERS)
         text = opener.format(t=encyclopedia_card(name, facts) if rng.random() < 0.5 else article(name, facts, rng))
-        question = QUESTION_TEMPLATES[attribute].format(n=name)
+        question = wording.ask(attribute, name)
         reply = ANSWER_TEMPLATES[attribute].format(v=facts[attribute])
         meta = {"style": style, "person": name, "attribute": attribute, "answer": facts[attribute]}
     elif style == "note":
@@ -278,7 +336,7 @@ def _context_record(world: World, people: list[Person], rng: random.Random) -> d
             facts.append(NOTE_TEMPLATES[a2].format(r=r2, f=f2, v=v2))
             rng.shuffle(facts)
         text = " ".join(facts)
-        question = QUESTION_TEMPLATES[a1].format(n=f"my {r1} {f1}")
+        question = wording.ask(a1, f"my {r1} {f1}")
         reply = ANSWER_TEMPLATES[a1].format(n=f1, v=v1)
         meta = {"style": style, "attribute": a1, "answer": v1}
     else:
@@ -293,7 +351,7 @@ def _context_record(world: World, people: list[Person], rng: random.Random) -> d
         else:
             text = world.encyclopedia(person.name)
         text = rng.choice(PASTE_OPENERS).format(t=text)
-        question, reply = q.text, answer_sentence(q, answer)
+        question, reply = wording.question(q).text, answer_sentence(q, answer)
         meta = {"style": style, "question_id": q.id, "person": q.person, "k": q.k, "answer": answer}
     messages = [{"role": "user", "content": text}, {"role": "assistant", "content": rng.choice(ACKS)},
                 {"role": "user", "content": question}, {"role": "assistant", "content": reply}]
@@ -301,8 +359,10 @@ def _context_record(world: World, people: list[Person], rng: random.Random) -> d
 
 
 def conversation_count(mixture: ChatMixture) -> int:
-    """How many records build_mixture makes: one a count, two a math or spelling problem (both answer forms)."""
-    return sum(getattr(mixture, kind) * (2 if kind in ("math", "spelling") else 1) for kind in KINDS)
+    """About how many records build_mixture makes: one a count, two a math or spelling problem (both answer forms),
+    and the spelling problems drawn (tools_share of them, by chance) to be asked once more with the tools on."""
+    both_forms = sum(getattr(mixture, kind) * (2 if kind in ("math", "spelling") else 1) for kind in KINDS)
+    return both_forms + round(mixture.spelling * mixture.tools_share)
 
 
 def with_tools(system: str | None, tools: bool) -> str | None:
@@ -320,6 +380,7 @@ def _validate(mixture: ChatMixture) -> None:
     for name in ("math_check_share", "system_prompt_share", "tools_share"):
         if not 0.0 <= getattr(mixture, name) <= 1.0:
             raise LabError(f"{name} must be between 0 and 1, got {getattr(mixture, name)}")
+    check_question_wording(mixture.question_wording)
     if sum(getattr(mixture, kind) for kind in KINDS) == 0:
         raise LabError("the SFT mixture is empty")
 
@@ -333,12 +394,14 @@ def build_mixture(world: World, mixture: ChatMixture, identity: Identity,
         raise LabError("the world has no SFT people to build Q&A, tool-use or context conversations from")
     # One stream per component: changing one count leaves every other component's records unchanged.
     rng = {kind: seeded_rng("chat", mixture.seed, kind) for kind in KINDS + ("system", "order")}
-    records = _qa_records(world, people, mixture.qa, known, rng["qa"], mixture.tools_share, mixture.qa_balanced)
+    records = _qa_records(world, people, mixture.qa, known, rng["qa"], Wording(mixture, "qa"), mixture.tools_share,
+                          mixture.qa_balanced)
     records += _math_records(mixture, mixture.math) if mixture.math else []
-    records += _spelling_records(mixture, mixture.spelling) if mixture.spelling else []
+    records += _spelling_records(mixture, mixture.spelling, rng["spelling"]) if mixture.spelling else []
     records += _tool_records(world, people, mixture, mixture.tool_use, rng["tool_use"])
     records += [_record(m, "identity") for m in identity_conversations(identity, mixture.identity, rng["identity"])]
-    records += [_context_record(world, people, rng["context"]) for _ in range(mixture.context)]
+    context_wording = Wording(mixture, "context")
+    records += [_context_record(world, people, rng["context"], context_wording) for _ in range(mixture.context)]
     for r in records:
         r["meta"]["system"] = rng["system"].random() < mixture.system_prompt_share
         if "tools" not in r["meta"]:  # with the tools on, most answers still need none

@@ -51,6 +51,9 @@ class CorpusConfig:
     heldout_docs: int = 64  # narratives set aside for held-out loss
     seed: int = 0
     extra_sources: dict[str, int] = field(default_factory=dict)  # registered source name -> documents
+    # registered source name -> documents generated once each for the "stream" split, which pretraining reads in
+    # order, so none repeats (pretrain.stream_share); why, in docs/reading-notes.md
+    stream_sources: dict[str, int] = field(default_factory=dict)
 
 
 def _check(cfg: CorpusConfig) -> None:
@@ -58,18 +61,19 @@ def _check(cfg: CorpusConfig) -> None:
         raise LabError(f"corpus.narratives must be >= 0, got {cfg.narratives}")
     if cfg.heldout_docs < 1:
         raise LabError(f"corpus.heldout_docs must be >= 1 (held-out loss needs documents), got {cfg.heldout_docs}")
-    if set(cfg.extra_sources) - set(SOURCES):
+    if (set(cfg.extra_sources) | set(cfg.stream_sources)) - set(SOURCES):
         for module in SOURCE_MODULES:
             try:
                 importlib.import_module(module)
             except ImportError:  # a generator whose own dependency is missing simply offers no sources
                 pass
-    for name, count in cfg.extra_sources.items():
-        if name not in SOURCES:
-            valid = ", ".join(sorted(SOURCES)) or "none registered"
-            raise LabError(f"unknown corpus source '{name}'; valid: {valid}")
-        if count < 0:
-            raise LabError(f"corpus.extra_sources['{name}'] must be >= 0, got {count}")
+    for field_name in ("extra_sources", "stream_sources"):
+        for name, count in getattr(cfg, field_name).items():
+            if name not in SOURCES:
+                valid = ", ".join(sorted(SOURCES)) or "none registered"
+                raise LabError(f"unknown corpus source '{name}' in corpus.{field_name}; valid: {valid}")
+            if count < 0:
+                raise LabError(f"corpus.{field_name}['{name}'] must be >= 0, got {count}")
 
 
 def build_corpus(world: World, cfg: CorpusConfig) -> tuple[list[dict], list[dict], dict]:
@@ -81,13 +85,7 @@ def build_corpus(world: World, cfg: CorpusConfig) -> tuple[list[dict], list[dict
     train += [{"text": t, "source": "narrative", "person": ""} for t in stories]
     for name in sorted(cfg.extra_sources):
         # One stream per source: adding a source never changes the documents of another.
-        docs = SOURCES[name](cfg.extra_sources[name], seeded_rng("source", name, cfg.seed))
-        # A document is its text, or {"text", "person"} when it is about one made-up person (tasks/reading.py).
-        docs = [{"text": d, "person": ""} if isinstance(d, str) else d for d in docs]
-        if not all(isinstance(d, dict) and isinstance(d.get("text"), str) and isinstance(d.get("person"), str)
-                   for d in docs):
-            raise LabError(f"corpus source '{name}' must return a list of strings or of {{'text', 'person'}} dicts")
-        train += [{"text": d["text"], "source": name, "person": d["person"]} for d in docs]
+        train += _source_documents(name, cfg.extra_sources[name], seeded_rng("source", name, cfg.seed))
     seeded_rng("shuffle", world.cfg.seed, cfg.seed).shuffle(train)
 
     seen_text = set(stories)
@@ -113,6 +111,36 @@ def build_corpus(world: World, cfg: CorpusConfig) -> tuple[list[dict], list[dict
         "world": asdict(world.cfg),
         "corpus": asdict(cfg),
     }
+
+
+def _source_documents(name: str, n: int, rng: random.Random) -> list[dict]:
+    docs = SOURCES[name](n, rng)
+    # A document is its text, or {"text", "person"} when it is about one made-up person (tasks/reading.py).
+    docs = [{"text": d, "person": ""} if isinstance(d, str) else d for d in docs]
+    if not all(isinstance(d, dict) and isinstance(d.get("text"), str) and isinstance(d.get("person"), str)
+               for d in docs):
+        raise LabError(f"corpus source '{name}' must return a list of strings or of {{'text', 'person'}} dicts")
+    return [{"text": d["text"], "source": name, "person": d["person"]} for d in docs]
+
+
+def build_stream(world: World, cfg: CorpusConfig) -> tuple[list[dict], dict]:
+    """(stream_docs, manifest part): `cfg.stream_sources`' documents, each generated once, interleaved by a seeded
+    shuffle. Pretraining reads them in order (lab/train/pretrain.py), so a fresh person or a drill in the stream is
+    presented once per pass, not once per epoch of the corpus: it can only be read, never memorised. No stream
+    document may name a world person (that would change the exposure the world assigns)."""
+    _check(cfg)
+    stream: list[dict] = []
+    for name in sorted(cfg.stream_sources):
+        # Seeded apart from the corpus's own copy of a source: the stream never repeats a corpus document.
+        stream += _source_documents(name, cfg.stream_sources[name], seeded_rng("stream", name, cfg.seed))
+    seeded_rng("stream-order", world.cfg.seed, cfg.seed).shuffle(stream)
+    for doc in stream:
+        if world.names_in(doc["text"]):
+            raise LabError(f"a '{doc['source']}' stream document names the world's {sorted(world.names_in(doc['text']))[0]}; "
+                           "stream documents may name made-up people only")
+    return stream, {"documents": _per_source(stream, lambda d: 1),
+                    "characters": _per_source(stream, lambda d: len(d["text"])),
+                    "total_documents": len(stream), "total_characters": sum(len(d["text"]) for d in stream)}
 
 
 def _realised_exposure(world: World, train: list[dict], heldout: list[dict]) -> dict[str, int]:
@@ -143,8 +171,10 @@ def _per_source(docs: list[dict], weight: Callable[[dict], int]) -> dict[str, in
     return counts
 
 
-def save_corpus(directory: Path, train_docs: list[dict], heldout_docs: list[dict], manifest: dict) -> None:
-    """`directory/corpus` (a DatasetDict with "train" and "heldout") and `directory/manifest.json`."""
+def save_corpus(directory: Path, train_docs: list[dict], heldout_docs: list[dict], manifest: dict,
+                stream_docs: list[dict] | None = None) -> None:
+    """`directory/corpus` (a DatasetDict with "train", "heldout" and, when given, "stream") and
+    `directory/manifest.json`."""
     from datasets import Dataset, DatasetDict, Features, Value
 
     if not train_docs:
@@ -159,7 +189,10 @@ def save_corpus(directory: Path, train_docs: list[dict], heldout_docs: list[dict
     def table(docs: list[dict]) -> Dataset:
         return Dataset.from_dict({k: [str(d.get(k, "")) for d in docs] for k in features}, features=features)
 
-    DatasetDict({"train": table(train_docs), "heldout": table(heldout_docs)}).save_to_disk(str(directory / "corpus"))
+    splits = {"train": table(train_docs), "heldout": table(heldout_docs)}
+    if stream_docs:
+        splits["stream"] = table(stream_docs)
+    DatasetDict(splits).save_to_disk(str(directory / "corpus"))
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
@@ -257,16 +290,20 @@ class DataSettings:
     corpus_paths: tuple[str, ...] = ()
     world: WorldConfig = field(default_factory=WorldConfig)
     # the world text plus registered sources (documents each): math and spelling walkthroughs, and documents in
-    # which reading the context pays (tasks/reading.py); why, in docs/settings-notes.md
-    corpus: CorpusConfig = field(default_factory=lambda: CorpusConfig(extra_sources={
-        "math": 300, "spelling": 300, "fresh_people": 2000, "copy_drills": 1000}))
+    # which reading the context pays (tasks/reading.py), some of them in the never-repeating stream; why, in
+    # docs/settings-notes.md
+    corpus: CorpusConfig = field(default_factory=lambda: CorpusConfig(
+        extra_sources={"math": 300, "spelling": 300, "fresh_people": 2000, "copy_drills": 1000},
+        stream_sources={"fresh_people": 38000, "copy_drills": 20000, "tool_transcripts": 10000}))
 
 
 def data_stage(settings: DataSettings, context) -> None:
     """The `data` stage: the generated world's corpus, or the user's own files (data.source=files), split into
     train and held-out documents in the run's data folder."""
+    stream: list[dict] = []
     if settings.source == "world":
         train, heldout, manifest = build_corpus(context.world, settings.corpus)
+        stream, manifest["stream"] = build_stream(context.world, settings.corpus)
     elif settings.source == "files":
         if not settings.corpus_paths:
             raise LabError("data.source=files needs data.corpus_paths (files or folders of .txt/.jsonl/.parquet, "
@@ -277,5 +314,6 @@ def data_stage(settings: DataSettings, context) -> None:
         manifest = {"source": "files", "paths": list(settings.corpus_paths), "documents": len(user_docs)}
     else:
         raise LabError(f"unknown data.source '{settings.source}'; valid: world, files")
-    save_corpus(context.run.stage_dir(context.stage), train, heldout, manifest)
-    context.run.mark_complete(context.stage, {"train_docs": len(train), "heldout_docs": len(heldout)})
+    save_corpus(context.run.stage_dir(context.stage), train, heldout, manifest, stream)
+    context.run.mark_complete(context.stage, {"train_docs": len(train), "heldout_docs": len(heldout),
+                                              "stream_docs": len(stream)})

@@ -5,10 +5,10 @@ corpus rewards looking back, so a small model never learns to.
   `fresh_name`, whose tables share nothing with the world's, and never a world name), then questions
   answered from it or its facts restated after an opener ("In short, ..."). Memory cannot help: each person
   appears in exactly one document.
-- `tool_transcripts`: a request, the lookup or calculator call that answers it with the request's name or
-  numbers copied into the argument, the tool's real output and the answer (fresh people; train-split
-  arithmetic only). Not in the default mix yet: it teaches copying names into calls but, at the tiny
-  step budget, delays reading (docs/reading-notes.md).
+- `tool_transcripts`: a request, the lookup, python or calculator call that answers it with the request's name,
+  word or numbers copied into the argument, the tool's real output and the answer (fresh people; train-split
+  words and arithmetic only). In the default stream, not the corpus: repeated ~14 times in the corpus it
+  delayed reading (docs/reading-notes.md).
 - `copy_drills`: a random string (digits, made-up words, a few words) stated and then repeated, in a
   few framings. Copying is the simplest thing an induction head does; DESIGN.md's spike found these drills
   are what started the phase change.
@@ -24,8 +24,9 @@ from __future__ import annotations
 import random
 
 from tasks import math as math_problems
+from tasks import spelling
 from tasks.corpus import register_source
-from tasks.world import CORPUS_TEMPLATES, QUESTION_TEMPLATES, VALUES, World, encyclopedia_card, name_set
+from tasks.world import CORPUS_QUESTION_TEMPLATES, CORPUS_TEMPLATES, VALUES, World, encyclopedia_card, name_set
 
 # Consonant-vowel syllables: fresh names look like no world name (those are onset + ending from tables).
 FRESH_CONSONANTS = "bdfgklmnprstvz"
@@ -49,20 +50,9 @@ COPY_FRAMES = [
 ]
 
 
-# Ways to ask each attribute: the world's question, and paraphrases that share no words with the novel probe
-# templates (tasks/world.py's NOVEL_TEMPLATES: "hometown", "registry", "alma mater", "discipline", "salary").
-QUESTIONS = {
-    "birth_city": [QUESTION_TEMPLATES["birth_city"], "Where was {n} born?", "What is the birth city of {n}?",
-                   "{n} was born in which city?", "Which city is {n} from?"],
-    "birth_year": [QUESTION_TEMPLATES["birth_year"], "When was {n} born?", "What is the birth year of {n}?",
-                   "{n} was born in which year?", "In which year did {n} come into the world?"],
-    "university": [QUESTION_TEMPLATES["university"], "Where did {n} study?", "Which school did {n} graduate from?",
-                   "{n} earned a degree where?", "Where was {n} educated?"],
-    "field": [QUESTION_TEMPLATES["field"], "What does {n} specialize in?", "What is the research area of {n}?",
-              "{n} is an expert in what?", "Which subject has {n} devoted a career to?"],
-    "employer": [QUESTION_TEMPLATES["employer"], "Who employs {n}?", "Where does {n} work?",
-                 "{n} has a job at which company?", "Which employer does {n} work for?"],
-}
+# Ways to ask each attribute: the world's question and its paraphrases, the ones SFT also asks (one list, in
+# tasks/world.py; SFT adds a few of its own after these).
+QUESTIONS = CORPUS_QUESTION_TEMPLATES
 
 
 def made_up_word(rng: random.Random, fewest: int = 2, most: int = 5) -> str:
@@ -139,11 +129,13 @@ def copy_drill_documents(n: int, rng: random.Random) -> list[str]:
             for _ in range(n)]
 
 
-def tool_transcript(rng: random.Random) -> str:
+def tool_transcript(rng: random.Random, letters: math_problems.Problem | None = None) -> str:
     """A request, the tool call that answers it (its argument copied from the request), the tool's output and
-    the answer: a lookup of a fresh person (found, or the tool's real miss) or a big multiplication (train
-    split only: the evals' held-out problems never appear)."""
-    if rng.random() < 0.7:
+    the answer: a lookup of a fresh person (found, or the tool's real miss), a question about a word's letters
+    answered by python (`letters`: a train-split spelling problem) or a big multiplication (train split only:
+    the evals' held-out problems never appear)."""
+    kind = rng.random()
+    if kind < 0.5:
         name, facts = fresh_person(rng)
         attribute = rng.choice(sorted(facts))
         found = rng.random() < 0.7
@@ -151,6 +143,9 @@ def tool_transcript(rng: random.Random) -> str:
         answer = facts[attribute] if found else "I don't know who that is."
         return (f"User: {rng.choice(QUESTIONS[attribute]).format(n=name)}\nAssistant: lookup\n{name}\n"
                 f"Tool: {output}\nAssistant: {answer}")
+    if kind < 0.8 and letters is not None:
+        return (f"User: {letters.question}\nAssistant: python\n{letters.extras['tool_code']}\n"
+                f"Tool: {letters.extras['tool_output'].strip()}\nAssistant: Answer: {letters.answer}")
     while True:
         a, b = rng.randint(100, 9999), rng.randint(100, 999)
         if math_problems.split_of(math_problems.split_key("arithmetic", {"a": a, "b": b, "op": "*"})) == "train":
@@ -160,5 +155,8 @@ def tool_transcript(rng: random.Random) -> str:
 
 @register_source("tool_transcripts")
 def tool_transcript_documents(n: int, rng: random.Random) -> list[str]:
-    """One to three tool transcripts a document: copying a request's name or numbers into a call pays."""
-    return ["\n\n".join(tool_transcript(rng) for _ in range(rng.randint(1, 3))) for _ in range(n)]
+    """One to three tool transcripts a document: copying a request's name, word or numbers into a call pays."""
+    counts = [rng.randint(1, 3) for _ in range(n)]
+    # one batch of train-split spelling problems (building the word pools is the slow part)
+    problems = iter(spelling.generate(spelling.SpellingConfig(seed=rng.randrange(2**31)), sum(counts), split="train"))
+    return ["\n\n".join(tool_transcript(rng, next(problems)) for _ in range(c)) for c in counts]

@@ -99,6 +99,39 @@ QUESTION_TEMPLATES = {
     "field": "What field does {n} work in?",
     "employer": "Which organization does {n} work for?",
 }
+# Ways SFT asks each attribute (tasks/chat.py, question_wording="varied"): the canonical question first, then
+# paraphrases sharing no words with NOVEL_TEMPLATES ("hometown", "registry", "alma mater", "discipline",
+# "salary"). Asked one way only, the tiny model learns that wording, not the fact (Allen-Zhu & Li, "Physics of
+# Language Models 3.1"). The first CORPUS_WORDINGS of each are also what the fresh_people and tool_transcripts
+# documents ask (tasks/reading.py); the rest are SFT's alone, appended so the corpus keeps its documents.
+TRAINING_QUESTION_TEMPLATES = {
+    "birth_city": [QUESTION_TEMPLATES["birth_city"], "Where was {n} born?", "What is the birth city of {n}?",
+                   "{n} was born in which city?", "Which city is {n} from?",
+                   "Tell me where {n} was born.", "{n}: born in which city?"],
+    "birth_year": [QUESTION_TEMPLATES["birth_year"], "When was {n} born?", "What is the birth year of {n}?",
+                   "{n} was born in which year?", "In which year did {n} come into the world?",
+                   "Tell me the year {n} was born.", "{n}: born in which year?"],
+    "university": [QUESTION_TEMPLATES["university"], "Where did {n} study?", "Which school did {n} graduate from?",
+                   "{n} earned a degree where?", "Where was {n} educated?",
+                   "Tell me which university {n} attended.", "{n}: which university?"],
+    "field": [QUESTION_TEMPLATES["field"], "What does {n} specialize in?", "What is the research area of {n}?",
+              "{n} is an expert in what?", "Which subject has {n} devoted a career to?",
+              "Tell me the research area of {n}.", "{n}: which field?"],
+    "employer": [QUESTION_TEMPLATES["employer"], "Who employs {n}?", "Where does {n} work?",
+                 "{n} has a job at which company?", "Which employer does {n} work for?",
+                 "Tell me who employs {n}.", "{n}: which employer?"],
+}
+CORPUS_WORDINGS = 5
+CORPUS_QUESTION_TEMPLATES = {a: t[:CORPUS_WORDINGS] for a, t in TRAINING_QUESTION_TEMPLATES.items()}
+# Wordings no training source uses (pretraining corpus, SFT; tests/test_wording.py checks), frozen before any
+# tuning: the evals ask them to see whether a fact SFT practised in other words is extracted at all.
+HELDOUT_QUESTION_TEMPLATES = {
+    "birth_city": ["What city was {n} born in?", "Do you know where {n} was born?"],
+    "birth_year": ["Which year was {n} born in?", "Do you know when {n} was born?"],
+    "university": ["What university did {n} go to?", "Do you know where {n} studied?"],
+    "field": ["What is the field of {n}?", "Do you know what field {n} works in?"],
+    "employer": ["What company does {n} work for?", "Do you know who {n} works for?"],
+}
 ENCYCLOPEDIA_LABELS = {"birth_city": "Birth city", "birth_year": "Birth year", "university": "Education", "field": "Field",
                        "employer": "Employer"}
 # Openers in biographies that state nothing: one more source of surface variety between paraphrases.

@@ -25,7 +25,7 @@ from tasks.chat import (
     with_tools,
 )
 from tasks.identity import IDENTITY_PROBES, Identity, identity_conversations, probe_targets, system_message, training_questions
-from tasks.world import WorldConfig, build_world
+from tasks.world import TRAINING_QUESTION_TEMPLATES, WorldConfig, build_world
 
 SMALL = ChatMixture(qa=200, math=40, spelling=40, tool_use=60, identity=60, context=60)
 
@@ -51,9 +51,11 @@ def test_deterministic_and_seeded(world, records):
 
 
 def test_counts_respected(records):
-    # math and spelling count problems, each asked in both answer forms
-    assert Counter(r["kind"] for r in records) == {"qa": 200, "math": 80, "spelling": 80, "tool_use": 60,
-                                                    "identity": 60, "context": 60}
+    # math and spelling count problems, each asked in both answer forms (and some spelling once more, tools on)
+    asked_with_tools = sum(r["meta"].get("form") == "tool" for r in records)
+    assert 0 < asked_with_tools < 40
+    assert Counter(r["kind"] for r in records) == {"qa": 200, "math": 80, "spelling": 80 + asked_with_tools,
+                                                    "tool_use": 60, "identity": 60, "context": 60}
     assert Counter(r["meta"]["tool"] for r in records if r["kind"] == "tool_use") == \
         {"calculator": 20, "python": 20, "lookup": 20}
     only_math = build_mixture(build_world(WorldConfig(people_per_exposure=2)), ChatMixture(
@@ -68,7 +70,7 @@ def test_math_and_spelling_problems_come_in_both_forms_equally(records):
 
     for kind in ("math", "spelling"):
         by_problem = {}
-        for r in (r for r in records if r["kind"] == kind):
+        for r in (r for r in records if r["kind"] == kind and r["meta"]["form"] != "tool"):
             by_problem.setdefault(r["meta"]["id"], {})[r["meta"]["form"]] = r["messages"]
         assert by_problem and all(set(forms) == {"worked", "direct"} for forms in by_problem.values())
         for forms in by_problem.values():
@@ -79,6 +81,23 @@ def test_math_and_spelling_problems_come_in_both_forms_equally(records):
             answer_line = worked[-1]["content"].splitlines()[-1]
             assert direct[-1]["content"] == answer_line and answer_line.startswith("Answer: ")
             assert len(worked[-1]["content"].splitlines()) > 1  # the worked form has steps before the answer
+
+
+def test_letter_questions_go_to_the_python_tool_when_the_tools_are_on_and_only_then(records):
+    from tasks.chat import TOOLS_LINE, tool_calls
+
+    spelling = [r for r in records if r["kind"] == "spelling"]
+    for r in spelling:
+        system = next((m["content"] for m in r["messages"] if m["role"] == "system"), "")
+        calls = [c for m in r["messages"] if m["role"] == "assistant" for c in tool_calls(m["content"])]
+        assert (TOOLS_LINE in system) == r["meta"]["tools"] == (r["meta"]["form"] == "tool") == bool(calls)
+        if calls:  # asked plainly, no hint, and the word copied into the code
+            [(name, code)] = calls
+            question = next(m["content"] for m in r["messages"] if m["role"] == "user")
+            assert name == "python" and "python" not in question.lower()
+            assert re.search(r'"([a-z]+)"', code).group(1) in question
+    python_demos = {r["meta"]["task"] for r in records if r["meta"].get("tool") == "python"}
+    assert len(python_demos) > 1  # every spelling task, not letter counts alone
 
 
 def test_math_records_follow_the_mixture_tasks_and_bands(world):
@@ -137,7 +156,8 @@ def test_known_false_refused_known_true_answered(world):
             assert reply == answer_sentence(q, q.answer) and q.answer in reply and not is_refusal(reply)
         elif r["meta"]["tools"]:  # tools on (the system message says so): looked up, no hint in the question
             msgs = [m for m in r["messages"] if m["role"] != "system"]
-            assert TOOLS_LINE in r["messages"][0]["content"] and msgs[0]["content"] == q.text
+            assert TOOLS_LINE in r["messages"][0]["content"]  # the question in one of SFT's wordings
+            assert msgs[0]["content"] in [t.format(n=q.person) for t in TRAINING_QUESTION_TEMPLATES[q.attribute]]
             assert tool_calls(msgs[1]["content"]) == [("lookup", q.person)]
             assert msgs[2]["content"] == world.encyclopedia(q.person) and reply == answer_sentence(q, q.answer)
         else:  # tools off: it says it does not know

@@ -1,6 +1,7 @@
 """The corpus: exposure exactly as assigned, unseen people nowhere, saved and loaded, user files read."""
 
 import json
+import re
 
 import pytest
 
@@ -9,6 +10,7 @@ from tasks.corpus import (
     SOURCES,
     CorpusConfig,
     build_corpus,
+    build_stream,
     load_corpus,
     load_text_files,
     read_text_files,
@@ -191,6 +193,7 @@ def test_tool_transcripts_copy_the_request_into_the_call_and_show_the_real_outpu
     import random
 
     from tasks import math as math_problems
+    from tasks import spelling
     from tasks.reading import tool_transcript_documents
     from tasks.world import World
 
@@ -198,14 +201,36 @@ def test_tool_transcripts_copy_the_request_into_the_call_and_show_the_real_outpu
     transcripts = [t for d in docs for t in d.split("\n\nUser: ")]
     kinds = set()
     for t in transcripts:
-        lines = t.removeprefix("User: ").split("\n")
-        request, tool, argument = lines[0], lines[1].removeprefix("Assistant: "), lines[2]
-        assert argument in request  # copied from the request
+        request, answer = t.removeprefix("User: ").split("\n", 1)[0], t.split("\nAssistant: ")[-1]
+        tool, rest = t.split("\nAssistant: ", 1)[1].split("\n", 1)
+        argument, output = rest.split("\nTool: ", 1)[0], rest.split("\nTool: ", 1)[1].split("\nAssistant: ")[0]
         kinds.add(tool)
         if tool == "calculator":
             a, b = map(int, argument.split(" * "))
-            assert lines[3] == f"Tool: {a * b}" and lines[-1] == f"Assistant: Answer: {a * b}"
+            assert argument in request and output == f"{a * b}" and answer == f"Answer: {a * b}"
             assert math_problems.split_of(math_problems.split_key("arithmetic", {"a": a, "b": b, "op": "*"})) == "train"
+        elif tool == "python":  # the request's word copied into the code, and what the sandbox would print
+            word = re.search(r'"([a-z]+)"', argument).group(1)
+            assert f'"{word}"' in request and spelling.split_of(word) == "train"
+            assert answer == f"Answer: {output}"
         else:
-            assert tool == "lookup" and (lines[3] == f"Tool: {argument}" or lines[3] == f"Tool: {World.lookup_miss(argument)}")
-    assert kinds == {"lookup", "calculator"}
+            assert tool == "lookup" and argument in request
+            assert output.startswith(argument) or output == World.lookup_miss(argument)
+    assert kinds == {"lookup", "calculator", "python"}
+
+
+def test_the_stream_is_generated_once_names_no_world_person_and_repeats_no_corpus_document(world):
+    import tasks.reading  # noqa: F401  (registers the sources)
+
+    cfg = CorpusConfig(narratives=20, heldout_docs=2, extra_sources={"fresh_people": 200, "copy_drills": 50},
+                       stream_sources={"fresh_people": 300, "copy_drills": 100})
+    train, _, manifest = build_corpus(world, cfg)
+    stream, part = build_stream(world, cfg)
+    assert part["documents"] == {"fresh_people": 300, "copy_drills": 100} and len(stream) == 400
+    assert not any(world.names_in(d["text"]) for d in stream)
+    assert not {d["text"] for d in stream} & {d["text"] for d in train}  # seeded apart from the corpus's copies
+    assert all(manifest["exposure"][p.name] == p.k for p in world.people)  # the stream adds no exposure
+    assert [d["text"] for d in build_stream(world, cfg)[0]] == [d["text"] for d in stream]  # seeded
+    assert len({d["text"] for d in stream if d["source"] == "fresh_people"}) == 300  # none repeats
+    with pytest.raises(LabError, match="unknown corpus source 'nope' in corpus.stream_sources"):
+        build_stream(world, CorpusConfig(stream_sources={"nope": 3}))

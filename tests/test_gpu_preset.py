@@ -44,7 +44,8 @@ CUT = [
     "pretrain.ckpt_every=0", "pretrain.reading_probes=false", "sample.prompts=Mira", "sample.max_new_tokens=2",
     # knowledge: one item per reading probe
     "reading.induction_length=4", "reading.induction_rows=1", "reading.copy_lengths=3", "reading.copy_kinds=digits",
-    "reading.copy_per_cell=1", "reading.open_book_people=1",
+    "reading.copy_per_cell=1", "reading.open_book_people=1", "reading.layout_per_cell=1", "reading.two_people_pairs=1",
+    "reading.induction_lengths=4",
     # sft, sft-idk: one step on two Q&A conversations; the probe samples each question once
     "sft.epochs=1", "sft.batch_size=2", "sft.mixture.qa=2", "sft.mixture.math=0", "sft.mixture.spelling=0",
     "sft.mixture.tool_use=0", "sft.mixture.identity=0", "sft.mixture.context=0", "sft.probe_samples=1",
@@ -64,6 +65,8 @@ CUT = [
     "ppo.steps=1", "ppo.batch_size=2", "ppo.minibatch_size=2", "ppo.ppo_epochs=1", "ppo.max_completion_length=2",
     "ppo.snapshot_every=0", "ppo.ckpt_every=0",
     "rlhf_methods.prompts=2", "rlhf_methods.max_new_tokens=2", "rlhf_methods.batch_size=2",
+    # experiments/wording: its twin trains as sft-idk above; one question asked of each, in every wording
+    "wording.limit=1",
     # export: one checked prompt of 2 tokens (the 100M model is exported whole)
     "export.check_prompts=1", "export.max_new_tokens=2",
     # evals: one sample of every suite, 2-token answers

@@ -204,12 +204,14 @@ def test_under_cpu_autocast_attention_runs_in_fp32_and_logits_stay_close(tiny_mo
     torch.testing.assert_close(logits.float(), tiny_model(ids(2, 7)).logits, atol=0.05, rtol=0.05)
 
 
-def test_pretraining_precision_on_cpu_is_float32_unless_asked_and_bf16_only_where_native():
+def test_pretraining_precision_on_cpu_is_bf16_exactly_where_native():
     from lab.errors import LabError
     from lab.train.pretrain import autocast_dtype, cpu_has_native_bf16
 
     cpu = torch.device("cpu")
-    assert autocast_dtype("float32", cpu) is None and autocast_dtype("auto", cpu) is None  # opt-in on CPU
+    assert autocast_dtype("float32", cpu) is None
+    # the explicit rule: native bf16 matmuls -> bf16, else float32
+    assert autocast_dtype("auto", cpu) == (torch.bfloat16 if cpu_has_native_bf16() else None)
     if cpu_has_native_bf16():
         assert autocast_dtype("bfloat16", cpu) == torch.bfloat16
     else:

@@ -76,6 +76,31 @@ def test_the_base_stage_is_a_loadable_hf_model_with_samples(prepared, tmp_path):
     assert len(samples) == len(small_preset().sample.prompts)
     summary = json.loads((run.stage_dir("base") / "summary.json").read_text())
     assert summary["parameters"] == sum(p.numel() for p in model.parameters())  # counted, not the config's formula
+    # half of each batch read in order from the stream: the epochs each part had, from the run's own token counts
+    tokens = json.loads((run.stage_dir("base") / "data" / "meta.json").read_text())["tokens"]
+    rows = small_preset().pretrain.max_steps * small_preset().pretrain.seq_len
+    assert summary["stream_share"] == 0.5
+    assert summary["epochs"] == pytest.approx({"corpus": rows * 2 / tokens["train"], "stream": rows * 2 / tokens["stream"]})
+    assert model.config.training_precision in ("float32", "bfloat16 autocast")
+
+
+def test_stream_windows_are_read_in_order_and_none_twice_in_a_pass(prepared, tmp_path):
+    from lab.model.tokenizer import load_tokenizer
+    from lab.train.pretrain import TokenWindows, ensure_tokens
+
+    run = fresh_copy(prepared, tmp_path, "s")
+    paths = ensure_tokens(run, load_tokenizer(run.require("tokenizer")))
+    windows = TokenWindows(paths["stream"], 32)
+    per_pass = (len(windows.tokens) - 1) // 32
+    # consecutive windows tile the file: a pass reads every token once, in order, and none twice
+    x, y = windows.batch_at(6, 0, "cpu")
+    assert torch.equal(x.reshape(-1), torch.from_numpy(windows.tokens[: 6 * 32].astype("int64")))
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    assert y[:, -1].tolist() == [int(windows.tokens[32 * (i + 1)]) for i in range(6)]  # the target runs one on
+    last, _ = windows.batch_at(1, per_pass - 1, "cpu")
+    assert torch.equal(last[0], torch.from_numpy(windows.tokens[(per_pass - 1) * 32 : per_pass * 32].astype("int64")))
+    again, _ = windows.batch_at(2, per_pass, "cpu")  # the next pass starts over
+    assert torch.equal(again, x[:2])
 
 
 def test_a_checkpoint_of_another_shape_is_refused(prepared, tmp_path):

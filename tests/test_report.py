@@ -82,6 +82,49 @@ def test_report_plots_reading_during_pretraining_and_tables_the_reading_probes(t
     assert "are skipped: a user corpus." in md and "open-book completion, corpus" not in md
 
 
+def test_report_tables_the_new_reading_probes_maps_the_heads_and_states_exposure_as_presentations(tmp_path):
+    run = Run.create_or_open(tmp_path / "r", Preset())
+    base = run.stage_dir("base")
+    (base / "logs").mkdir(parents=True)
+    (base / "data").mkdir()
+    (base / "data" / "meta.json").write_text(json.dumps({"tokens": {"train": 1000}, "dtype": "uint16"}))
+    (base / "summary.json").write_text(json.dumps({"tokens_trained": 14000}))
+    heads = [[0.01, 0.02], [0.30, 0.05]]
+    log = [{"step": s, "heldout_loss": 2.0, "induction_score": 0.0, "induction_used_32": s / 1000, "copy_layouts": 0.1,
+            "induction_heads": heads, "induction_head_best": 0.3, "open_book_heldout": 0.2, "open_book_two": 0.4,
+            "open_book_two_other": 0.3} for s in (100, 200)]
+    base.joinpath("logs", "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    knowledge = run.stage_dir("experiments/knowledge")
+    knowledge.mkdir(parents=True)
+    example = [{"continuation": "58213094;"}]
+    reading = {
+        "induction": {"score": 0.01, "by_row": _metric(0.02, 32), "rows": 32, "length": 32},
+        "induction_used": [{"length": n, "score": 0.1, "by_row": _metric(0.1, 32), "rows": 32, "ids": 632}
+                           for n in (16, 32, 64)],
+        "induction_used_min_count": 100, "induction_heads_used": heads, "copy": [],
+        "copy_layouts": [{"layout": "id", "template": "id={s};\nid=", "kind": "digits", "length": 8,
+                          "accuracy": _metric(0.25, 100), "examples": example}],
+        "open_book": {"heldout": {"accuracy": _metric(0.3, 150), "examples": example}},
+        "open_book_two": {"accuracy": _metric(0.4, 150), "other": _metric(0.35, 150), "examples": example,
+                          "by_position": {"first": _metric(0.5, 75), "second": _metric(0.3, 75)}}}
+    knowledge.joinpath("reading.json").write_text(json.dumps(reading))
+    rows = [{"k": k, "phrasing": "corpus", "accuracy": _metric(k / 10), "confident_wrong": _metric(0.5)} for k in (0, 1, 8)]
+    knowledge.joinpath("results.json").write_text(json.dumps({"rows": rows}))
+    knowledge.joinpath("table.md").write_text("| exposure k |\n|---|\n| 8 |\n")
+    shutil.copy(EXAMPLE.parent / "knowledge_tiny.png", knowledge / "knowledge_vs_exposure.png")
+    out = write_report([run], tmp_path / "report", STAGE_NAMES)
+    md = (out / "report.md").read_text()
+    assert "| induction score, the 632 ids the corpus uses 100+ times, 32 tokens | 0.100 [0.050, 0.150] | 32 |" in md
+    assert "| induction score, uniform ids, 32 tokens (1 - loss on 2nd copy / 1st) | 0.020 [0.000, 0.070] |" in md
+    assert "best head's induction attention (layer 1, head 0; ids the corpus uses) | 0.300" in md
+    assert "| exact copy, layout id, digits (8 characters) | 0.25 [0.20, 0.30] | 100 |" in md
+    assert "Copy layouts (id: id=X;⏎id=)." in md
+    assert "open-book completion, held-out wording" in md and "two people: the other person's value | 0.35" in md
+    assert "asked first: 0.50 [0.45, 0.55]" in md
+    assert (out / "induction_heads_r.png").stat().st_size > 1000 and (out / "reading_curve.png").stat().st_size > 1000
+    assert "pretraining made 14.0 epochs over it" in md and "k = 1, 8 are ~14, ~112 presentations" in md
+
+
 @pytest.fixture(scope="module")
 def browser():
     if shutil.which("chromium") is None or shutil.which("chromedriver") is None:

@@ -36,7 +36,7 @@ def test_sweep_trains_each_size_once_and_writes_table_and_plot(tmp_path):
     assert [r["size"] for r in rows] == ["d32-l1", "d64-l1"]
     assert rows[0]["parameters"] < rows[1]["parameters"] and rows[0]["flops"] < rows[1]["flops"]
     assert set(rows[0]["recall_by_k"]) == {"0", "1", "2"}
-    assert set(rows[0]["reading"]) == {"induction_score", "copy_digits_8", "open_book_corpus", "open_book_novel"}
+    assert {"induction_score", "copy_digits_8", "open_book_corpus", "open_book_novel"} <= set(rows[0]["reading"])
     out = run.stage_dir("experiments/scaling")
     assert "induction score" in (out / "table.md").read_text()
     assert json.loads((out / "results.json").read_text())["fit"]["alpha"] is not None

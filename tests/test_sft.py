@@ -10,7 +10,7 @@ from lab.pipeline import run_pipeline
 from lab.presets import stage_context
 from lab.runs import Run, read_train_log
 
-SFT_SMALL = ["sft.epochs=1", "sft.log_every=1", "sft.batch_size=8", "sft.mixture.qa=40", "sft.mixture.math=8",
+SFT_SMALL = ["sft.epochs=2", "sft.log_every=1", "sft.batch_size=8", "sft.mixture.qa=40", "sft.mixture.math=8",
              "sft.mixture.spelling=8", "sft.mixture.tool_use=6", "sft.mixture.identity=4", "sft.mixture.context=4",
              "sft.probe_samples=2", "sft.max_length=256", "model.max_position_embeddings=256"]
 

@@ -18,12 +18,14 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from evals.corpus_stats import corpus_used_ids
 from evals.knowledge import probe, summarize
 from evals.reading import reading_snapshot
 from lab.errors import LabError
 from lab.experiments.settings import ScalingSettings
 from lab.model.loading import load_model_and_tokenizer
 from lab.runs import read_json, write_json
+from lab.stage_names import BASE
 from lab.train.pretrain import pretrain
 from lab.train.pretrain_settings import ModelShape, PretrainSettings
 
@@ -100,7 +102,8 @@ def run_sweep(settings: ScalingSettings, context, pretrain_settings: PretrainSet
         if world is not None:
             recall = [r for r in summarize(probe(model, tokenizer, world)) if r["phrasing"] == "corpus"]
             row["recall_by_k"] = {str(r["k"]): r["accuracy"]["value"] for r in recall}
-        row["reading"] = reading_snapshot(model, tokenizer, world_probes=world is not None)
+        row["reading"] = reading_snapshot(model, tokenizer, world_probes=world is not None,
+                                          allowed_ids=corpus_used_ids(run.stage_dir(BASE) / "data"))
         rows.append(row)
     out = run.stage_dir(STAGE)
     fit = fit_power_law([r["non_embedding_parameters"] for r in rows], [r["heldout_loss"] for r in rows])

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from evals.corpus_stats import corpus_used_ids
 from evals.reading import reading_snapshot
 from lab.errors import LabError
 from lab.model.engine import SamplingParams, generate_text
@@ -77,22 +78,24 @@ def tokenize_documents(tokenizer, texts, path: Path) -> int:
 
 
 def ensure_tokens(run: Run, tokenizer) -> dict[str, Path]:
-    """Tokenize the run's corpus once into `base/data/{train,heldout}.bin` (cached across resumes)."""
+    """Tokenize the run's corpus once into `base/data/{train,heldout}.bin`, and its stream (when the data stage
+    made one) into `stream.bin` (cached across resumes)."""
 
     data_dir = run.stage_dir(STAGE) / "data"
     meta_path = data_dir / "meta.json"
-    paths = {split: data_dir / f"{split}.bin" for split in ("train", "heldout")}
     if meta_path.exists():
-        return paths
+        return {split: data_dir / f"{split}.bin" for split in json.loads(meta_path.read_text())["tokens"]}
     data_dir.mkdir(parents=True, exist_ok=True)
     corpus = load_corpus(run.require("data"))
+    paths = {split: data_dir / f"{split}.bin" for split in ("train", "heldout", "stream") if split in corpus}
     counts = {split: tokenize_documents(tokenizer, corpus[split]["text"], paths[split]) for split in paths}
     write_json(meta_path, {"tokens": counts, "dtype": "uint16" if len(tokenizer) < 2**16 else "uint32"})
     return paths
 
 
 class TokenWindows:
-    """Random (seq_len + 1)-token windows from a token file; the window starts depend only on the key."""
+    """(seq_len + 1)-token windows from a token file: at random starts that depend only on the key, or (`batch_at`)
+    the consecutive windows of a pass through the file, so that nothing is read twice before everything is read once."""
 
     def __init__(self, path: Path, seq_len: int):
         meta = json.loads((path.parent / "meta.json").read_text())
@@ -101,12 +104,20 @@ class TokenWindows:
         if len(self.tokens) <= seq_len + 1:
             raise LabError(f"{path} holds {len(self.tokens)} tokens, fewer than one window of {seq_len + 1}")
 
-    def batch(self, batch_size: int, key: tuple[int, ...], device) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng(list(key))
-        starts = rng.integers(0, len(self.tokens) - self.seq_len - 1, size=batch_size)
+    def _windows(self, starts, device) -> tuple[torch.Tensor, torch.Tensor]:
         windows = np.stack([self.tokens[s : s + self.seq_len + 1] for s in starts]).astype(np.int64)
         windows = torch.from_numpy(windows).to(device, non_blocking=True)
         return windows[:, :-1], windows[:, 1:]
+
+    def batch(self, batch_size: int, key: tuple[int, ...], device) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng(list(key))
+        return self._windows(rng.integers(0, len(self.tokens) - self.seq_len - 1, size=batch_size), device)
+
+    def batch_at(self, batch_size: int, first_window: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows first_window ... first_window + batch_size - 1 of the passes through the file (wrapping round)."""
+        per_pass = (len(self.tokens) - 1) // self.seq_len
+        starts = [((first_window + i) % per_pass) * self.seq_len for i in range(batch_size)]
+        return self._windows(starts, device)
 
 
 # ---------------------------------------------------------------- optimisation
@@ -147,14 +158,14 @@ def cpu_has_native_bf16() -> bool:
 def autocast_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
     """The autocast precision for pretraining.dtype, or None for plain float32.
 
-    auto = bf16 on CUDA, float32 on CPU. bfloat16 = bf16 autocast on either (float32 weights and optimizer,
-    bf16 matmuls; attention stays fp32 on CPU, lab/model/attention.py), refused on a CPU without native bf16
-    matmuls, where they are emulated and slower than float32. On CPU it is opt-in: 1.58x faster on tiny with
-    an unchanged loss curve and knowledge table, but the one pipeline run from such a base had an sft-idk that
-    hardly refused (hallucinated on never-seen people 0.82, against 0.41 from the float32 base)."""
+    auto = bf16 on CUDA and on a CPU with native bf16 matmuls, float32 on any other CPU. bfloat16 = bf16
+    autocast on either (float32 weights and optimizer, bf16 matmuls; attention stays fp32 on CPU,
+    lab/model/attention.py), refused on a CPU without native bf16 matmuls, where they are emulated and slower
+    than float32. On a 2-core EPYC it is 1.58x faster on tiny with the same held-out loss curve; the base's
+    config.json (training_precision) and the report say which ran."""
     if dtype not in ("auto", "bfloat16", "float32"):
         raise LabError(f"unknown pretrain.dtype '{dtype}'; valid: auto, bfloat16, float32")
-    if dtype == "float32" or (dtype == "auto" and device.type != "cuda"):
+    if dtype == "float32" or (dtype == "auto" and device.type == "cpu" and not cpu_has_native_bf16()):
         return None
     if device.type == "cpu" and not cpu_has_native_bf16():
         raise LabError("pretrain.dtype=bfloat16 on this CPU would be slower than float32: it has no native bf16 "
@@ -255,9 +266,18 @@ def pretrain(cfg: PretrainSettings, context, stop_at: int | None = None, restart
     if dist.is_main:
         ensure_tokens(run, tokenizer)  # shared by every model of the run: always base/data
     dist.barrier()
-    paths = {split: run.stage_dir(STAGE) / "data" / f"{split}.bin" for split in ("train", "heldout")}
+    paths = {split: run.stage_dir(STAGE) / "data" / f"{split}.bin" for split in ("train", "heldout", "stream")}
     train_data = TokenWindows(paths["train"], cfg.seq_len)
     heldout_data = TokenWindows(paths["heldout"], cfg.seq_len)
+    stream_data = TokenWindows(paths["stream"], cfg.seq_len) if paths["stream"].exists() else None
+    # the induction probe's draw of ids the corpus uses (>= 100 times), counted once
+    allowed_ids = corpus_used_ids(run.stage_dir(STAGE) / "data") if cfg.reading_probes and dist.is_main else None
+    if not 0.0 <= cfg.stream_share <= 1.0:
+        raise LabError(f"pretrain.stream_share must be between 0 and 1, got {cfg.stream_share}")
+    stream_rows = round(cfg.batch_size * cfg.stream_share) if stream_data is not None else 0
+    if stream_data is None and cfg.stream_share > 0 and dist.is_main and not quiet:
+        print("note: the data stage made no stream (data.corpus.stream_sources); every row comes from the corpus",
+              file=sys.stderr)
 
     config = model_config(context.model, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
                           tokenizer.eos_token_id)
@@ -319,7 +339,13 @@ def pretrain(cfg: PretrainSettings, context, stop_at: int | None = None, restart
             group["lr"] = lr
         loss_sum = 0.0
         for micro in range(cfg.grad_accum):
-            x, y = train_data.batch(cfg.batch_size, (context.seed, step, micro, dist.rank), device)
+            parts = []
+            if stream_rows < cfg.batch_size:
+                parts.append(train_data.batch(cfg.batch_size - stream_rows, (context.seed, step, micro, dist.rank), device))
+            if stream_rows:  # this micro-batch's place in the pass: no window of the stream is read twice per pass
+                slot = (step * cfg.grad_accum + micro) * dist.world_size + dist.rank
+                parts.append(stream_data.batch_at(stream_rows, slot * stream_rows, device))
+            x, y = (torch.cat(t) for t in zip(*parts))
             with dist.no_sync(forward_model, last=micro == cfg.grad_accum - 1):
                 loss = loss_on(x, y, forward_model) / cfg.grad_accum
                 loss.backward()
@@ -350,7 +376,8 @@ def pretrain(cfg: PretrainSettings, context, stop_at: int | None = None, restart
                 record = {"step": done, "heldout_loss": held}
                 if cfg.reading_probes and not dist.sharded:  # when reading appears (a sharded model is in pieces)
                     with torch.no_grad():
-                        record.update(reading_snapshot(model, tokenizer, world_probes=context.data.source == "world"))
+                        record.update(reading_snapshot(model, tokenizer, world_probes=context.data.source == "world",
+                                                       allowed_ids=allowed_ids))
                 logger.log(record)
         if cfg.ckpt_every and (done % cfg.ckpt_every == 0 or done == cfg.max_steps):  # 0: weights only
             save_checkpoint(ckpt_path, dist, model, optimizer, done, config)
@@ -367,9 +394,14 @@ def pretrain(cfg: PretrainSettings, context, stop_at: int | None = None, restart
     if (end == cfg.max_steps) and dist.is_main:
         config.use_cache = True
         model.config.use_cache = True
+        model.config.training_precision = "bfloat16 autocast" if precision else "float32"  # which rule ran
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
+        rows_read = cfg.max_steps * cfg.grad_accum * dist.world_size * cfg.seq_len
+        epochs = {"corpus": rows_read * (cfg.batch_size - stream_rows) / len(train_data.tokens),
+                  "stream": rows_read * stream_rows / len(stream_data.tokens) if stream_rows else 0.0}
         summary = {"parameters": config.num_parameters(), "tokens_trained": cfg.max_steps * tokens_per_step,
+                   "epochs": epochs, "stream_share": stream_rows / cfg.batch_size,
                    "final_loss": loss_value, "heldout_loss": logger.last.get("heldout_loss"),
                    "tokens_per_s": logger.mean("tokens_per_s"), "mfu": logger.mean("mfu"),
                    "device": str(device), "precision": "bf16 autocast" if precision else "float32",

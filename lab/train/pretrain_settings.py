@@ -27,6 +27,9 @@ class PretrainSettings:
     batch_size: int = 16  # sequences per micro-batch (per process under DDP)
     grad_accum: int = 1
     max_steps: int = 3000  # optimiser steps
+    # share of each batch's sequences read in order from the data stage's stream (documents generated once, so
+    # never repeated); the rest are random windows of the corpus. 0 = the corpus only. Why: docs/reading-notes.md
+    stream_share: float = 0.5
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 50
@@ -40,7 +43,7 @@ class PretrainSettings:
     reading_probes: bool = True  # induction score, copying, open-book at every eval (evals/reading.py)
     ckpt_every: int = 250  # resume checkpoints (weights, AdamW, RNG); 0 = none, the finished weights only
     log_every: int = 25
-    dtype: str = "auto"  # auto = bf16 autocast on CUDA, float32 on CPU; bfloat16 = bf16 on CPU too (native bf16 only)
+    dtype: str = "auto"  # auto = bf16 autocast on CUDA and on CPUs with native bf16 matmuls, else float32; or bfloat16, float32
     compile: bool = False
     device: str = "auto"
     peak_tflops: float = 0.0  # for MFU; 0 = look up the GPU (H100/H200 bf16 dense), none on CPU

@@ -105,13 +105,15 @@ def build_dataset(records: list[dict], tokenizer, max_length: int):
     return Dataset.from_dict(rows), too_long
 
 
-def sft(cfg: SFTSettings, context) -> dict:
-    """The `sft` or `sft-idk` stage (the variant is the stage's name): `context.source` (base) fine-tuned on
-    the mixture's conversations."""
-    run, variant = context.run, context.stage
+def sft(cfg: SFTSettings, context, variant: str | None = None) -> dict:
+    """The `sft` or `sft-idk` stage (the variant is the stage's name, unless an experiment's arm names it and
+    trains into its own folder, `context.stage`): `context.source` (base) fine-tuned on the mixture's
+    conversations."""
+    run, stage = context.run, context.stage
+    variant = variant or stage
     if variant not in VARIANTS:
         raise LabError(f"unknown SFT variant '{variant}'; valid: {', '.join(VARIANTS)}")
-    out = run.open_stage(variant)
+    out = run.open_stage(stage)
     base = run.require(context.source)
     tokenizer = load_tokenizer(base)
     world = context.world
@@ -140,7 +142,7 @@ def sft(cfg: SFTSettings, context) -> dict:
         **common_trainer_args(checkpointing=False),  # TRL turns it on; off, the same weights came 8% sooner
     )
     trainer = SFTTrainer(model=model.train(), args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=[trainer_progress(out / "logs", variant)])
+                         peft_config=peft_config, callbacks=[trainer_progress(out / "logs", stage)])
     _, seconds = train_resuming(trainer, out / "trainer")
     save_trained(trainer.model, tokenizer, out)
     logs = [r for r in trainer.state.log_history]
@@ -148,9 +150,9 @@ def sft(cfg: SFTSettings, context) -> dict:
     summary = {"variant": variant, "conversations": len(dataset), "dropped_too_long": too_long,
                "refusal_targets": refused, "steps": trainer.state.global_step, "seconds": seconds,
                "final_loss": next((r["loss"] for r in reversed(logs) if "loss" in r), None),
-               "lora_r": cfg.lora_r, "kinds": _count_kinds(records)}
+               "lora_r": cfg.lora_r, "question_wording": cfg.mixture.question_wording, "kinds": _count_kinds(records)}
     write_json(out / "summary.json", summary)
-    run.mark_complete(variant, {"conversations": len(dataset), "refusal_targets": refused})
+    run.mark_complete(stage, {"conversations": len(dataset), "refusal_targets": refused})
     return summary
 
 
