@@ -26,7 +26,7 @@ class PretrainSettings:
     seq_len: int = 128
     batch_size: int = 16  # sequences per micro-batch (per process under DDP)
     grad_accum: int = 1
-    max_steps: int = 3000  # optimiser steps
+    max_steps: int = 6000  # optimiser steps (why 6,000 on tiny: docs/reading-notes.md)
     # share of each batch's sequences read in order from the data stage's stream (documents generated once, so
     # never repeated); the rest are random windows of the corpus. 0 = the corpus only. Why: docs/reading-notes.md
     stream_share: float = 0.5
@@ -38,10 +38,10 @@ class PretrainSettings:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
-    eval_every: int = 250
+    eval_every: int = 500
     eval_batches: int = 8
     reading_probes: bool = True  # induction score, copying, open-book at every eval (evals/reading.py)
-    ckpt_every: int = 250  # resume checkpoints (weights, AdamW, RNG); 0 = none, the finished weights only
+    ckpt_every: int = 500  # resume checkpoints (weights, AdamW, RNG); 0 = none, the finished weights only
     log_every: int = 25
     dtype: str = "auto"  # auto = bf16 autocast on CUDA and on CPUs with native bf16 matmuls, else float32; or bfloat16, float32
     compile: bool = False
