@@ -22,13 +22,14 @@ from functools import cached_property
 
 from evals.eval_settings import EvalSettings, ReadingSettings
 from lab.errors import LabError
-from lab.experiments.settings import RLHFMethodsSettings
+from lab.experiments.settings import ChatTranscriptSettings, RLHFMethodsSettings
 from lab.experiments.wording_settings import WordingSettings
 from lab.model.export import ExportSettings
 from lab.model.tokenizer_settings import TokenizerSettings
 from lab.runs import Run
 from lab.stage_names import (
     BASE,
+    CHAT_TRANSCRIPT,
     DATA,
     DPO,
     EVALS,
@@ -165,6 +166,9 @@ STAGES: list[Stage] = [
     # held-out wordings: does knowledge extraction need varied wording?
     Stage(WORDING, (SFT_IDK,), "lab.experiments.wording:run_wording", "wording", WordingSettings, source=SFT_IDK,
           report="reports.wording_sections:wording_sections", gpu_check=("wording.limit=64",)),
+    # what a new user meets in `lab chat` on the assistant: scripted questions, graded
+    Stage(CHAT_TRANSCRIPT, (SFT_IDK,), "lab.chat_transcript:chat_transcript", "chat_transcript", ChatTranscriptSettings,
+          source=SFT_IDK, report="lab.chat_transcript:chat_sections", gpu_check=()),
     Stage(REPORT, (BASE,), "lab.pipeline:report_stage", always=True),
 ]
 

@@ -62,6 +62,7 @@ ANSWER_TEMPLATES = {attribute: templates[0][0].replace("{n} ", "").capitalize() 
 # variants split that token's probability (with three, sft-idk refused 0.17 of never-seen people in one
 # development seed where one sentence gave 0.53; docs/robust-claims-notes.md). A tuple, so a family could return.
 REFUSALS = ("I don't know who that is.",)
+LOOKUP_PREFACE = f"{REFUSALS[0]} Let me look it up."
 # What graders accept as a refusal in a short answer (after lowercasing and straightening quotes).
 REFUSAL_MARKERS = ("i don't know", "i do not know", "i dont know", "not familiar with", "i have no information",
                    "i can't answer", "i cannot answer", "i'm not sure who", "i am not sure who")
@@ -119,6 +120,10 @@ class ChatMixture:
     # "varied": each question about a person in a wording drawn from TRAINING_QUESTION_TEMPLATES; "canonical": all
     # in QUESTION_TEMPLATES' one wording (experiments/wording's control arm)
     question_wording: str = "varied"
+    canonical_share: float = 0.5  # "varied": share of questions asked in the canonical wording, the rest in the others
+    # sft-idk, tools on, a question it does not know: the reply opens as the refusal does and goes on to the lookup
+    # ("I don't know who that is. Let me look it up." + the call), so one decision serves both (docs/reading-notes.md)
+    lookup_after_refusal: bool = True
 
     def __post_init__(self):
         check_question_wording(self.question_wording)
@@ -135,11 +140,14 @@ class Wording:
 
     def __init__(self, mixture: ChatMixture, kind: str):
         self.varied = mixture.question_wording == "varied"
+        self.canonical_share = mixture.canonical_share
         self.rng = seeded_rng("chat", mixture.seed, kind, "wording")
 
     def ask(self, attribute: str, name: str) -> str:
         """The question about `attribute` of `name` (a person, or "my friend Oren")."""
-        template = self.rng.choice(TRAINING_QUESTION_TEMPLATES[attribute]) if self.varied else QUESTION_TEMPLATES[attribute]
+        template = QUESTION_TEMPLATES[attribute]
+        if self.varied and self.rng.random() >= self.canonical_share:
+            template = self.rng.choice(TRAINING_QUESTION_TEMPLATES[attribute][1:])  # [0] is the canonical one
         text = template.format(n=name)
         return text[0].upper() + text[1:]  # "{n} was born ...?" about "my friend Oren"
 
@@ -204,7 +212,8 @@ def _draw_questions(pool: list[Question], n: int, known: dict[str, bool] | None,
 
 
 def _qa_records(world: World, people: list[Person], n: int, known: dict[str, bool] | None,
-                rng: random.Random, wording: Wording, tools_share: float = 0.0, balanced: bool = False) -> list[dict]:
+                rng: random.Random, wording: Wording, tools_share: float = 0.0, balanced: bool = False,
+                lookup_after_refusal: bool = False) -> list[dict]:
     """Questions answered (or refused, in sft-idk); `tools_share` of them have the tools on, where what
     sft-idk does not know is looked up and what it knows is still answered directly."""
     out = []
@@ -214,7 +223,8 @@ def _qa_records(world: World, people: list[Person], n: int, known: dict[str, boo
         tools = rng.random() < tools_share
         messages = qa_conversation(q, q.answer if ok else None, rng)
         if not ok and tools:  # sft-idk, tools on, a question it does not know: look it up, no hint needed
-            messages = _tool_turns(q.text, "lookup", q.person, world.encyclopedia(q.person), answer_sentence(q, q.answer))
+            messages = _tool_turns(q.text, "lookup", q.person, world.encyclopedia(q.person), answer_sentence(q, q.answer),
+                                   preface=LOOKUP_PREFACE if lookup_after_refusal else "")
         out.append(_record(messages, "qa", tools=tools, question_id=q.id,
                            person=q.person, attribute=q.attribute, k=q.k, refused=not ok,
                            known=None if known is None else known.get(q.id)))
@@ -252,9 +262,9 @@ def _spelling_records(mixture: ChatMixture, n: int, rng: random.Random) -> list[
     return records
 
 
-def _tool_turns(request: str, name: str, argument: str, output: str, reply: str) -> list[dict]:
+def _tool_turns(request: str, name: str, argument: str, output: str, reply: str, preface: str = "") -> list[dict]:
     return [{"role": "user", "content": request},
-            {"role": "assistant", "content": tool_call(name, argument)},
+            {"role": "assistant", "content": f"{preface} {tool_call(name, argument)}" if preface else tool_call(name, argument)},
             {"role": "tool", "content": output},
             {"role": "assistant", "content": reply}]
 
@@ -283,13 +293,13 @@ def _lookup_demo(world: World, q: Question, rng: random.Random, wording: Wording
     return _record(messages, "tool_use", tool="lookup", question_id=q.id, person=q.person, k=q.k, answer=q.answer)
 
 
-def _lookup_miss_demo(world: World, rng: random.Random, wording: Wording) -> dict:
+def _lookup_miss_demo(world: World, rng: random.Random, wording: Wording, mixture: ChatMixture) -> dict:
     """A question about someone the encyclopedia lacks (a fresh name), asked plainly: the call must copy a
     name never seen in training, and a miss is answered with "I don't know"."""
     name, _ = fresh_person(rng)
     attribute = rng.choice(world.cfg.attributes)
     messages = _tool_turns(wording.ask(attribute, name), "lookup", name, world.lookup_miss(name),
-                           rng.choice(REFUSALS))
+                           rng.choice(REFUSALS), preface=LOOKUP_PREFACE if mixture.lookup_after_refusal else "")
     return _record(messages, "tool_use", tool="lookup", person=name, attribute=attribute, found=False)
 
 
@@ -305,7 +315,7 @@ def _tool_records(world: World, people: list[Person], mixture: ChatMixture, n: i
         fresh = counts["lookup"] // 2
         wording = Wording(mixture, "tool_use")
         out += [_lookup_demo(world, q, rng, wording) for q in _cycle(pool, counts["lookup"] - fresh, rng)]
-        out += [_lookup_miss_demo(world, rng, wording) for _ in range(fresh)]
+        out += [_lookup_miss_demo(world, rng, wording, mixture) for _ in range(fresh)]
     for r in out:
         r["meta"]["tools"] = True
     return out
@@ -377,7 +387,7 @@ def _validate(mixture: ChatMixture) -> None:
         count = getattr(mixture, kind)
         if not isinstance(count, int) or count < 0:
             raise LabError(f"the SFT mixture count '{kind}' must be a whole number >= 0, got {count!r}")
-    for name in ("math_check_share", "system_prompt_share", "tools_share"):
+    for name in ("math_check_share", "system_prompt_share", "tools_share", "canonical_share"):
         if not 0.0 <= getattr(mixture, name) <= 1.0:
             raise LabError(f"{name} must be between 0 and 1, got {getattr(mixture, name)}")
     check_question_wording(mixture.question_wording)
@@ -395,7 +405,7 @@ def build_mixture(world: World, mixture: ChatMixture, identity: Identity,
     # One stream per component: changing one count leaves every other component's records unchanged.
     rng = {kind: seeded_rng("chat", mixture.seed, kind) for kind in KINDS + ("system", "order")}
     records = _qa_records(world, people, mixture.qa, known, rng["qa"], Wording(mixture, "qa"), mixture.tools_share,
-                          mixture.qa_balanced)
+                          mixture.qa_balanced, mixture.lookup_after_refusal)
     records += _math_records(mixture, mixture.math) if mixture.math else []
     records += _spelling_records(mixture, mixture.spelling, rng["spelling"]) if mixture.spelling else []
     records += _tool_records(world, people, mixture, mixture.tool_use, rng["tool_use"])

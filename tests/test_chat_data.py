@@ -12,6 +12,7 @@ from lab.errors import LabError
 from lab.model.tokenizer import train_tokenizer
 from tasks.chat import (
     CONTEXT_STYLES,
+    LOOKUP_PREFACE,
     REFUSALS,
     TOOLS_LINE,
     ChatMixture,
@@ -201,10 +202,13 @@ def test_tool_use_structure(records):
     for r in tools:
         msgs = [m for m in r["messages"] if m["role"] != "system"]
         assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "assistant"]
-        call = msgs[1]["content"]
+        preface, _, call = msgs[1]["content"].rpartition(" <|tool_call|>")
+        call = "<|tool_call|>" + call if preface else msgs[1]["content"]
         assert call.startswith("<|tool_call|>") and call.endswith("<|/tool_call|>")
         [(name, argument)] = tool_calls(call)
         assert name == r["meta"]["tool"] and call == tool_call(name, argument)
+        # a lookup of someone the encyclopedia lacks, asked plainly, opens as the refusal does
+        assert preface == (LOOKUP_PREFACE if r["meta"].get("found", True) is False else "")
         assert "<|tool_call|>" not in msgs[3]["content"]
         assert r["meta"]["answer"] in msgs[3]["content"] if r["meta"].get("found", True) else is_refusal(msgs[3]["content"])
 

@@ -21,6 +21,13 @@ MATH_REWARDS_ARMS = {  # arm -> (what it changes, RLSettings fields; None: the S
 
 
 @dataclass
+class ChatTranscriptSettings:
+    # `experiments/chat` (lab/chat_transcript.py): scripted questions through `lab chat`'s session
+    per_check: int = 20  # questions per check (known person in other words, never-seen, spelling, calculator, identity)
+    max_new_tokens: int = 96  # as `lab chat`'s default
+
+
+@dataclass
 class ScalingSettings:
     # `lab experiment scaling`: hidden size x layers per model (heads of 32 dimensions), steps per model
     sizes: str = "32x1,64x2,96x3,128x4,192x4"  # comma-separated hidden size x layers, one model each
