@@ -103,7 +103,7 @@ class ChatMixture:
     qa: int = 2000
     math: int = 600  # problems, each in both answer forms (worked and direct: tasks/answer_forms.py)
     spelling: int = 600  # likewise
-    tool_use: int = 400
+    tool_use: int = 800  # calculator, python and lookup demos, a third each (800 vs 400: docs/reading-notes.md)
     identity: int = 200
     context: int = 300
     math_check_share: float = 0.3  # share of math solutions that verify the result before answering
