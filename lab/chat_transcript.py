@@ -86,12 +86,11 @@ def chat_transcript(settings: ChatTranscriptSettings, context) -> dict:
     run = context.run
     out = run.open_stage(context.stage)
     stage = run.require(context.source)
-    sessions = {tools: ChatSession(stage, tools=tools, max_new_tokens=settings.max_new_tokens, seed=context.seed)
-                for tools in (True, False)}
+    session = ChatSession(stage, max_new_tokens=settings.max_new_tokens, seed=context.seed)  # the model, loaded once
     rows = []
     for item in _items(context.world, context.sft.identity, settings.per_check, context.seed):
-        session = sessions[item["tools"]]
-        session.reset()  # one conversation a question: a check never reads another's answers
+        session.tools = item["tools"]
+        session.reset()  # one conversation a question, its system message saying whether the tools are on
         answer = session.ask(item["question"])
         calls = [{"name": c.name, "argument": c.argument, "output": c.output} for c in answer.calls]
         rows.append(item | {"answer": answer.answer, "calls": calls, "passed": passed(item, answer.answer, answer.calls)})
@@ -117,7 +116,8 @@ def chat_sections(run, stage: str) -> list[tuple[str, list]]:
     path = run.stage_dir(stage) / "results.json"
     if not path.exists():
         return []
-    checks = read_json(path)["checks"]
+    results = read_json(path)
+    checks = results["checks"]
     rows = [json.loads(line) for line in (run.stage_dir(stage) / "transcript.jsonl").read_text().splitlines()]
     first = {}
     for r in rows:
@@ -129,7 +129,7 @@ def chat_sections(run, stage: str) -> list[tuple[str, list]]:
 
     table = [[c, CHECK_TEXT.get(c, ""), f"{v['value']:.2f} [{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]", v["n"],
               shown(first[c])] for c, v in checks.items()]
-    return [(f"`lab chat`, as a new user tries it ({run.name}/{read_json(path)['stage']})", [
+    return [(f"`lab chat`, as a new user tries it ({run.name}/{results['stage']})", [
         ("text", "Scripted questions through the same session `lab chat` runs (tools on unless the check says off), "
                  "one conversation each, never about a held-out person (lab/chat_transcript.py). "
                  f"Every turn is in {stage}/transcript.jsonl."),

@@ -135,8 +135,8 @@ def build_stream(world: World, cfg: CorpusConfig) -> tuple[list[dict], dict]:
         stream += _source_documents(name, cfg.stream_sources[name], seeded_rng("stream", name, cfg.seed))
     seeded_rng("stream-order", world.cfg.seed, cfg.seed).shuffle(stream)
     for doc in stream:
-        if world.names_in(doc["text"]):
-            raise LabError(f"a '{doc['source']}' stream document names the world's {sorted(world.names_in(doc['text']))[0]}; "
+        if named := world.names_in(doc["text"]):
+            raise LabError(f"a '{doc['source']}' stream document names the world's {sorted(named)[0]}; "
                            "stream documents may name made-up people only")
     return stream, {"documents": _per_source(stream, lambda d: 1),
                     "characters": _per_source(stream, lambda d: len(d["text"])),

@@ -84,6 +84,7 @@ def run_sweep(settings: ScalingSettings, context, pretrain_settings: PretrainSet
     run.require("tokenizer")
     world = context.world if context.data.source == "world" else None
     rows = []
+    allowed_ids = None  # the induction probe's corpus-used ids: every size reads the same base/data, counted once
     for hidden, layers in sizes:
         name = f"d{hidden}-l{layers}"
         stage = f"{STAGE}/{name}"
@@ -102,8 +103,10 @@ def run_sweep(settings: ScalingSettings, context, pretrain_settings: PretrainSet
         if world is not None:
             recall = [r for r in summarize(probe(model, tokenizer, world)) if r["phrasing"] == "corpus"]
             row["recall_by_k"] = {str(r["k"]): r["accuracy"]["value"] for r in recall}
+        if allowed_ids is None:
+            allowed_ids = corpus_used_ids(run.stage_dir(BASE) / "data")
         row["reading"] = reading_snapshot(model, tokenizer, world_probes=world is not None,
-                                          allowed_ids=corpus_used_ids(run.stage_dir(BASE) / "data"))
+                                          allowed_ids=allowed_ids)
         rows.append(row)
     out = run.stage_dir(STAGE)
     fit = fit_power_law([r["non_embedding_parameters"] for r in rows], [r["heldout_loss"] for r in rows])
