@@ -12,6 +12,7 @@ from evals.suites import grade_math
 from lab.model.chat_format import answer_stops, chat_prompts
 from lab.model.engine import SamplingParams, generate
 from lab.model.tokenizer import decode_ids
+from rewards.math_checks import read_checks
 from tasks.math import MathConfig
 from tasks.math import generate as generate_problems
 
@@ -68,23 +69,39 @@ def greedy_accuracy(model, tokenizer, problems, max_new_tokens: int, batch_size:
 
 def sampled_correct(model, tokenizer, problems, settings, k: int, seed: int, batch_size: int) -> list[int]:
     """How many of `k` answers to each problem, sampled at the RL temperature, the verifier accepts."""
+    return _sampled(model, tokenizer, problems, settings, k, seed, batch_size)[0]
+
+
+def _sampled(model, tokenizer, problems, settings, k: int, seed: int, batch_size: int) -> tuple[list[int], list[dict]]:
+    """Of `k` answers to each problem sampled at the RL temperature: how many the verifier accepts, and how many
+    hold a verified check of their own answer (rewards/math_checks.py), are right with one, and had a check
+    change the answer."""
     texts = _answers(model, tokenizer, problems, settings.max_completion_length, settings.temperature,
                      per_problem=k, seed=seed, batch_size=batch_size)
     verdicts = grade_math([(t, problems[i // k].answer) for i, t in enumerate(texts)])
-    return [sum(v.equivalent for v in verdicts[i * k : (i + 1) * k]) for i in range(len(problems))]
+    checks = [read_checks(t, problems[i // k].question) for i, t in enumerate(texts)]
+    counts = []
+    for i in range(len(problems)):
+        span = range(i * k, (i + 1) * k)
+        counts.append({"checked": sum(checks[j].verified for j in span),
+                       "checked_correct": sum(checks[j].verified and verdicts[j].equivalent for j in span),
+                       "changed": sum(checks[j].changed for j in span)})
+    return [sum(verdicts[j].equivalent for j in range(i * k, (i + 1) * k)) for i in range(len(problems))], counts
 
 
 def heldout_accuracy(model, tokenizer, problems, settings) -> dict:
     """greedy_accuracy, plus each problem's share of `eval_samples` sampled answers the verifier accepts:
     RL changes the sampling distribution before it flips greedy answers, and a share per problem is a
-    finer paired measure than one greedy bit."""
+    finer paired measure than one greedy bit. The same samples give each problem's share with a verified check
+    (sampled_check_share), for "checking one's work emerges under RL"."""
     result = greedy_accuracy(model, tokenizer, problems, settings.max_completion_length)
     k = settings.eval_samples
     if k <= 0:
         return result
-    correct = sampled_correct(model, tokenizer, problems, settings, k, seed=EVAL_SEED, batch_size=128)
-    for sample, c in zip(result["samples"], correct):
-        sample["sampled_share"] = c / k
+    correct, checks = _sampled(model, tokenizer, problems, settings, k, seed=EVAL_SEED, batch_size=128)
+    for sample, c, v in zip(result["samples"], correct, checks):
+        sample["sampled_share"], sample["sampled_check_share"] = c / k, v["checked"] / k
+        sample["sampled_checks"] = v | {"k": k}  # counts of the k answers, for accuracy with and without a check
     result["sampled"] = {"accuracy": sum(s["sampled_share"] for s in result["samples"]) / len(problems), "k": k,
                          "temperature": settings.temperature}
     return result

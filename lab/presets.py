@@ -12,7 +12,7 @@ from dataclasses import field, make_dataclass
 from pathlib import Path
 
 from lab.errors import LabError
-from lab.experiments.settings import GoodhartSettings, MathRewardsSettings, OveroptimizationSettings, ScalingSettings
+from lab.experiments.settings import GoodhartSettings, OveroptimizationSettings, ScalingSettings
 from lab.model.tokenizer_settings import TokenizerSettings
 from lab.runs import read_json
 from lab.settings import apply_override, from_settings
@@ -30,8 +30,6 @@ RUN_SECTIONS = [
     ("sample", SampleSettings, field(default_factory=SampleSettings)),  # the base model's first samples
 ]
 EXPERIMENT_SECTIONS = [
-    ("scaling", ScalingSettings, field(default_factory=ScalingSettings)),
-    ("math_rewards", MathRewardsSettings, field(default_factory=MathRewardsSettings)),  # the RL-on-math grid
     ("overoptimization", OveroptimizationSettings, field(default_factory=OveroptimizationSettings)),
     ("goodhart", GoodhartSettings, field(default_factory=GoodhartSettings)),  # RM quality vs over-optimization
 ]
@@ -82,7 +80,7 @@ def gpu() -> Preset:
             log_every=10,
             compile=True,
         ),
-        scaling=ScalingSettings(sizes="128x2,256x4,384x6,512x8,768x12", steps=600),
+        scaling=ScalingSettings(sizes="128x2,256x4,384x6,512x8,768x12", steps=600, warmup_steps=60),
     )
 
 

@@ -22,7 +22,15 @@ from functools import cached_property
 
 from evals.eval_settings import EvalSettings, ReadingSettings
 from lab.errors import LabError
-from lab.experiments.settings import ChatTranscriptSettings, RLHFMethodsSettings
+from lab.experiments.demonstrator_settings import DemonstratorSettings
+from lab.experiments.guessing_settings import GuessingSettings
+from lab.experiments.settings import (
+    ChatTranscriptSettings,
+    GoodhartSettings,
+    MathRewardsSettings,
+    RLHFMethodsSettings,
+    ScalingSettings,
+)
 from lab.experiments.wording_settings import WordingSettings
 from lab.model.export import ExportSettings
 from lab.model.tokenizer_settings import TokenizerSettings
@@ -31,9 +39,12 @@ from lab.stage_names import (
     BASE,
     CHAT_TRANSCRIPT,
     DATA,
+    DEMONSTRATOR,
     DPO,
     EVALS,
+    GUESSING,
     KNOWLEDGE,
+    MATH_REWARDS,
     REPORT,
     RL_MATH,
     RLHF_GRPO,
@@ -41,6 +52,8 @@ from lab.stage_names import (
     RLHF_PPO,
     RLHF_RLOO,
     RM,
+    RM_GAMED,
+    SCALING,
     SFT,
     SFT_IDK,
     SFT_MATH,
@@ -138,10 +151,12 @@ STAGES: list[Stage] = [
           compare_with=SFT, gpu_check=("sft.probe_samples=2",), report="reports.report:knowledge_probe_sections"),
     Stage(SFT_MATH, (SFT_IDK,), "lab.train.math_practice:math_sft", "math_sft", MathSFTSettings, source=SFT_IDK,
           suites=("math", "hallucination"), policy=True),  # hallucination: does practice forget the rest?
-    # self_check and group_solved (weight 0) are only tracked: does checking one's work emerge, and what share
-    # of groups holds a correct answer (GRPO's signal)?
+    # verified_check and group_solved (weight 0) are only tracked: do checks of one's own answer (right arithmetic, of
+    # the answer given: rewards/math_checks.py) emerge, and what share of groups holds a correct answer (GRPO's
+    # signal)? 224 tokens: an answer whose check catches a slip and redoes the columns runs to ~210.
     Stage(RL_MATH, (SFT_MATH,), "lab.train.rl_math:rl_math", "rl", lambda: RLSettings(
-          rewards=("correctness", "format", "self_check", "group_solved"), reward_weights=(1.0, 0.1, 0.0, 0.0)),
+          rewards=("correctness", "format", "verified_check", "group_solved"), reward_weights=(1.0, 0.1, 0.0, 0.0),
+          max_completion_length=224),
           source=SFT_MATH, suites=("math", "hallucination", "identity"), policy=True,
           report="reports.rl_sections:rl_math_sections",
           gpu_check=("rl.steps={n}", "rl.eval_problems=100", "rl.eval_samples=1")),
@@ -160,6 +175,29 @@ STAGES: list[Stage] = [
           settings_changes=(("algo", "rloo"),), policy=True, label="RLOO (TRL)"),
     Stage(RLHF_METHODS, (DPO, RLHF_GRPO, RLHF_PPO, RLHF_RLOO), "lab.experiments.rlhf_methods:run_rlhf_methods",
           "rlhf_methods", RLHFMethodsSettings, source=SFT_IDK, refresh=True, gpu_check=("rlhf_methods.prompts=64",)),
+    # the claims table's "a learned reward model gets gamed": one small RM and a GRPO run long enough to pass gold's
+    # peak, with the recipes of rm, rlhf-grpo and rlhf-methods (chosen on the development world: settings-notes.md)
+    Stage(RM_GAMED, (RLHF_METHODS,), "lab.experiments.goodhart:rm_gamed", "rm_gamed",
+          lambda: GoodhartSettings(pairs=(300,), seeds=(0,), steps=80), source=SFT_IDK,
+          gpu_check=("rm_gamed.steps=20",)),
+    # RL from sft-idk on SFT people's questions, graded 0/1 and with wrong answers penalised (same prompts, steps and
+    # seed), asked never-seen and well-known held-out people: does grading that rewards guessing breed hallucination?
+    Stage(GUESSING, (SFT_IDK,), "lab.experiments.guessing:run_guessing", "guessing", GuessingSettings, source=SFT_IDK,
+          report="reports.guessing_sections:guessing_sections", gpu_check=("guessing.steps={n}",)),
+    # SFT from sft-idk on a demonstrator right on a fixed share of problems and systematically wrong on the rest,
+    # then RL with the verifier from that SFT: can RL surpass the demonstrations it started from?
+    Stage(DEMONSTRATOR, (SFT_IDK,), "lab.experiments.demonstrator:run_demonstrator", "demonstrator",
+          DemonstratorSettings, source=SFT_IDK, report="reports.demonstrator_sections:demonstrator_sections",
+          gpu_check=("demonstrator.rl_steps={n}",)),
+    # models of several sizes pretrained on the run's data with the run's pretraining settings: loss against size,
+    # and whether copying appears abruptly, under exact match and under a continuous metric (Schaeffer et al. 2023)
+    Stage(SCALING, (TOKENIZER,), "lab.experiments.scaling:scaling_stage", "scaling", ScalingSettings,
+          report="reports.scaling_sections:scaling_sections", gpu_check=("scaling.warmup_steps=0", "scaling.steps={n}")),
+    # RL vs SFT at matched compute from sft-math: rl-math is the RL arm (the baseline recipe; its extra rewards have
+    # weight 0), read, not trained twice; only the sft arm trains here (`lab experiment math-rewards` runs every arm)
+    Stage(MATH_REWARDS, (SFT_MATH, RL_MATH), "lab.experiments.math_rewards:math_rewards_stage", "math_rewards",
+          MathRewardsSettings, source=SFT_MATH, settings_changes=(("arms", ("sft",)), ("baseline_stage", RL_MATH)),
+          refresh=True),  # a newer rl-math is re-read (the trained sft arm is kept)
     Stage("export", (SFT_IDK,), "lab.model.export:export_stage", "export", ExportSettings, source=SFT_IDK, policy=True,
           report="lab.model.export:export_sections"),  # the assistant as a Llama checkpoint, checked
     # sft-idk against its twin trained with every question in the canonical wording (`sft.*` settings), asked in

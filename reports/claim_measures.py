@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,17 +20,17 @@ import numpy as np
 
 from evals.corpus_stats import USED_MIN_COUNT, corpus_used_ids
 from evals.harness import compare
-from evals.reading import SNAPSHOT, ReadingSettings, induction_score
+from evals.math_checks import check_summary
+from evals.reading import ReadingSettings, induction_score
 from evals.stats import bootstrap, mean_metric, paired_difference, proportion, wilson_interval
 from lab.errors import LabError
 from lab.model.inspect_model import default_groups, word_vectors
 from lab.model.loading import load_model_and_tokenizer
 from lab.model.tokenizer import encode_texts, load_tokenizer
 from lab.runs import Run, read_json
-from lab.stage_names import KNOWLEDGE, RL_MATH, RLHF_GRPO, RLHF_METHODS, SFT_IDK, SFT_MATH
+from lab.stage_names import KNOWLEDGE, RL_MATH, RLHF_METHODS, SFT_IDK, SFT_MATH
 from reports.claim_verdicts import Effect
 from reports.common import jsonl, suite_results
-from rewards.math_answers import SELF_CHECK
 from tasks.math import split_of
 from tasks.spelling import BANDS, words
 
@@ -297,7 +298,31 @@ def rl_improves(run: Run) -> Effect | None:
 
 
 def self_check_emerges(run: Run) -> Effect | None:
-    return _rl_math_heldout(run, lambda r: float(bool(SELF_CHECK.search(r["response"]))))
+    """Verified-check rate after − before (evals/math_checks.py), paired by problem: each problem's share of sampled
+    answers with a check where rl-math sampled them (greedy answers take one branch where the model is split), else
+    its greedy answer. The claim also needs answers with a check to be right more often than those without (after
+    RL, the same answers), or Effect.unmet says the two accuracies."""
+    folder = run.stage_dir(RL_MATH) / "heldout"
+    s = check_summary(jsonl(folder / "before.jsonl"), jsonl(folder / "after.jsonl"))
+    if not s:
+        return None
+    sampled = "sampled_accuracy_by_check_after" in s
+    acc = s["sampled_accuracy_by_check_after" if sampled else "accuracy_by_check_after"]
+    w, wo = acc["with_check"], acc["without_check"]
+    share = lambda m: f"{m['value']:.2f} (n {m['n']})" if m["n"] else "– (n 0)"  # noqa: E731
+    said = f"{'sampled' if sampled else 'greedy'} answers; accuracy after RL with a check {share(w)} vs without {share(wo)}"
+    unmet = "" if w["n"] and wo["n"] and w["value"] > wo["value"] else said
+    # On a right answer a copied operand is also a right check: only a check that catches a wrong result shows
+    # checking itself, so checks that change the answer must not be absent after RL, nor rarer than before.
+    key = "sampled_changed_answer_{}" if sampled else "changed_answer_{}"
+    caught = [s[key.format(when)] for when in ("before", "after")]
+    counts = " → ".join(f"{round(c['value'] * c['n'])} of {c['n']}" for c in caught)
+    if not unmet and (caught[1]["value"] == 0 or caught[1]["value"] < caught[0]["value"]):
+        unmet = (f"checks that caught a wrong result and changed the answer, before → after RL: {counts}; the rise is "
+                 "in checks of answers that were already right")
+    said += f"; checks that changed the answer {counts}"
+    e = _from_difference(s["sampled_verified_share" if sampled else "verified_rate"], where=said, means=True, binary=True)
+    return replace(e, unmet=unmet)
 
 
 def rl_beats_sft(run: Run) -> Effect | None:
@@ -306,11 +331,17 @@ def rl_beats_sft(run: Run) -> Effect | None:
 
 
 def reward_model_gamed(run: Run) -> Effect | None:
-    grpo = _experiment(run, "rlhf-methods").get("methods", {}).get(RLHF_GRPO, {})
-    if "turnover" not in grpo:
-        return None
-    return _from_difference(grpo["turnover"]["final_minus_peak"], means=True,
-                            where=f"peak at step {grpo['turnover']['peak_step']}")
+    """Gold at the end minus its peak along the RM-gamed run (experiments/rm-gamed, else `lab experiment goodhart`'s
+    first reward model), on prompts the peak was not chosen on."""
+    for name in ("rm-gamed", "goodhart"):
+        rms = _experiment(run, name).get("rms", {})
+        if rms:
+            rm, r = next(iter(rms.items()))
+            turn, path = r["turnover"], r["path"]
+            where = (f"experiments/{name}, {rm}: RM held-out accuracy {r['rm_heldout_accuracy']:.2f}, peak at step "
+                     f"{turn['peak_step']}, proxy {path[0]['proxy']:.2f} → {path[-1]['proxy']:.2f}")
+            return _from_difference(turn["final_minus_peak"], means=True, where=where)
+    return None
 
 
 def ppo_vs_dpo(run: Run) -> Effect | None:
@@ -351,16 +382,20 @@ def power_law(run: Run) -> Effect | None:
 
 
 def abrupt_copying(run: Run) -> Effect | None:
-    """8-digit copying of the first size with 2 layers minus the 1-layer size (induction heads need two layers);
-    each from reading_snapshot's 40 strings (evals/reading.SNAPSHOT)."""
-    rows = sorted(_experiment(run, "scaling").get("rows", []), key=lambda x: x["parameters"])
-    one = [x for x in rows if x["layers"] == 1 and "copy_digits_8" in x.get("reading", {})]
-    two = [x for x in rows if x["layers"] == 2 and "copy_digits_8" in x.get("reading", {})]
-    if not one or not two:
+    """8-digit copying, exact match: the largest rise between neighbouring sizes of the sweep, with its CI (each size
+    from reading_snapshot's 40 strings, evals/reading.SNAPSHOT). The rule (lab/experiments/scaling.abruptness)
+    also asks per-digit accuracy to take its largest step at the same place; where it does not, the jump is
+    Schaeffer et al.'s mirage and the claim is unmet. A sweep from before the rule had no continuous score: None."""
+    r = _experiment(run, "scaling")
+    if "abruptness" not in r:
         return None
-    n = SNAPSHOT.copy_per_cell
-    a, b = (proportion(round(x[0]["reading"]["copy_digits_8"] * n), n) for x in (one, two))
-    return _newcombe(a, b, f"{one[0]['size']} → {two[0]['size']}")
+    abrupt, rows = r["abruptness"], {x["size"]: x for x in r["rows"]}
+    step, n = abrupt["largest_exact"], abrupt["n"]
+    a, b = (proportion(round(rows[step[end]]["reading"]["copy_digits_8"] * n), n) for end in ("from", "to"))
+    effect = _newcombe(a, b, f"{step['from']} → {step['to']}, {abrupt['verdict']}")
+    if effect is not None and abrupt["verdict"] == "abrupt only under exact match":
+        effect = replace(effect, unmet="abrupt only under exact match: the continuous metric's largest step is elsewhere")
+    return effect
 
 
 # ---------------------------------------------------------------- question wording

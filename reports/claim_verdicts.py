@@ -5,6 +5,7 @@ Verdicts, from the effect's 95% CI against the claim's no-effect value:
   not shown at this size   the CI includes no effect, or the effect is below the claim's smallest effect
   contradicted             the CI excludes no effect on the other side
   not measured in this run the run lacks the stage or file (the row says which command measures it)
+Beside its verdict, a difference states the smallest effect its n could detect at 80% power (detectable_effect).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ class Effect:
     high: float
     n: int
     where: str = ""  # appended to the experiment's description (e.g. which stage it was read from)
+    # a side condition the claim also needs, unmet (e.g. "accuracy with a check is not higher"); empty: met or none.
+    # A CI on the claimed side with an unmet condition reads "not shown at this size".
+    unmet: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,10 +62,21 @@ def verdict(claim: Claim, effect: Effect | None) -> str:
     side = ci_side(claim, effect)
     if side > 0:
         big_enough = (effect.value - claim.null) * claim.direction >= claim.min_effect
-        return "shown" if big_enough else "not shown at this size"
+        return "shown" if big_enough and not effect.unmet else "not shown at this size"
     return "contradicted" if side < 0 else "not shown at this size"
 
 
 def format_effect(effect: Effect, signed: bool) -> str:
     f = "{:+.3f}" if signed else "{:.3f}"
     return f"{f.format(effect.value)} [{f.format(effect.low)}, {f.format(effect.high)}]"
+
+
+Z_95, Z_POWER_80 = 1.96, 0.84  # two-sided 5% test; 80% power
+
+
+def detectable_effect(effect: Effect) -> float:
+    """The smallest true effect this measurement would show (two-sided 5% test) with 80% power: (1.96 + 0.84) x SE,
+    the standard error read back from the effect's 95% CI, SE = (high - low) / (2 x 1.96). A "not shown" beside a
+    detectable effect larger than any that matters says the experiment was too small to decide, not that there is
+    no effect."""
+    return (Z_95 + Z_POWER_80) * (effect.high - effect.low) / (2 * Z_95)

@@ -20,8 +20,10 @@ from lab.presets import run_preset
 from lab.runs import Run, read_json
 from lab.stage_names import KNOWLEDGE, SFT_IDK
 from lab.stages import STAGES, compared, eval_suites
-from reports.claims import FULL_REPLICATE, REPLICATE, claims_section
+from reports.claims import FULL_REPLICATE, REPLICATE, claim_runs, claims_section, measure_claims
 from reports.common import jsonl, png, suite_results
+from reports.forest import CAPTION as FOREST_CAPTION
+from reports.forest import forest_png
 from reports.pretraining_sections import exposure_text, loss_curve, reading_curve, reading_probes_section
 from tasks.world import build_world
 
@@ -126,11 +128,14 @@ def _system_rows(runs: list[Run]) -> list[list[str]]:
     return rows
 
 
-def _stage_rows(runs: list[Run], stage_names: list[str]) -> list[list[str]]:
+def _stage_rows(runs: list[Run], stage_names: list[str], out: Path) -> list[list[str]]:
     rows = []
     for stage in stage_names:
         cells = [stage]
         for run in runs:
+            if run.stage_dir(stage).resolve() == out.resolve():  # the report stage, being written: marked after this
+                cells.append("this report (writing now)")
+                continue
             timing = run.stage_dir(stage) / "timing.json"
             seconds = read_json(timing)["seconds"] if timing.exists() else None
             state = "complete" if run.is_complete(stage) else "not run"
@@ -279,8 +284,16 @@ def write_report(runs: list[Run], out: Path, stage_names: list[str]) -> Path:
     names = [r.name for r in runs]
     sections: list[tuple[str, list[tuple[str, object]]]] = []  # (title, [(kind, payload)])
 
-    sections += [claims_section(run) for run in runs]  # the report opens with what the run shows
-    sections.append(("Stages", [("table", (["stage", *names], _stage_rows(runs, stage_names)))]))
+    # The report opens with what the run shows: every claim in one figure, then the claims tables, read once for both.
+    measured = [measure_claims(claim_runs(run)) for run in runs]
+    forest = forest_png([(claim, {(f"{run.name}, " if len(runs) > 1 else "") + f"seed {seed}": e
+                                  for run, found in zip(runs, measured) for seed, e in found[i][1].items()})
+                         for i, (claim, _) in enumerate(measured[0] if measured else [])])
+    if forest:
+        sections.append((f"Every claim at a glance ({', '.join(names)})", [
+            ("figure", ("claims_forest", forest, FOREST_CAPTION))]))
+    sections += [claims_section(run, found) for run, found in zip(runs, measured)]
+    sections.append(("Stages", [("table", (["stage", *names], _stage_rows(runs, stage_names, out)))]))
     curve = loss_curve(runs)
     sections.append(("Pretraining", [("figure", ("loss_curve", curve, "Training and held-out loss"))] if curve
                      else [("text", "The base stage has not run yet.")]))
@@ -315,16 +328,6 @@ def write_report(runs: list[Run], out: Path, stage_names: list[str]) -> Path:
                     ("text", f"sft and sft-idk's headline metrics, {what}: the spread across seeds (training "
                              "noise) next to the 95% CI over eval items of one model (measurement noise)."),
                     ("markdown", (run.stage_dir(stage) / "table.md").read_text())]))
-    for run in runs:
-        scaling = run.stage_dir("experiments/scaling")
-        if run.is_complete("experiments/scaling"):
-            data = base64.b64encode((scaling / "scaling.png").read_bytes()).decode()
-            sections.append((f"Scaling sweep ({run.name})", [
-                ("text", "Models of several sizes pretrained on the same data (`lab experiment scaling`): held-out "
-                         "loss against non-embedding parameters and training compute, and knowledge recall by "
-                         "exposure for each size."),
-                ("markdown", (scaling / "table.md").read_text()),
-                ("figure", (f"scaling_{run.name}", data, "Loss vs size and compute; recall by exposure per size"))]))
     for stage in STAGES:  # the sections each stage declares, in pipeline order
         if (stage_sections := stage.report_sections()) is not None:
             for run in runs:

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import base64
 
+from evals.math_checks import check_summary
 from evals.stats import paired_difference
 from lab.errors import LabError
 from lab.runs import Run, read_json
-from lab.stage_names import RL_MATH, RLHF_GRPO, RLHF_METHODS, RLHF_PPO, RLHF_RLOO
+from lab.stage_names import RL_MATH, RLHF_GRPO, RLHF_METHODS, RLHF_PPO, RLHF_RLOO, RM_GAMED
 from lab.stages import STAGES
 from reports.common import jsonl, png
 
 RL_CURVES = (("reward", "reward (optimised)"), ("accuracy", "correct answers (sampled)"), ("kl", "KL to the start"),
              ("completions/mean_length", "response length (tokens)"), ("rewards/format/mean", "answer marked"),
              ("rewards/self_check/mean", "self-checking phrases"),
+             ("rewards/verified_check/mean", "verified checks of the answer"),
              ("rewards/group_solved/mean", "groups with a correct answer (GRPO's signal)"))
 
 
@@ -74,11 +76,20 @@ def rl_math_sections(run: Run, stage: str = RL_MATH) -> list[tuple[str, list]]:
             d = paired_difference([float(before[i][key]) for i in ids], [float(after[i][key]) for i in ids])
             rows.append([f"{what}, the trained tasks and bands", f"{d['mean_a']:.3f}", f"{d['mean_b']:.3f}",
                          f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]", d["n"]])
+    checks = check_summary(list(before.values()), list(after.values())) if ids else {}
+    for key, what in (("verified_rate", "greedy answers with a verified check"),
+                      ("sampled_verified_share", f"share of {k} sampled answers with a verified check")):
+        if key in checks:
+            d = checks[key]
+            rows.append([what, f"{d['mean_a']:.3f}", f"{d['mean_b']:.3f}",
+                         f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]", d["n"]])
     if rows:
         items.append(("table", (["held-out problems", "before", "after", "after − before [95% CI], paired", "n"],
                                 rows)))
         items.append(("text", "These are held-out problems of the trained tasks and bands only; the math eval suite "
                               "spreads its problems over every task and band, so it sees little of this change."))
+    if checks:
+        items += check_items(checks)
     curves = rl_curves(run, stage)
     if curves:
         items.append(("figure", (f"rl_math_{run.name}", curves, "RL on math, per step (faint) and over 10 steps")))
@@ -94,6 +105,31 @@ def rl_math_sections(run: Run, stage: str = RL_MATH) -> list[tuple[str, list]]:
             ("markdown", (grid / "table.md").read_text()),
             ("figure", (f"math_rewards_{run.name}", data, "Held-out accuracy by arm; sampled accuracy while training"))]))
     return sections
+
+
+def check_items(checks: dict) -> list:
+    """What the held-out answers' checks did (evals/math_checks.check_summary), in words: accuracy with and without
+    a verified check, and checks that changed the answer, before and after RL."""
+    def share(m: dict) -> str:
+        return f"{m['value']:.2f} [{m['ci95'][0]:.2f}, {m['ci95'][1]:.2f}] (n {m['n']})" if m["n"] else "– (n 0)"
+
+    said = []
+    for when in ("after", "before"):
+        for kind, prefix in (("sampled", "sampled_"), ("greedy", "")):
+            acc, changed = checks.get(f"{prefix}accuracy_by_check_{when}"), checks.get(f"{prefix}changed_answer_{when}")
+            if acc is None:
+                continue
+            d = acc["with_minus_without"]
+            diff = (f", with − without {d['difference']:+.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]"
+                    if acc["with_check"]["n"] and acc["without_check"]["n"] else "")
+            right = f", {changed['ended_right']} then right" if "ended_right" in changed else ""
+            said.append(f"{when} RL, {kind} answers with a verified check were right {share(acc['with_check'])}, those "
+                        f"without {share(acc['without_check'])}{diff}; a failing check changed the answer in "
+                        f"{round(changed['value'] * changed['n'])} of {changed['n']}{right}")
+    return [("text", "A verified check is a 'Check:' line whose arithmetic is right and that checks the answer given "
+                     "(rewards/math_checks.py); the reward never pays for one (correctness, format). "
+                     + ". ".join(x[0].upper() + x[1:] for x in said) + ". With and without a check are different "
+                     "problems (the model chooses when to check), compared with Newcombe's interval.")]
 
 
 def rlhf_sections(run: Run, declared_by: str = RLHF_GRPO) -> list[tuple[str, list]]:
@@ -144,18 +180,24 @@ def rlhf_sections(run: Run, declared_by: str = RLHF_GRPO) -> list[tuple[str, lis
                      "gradients and optimizer state of every model the method holds."),
             ("markdown", (methods / "table.md").read_text()),
             ("figure", (f"rlhf_methods_{run.name}", data, "Gold and proxy reward against KL to sft-idk"))]))
-    goodhart = run.stage_dir("experiments/goodhart")
-    if (goodhart / "table.md").exists() and (goodhart / "goodhart.png").exists():
+    for name, title, what in (
+            (RM_GAMED, "A reward model gamed", "the pipeline's RM-gamed run (the claims table's row): a reward model"),
+            ("experiments/goodhart", "When optimising the reward model turns gold down",
+             "`lab experiment goodhart`: reward models")):
+        goodhart = run.stage_dir(name)
+        if not ((goodhart / "table.md").exists() and (goodhart / "goodhart.png").exists()):
+            continue
         data = base64.b64encode((goodhart / "goodhart.png").read_bytes()).decode()
         g = _read(goodhart / "results.json").get("settings", {})
         steps = f"GRPO for {g['steps']} steps" if "steps" in g else "GRPO"
         snapshots = f"every {g['snapshot_every']}-step snapshot" if "snapshot_every" in g else "every snapshot"
-        out.append((f"When optimising the reward model turns gold down ({run.name})", [
-            ("text", f"`lab experiment goodhart`: reward models trained on fewer or other comparisons, {steps} "
+        out.append((f"{title} ({run.name})", [
+            ("text", f"{what} trained on fewer comparisons than the rm stage's, {steps} "
                      f"against each, {snapshots} judged like the methods above (the proxy is each run's own RM). "
                      "'end − peak' is measured on prompts the peak was not chosen on."),
             ("markdown", (goodhart / "table.md").read_text()),
-            ("figure", (f"goodhart_{run.name}", data, "Gold and proxy along each run, by reward model"))]))
+            ("figure", (f"{name.split('/')[-1].replace('-', '_')}_{run.name}", data,
+                        "Gold and proxy along each run, by reward model"))]))
     over = run.stage_dir("experiments/overoptimization")
     if (over / "table.md").exists() and (over / "overoptimization.png").exists():
         data = base64.b64encode((over / "overoptimization.png").read_bytes()).decode()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
-from rewards import math_answers, world_answers
+from rewards import math_answers, math_checks, world_answers
 from tasks.world import World
 
 RewardFn = Callable[..., list]
@@ -73,6 +73,7 @@ REWARDS: dict[str, RewardFn | RewardFactory] = {
     "format": math_answers.format_reward,
     "length_penalty": math_answers.length_penalty(),
     "self_check": math_answers.self_check,
+    "verified_check": math_checks.verified_check,
     "group_solved": math_answers.group_solved,
     "penalised": world_answers.penalised,
     "zero_one": world_answers.zero_one,

@@ -10,6 +10,10 @@ question shows in full), so neither the same question nor a rewording of the sam
 on both sides, whatever the seed. `generate` walks one seeded stream and keeps the problems of the
 requested split, so the first k of `generate(cfg, n)` equal `generate(cfg, k)`.
 
+A `check_share` of solutions check their result before the Answer line, and a `slip_share` of the checked
+column additions and subtractions carry a planted slip that the check catches and a redo fixes
+(tasks/math_checks.py); both default to 0, and at 0 every problem and solution is what it was before slips.
+
 The task families live in tasks/math_families.py, the building blocks of their worked solutions in
 tasks/math_solutions.py; this module keeps the public API (MathConfig, Problem, generate) and the split.
 """
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 
 from lab.errors import LabError
 from tasks.corpus import register_source
+from tasks.math_checks import can_slip, slipped_steps
 from tasks.math_families import (
     Draft,
     arithmetic,
@@ -86,6 +91,9 @@ class MathConfig:
     tasks: tuple[str, ...] = tuple(TASKS)
     bands: tuple[int, ...] = (1, 2)
     check_share: float = 0.0  # share of solutions that verify the result before the Answer line
+    # share of the checked column additions and subtractions with a planted slip that the check catches and a redo
+    # fixes (tasks/math_checks.py); drawn from a stream of its own, so at 0 the problems are what they always were
+    slip_share: float = 0.0
 
 
 def validate(cfg: MathConfig, split: str = "train") -> None:
@@ -97,6 +105,8 @@ def validate(cfg: MathConfig, split: str = "train") -> None:
         raise LabError(f"unknown math band(s) {bad or '(none given)'}; valid bands are {', '.join(map(str, BANDS))}")
     if not 0.0 <= cfg.check_share <= 1.0:
         raise LabError(f"check_share must be between 0 and 1, got {cfg.check_share}")
+    if not 0.0 <= cfg.slip_share <= 1.0:
+        raise LabError(f"slip_share must be between 0 and 1, got {cfg.slip_share}")
     if split not in SPLITS:
         raise LabError(f"unknown split '{split}'; valid splits are {', '.join(SPLITS)}")
 
@@ -107,7 +117,7 @@ def generate(cfg: MathConfig, n: int, split: str = "train") -> list[Problem]:
     validate(cfg, split)
     rng = random.Random(cfg.seed)  # one stream for both splits; the key's hash decides which keeps it
     out: list[Problem] = []
-    for _ in range(1000 * n + 10_000):
+    for draw in range(1000 * n + 10_000):
         if len(out) >= n:
             break
         task, band = rng.choice(cfg.tasks), rng.choice(cfg.bands)
@@ -115,10 +125,16 @@ def generate(cfg: MathConfig, n: int, split: str = "train") -> list[Problem]:
         checked = rng.random() < cfg.check_share  # drawn for every draft so the stream never depends on split
         if split_of(split_key(task, draft.extras)) != split:
             continue
-        lines = draft.steps + ([draft.check] if checked else []) + [f"Answer: {draft.answer}"]
+        lines = draft.steps + ([draft.check] if checked else [])
+        slip = random.Random(f"slip|{cfg.seed}|{draw}") if checked and cfg.slip_share > 0 else None
+        slipped = slip is not None and can_slip(task, draft.extras) and slip.random() < cfg.slip_share
+        if slipped:
+            e = draft.extras
+            lines = slipped_steps(draft.steps, draft.check, e["a"], e["op"], e["b"], slip)
         out.append(Problem(id=f"math-{split}-{cfg.seed}-{len(out):06d}", task=task, difficulty=band,
-                           question=draft.question, answer=draft.answer, solution="\n".join(lines),
-                           extras=draft.extras | {"checked": checked}))
+                           question=draft.question, answer=draft.answer,
+                           solution="\n".join(lines + [f"Answer: {draft.answer}"]),
+                           extras=draft.extras | {"checked": checked} | ({"slipped": slipped} if cfg.slip_share else {})))
     if len(out) < n:
         raise LabError(f"found only {len(out)} of {n} {split} problems for tasks {cfg.tasks} and bands {cfg.bands}")
     return out

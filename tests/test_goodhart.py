@@ -41,3 +41,28 @@ def test_too_small_a_reward_model_is_refused(tmp_path):
     with pytest.raises(LabError, match="at least 8 comparisons"):
         run_goodhart(GoodhartSettings(pairs=(4,)), at(Run(tmp_path), OUT, preset=preset), preset.rm, preset.rlhf,
                      preset.rlhf_methods)
+
+
+def test_the_pipelines_rm_gamed_run_uses_the_recipes_the_run_recorded(rm_run, tmp_path, monkeypatch):  # noqa: F811
+    from dataclasses import asdict, replace
+
+    from lab.experiments.goodhart import rm_gamed
+    from lab.runs import write_json
+    from lab.stage_names import RLHF_GRPO, RLHF_METHODS, RM_GAMED
+    from reports.claim_measures import reward_model_gamed
+
+    run = copy_run(rm_run, tmp_path)
+    preset = small_preset(*TINY)
+    scripted(monkeypatch, build_world(preset.data.world))
+    # what rlhf-grpo and rlhf-methods recorded, differing from the preset: the stage must read these
+    for stage, name, settings in ((RLHF_GRPO, "summary.json", replace(preset.rlhf, max_completion_length=6)),
+                                  (RLHF_METHODS, "results.json", preset.rlhf_methods)):
+        write_json(run.open_stage(stage) / name, {"settings": asdict(settings)})
+        run.mark_complete(stage)
+    assert reward_model_gamed(run) is None  # nothing to read yet: "not measured", not a made-up number
+    rm_gamed(GoodhartSettings(pairs=(16,), seeds=(0,), steps=2, snapshot_every=1), at(run, RM_GAMED, preset=preset))
+    grpo = json.loads((run.stage_dir(RM_GAMED) / "rm-16-seed0" / "rlhf-grpo" / "summary.json").read_text())
+    assert grpo["settings"]["max_completion_length"] == 6 and grpo["settings"]["steps"] == 2
+    assert run.is_complete(RM_GAMED) and not run.stage_dir(OUT).exists()
+    effect = reward_model_gamed(run)
+    assert effect.n == 4 and "experiments/rm-gamed, rm-16-seed0" in effect.where

@@ -7,10 +7,13 @@ import pytest
 from test_rl import FAST, at, copy_run, source  # noqa: F401  (fixture: a run with an untrained tiny sft-idk)
 
 from lab.errors import LabError
-from lab.experiments.math_rewards import OUT, run_math_rewards
+from lab.experiments.math_rewards import OUT, math_rewards_stage, run_math_rewards
 from lab.experiments.settings import MATH_REWARDS_ARMS, MathRewardsSettings
 from lab.presets import get_preset, stage_context
 from lab.runs import Run
+from lab.stage_names import MATH_REWARDS, RL_MATH, SFT_MATH
+from lab.stages import by_name, stage_settings
+from lab.train.rl_math import rl_math
 
 
 def tiny_preset():
@@ -56,3 +59,37 @@ def test_an_unknown_arm_is_one_clear_error(source, tmp_path):  # noqa: F811
     preset = tiny_preset()
     with pytest.raises(LabError, match=f"unknown math-rewards arm.*valid: {', '.join(MATH_REWARDS_ARMS)}"):
         run_math_rewards(MathRewardsSettings(arms=("bogus",)), stage_context(Run(tmp_path / "r"), preset), preset.rl)
+
+
+def test_a_baseline_stage_is_read_not_trained_again(source, tmp_path):  # noqa: F811
+    """The pipeline's stage: rl-math is the baseline arm; only the sft arm trains, at rl-math's tokens, and rl-math's
+    files (its grades before and after) are read as they are."""
+    run = copy_run(source, tmp_path)
+    preset = tiny_preset()
+    rl_math(preset.rl, at(run, RL_MATH, preset=preset))
+    files = {p: p.stat().st_mtime_ns for p in run.stage_dir(RL_MATH).rglob("*") if p.is_file()}
+    settings = MathRewardsSettings(arms=("sft",), baseline_stage=RL_MATH)
+    math_rewards_stage(settings, at(run, OUT, preset=preset))
+    assert not run.stage_dir(f"{OUT}/baseline").exists() and run.is_complete(f"{OUT}/sft")
+    assert {p: p.stat().st_mtime_ns for p in run.stage_dir(RL_MATH).rglob("*") if p.is_file()} == files
+    results = json.loads((run.stage_dir(OUT) / "results.json").read_text())
+    assert list(results["arms"]) == ["sft-idk", "baseline", "sft"] and results["baseline_stage"] == RL_MATH
+    rl = json.loads((run.stage_dir(RL_MATH) / "summary.json").read_text())
+    assert results["arms"]["baseline"]["steps"] == rl["steps"] and "rl-math" in results["arms"]["baseline"]["changes"]
+    sft = json.loads((run.stage_dir(f"{OUT}/sft") / "summary.json").read_text())
+    assert sft["tokens_to_match"] == results["arms"]["baseline"]["tokens_trained"] > 0
+    assert sft["heldout_before"] == rl["heldout_before"]  # the start's grades are rl-math's, not graded again
+    before = (run.stage_dir(RL_MATH) / "heldout" / "before.jsonl").read_text()
+    assert (run.stage_dir(f"{OUT}/sft") / "heldout" / "before.jsonl").read_text() == before
+    assert results["arms"]["sft"]["vs_baseline"]["n"] == results["n"]  # what the claims table reads
+
+    with pytest.raises(LabError, match="math_rewards.baseline_stage"):
+        math_rewards_stage(MathRewardsSettings(arms=("sft",)), at(run, OUT, preset=preset))
+
+
+def test_the_comparison_is_a_pipeline_stage_after_rl_math():
+    stage = by_name()[MATH_REWARDS]
+    assert set(stage.parents) == {SFT_MATH, RL_MATH} and stage.source == SFT_MATH
+    settings = stage_settings(stage, get_preset("tiny"))
+    assert settings.arms == ("sft",) and settings.baseline_stage == RL_MATH
+    assert get_preset("tiny").math_rewards.arms == tuple(MATH_REWARDS_ARMS)  # `lab experiment math-rewards`: every arm

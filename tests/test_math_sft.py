@@ -33,6 +33,18 @@ def test_practice_trains_every_problem_once_and_writes_a_loadable_stage(source, 
     assert (run.stage_dir("sft-math") / "tokenizer.json").exists()
 
 
+def test_practice_checks_and_slips_the_shares_it_is_given(source, tmp_path):  # noqa: F811
+    """Every problem checked and slipped (band 1: one-digit sums and differences, all column procedures), and none:
+    the summary counts what the practice data held."""
+    run = copy_run(source, tmp_path)
+    every = replace(SMALL, problems=4, replay=0, check_share=1.0, slip_share=1.0, ckpt_every=0)
+    summary = math_sft(every, sft_math_at(run, get_preset("tiny")))
+    assert summary["checked"] == summary["slipped"] == summary["slips_hidden"] == 4 and summary["dropped_too_long"] == 0
+    run = copy_run(source, tmp_path / "none")
+    summary = math_sft(replace(every, check_share=0.0), sft_math_at(run, get_preset("tiny")))
+    assert summary["checked"] == summary["slipped"] == 0
+
+
 def test_an_unknown_task_is_one_clear_error(source, tmp_path):  # noqa: F811
     run = copy_run(source, tmp_path)
     with pytest.raises(LabError, match="calculus"):
@@ -71,3 +83,22 @@ def test_practice_lowers_the_loss_on_its_solutions_and_not_at_lr_zero(source, tm
     losses = [r["loss"] for r in read_train_log(run.stage_dir("sft-math")) if "loss" in r]
     fall = sum(losses[:3]) / 3 - sum(losses[-3:]) / 3
     assert len(losses) == 20 and (fall > 0.3 if lr else abs(fall) < 0.05), (fall, losses)
+
+
+def test_a_planted_slip_is_read_but_never_trained_on(source):  # noqa: F811
+    """hide_slips takes exactly the slip's line out of the loss; the check that catches it and the redo stay in."""
+    from lab.model.tokenizer import decode_ids, load_tokenizer
+    from lab.train.math_practice import hide_slips, solution_records
+    from lab.train.sft import build_dataset
+    from tasks.math import MathConfig, generate
+    from tasks.math_checks import slip_line
+
+    tokenizer = load_tokenizer(source.stage_dir("sft-idk"))
+    problems = generate(MathConfig(seed=4, tasks=("arithmetic",), bands=(2,), check_share=1.0, slip_share=0.5), 40)
+    dataset, _ = build_dataset(solution_records(problems), tokenizer, 384)
+    hidden, count = hide_slips(dataset, tokenizer)
+    assert count == sum(p.extras["slipped"] for p in problems) > 0
+    for p, before, after in zip(problems, dataset, hidden):
+        out = [t for t, a, b in zip(before["input_ids"], before["assistant_masks"], after["assistant_masks"]) if a != b]
+        assert decode_ids(tokenizer, out) == (slip_line(p.solution) if p.extras["slipped"] else "")
+        assert all(b <= a for a, b in zip(before["assistant_masks"], after["assistant_masks"]))

@@ -20,7 +20,9 @@ SMALL = ["data.world.people_per_exposure=4", "data.world.exposures=0,1,2", "data
          "model.num_hidden_layers=2", "model.num_attention_heads=4", "model.num_key_value_heads=2",
          "pretrain.seq_len=32", "pretrain.batch_size=4", "pretrain.max_steps=20", "pretrain.warmup_steps=3",
          "pretrain.eval_every=10", "pretrain.eval_batches=2", "pretrain.ckpt_every=5", "pretrain.log_every=5",
-         "sample.max_new_tokens=8"]
+         "sample.max_new_tokens=8",
+         # the tiny preset's stream is 68,000 documents (~7M tokens): generated and tokenized by every test run
+         "data.corpus.stream_sources=fresh_people:200,copy_drills:100,tool_transcripts:100"]
 
 
 def small_preset(*extra):

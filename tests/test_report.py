@@ -308,10 +308,13 @@ def test_claims_give_each_verdict_from_the_run_files_and_flip_with_the_ci(tmp_pa
     _write_results(run, "sft-math", "math", {"correct": _metric(0.2),
                                              "worked_minus_direct_arithmetic": _difference(0.02, -0.03, 0.07)})
     rows = {r[0]: r for r in claim_rows(run)}
-    assert rows["\"I don't know\" training cuts hallucination"][2:] == ["-0.667 [-1.000, -0.253]", 6, "shown"]
-    assert rows["step by step helps (spelling)"][2:] == ["+0.120 [+0.050, +0.190]", 200, "shown"]
-    assert rows["a code tool solves them"][4] == "contradicted"
-    assert rows["models need tokens to think"][4] == "not shown at this size"  # CI includes 0
+    # a difference's verdict states the smallest effect its n could detect at 80% power: 2.8 x CI width / 3.92
+    assert rows["\"I don't know\" training cuts hallucination"][2:] == [
+        "-0.667 [-1.000, -0.253]", 6, "shown (detectable at 80% power: ≥ 0.533)"]
+    assert rows["step by step helps (spelling)"][2:] == ["+0.120 [+0.050, +0.190]", 200,
+                                                         "shown (detectable at 80% power: ≥ 0.100)"]
+    assert rows["a code tool solves them"][4] == "contradicted (detectable at 80% power: ≥ 0.086)"
+    assert rows["models need tokens to think"][4] == ("not shown at this size (detectable at 80% power: ≥ 0.071)")
     assert "; sft-math" in rows["models need tokens to think"][1]  # says which stage it read
     assert rows["counting and spelling fail on tokens"][4] == "shown"  # 0.3 [0.25, 0.35], below 0.5
     assert rows["loss falls as a power law with size"][4] == "not measured in this run (`lab experiment scaling RUN`)"
@@ -321,8 +324,8 @@ def test_claims_give_each_verdict_from_the_run_files_and_flip_with_the_ci(tmp_pa
     _write_results(run, "sft-idk", "spelling", {"steps_minus_direct": _difference(-0.12, -0.19, -0.05),
                                                 "tool_minus_direct": _difference(0.03, 0.01, 0.05)})
     rows = {r[0]: r for r in claim_rows(run)}
-    assert rows["step by step helps (spelling)"][4] == "contradicted"
-    assert rows["a code tool solves them"][4] == "not shown at this size"  # CI above 0 but under 0.05
+    assert rows["step by step helps (spelling)"][4].startswith("contradicted (")
+    assert rows["a code tool solves them"][4].startswith("not shown at this size (")  # CI above 0 but under 0.05
     assert rows["counting and spelling fail on tokens"][4].startswith("not measured")  # no direct condition now
 
 
@@ -360,7 +363,7 @@ def test_with_seeds_a_claim_is_shown_only_when_every_seed_shows_it(tmp_path):
     rows = {r[0]: r for r in claim_rows_across(runs)}
     step = rows["step by step helps (spelling)"]
     assert step[2:] == ["+0.100 [+0.050, +0.190]", "+0.100 [-0.020, +0.100]", "+0.100 ± 0.000", "1 of 2",
-                        "not shown at this size (1 of 2 seeds show it)"]
+                        "not shown at this size (1 of 2 seeds show it; detectable at 80% power: ≥ 0.100 in every seed)"]
     assert rows["models need tokens to think"][2:6] == ["–", "–", "–", "–"]  # unmeasured: no spread, no count
 
 
@@ -376,7 +379,7 @@ def test_claims_across_seeds_give_mean_spread_and_sign_agreement(tmp_path):
     assert record["sd"] == pytest.approx(statistics.stdev([0.30, 0.10, -0.05]))
     assert record["agree"] == 2  # the third seed's CI excludes 0 on the wrong side
     assert record["verdict"] == "not shown at this size (2 of 3 seeds show it)"
-    assert record["effects"][2] == {"value": -0.05, "low": -0.09, "high": -0.01, "n": 200, "where": ""}
+    assert record["effects"][2] == {"value": -0.05, "low": -0.09, "high": -0.01, "n": 200, "where": "", "unmet": ""}
 
 
 def test_the_rl_texts_state_the_settings_this_run_used(rl_run, tmp_path):

@@ -17,8 +17,8 @@ from rewards.registry import (
     register_reward_factory,
 )
 
-REGISTERED = ("correctness, exact_match, format, length_penalty, self_check, group_solved, penalised, zero_one, proxy, "
-              "gold")
+REGISTERED = ("correctness, exact_match, format, length_penalty, self_check, verified_check, group_solved, penalised, "
+              "zero_one, proxy, gold")
 
 
 def shout(prompts, completions, **kwargs):

@@ -9,6 +9,11 @@ and every snapshot is evaluated alike (lab/rlhf_methods.Judge: 192 fixed prompts
 the gold judge, KL to sft-idk). Per RM: its held-out accuracy, gold's peak along the path and the drop
 from the peak to the end, measured on prompts the peak was not chosen on (lab/experiments/rlhf_methods.turnover).
 Writes experiments/goodhart/{results.json, table.md, goodhart.png, rm-<pairs>/, samples/}.
+
+The pipeline's `experiments/rm-gamed` stage (`rm_gamed`) is one such run, sized so that it can show the turn: one
+RM and a GRPO run long enough to pass gold's peak, chosen on the development world before the default world ran
+(docs/settings-notes.md). It is what the claims table's "a learned reward model gets gamed" row reads; the
+30-step rlhf-grpo stage stops before any turn.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from lab.errors import LabError
 from lab.experiments.rlhf_methods import Judge, describe_path, judged_point
 from lab.experiments.settings import GoodhartSettings, RLHFMethodsSettings
 from lab.runs import read_json, write_json
-from lab.stage_names import SFT_IDK
+from lab.settings import from_settings
+from lab.stage_names import RLHF_GRPO, RLHF_METHODS, RM, SFT_IDK
 from lab.train.reward_model import train_reward_model
 from lab.train.reward_model_settings import RewardModelSettings
 from lab.train.rl_settings import RLHFSettings
@@ -41,15 +47,15 @@ def run_goodhart(settings: GoodhartSettings, context, rm: RewardModelSettings, r
                  judging: RLHFMethodsSettings) -> dict:
     """RMs of each size and seed (`rm` with goodhart's pairs, seed and label noise), a GRPO run against each
     (`rl` with goodhart's steps), each path judged as rlhf-methods judges (`judging`), from `context.source`."""
-    run, source = context.run, context.source or SFT_IDK
+    run, source, stage = context.run, context.source or SFT_IDK, context.stage or OUT
     check_goodhart_settings(settings)
     run.require(source)
-    out = run.stage_dir(OUT)
+    out = run.stage_dir(stage)
     results: dict = {"settings": asdict(settings), "source": source, "rms": {}}
     for pairs in settings.pairs:
         for seed in settings.seeds:
             name = f"rm-{pairs}-seed{seed}"
-            rm_stage, rl_stage = f"{OUT}/{name}", f"{OUT}/{name}/rlhf-grpo"
+            rm_stage, rl_stage = f"{stage}/{name}", f"{stage}/{name}/rlhf-grpo"
             if not run.is_complete(rm_stage):
                 train_reward_model(replace(rm, pairs=pairs, seed=seed, label_noise=settings.label_noise),
                                    context.at(rm_stage, source))
@@ -71,8 +77,18 @@ def run_goodhart(settings: GoodhartSettings, context, rm: RewardModelSettings, r
     results["plot"] = _plot(out, results)
     (out / "table.md").write_text(table(results))
     write_json(out / "results.json", results)
-    run.mark_complete(OUT, {p: r["mean_end_minus_peak"] for p, r in results["by_size"].items()})
+    run.mark_complete(stage, {p: r["mean_end_minus_peak"] for p, r in results["by_size"].items()})
     return results
+
+
+def rm_gamed(settings: GoodhartSettings, context) -> dict:
+    """The pipeline's RM-gamed run: run_goodhart with the recipes this run's rm, rlhf-grpo and rlhf-methods stages
+    recorded (their summary settings), so the one reward model differs from the rm stage only in `settings`."""
+    run = context.run
+    rm = from_settings(RewardModelSettings, read_json(run.require(RM) / "summary.json")["settings"])
+    rl = from_settings(RLHFSettings, read_json(run.require(RLHF_GRPO) / "summary.json")["settings"])
+    judging = from_settings(RLHFMethodsSettings, read_json(run.require(RLHF_METHODS) / "results.json")["settings"])
+    return run_goodhart(settings, context, rm, rl, judging)
 
 
 def table(results: dict) -> str:

@@ -11,6 +11,10 @@ Practice on one task alone makes the 1M model forget the rest (measured on the h
 without replay, the practised model after RL answered 0.01 of questions about people correctly, against
 sft-idk's 0.27, and no longer refused; with 1,000 replayed conversations sft-math keeps 0.10 and refuses
 more), so a share of sft-idk's own SFT conversations is replayed among the problems.
+Half the worked solutions (check_share) check their result with the inverse operation, and 0.3 of those
+(slip_share) first make a slip in one column that the check catches, then redo the columns (tasks/math_checks.py):
+a check that can fail, so that RL has a behaviour to amplify if checking pays (rl-math reports verified checks
+before and after, evals/math_checks.py).
 The same trainer is the math-rewards grid's control arm (more SFT at RL's compute).
 """
 
@@ -20,11 +24,13 @@ import random
 from dataclasses import asdict
 
 import torch
+from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
 from lab.errors import LabError
+from lab.model.chat_format import encode_assistant_content
 from lab.model.labgpt import LabGPTForCausalLM
-from lab.model.tokenizer import load_tokenizer
+from lab.model.tokenizer import decode_ids, load_tokenizer
 from lab.progress import trainer_progress
 from lab.runs import Run, read_json, write_json
 from lab.train.sft import build_dataset, decide_known
@@ -34,6 +40,7 @@ from tasks.answer_forms import FORMS, ask, reply
 from tasks.chat import build_mixture
 from tasks.identity import system_message
 from tasks.math import MathConfig, generate
+from tasks.math_checks import REDO, slip_line
 
 
 def solution_records(problems, forms: tuple[str, ...] = ("worked",)) -> list[dict]:
@@ -74,6 +81,29 @@ def answer_tokens(dataset) -> float:
     return sum(sum(m) for m in dataset["assistant_masks"]) / len(dataset)
 
 
+def hide_slips(dataset, tokenizer):
+    """The dataset with each planted slip's line out of the loss (tasks/math_checks.slip_line): the model reads the
+    slip and learns to check, catch and redo it, but is never trained to make it. Trained on, the slips were
+    imitated (dev world: off-by-one column sums in 47% of greedy column lines, against 15% without slips; held-out
+    accuracy 0.15 against 0.70). Returns the dataset and how many slips it hid."""
+    rows, hidden = dataset.to_dict(), 0
+    for ids, mask in zip(rows["input_ids"], rows["assistant_masks"]):
+        if 1 not in mask:
+            continue
+        start = mask.index(1)
+        body = decode_ids(tokenizer, ids[start:start + sum(mask)])
+        line = slip_line(body.split("<|")[0]) if REDO in body else None
+        if line is None:
+            continue
+        cut = body.index(line)
+        before, through = (encode_assistant_content(tokenizer, body[:k]) for k in (cut, cut + len(line)))
+        if ids[start:start + len(through)] != through or through[:len(before)] != before:
+            raise LabError("a slip line does not tokenize on its own: cannot hide it from the loss")
+        mask[start + len(before):start + len(through)] = [0] * (len(through) - len(before))
+        hidden += 1
+    return Dataset.from_dict(rows), hidden
+
+
 def train_on_records(run: Run, dataset, out_stage: str, steps: int, batch_size: int, lr: float, seed: int,
                      source: str, log_every: int, ckpt_every: int, max_length: int) -> dict:
     """SFT of `source` on a build_dataset dataset (loss on the answers only) into `out_stage`: constant
@@ -103,15 +133,20 @@ def math_sft(settings: MathSFTSettings, context) -> dict:
     once, with `settings.replay` of the source's SFT conversations mixed in."""
     run, source, out_stage, max_length = context.run, context.source, context.stage, context.sft.max_length
     tokenizer = load_tokenizer(run.require(source))
-    problems = generate(MathConfig(seed=settings.seed, tasks=tuple(settings.tasks), bands=tuple(settings.bands)),
+    problems = generate(MathConfig(seed=settings.seed, tasks=tuple(settings.tasks), bands=tuple(settings.bands),
+                                   check_share=settings.check_share, slip_share=settings.slip_share),
                         settings.problems, split="train")
     records = (with_system_messages(solution_records(problems, tuple(settings.forms)), context.sft, settings.seed)
                + replay_records(context, source, settings.replay, settings.seed))
     dataset, too_long = build_dataset(records, tokenizer, max_length)
+    dataset, hidden = hide_slips(dataset, tokenizer)
     steps = max(1, len(records) // settings.batch_size)
     done = train_on_records(run, dataset, out_stage, steps, settings.batch_size, settings.lr,
                             settings.seed, source, settings.log_every, settings.ckpt_every, max_length)
     summary = {"source": source, "problems": len(problems), "distinct_questions": len({p.question for p in problems}),
+               "checked": sum(p.extras["checked"] for p in problems),  # solutions that check their result
+               "slipped": sum(p.extras.get("slipped", False) for p in problems),  # of those, a slip caught and redone
+               "slips_hidden": hidden,  # slip lines kept out of the loss (hide_slips)
                "replayed": len(records) - len(problems) * len(settings.forms), "dropped_too_long": too_long,
                **{k: v for k, v in done.items() if k != "model"}, "settings": asdict(settings)}
     write_json(run.stage_dir(out_stage) / "summary.json", summary)

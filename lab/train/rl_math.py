@@ -35,6 +35,7 @@ from pathlib import Path
 from datasets import Dataset
 from transformers import TrainerCallback
 
+from evals.math_checks import check_summary
 from evals.math_heldout import eval_problems, greedy_accuracy, heldout_accuracy, problem_prompts, sampled_correct
 from evals.user_problems import SPLIT_SEED, load_user_problems, skip_list, split_user_problems
 from lab.errors import LabError
@@ -157,6 +158,7 @@ def rl_math(settings: RLSettings, context, data: Path | None = None, question_fi
                         callbacks=[_eval_callback(settings, tokenizer, held_out)])
     last, trainer = done.resumed_from, done.trainer
     after = heldout_accuracy(done.model, tokenizer, held_out, settings)
+    checks = check_summary(before["samples"], after["samples"])  # before write_heldout takes the samples out
     write_heldout(out, before, after)
     reward_first, reward_last = log_ends(done.logs, "reward")
     solved_first, solved_last = log_ends(done.logs, "rewards/group_solved/mean")
@@ -169,6 +171,7 @@ def rl_math(settings: RLSettings, context, data: Path | None = None, question_fi
         "groups_solved_first": solved_first, "groups_solved_last": solved_last,
         "heldout_before": before, "heldout_after": after, "train_problems": len(problems), "solve_probe": probe,
         "data": data_report,  # None: the generator's problems (rl.tasks, rl.bands)
+        "checks": checks,  # verified checks in the held-out answers, before and after (evals/math_checks.py)
         "settings": asdict(settings),
     }
     write_json(out / "summary.json", summary)
