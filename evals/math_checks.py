@@ -19,21 +19,8 @@ emerges under RL" (reports/claim_measures.self_check_emerges) read the same func
 
 from __future__ import annotations
 
-import math
-
-from evals.stats import paired_difference, proportion, wilson_interval
+from evals.stats import newcombe, paired_difference, proportion
 from rewards.math_checks import read_checks
-
-
-def newcombe(x1: int, n1: int, x2: int, n2: int) -> dict:
-    """p2 - p1 of two independent proportions with Newcombe's hybrid Wilson-score 95% interval (method 10)."""
-    if not n1 or not n2:
-        return {"difference": float("nan"), "ci95": [float("nan"), float("nan")], "n": n1 + n2}
-    a, b = x1 / n1, x2 / n2
-    (l1, u1), (l2, u2) = wilson_interval(x1, n1), wilson_interval(x2, n2)
-    d = b - a
-    return {"difference": d, "ci95": [d - math.sqrt((b - l2) ** 2 + (u1 - a) ** 2),
-                                      d + math.sqrt((u2 - b) ** 2 + (a - l1) ** 2)], "n": n1 + n2}
 
 
 def check_rows(samples: list[dict]) -> dict[str, dict]:

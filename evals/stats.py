@@ -49,6 +49,23 @@ def paired_difference(a: list[float], b: list[float], z: float = 1.96) -> dict:
             "ci95": [mean - z * stderr, mean + z * stderr], "n": n}
 
 
+def newcombe(x1: int, n1: int, x2: int, n2: int) -> dict:
+    """p2 - p1 of two independent proportions with Newcombe's hybrid Wilson-score 95% interval (method 10)."""
+    if not n1 or not n2:
+        return {"difference": float("nan"), "ci95": [float("nan"), float("nan")], "n": n1 + n2}
+    a, b = x1 / n1, x2 / n2
+    (l1, u1), (l2, u2) = wilson_interval(x1, n1), wilson_interval(x2, n2)
+    d = b - a
+    return {"difference": d, "ci95": [d - math.sqrt((b - l2) ** 2 + (u1 - a) ** 2),
+                                      d + math.sqrt((u2 - b) ** 2 + (a - l1) ** 2)], "n": n1 + n2}
+
+
+def format_difference(d: dict) -> str:
+    """A paired_difference (or newcombe) dict as "+0.123 [+0.050, +0.196] (n 300)"."""
+    low, high = d["ci95"]
+    return f"{d['difference']:+.3f} [{low:+.3f}, {high:+.3f}] (n {d['n']})"
+
+
 def mean_metric(values: list[float], z: float = 1.96) -> dict:
     """A mean of per-item values (response length, pass@k) with a CLT interval, in the metric shape."""
     n = len(values)

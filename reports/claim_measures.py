@@ -22,7 +22,7 @@ from evals.corpus_stats import USED_MIN_COUNT, corpus_used_ids
 from evals.harness import compare
 from evals.math_checks import check_summary
 from evals.reading import ReadingSettings, induction_score
-from evals.stats import bootstrap, mean_metric, paired_difference, proportion, wilson_interval
+from evals.stats import bootstrap, mean_metric, newcombe, paired_difference, proportion
 from lab.errors import LabError
 from lab.model.inspect_model import default_groups, word_vectors
 from lab.model.loading import load_model_and_tokenizer
@@ -81,13 +81,9 @@ def _newcombe(p1: dict, p2: dict, where: str = "") -> Effect | None:
     n1, n2 = p1["n"], p2["n"]
     if not n1 or not n2:
         return None
-    x1, x2 = round(p1["value"] * n1), round(p2["value"] * n2)
-    a, b = x1 / n1, x2 / n2
-    (l1, u1), (l2, u2) = wilson_interval(x1, n1), wilson_interval(x2, n2)
-    d = b - a
-    said = (f"{where}: " if where else "") + f"{a:.2f} → {b:.2f}"
-    return Effect(d, d - math.sqrt((b - l2) ** 2 + (u1 - a) ** 2), d + math.sqrt((u2 - b) ** 2 + (a - l1) ** 2),
-                  n1 + n2, said)
+    d = newcombe(round(p1["value"] * n1), n1, round(p2["value"] * n2), n2)
+    said = (f"{where}: " if where else "") + f"{p1['value']:.2f} → {p2['value']:.2f}"
+    return Effect(d["difference"], *d["ci95"], d["n"], said)
 
 
 def _has_base_model(run: Run) -> bool:

@@ -33,7 +33,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from evals.harness import context_for, model_fingerprint, run_suite
-from evals.stats import format_ci, paired_difference, proportion
+from evals.stats import format_ci, format_difference, paired_difference, proportion
 from evals.suites import SUITES, EvalContext, Suite
 from lab.errors import LabError
 from lab.experiments.guessing_settings import GuessingSettings
@@ -240,10 +240,6 @@ def table(results: dict) -> str:
     def cell(m: dict) -> str:
         return f"{format_ci(m)} (n {m['n']})"
 
-    def gap(d: dict) -> str:
-        low, high = d["ci95"]
-        return f"{d['difference']:+.3f} [{low:+.3f}, {high:+.3f}] (n {d['n']})"
-
     def moved(arm: str) -> str:
         t = results["training"].get(arm)
         return f"{t['refused_first']:.2f} → {t['refused_last']:.2f}" if t and t["refused_first"] is not None else "–"
@@ -255,6 +251,6 @@ def table(results: dict) -> str:
         reward = results["rewards"].get(name, "– (sft-idk)")
         lines.append(f"| {name} | {reward} | {cell(m['unseen']['hallucinated'])} | {cell(m['unseen']['wrong'])} | "
                      f"{cell(m['known']['correct'])} | {cell(m['known']['refused'])} | {moved(name)} |")
-    lines.append(f"| zero_one − penalised, paired | | {gap(results['zero_one_minus_penalised'])} | | "
-                 f"penalised − zero_one: {gap(results['known_accuracy_penalised_minus_zero_one'])} | | |")
+    lines.append(f"| zero_one − penalised, paired | | {format_difference(results['zero_one_minus_penalised'])} | | "
+                 f"penalised − zero_one: {format_difference(results['known_accuracy_penalised_minus_zero_one'])} | | |")
     return "\n".join(lines) + "\n"

@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 
 from evals.harness import context_for, model_fingerprint, run_suite
-from evals.stats import format_ci, paired_difference, proportion
+from evals.stats import format_ci, format_difference, paired_difference, proportion
 from evals.suites import SUITES, EvalContext, Suite
 from evals.wording import SUFFIX, heldout_texts, with_heldout
 from lab.errors import LabError
@@ -132,15 +132,11 @@ def table(results: dict) -> str:
     def cell(m: dict) -> str:
         return f"{format_ci(m)} (n {m['n']})"
 
-    def gap(d: dict) -> str:
-        low, high = d["ci95"]
-        return f"{d['difference']:+.3f} [{low:+.3f}, {high:+.3f}] (n {d['n']})"
-
     trained = {"varied": "varied wordings", "canonical": "the canonical wording only"}
     lines = ["| sft-idk asked in SFT | stage | correct, canonical wording | correct, held-out wordings |",
              "|---|---|---|---|"]
     lines += [f"| {trained[arm]} | {r['stage']} | {cell(r['canonical'])} | {cell(r['heldout'])} |"
               for arm, r in results["arms"].items()]
-    lines.append(f"| varied − canonical, paired | | {gap(results['varied_minus_canonical_on_canonical'])} | "
-                 f"{gap(results['varied_minus_canonical'])} |")
+    lines.append(f"| varied − canonical, paired | | {format_difference(results['varied_minus_canonical_on_canonical'])} | "
+                 f"{format_difference(results['varied_minus_canonical'])} |")
     return "\n".join(lines) + "\n"
