@@ -139,3 +139,45 @@ def test_a_rate_outside_0_1_is_one_error_at_preset_load(value):
     with pytest.raises(LabError, match=r"demonstrator\.rate must be in \(0, 1\]"):
         get_preset("tiny", [f"demonstrator.rate={value}"])
     assert get_preset("tiny", ["demonstrator.rate=1"]).demonstrator.rate == 1.0
+
+
+# ---------------------------------------------------------------- the stage, end to end on a tiny untrained sft-idk
+
+STAGE_FAST = ["demonstrator.problems=30", "demonstrator.replay=0", "demonstrator.batch_size=10",
+              "demonstrator.rl_steps=1", "demonstrator.rl_problems=8", "demonstrator.rl_check_problems=2",
+              "demonstrator.eval_problems=6", "demonstrator.eval_max_new_tokens=6", "rl.batch_size=4",
+              "rl.num_generations=2", "rl.max_completion_length=6", "rl.beta=0.0"]
+
+
+def test_the_stage_trains_sft_then_rl_and_grades_them_beside_the_demonstrator(tmp_path):
+    import torch
+    from test_pretrain import small_preset
+
+    from lab.experiments.demonstrator import run_demonstrator
+    from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
+    from lab.model.tokenizer import train_tokenizer
+    from lab.presets import stage_context
+    from lab.runs import Run
+    from lab.stage_names import DEMONSTRATOR, SFT_IDK
+    from tasks.math import MathConfig, generate
+
+    preset = small_preset(*STAGE_FAST)
+    texts = [f"{p.question}\n{p.solution}" for p in generate(MathConfig(tasks=("arithmetic",), bands=(2, 3)), 200)]
+    tokenizer = train_tokenizer(texts, vocab_size=400)
+    torch.manual_seed(0)
+    model = LabGPTForCausalLM(LabGPTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512))
+    run = Run.create_or_open(tmp_path / "r", preset)
+    model.save_pretrained(run.stage_dir(SFT_IDK))
+    tokenizer.save_pretrained(run.stage_dir(SFT_IDK))
+    run.mark_complete(SFT_IDK)
+    results = run_demonstrator(preset.demonstrator, stage_context(run, preset).at(DEMONSTRATOR, SFT_IDK))
+    assert run.is_complete(DEMONSTRATOR) and run.is_complete(f"{DEMONSTRATOR}/sft") and run.is_complete(f"{DEMONSTRATOR}/rl")
+    assert results["sft"]["demonstrator_accuracy"] == pytest.approx(round(30 * 0.65) / 30)  # right on the rate asked
+    assert results["rl"]["steps"] == 1
+    heldout = results["splits"]["heldout"]
+    # the demonstrator's own column is graded per problem: right exactly off its error class
+    assert heldout["accuracy"]["demonstrator"]["value"] == pytest.approx(round(6 * 0.65) / 6)
+    assert {"sft_minus_demonstrator", "rl_minus_demonstrator", "rl_minus_sft"} <= set(heldout)
+    assert heldout["rl_minus_sft"]["n"] == 6
+    assert "RL − SFT-on-noisy, paired" in (run.stage_dir(DEMONSTRATOR) / "table.md").read_text()
