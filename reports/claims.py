@@ -70,7 +70,7 @@ def with_power(signed: bool, said: str, effects: list[Effect | None]) -> str:
     if unmet:  # the CI was not what held it back: say what was
         note = f"side condition unmet{'' if len(effects) == 1 else f' in {len(unmet)} of {len(effects)} seeds'}: {unmet[0]}"
         return f"{said[:-1]}; {note})" if said.endswith(")") else f"{said} ({note})"
-    if not signed or not found:
+    if not signed or not found or max(found) == 0:  # a CI of zero width (every pair equal) has no power to state
         return said
     seeds = "" if len(found) == 1 else " in every seed" if len(found) == len(effects) else f" in each of {len(found)} seeds"
     note = f"detectable at 80% power: ≥ {max(found):.3f}{seeds}"
