@@ -65,8 +65,21 @@ CUT = [
     "ppo.steps=1", "ppo.batch_size=2", "ppo.minibatch_size=2", "ppo.ppo_epochs=1", "ppo.max_completion_length=2",
     "ppo.snapshot_every=0", "ppo.ckpt_every=0",
     "rlhf_methods.prompts=2", "rlhf_methods.max_new_tokens=2", "rlhf_methods.batch_size=2",
+    # experiments/rm-gamed: the least RM, one GRPO step, both ends judged
+    "rm_gamed.pairs=8", "rm_gamed.seeds=0", "rm_gamed.steps=1", "rm_gamed.snapshot_every=1",
+    # experiments/guessing: one step a reward of one question x 2 answers of 2 tokens, one question of each kind
+    "guessing.steps=1", "guessing.num_generations=2", "guessing.batch_size=2", "guessing.max_completion_length=2",
+    "guessing.unseen_questions=1", "guessing.known_questions=1", "guessing.ckpt_every=0",
+    # experiments/demonstrator: one SFT step on two traces, one RL step (rl.* above), two problems graded a split
+    "demonstrator.problems=2", "demonstrator.replay=0", "demonstrator.batch_size=2", "demonstrator.rl_steps=1",
+    "demonstrator.rl_problems=4", "demonstrator.rl_check_problems=1", "demonstrator.eval_problems=2",
+    "demonstrator.eval_max_new_tokens=2", "demonstrator.ckpt_every=0",
+    # experiments/scaling: two small sizes (the sweep's own shapes), one step each
+    "scaling.sizes=32x1,64x1", "scaling.warmup_steps=0", "scaling.steps=1",
     # experiments/wording: its twin trains as sft-idk above; one question asked of each, in every wording
     "wording.limit=1",
+    # experiments/chat: one scripted question a check, 2-token answers
+    "chat_transcript.per_check=1", "chat_transcript.max_new_tokens=2",
     # export: one checked prompt of 2 tokens (the 100M model is exported whole)
     "export.check_prompts=1", "export.max_new_tokens=2",
     # evals: one sample of every suite, 2-token answers

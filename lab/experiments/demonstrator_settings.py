@@ -36,7 +36,7 @@ class DemonstratorSettings:
     eval_batch_size: int = 64  # prompts answered at once when grading
     eval_max_new_tokens: int = 192  # answer tokens when grading (three-digit worked solutions run to ~120)
     log_every: int = 10
-    ckpt_every: int = 100  # SFT checkpoints (RL keeps rl.ckpt_every)
+    ckpt_every: int = 100  # SFT checkpoints, 0 = none (RL keeps rl.ckpt_every)
     seed: int = 0  # draws the practice and RL problems and seeds training; the held-out sets are fixed
 
     def __post_init__(self):
@@ -45,7 +45,7 @@ class DemonstratorSettings:
                            f"got {self.rate!r}")
         for name, least in (("problems", 1), ("replay", 0), ("batch_size", 1), ("rl_steps", 1), ("rl_problems", 1),
                             ("rl_check_problems", 1), ("eval_problems", 1), ("eval_batch_size", 1),
-                            ("eval_max_new_tokens", 1), ("log_every", 1), ("ckpt_every", 1)):
+                            ("eval_max_new_tokens", 1), ("log_every", 1), ("ckpt_every", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or value < least:
                 raise LabError(f"demonstrator.{name} must be a whole number >= {least}, got {value!r}")

@@ -38,7 +38,7 @@ class GuessingSettings:
     known_questions: int = 0  # held-out questions with k >= known_min_k asked of each model (0 = all)
     eval_batch_size: int = 64  # prompts generated at once in the evaluations
     log_every: int = 1
-    ckpt_every: int = 50
+    ckpt_every: int = 50  # 0: no resume checkpoints (weights only)
     seed: int = 0  # the prompts' order, the rollouts and the evaluation draws: the same in both arms
 
     def __post_init__(self):
@@ -56,7 +56,7 @@ class GuessingSettings:
                            f"would score it as a wrong answer; use a sentence it accepts (e.g. {REFUSALS[0]!r})")
         for name, least in (("steps", 1), ("batch_size", 1), ("num_generations", 2), ("max_completion_length", 1),
                             ("known_min_k", 1), ("unseen_questions", 0), ("known_questions", 0),
-                            ("eval_batch_size", 1), ("log_every", 1), ("ckpt_every", 1)):
+                            ("eval_batch_size", 1), ("log_every", 1), ("ckpt_every", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise LabError(f"guessing.{name} must be a whole number >= {least}, got {value!r}")
