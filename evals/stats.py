@@ -60,10 +60,10 @@ def newcombe(x1: int, n1: int, x2: int, n2: int) -> dict:
                                       d + math.sqrt((u2 - b) ** 2 + (a - l1) ** 2)], "n": n1 + n2}
 
 
-def format_difference(d: dict) -> str:
-    """A paired_difference (or newcombe) dict as "+0.123 [+0.050, +0.196] (n 300)"."""
+def format_difference(d: dict, n: bool = True) -> str:
+    """A paired_difference (or newcombe) dict as "+0.123 [+0.050, +0.196] (n 300)" (without "(n 300)": n=False)."""
     low, high = d["ci95"]
-    return f"{d['difference']:+.3f} [{low:+.3f}, {high:+.3f}] (n {d['n']})"
+    return f"{d['difference']:+.3f} [{low:+.3f}, {high:+.3f}]" + (f" (n {d['n']})" if n else "")
 
 
 def mean_metric(values: list[float], z: float = 1.96) -> dict:

@@ -30,7 +30,7 @@ from lab.model.tokenizer import encode_texts, load_tokenizer
 from lab.runs import Run, read_json
 from lab.stage_names import KNOWLEDGE, RL_MATH, RLHF_METHODS, SFT_IDK, SFT_MATH
 from reports.claim_verdicts import Effect
-from reports.common import jsonl, suite_results
+from reports.common import jsonl, stage_results, suite_results
 from tasks.math import split_of
 from tasks.spelling import BANDS, words
 
@@ -43,16 +43,6 @@ def _from_metric(m: dict | None) -> Effect | None:
         return None
     low, high = m["ci95"] if "ci95" in m else (m["low"], m["high"])
     return Effect(m["value"], low, high, m["n"])
-
-
-def _from_difference(d: dict, sign: int = +1, where: str = "", means: bool = False, binary: bool = False) -> Effect:
-    """A paired_difference dict as an effect; sign -1 flips it (A - B instead of B - A). `means` names the two
-    means in the row ("A → B"); `binary`: a difference of 0/1 values, whose CLT interval is clipped to [-1, 1]."""
-    low, high = sorted(x * sign for x in d["ci95"])
-    if binary:
-        low, high = max(low, -1.0), min(high, 1.0)
-    said = [f"{d['mean_a']:.2f} → {d['mean_b']:.2f}"] if means else []
-    return Effect(d["difference"] * sign, low, high, d["n"], "; ".join(said + [where] if where else said))
 
 
 def _metric(run: Run, stage: str, suite: str, name: str, group: tuple[str, str] | None = None) -> Effect | None:
@@ -72,8 +62,8 @@ def _paired(a: dict[str, float], b: dict[str, float], where: str = "") -> Effect
     keys = sorted(k for k in a if k in b)
     if not keys:
         return None
-    return _from_difference(paired_difference([a[k] for k in keys], [b[k] for k in keys]), where=where, means=True,
-                            binary=True)
+    d = paired_difference([a[k] for k in keys], [b[k] for k in keys])
+    return Effect.from_difference(d, where=where, means=True, binary=True)
 
 
 def _newcombe(p1: dict, p2: dict, where: str = "") -> Effect | None:
@@ -177,8 +167,7 @@ def base_induction(run: Run) -> Effect | None:
 
 def _experiment(run: Run, name: str) -> dict:
     """experiments/NAME/results.json of the run, {} when that experiment has not run."""
-    path = run.stage_dir(f"experiments/{name}") / "results.json"
-    return read_json(path) if path.exists() else {}
+    return stage_results(run, f"experiments/{name}")
 
 
 def _knowledge_rows(run: Run) -> list[dict]:
@@ -203,7 +192,7 @@ def _stage_minus_parent(run: Run, parent: str, stage: str, suite: str, metric: s
         d = compare(run.stage_dir(parent) / "evals", run.stage_dir(stage) / "evals", suite, metric)
     except LabError:  # a stage or its samples missing
         return None
-    return _from_difference(d, means=True, binary=True)
+    return Effect.from_difference(d, means=True, binary=True)
 
 
 def sft_makes_an_assistant(run: Run) -> Effect | None:
@@ -248,7 +237,7 @@ def context_overrides_parameters(run: Run) -> Effect | None:
     top = max(r["extras"]["k"] for r in every.values())
     rows = [r for r in every.values() if r["extras"]["k"] == top]
     d = paired_difference([float(r["follows_memory"]) for r in rows], [float(r["follows_context"]) for r in rows])
-    return _from_difference(d, where=f"k = {top}", binary=True)
+    return Effect.from_difference(d, where=f"k = {top}", binary=True)
 
 
 # ---------------------------------------------------------------- tokens to think, spelling, tools
@@ -317,13 +306,15 @@ def self_check_emerges(run: Run) -> Effect | None:
         unmet = (f"checks that caught a wrong result and changed the answer, before → after RL: {counts}; the rise is "
                  "in checks of answers that were already right")
     said += f"; checks that changed the answer {counts}"
-    e = _from_difference(s["sampled_verified_share" if sampled else "verified_rate"], where=said, means=True, binary=True)
-    return replace(e, unmet=unmet)
+    return Effect.from_difference(s["sampled_verified_share" if sampled else "verified_rate"], where=said, means=True,
+                                  binary=True, unmet=unmet)
 
 
 def rl_beats_sft(run: Run) -> Effect | None:
     arm = _experiment(run, "math-rewards").get("arms", {}).get("sft", {})
-    return _from_difference(arm["vs_baseline"], sign=-1, binary=True) if "vs_baseline" in arm else None  # baseline - sft
+    if "vs_baseline" not in arm:
+        return None
+    return Effect.from_difference(arm["vs_baseline"], sign=-1, binary=True)  # baseline - sft
 
 
 def reward_model_gamed(run: Run) -> Effect | None:
@@ -336,7 +327,7 @@ def reward_model_gamed(run: Run) -> Effect | None:
             turn, path = r["turnover"], r["path"]
             where = (f"experiments/{name}, {rm}: RM held-out accuracy {r['rm_heldout_accuracy']:.2f}, peak at step "
                      f"{turn['peak_step']}, proxy {path[0]['proxy']:.2f} → {path[-1]['proxy']:.2f}")
-            return _from_difference(turn["final_minus_peak"], means=True, where=where)
+            return Effect.from_difference(turn["final_minus_peak"], means=True, where=where)
     return None
 
 
@@ -344,12 +335,12 @@ def ppo_vs_dpo(run: Run) -> Effect | None:
     """Gold of rlhf-ppo minus dpo on the same fixed prompts (the experiment's samples, one line a prompt)."""
     folder = run.stage_dir(RLHF_METHODS) / "samples"
     ppo, dpo = jsonl(folder / "rlhf-ppo.jsonl"), jsonl(folder / "dpo.jsonl")
-    if not ppo or len(ppo) != len(dpo) or any(a["person"] != b["person"] for a, b in zip(ppo, dpo)):
+    kl = _experiment(run, "rlhf-methods").get("methods")
+    if not kl or not ppo or len(ppo) != len(dpo) or any(a["person"] != b["person"] for a, b in zip(ppo, dpo)):
         return None
-    kl = _experiment(run, "rlhf-methods")["methods"]
     where = f"KL {kl['rlhf-ppo']['kl']['value']:.2f} vs {kl['dpo']['kl']['value']:.2f}"
-    return _from_difference(paired_difference([a["gold"] for a in dpo], [a["gold"] for a in ppo]), where=where,
-                            means=True)
+    return Effect.from_difference(paired_difference([a["gold"] for a in dpo], [a["gold"] for a in ppo]), where=where,
+                                  means=True)
 
 
 # ---------------------------------------------------------------- scaling
@@ -403,4 +394,4 @@ def varied_wording_extracts(run: Run) -> Effect | None:
     r = _experiment(run, "wording")
     if "varied_minus_canonical" not in r:
         return None
-    return _from_difference(r["varied_minus_canonical"], where=f"k >= {r['min_k']}", means=True, binary=True)
+    return Effect.from_difference(r["varied_minus_canonical"], where=f"k >= {r['min_k']}", means=True, binary=True)

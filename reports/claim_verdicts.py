@@ -28,6 +28,18 @@ class Effect:
     # A CI on the claimed side with an unmet condition reads "not shown at this size".
     unmet: str = ""
 
+    @classmethod
+    def from_difference(cls, d: dict, sign: int = +1, where: str = "", means: bool = False, binary: bool = False,
+                        unmet: str = "") -> Effect:
+        """A paired_difference (or newcombe) dict as an effect; sign -1 flips it (A - B instead of B - A). `means`
+        names the two means in the row ("A → B"); `binary`: a difference of 0/1 values, whose CLT interval is
+        clipped to [-1, 1]."""
+        low, high = sorted(x * sign for x in d["ci95"])
+        if binary:
+            low, high = max(low, -1.0), min(high, 1.0)
+        said = [f"{d['mean_a']:.2f} → {d['mean_b']:.2f}"] if means else []
+        return cls(d["difference"] * sign, low, high, d["n"], "; ".join(said + [where] if where else said), unmet)
+
 
 @dataclass(frozen=True)
 class Claim:

@@ -20,6 +20,12 @@ def suite_results(run, stage: str, suite: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def stage_results(run, stage: str) -> dict:
+    """STAGE/results.json of a run (a lab.runs.Run) once the stage is complete, {} before (or when it wrote none)."""
+    path = run.stage_dir(stage) / "results.json"
+    return json.loads(path.read_text()) if run.is_complete(stage) and path.exists() else {}
+
+
 def png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")

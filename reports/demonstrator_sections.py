@@ -8,20 +8,10 @@ above 0): surpassing the demonstrator while imitation of it does as well is no s
 
 from __future__ import annotations
 
-from lab.runs import Run, read_json
+from lab.runs import Run
 from lab.stage_names import DEMONSTRATOR
 from reports.claim_verdicts import Effect
-from reports.common import jsonl
-
-
-def _results(run: Run, stage: str = DEMONSTRATOR) -> dict:
-    path = run.stage_dir(stage) / "results.json"
-    return read_json(path) if run.is_complete(stage) and path.exists() else {}
-
-
-def _clipped(d: dict) -> tuple[float, float]:
-    """A paired difference of 0/1 grades: its CLT interval clipped to [-1, 1]."""
-    return max(d["ci95"][0], -1.0), min(d["ci95"][1], 1.0)
+from reports.common import jsonl, stage_results
 
 
 def demonstrator_effect(results: dict) -> Effect | None:
@@ -31,23 +21,22 @@ def demonstrator_effect(results: dict) -> Effect | None:
     d, vs_sft = heldout.get("rl_minus_demonstrator"), heldout.get("rl_minus_sft")
     if not d or not d.get("n") or not vs_sft:
         return None
-    low, high = _clipped(d)
-    s_low, s_high = _clipped(vs_sft)
-    said = f"RL − SFT-on-noisy {vs_sft['difference']:+.3f} [{s_low:+.3f}, {s_high:+.3f}]"
-    unmet = "" if s_low > 0 else f"{said}: RL does not beat imitation of the demonstrator"
-    return Effect(d["difference"], low, high, d["n"], f"demonstrator {d['mean_a']:.2f} → RL {d['mean_b']:.2f}; {said}",
-                  unmet=unmet)
+    over_sft = Effect.from_difference(vs_sft, binary=True)
+    said = f"RL − SFT-on-noisy {over_sft.value:+.3f} [{over_sft.low:+.3f}, {over_sft.high:+.3f}]"
+    unmet = "" if over_sft.low > 0 else f"{said}: RL does not beat imitation of the demonstrator"
+    return Effect.from_difference(d, binary=True, unmet=unmet,
+                                  where=f"demonstrator {d['mean_a']:.2f} → RL {d['mean_b']:.2f}; {said}")
 
 
 def rl_surpasses_demonstrator(run: Run) -> Effect | None:
     """The claims-table measure: demonstrator_effect of the run's experiments/demonstrator (None when it has not run)."""
-    return demonstrator_effect(_results(run))
+    return demonstrator_effect(stage_results(run, DEMONSTRATOR))
 
 
 def demonstrator_sections(run: Run, stage: str = DEMONSTRATOR) -> list[tuple[str, list]]:
     """The stage's table, what was trained, and one error-class problem as the demonstrator and both models answer
     it, when the stage ran."""
-    results = _results(run, stage)
+    results = stage_results(run, stage)
     table = run.stage_dir(stage) / "table.md"
     if not results or not table.exists():
         return []

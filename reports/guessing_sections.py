@@ -7,17 +7,13 @@ the side condition that the penalty costs at most KNOWN_ACCURACY_MARGIN of accur
 
 from __future__ import annotations
 
-from lab.runs import Run, read_json
+from lab.runs import Run
 from lab.stage_names import GUESSING
 from reports.claim_verdicts import Effect
+from reports.common import stage_results
 
 # Issue #35's rule: the penalised arm's accuracy on known people (k >= known_min_k) may be at most this much lower
 KNOWN_ACCURACY_MARGIN = 0.05
-
-
-def _results(run: Run, stage: str = GUESSING) -> dict:
-    path = run.stage_dir(stage) / "results.json"
-    return read_json(path) if run.is_complete(stage) and path.exists() else {}
 
 
 def guessing_effect(results: dict) -> Effect | None:
@@ -27,25 +23,24 @@ def guessing_effect(results: dict) -> Effect | None:
     d = results.get("zero_one_minus_penalised")
     if not d or not d.get("n"):
         return None
-    low, high = max(d["ci95"][0], -1.0), min(d["ci95"][1], 1.0)
     models, k = results["models"], results["known_min_k"]
     zero_one, penalised = models["zero_one"]["known"]["correct"]["value"], models["penalised"]["known"]["correct"]["value"]
     accuracies = f"correct on k >= {k}: zero_one {zero_one:.2f}, penalised {penalised:.2f}"
     unmet = ""
     if penalised < zero_one - KNOWN_ACCURACY_MARGIN:
         unmet = f"{accuracies}: the penalty costs more than {KNOWN_ACCURACY_MARGIN:.2f} of accuracy on known people"
-    return Effect(d["difference"], low, high, d["n"], f"never-seen answered: penalised {d['mean_a']:.2f}, zero_one "
-                  f"{d['mean_b']:.2f}; {accuracies}", unmet=unmet)
+    return Effect.from_difference(d, binary=True, unmet=unmet, where=f"never-seen answered: penalised "
+                                  f"{d['mean_a']:.2f}, zero_one {d['mean_b']:.2f}; {accuracies}")
 
 
 def guessing_breeds_hallucination(run: Run) -> Effect | None:
     """The claims-table measure: guessing_effect of the run's experiments/guessing (None when it has not run)."""
-    return guessing_effect(_results(run))
+    return guessing_effect(stage_results(run, GUESSING))
 
 
 def guessing_sections(run: Run, stage: str = GUESSING) -> list[tuple[str, list]]:
     """The stage's table with what was trained and asked, when the stage ran."""
-    results = _results(run, stage)
+    results = stage_results(run, stage)
     table = run.stage_dir(stage) / "table.md"
     if not results or not table.exists():
         return []

@@ -150,6 +150,7 @@ def test_online_vs_dpo_states_the_smallest_effect_its_n_could_detect(tmp_path):
                 "".join(json.dumps({"person": f"p{i}", "gold": g}) + "\n" for i, g in enumerate(golds)))
         folder.joinpath("results.json").write_text(json.dumps(
             {"methods": {"rlhf-ppo": {"kl": {"value": 1.0}}, "dpo": {"kl": {"value": 0.5}}}}))
+        run.mark_complete("experiments/rlhf-methods")
     se = statistics.stdev([a - b for a, b in zip(ppo, dpo)]) / math.sqrt(len(ppo))  # 0.0453
     assert claim_rows(runs[0])[[r[0] for r in claim_rows(runs[0])].index(row)][4] == (
         f"not shown at this size (detectable at 80% power: ≥ {2.8 * se:.3f})")

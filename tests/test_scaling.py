@@ -166,7 +166,9 @@ def test_the_claims_row_reads_the_jump_and_withholds_a_mirage(tmp_path, digits, 
     out = tmp_path / "r" / "experiments" / "scaling"
     out.mkdir(parents=True)
     (out / "results.json").write_text(json.dumps({"rows": rows, "abruptness": abruptness(rows)}))
+    run = Run(tmp_path / "r")
+    run.mark_complete("experiments/scaling")
     claim = next(c for c in CLAIMS if c.claim == "some abilities appear abruptly with size")
-    effect = claim.measure(Run(tmp_path / "r"))
+    effect = claim.measure(run)
     assert effect.value == pytest.approx(0.6) and effect.low > 0 and effect.unmet == unmet  # 2/40 -> 26/40
     assert claim_verdict(claim, effect) == verdict

@@ -213,6 +213,8 @@ def test_the_experiment_compares_the_arms_paired_and_the_claim_reads_it(ctx, tmp
     run = Run(tmp_path / "r")
     assert varied_wording_extracts(run) is None  # the stage did not run: "not measured in this run"
     write_json(run.stage_dir("experiments/wording") / "results.json", results)
+    assert varied_wording_extracts(run) is None  # written, but the stage is not complete (a killed run)
+    run.mark_complete("experiments/wording")
     effect = varied_wording_extracts(run)
     assert (effect.value, effect.n) == (1.0, 10 * len(people)) and "k >= 4" in effect.where
     with pytest.raises(LabError, match="wording.limit must be a whole number >= 0"):

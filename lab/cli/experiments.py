@@ -248,7 +248,7 @@ def experiment_scaling(run_dir: Path = typer.Argument(..., help="a run with data
 def experiment_replicate(run_dir: Path = typer.Argument(..., help="a finished run, e.g. runs/tiny"),
                          seeds: int = typer.Option(2, help="how many more seeds (the run's own seed is the first)"),
                          full: bool = typer.Option(False, help="rerun the whole pipeline, world and corpus included "
-                                                               "(about 18 min a seed on 2 cores)")):
+                                                               "(about 35 min a seed on 2 cores)")):
     """Rerun every stage after pretraining (or, with --full, the whole pipeline) with other seeds and evaluate:
     each claim's effect per seed with its mean, spread and sign agreement, and the headline metrics' spread."""
     from lab.replicate import FULL_STAGE, STAGE, replicate

@@ -35,7 +35,7 @@ import time
 from dataclasses import asdict, replace
 
 from evals.math_heldout import EVAL_SEED, greedy_accuracy
-from evals.stats import format_ci, paired_difference, proportion
+from evals.stats import format_ci, format_difference, paired_difference, proportion
 from evals.suites import grade_math
 from lab.errors import LabError
 from lab.experiments.demonstrator_settings import DemonstratorSettings
@@ -206,13 +206,6 @@ DIFF_NAMES = {"sft_minus_demonstrator": "SFT-on-noisy − demonstrator", "rl_min
               "rl_minus_sft": "RL − SFT-on-noisy"}
 
 
-def _gap(d: dict | None) -> str:
-    if d is None:
-        return "–"
-    low, high = d["ci95"]
-    return f"{d['difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
-
-
 def _cell(m: dict) -> str:
     return format_ci(m) if m["n"] else "–"
 
@@ -234,8 +227,8 @@ def table(results: dict) -> str:
     for arm in ("sft", "rl"):
         lines.append(f"| {ARM_NAMES[arm]}: error-class answers equal to the demonstrator's wrong one | " + " | ".join(
             _cell(splits[s]["follows_rule"][arm]) for s in splits) + " |")
-    for name, said in DIFF_NAMES.items():
-        lines.append(f"| {said}, paired | " + " | ".join(_gap(splits[s][name]) for s in splits) + " |")
-    lines.append("| RL − SFT-on-noisy in the error class, paired | " + " | ".join(
-        _gap(splits[s]["rl_minus_sft_in_class"]) for s in splits) + " |")
+    named = {**DIFF_NAMES, "rl_minus_sft_in_class": "RL − SFT-on-noisy in the error class"}
+    for name, said in named.items():
+        lines.append(f"| {said}, paired | " + " | ".join(
+            format_difference(splits[s][name], n=False) if splits[s][name] else "–" for s in splits) + " |")
     return "\n".join(lines) + "\n"
