@@ -213,8 +213,8 @@ def _tooluse_items(ctx: EvalContext, per_kind: int) -> list[dict]:
     def arithmetic(kind: str, digits: tuple[int, int], op: str) -> None:
         seen = set()
         while len(seen) < per_kind:
-            a, b = (rng.randint(10 ** (d - 1), 10 ** d - 1) for d in digits)
-            if (a, b) in seen or math_tasks.split_of(math_tasks.split_key("arithmetic", {"a": a, "b": b, "op": op})) != "heldout":
+            a, b = math_tasks.draw_operands(rng, *((10 ** (d - 1), 10 ** d - 1) for d in digits), "heldout", op)
+            if (a, b) in seen:
                 continue
             seen.add((a, b))
             items.append({"kind": kind, "id": f"{kind}-{a}{op}{b}", "question": f"What is {a} {op} {b}?",

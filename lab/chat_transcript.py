@@ -52,10 +52,9 @@ def _items(world: World, identity, n: int, seed: int) -> list[dict]:
     for p in generate_spelling(SpellingConfig(seed=seed), n, split="heldout"):
         items += [{"check": f"spelling_{'with' if tools else 'without'}_tool", "question": p.question,
                    "gold": p.answer, "tools": tools} for tools in (True, False)]
-    while sum(i["check"] == "calculator" for i in items) < n:
-        a, b = rng.randint(1000, 9999), rng.randint(100, 999)
-        if math_problems.split_of(math_problems.split_key("arithmetic", {"a": a, "b": b, "op": "*"})) == "heldout":
-            items.append({"check": "calculator", "question": f"What is {a} * {b}?", "gold": str(a * b), "tools": True})
+    for _ in range(n):
+        a, b = math_problems.draw_operands(rng, (1000, 9999), (100, 999), "heldout")
+        items.append({"check": "calculator", "question": f"What is {a} * {b}?", "gold": str(a * b), "tools": True})
     probes = probe_targets(identity)
     items += [{"check": "identity", "question": q, "gold": gold, "tools": True}
               for q, gold in rng.sample(probes, min(n, len(probes)))]

@@ -71,6 +71,15 @@ def split_key(task: str, params: dict) -> str:
     return task + "|" + json.dumps(params, sort_keys=True)
 
 
+def draw_operands(rng, a_range: tuple[int, int], b_range: tuple[int, int], split: str, op: str = "*") -> tuple[int, int]:
+    """Two operands, each uniform over its inclusive range, redrawn until "a op b" falls in `split`: a tool
+    demonstration never shows a held-out calculation, and an evaluation never asks one that training showed."""
+    while True:
+        a, b = rng.randint(*a_range), rng.randint(*b_range)
+        if split_of(split_key("arithmetic", {"a": a, "b": b, "op": op})) == split:
+            return a, b
+
+
 # ----- registry and sampling -------------------------------------------------------------------------
 
 TASKS: dict[str, Callable[[random.Random, int], Draft]] = {

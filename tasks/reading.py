@@ -146,10 +146,7 @@ def tool_transcript(rng: random.Random, letters: math_problems.Problem | None = 
     if kind < 0.8 and letters is not None:
         return (f"User: {letters.question}\nAssistant: python\n{letters.extras['tool_code']}\n"
                 f"Tool: {letters.extras['tool_output'].strip()}\nAssistant: Answer: {letters.answer}")
-    while True:
-        a, b = rng.randint(100, 9999), rng.randint(100, 999)
-        if math_problems.split_of(math_problems.split_key("arithmetic", {"a": a, "b": b, "op": "*"})) == "train":
-            break
+    a, b = math_problems.draw_operands(rng, (100, 9999), (100, 999), "train")
     return f"User: What is {a} * {b}?\nAssistant: calculator\n{a} * {b}\nTool: {a * b}\nAssistant: Answer: {a * b}"
 
 
