@@ -9,16 +9,16 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from rich.console import Console
+from tiny_policy import untrained_policy
 from typer.testing import CliRunner
 
 import lab.chat_session as chat_session
 from lab.cli.main import app
 from lab.errors import LabError
 from lab.model.chat_format import TOOL_CALL, TOOL_CALL_END, render
-from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
-from lab.model.tokenizer import decode_ids, encode_text, load_tokenizer, train_tokenizer
+from lab.model.labgpt import LabGPTForCausalLM
+from lab.model.tokenizer import decode_ids, encode_text, load_tokenizer
 from lab.presets import get_preset
 from lab.runs import Run
 
@@ -26,14 +26,8 @@ from lab.runs import Run
 @pytest.fixture(scope="module")
 def stage(tmp_path_factory):
     """An untrained tiny labgpt with a chat tokenizer, its context long enough for a tool round trip."""
-    tokenizer = train_tokenizer(["What is 12 times 7? Let me compute. calculator It is 84."] * 40, vocab_size=300)
-    torch.manual_seed(0)
-    model = LabGPTForCausalLM(LabGPTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024))
-    folder = tmp_path_factory.mktemp("chat") / "sft-idk"
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return untrained_policy(tmp_path_factory.mktemp("chat") / "sft-idk",
+                            ["What is 12 times 7? Let me compute. calculator It is 84."] * 40)
 
 
 def test_a_real_model_answers_one_prompt_through_the_cli(stage):

@@ -6,14 +6,13 @@ import json
 import shutil
 
 import pytest
-import torch
+from tiny_policy import untrained_policy
 
 import lab.chat_session as chat_session
 from lab.chat_transcript import _items, chat_sections, chat_transcript, passed
 from lab.experiments.settings import ChatTranscriptSettings
 from lab.model.chat_format import TOOL_CALL, TOOL_CALL_END
-from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
-from lab.model.tokenizer import decode_ids, encode_text, train_tokenizer
+from lab.model.tokenizer import decode_ids, encode_text
 from lab.model.tool_loop import ToolCall
 from lab.presets import get_preset, stage_context
 from lab.runs import Run
@@ -25,14 +24,8 @@ SMALL_WORLD = ["data.world.people_per_exposure=4", "data.world.exposures=0,1,16"
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A run whose sft-idk is an untrained tiny labgpt (its answers are scripted below)."""
-    tokenizer = train_tokenizer(["Who are you? I am Lab Assistant. What is 12 * 7? Answer: 84."] * 40, vocab_size=300)
-    torch.manual_seed(0)
-    model = LabGPTForCausalLM(LabGPTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024))
     run = Run.create_or_open(tmp_path_factory.mktemp("chat") / "r", get_preset("tiny", SMALL_WORLD))
-    model.save_pretrained(run.stage_dir("sft-idk"))
-    tokenizer.save_pretrained(run.stage_dir("sft-idk"))
-    run.mark_complete("sft-idk")
+    untrained_policy(run, ["Who are you? I am Lab Assistant. What is 12 * 7? Answer: 84."] * 40)
     return run
 
 

@@ -150,12 +150,10 @@ STAGE_FAST = ["demonstrator.problems=30", "demonstrator.replay=0", "demonstrator
 
 
 def test_the_stage_trains_sft_then_rl_and_grades_them_beside_the_demonstrator(tmp_path):
-    import torch
     from test_pretrain import small_preset
+    from tiny_policy import untrained_policy
 
     from lab.experiments.demonstrator import run_demonstrator
-    from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
-    from lab.model.tokenizer import train_tokenizer
     from lab.presets import stage_context
     from lab.runs import Run
     from lab.stage_names import DEMONSTRATOR, SFT_IDK
@@ -163,14 +161,8 @@ def test_the_stage_trains_sft_then_rl_and_grades_them_beside_the_demonstrator(tm
 
     preset = small_preset(*STAGE_FAST)
     texts = [f"{p.question}\n{p.solution}" for p in generate(MathConfig(tasks=("arithmetic",), bands=(2, 3)), 200)]
-    tokenizer = train_tokenizer(texts, vocab_size=400)
-    torch.manual_seed(0)
-    model = LabGPTForCausalLM(LabGPTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512))
     run = Run.create_or_open(tmp_path / "r", preset)
-    model.save_pretrained(run.stage_dir(SFT_IDK))
-    tokenizer.save_pretrained(run.stage_dir(SFT_IDK))
-    run.mark_complete(SFT_IDK)
+    untrained_policy(run, texts, vocab_size=400, context=512)
     results = run_demonstrator(preset.demonstrator, stage_context(run, preset).at(DEMONSTRATOR, SFT_IDK))
     assert run.is_complete(DEMONSTRATOR) and run.is_complete(f"{DEMONSTRATOR}/sft") and run.is_complete(f"{DEMONSTRATOR}/rl")
     assert results["sft"]["demonstrator_accuracy"] == pytest.approx(round(30 * 0.65) / 30)  # right on the rate asked

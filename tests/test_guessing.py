@@ -5,8 +5,8 @@ effect and its accuracy side condition; bad settings are one error at preset loa
 import json
 
 import pytest
-import torch
 from test_pretrain import small_preset
+from tiny_policy import untrained_policy
 
 from evals.suites import SUITES, EvalContext
 from lab.errors import LabError
@@ -126,21 +126,12 @@ def test_equal_hallucination_is_not_shown_and_the_stage_missing_is_not_measured(
 @pytest.fixture(scope="module")
 def idk_run(tmp_path_factory):
     """A small-preset run whose sft-idk is an untrained tiny labgpt with a tokenizer trained on the run's texts."""
-    from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
-    from lab.model.tokenizer import train_tokenizer
-
     preset = small_preset(*FAST)
     world = build_world(preset.data.world)
     texts = [world.biography(p, v) for p in world.people for v in range(3)] + [system_message(Identity())] * 5
     texts += [t.format(n=p.name) for p in world.people for t in QUESTION_TEMPLATES.values()] + list(REFUSALS) * 5
-    tokenizer = train_tokenizer(texts, vocab_size=400)
-    torch.manual_seed(0)
-    model = LabGPTForCausalLM(LabGPTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256))
     run = Run.create_or_open(tmp_path_factory.mktemp("runs") / "r", preset)
-    model.save_pretrained(run.stage_dir(SFT_IDK))
-    tokenizer.save_pretrained(run.stage_dir(SFT_IDK))
-    run.mark_complete(SFT_IDK)
+    untrained_policy(run, texts, vocab_size=400, context=256)
     return run, preset
 
 

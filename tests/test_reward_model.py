@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from test_pretrain import small_preset
+from tiny_policy import untrained_policy
 
 from lab.errors import LabError
 from lab.experiments.rm_scaling import data_scaling
@@ -25,21 +26,12 @@ FAST = RewardModelSettings(pairs=24, samples_per_prompt=4, max_new_tokens=8, epo
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     """A run whose sft-idk stage is an untrained tiny labgpt with a tokenizer trained on the run's world text."""
-    from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
-    from lab.model.tokenizer import train_tokenizer
-
     preset = small_preset()
     world = build_world(preset.data.world)
     texts = [world.biography(p, v) for p in world.people for v in range(3)]
     texts += [t.format(n=p.name) for p in world.people for t in PROMPT_TEMPLATES] + list(REFUSALS) * 5
-    tokenizer = train_tokenizer(texts, vocab_size=400)
-    torch.manual_seed(0)
-    model = LabGPTForCausalLM(LabGPTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128))
     run = Run.create_or_open(tmp_path_factory.mktemp("runs") / "r", preset)
-    model.save_pretrained(run.stage_dir("sft-idk"))
-    tokenizer.save_pretrained(run.stage_dir("sft-idk"))
-    run.mark_complete("sft-idk")
+    untrained_policy(run, texts, vocab_size=400, context=128)
     return run
 
 

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from tiny_policy import untrained_policy
 
 import lab.train.rl_math
 from lab.errors import LabError
@@ -21,18 +22,9 @@ FAST = RLSettings(steps=2, num_generations=4, batch_size=8, max_completion_lengt
 
 def with_untrained_policy(run: Run) -> Run:
     """`run` with an untrained tiny labgpt as its complete sft-idk stage (RL only needs a policy + tokenizer)."""
-    from lab.model.labgpt import LabGPTConfig, LabGPTForCausalLM
-    from lab.model.tokenizer import train_tokenizer
     from tasks.math import MathConfig, generate
 
-    texts = [f"{p.question}\n{p.solution}" for p in generate(MathConfig(bands=(1,)), 200)]
-    tokenizer = train_tokenizer(texts, vocab_size=300)
-    torch.manual_seed(0)
-    model = LabGPTForCausalLM(LabGPTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128))
-    model.save_pretrained(run.stage_dir("sft-idk"))
-    tokenizer.save_pretrained(run.stage_dir("sft-idk"))
-    run.mark_complete("sft-idk")
+    untrained_policy(run, [f"{p.question}\n{p.solution}" for p in generate(MathConfig(bands=(1,)), 200)], context=128)
     return run
 
 
