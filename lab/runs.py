@@ -277,7 +277,14 @@ class Run:
         return self.stage_dir(stage)
 
     def settings(self) -> dict:
+        """The settings the run was created with (config.json): every stage's section of the preset."""
         return read_json(self.config_path)["settings"]
+
+    def stage_settings(self, stage: str) -> dict:
+        """The settings a complete stage ran with, overrides included (its summary.json, or results.json for an
+        experiment that writes no summary)."""
+        folder = self.require(stage)
+        return read_json(folder / "summary.json" if (folder / "summary.json").exists() else folder / "results.json")["settings"]
 
     @classmethod
     def create_or_open(cls, root: Path, settings_obj) -> Run:

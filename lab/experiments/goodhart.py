@@ -85,9 +85,9 @@ def rm_gamed(settings: GoodhartSettings, context) -> dict:
     """The pipeline's RM-gamed run: run_goodhart with the recipes this run's rm, rlhf-grpo and rlhf-methods stages
     recorded (their summary settings), so the one reward model differs from the rm stage only in `settings`."""
     run = context.run
-    rm = from_settings(RewardModelSettings, read_json(run.require(RM) / "summary.json")["settings"])
-    rl = from_settings(RLHFSettings, read_json(run.require(RLHF_GRPO) / "summary.json")["settings"])
-    judging = from_settings(RLHFMethodsSettings, read_json(run.require(RLHF_METHODS) / "results.json")["settings"])
+    rm = from_settings(RewardModelSettings, run.stage_settings(RM))
+    rl = from_settings(RLHFSettings, run.stage_settings(RLHF_GRPO))
+    judging = from_settings(RLHFMethodsSettings, run.stage_settings(RLHF_METHODS))
     return run_goodhart(settings, context, rm, rl, judging)
 
 

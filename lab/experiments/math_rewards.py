@@ -112,8 +112,7 @@ def math_rewards_stage(settings: MathRewardsSettings, context) -> None:
     if not settings.baseline_stage:
         raise LabError("the experiments/math-rewards stage reads its baseline from math_rewards.baseline_stage "
                        "(the pipeline sets rl-math); `lab experiment math-rewards RUN` trains one instead")
-    summary = read_json(context.run.require(settings.baseline_stage) / "summary.json")
-    run_math_rewards(settings, context, from_settings(RLSettings, summary["settings"]))
+    run_math_rewards(settings, context, from_settings(RLSettings, context.run.stage_settings(settings.baseline_stage)))
 
 
 def _recorded_before(run: Run, stage: str) -> dict:

@@ -133,7 +133,7 @@ def fit_power_law(params: list[float], losses: list[float]) -> dict:
 def scaling_stage(settings: ScalingSettings, context) -> None:
     """The experiments/scaling stage: the sweep at `settings`, every size with the run's own pretraining settings
     (its config.json, which the pipeline wrote from the preset it runs)."""
-    pretrain_settings = from_settings(PretrainSettings, read_json(context.run.config_path)["settings"]["pretrain"])
+    pretrain_settings = from_settings(PretrainSettings, context.run.settings()["pretrain"])
     run_sweep(settings, context, pretrain_settings)
 
 
