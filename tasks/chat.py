@@ -211,20 +211,19 @@ def _draw_questions(pool: list[Question], n: int, known: dict[str, bool] | None,
     return drawn
 
 
-def _qa_records(world: World, people: list[Person], n: int, known: dict[str, bool] | None,
-                rng: random.Random, wording: Wording, tools_share: float = 0.0, balanced: bool = False,
-                lookup_after_refusal: bool = False) -> list[dict]:
-    """Questions answered (or refused, in sft-idk); `tools_share` of them have the tools on, where what
-    sft-idk does not know is looked up and what it knows is still answered directly."""
-    out = []
-    for q in _draw_questions([q for p in people for q in world.questions(p)], n, known, balanced, rng):
+def _qa_records(world: World, people: list[Person], known: dict[str, bool] | None, rng: random.Random,
+                mixture: ChatMixture) -> list[dict]:
+    """mixture.qa questions answered (or refused, in sft-idk); mixture.tools_share of them have the tools on,
+    where what sft-idk does not know is looked up and what it knows is still answered directly."""
+    out, wording = [], Wording(mixture, "qa")
+    for q in _draw_questions([q for p in people for q in world.questions(p)], mixture.qa, known, mixture.qa_balanced, rng):
         q = wording.question(q)
         ok = True if known is None else known.get(q.id, True)
-        tools = rng.random() < tools_share
+        tools = rng.random() < mixture.tools_share
         messages = qa_conversation(q, q.answer if ok else None, rng)
         if not ok and tools:  # sft-idk, tools on, a question it does not know: look it up, no hint needed
             messages = _tool_turns(q.text, "lookup", q.person, world.encyclopedia(q.person), answer_sentence(q, q.answer),
-                                   preface=LOOKUP_PREFACE if lookup_after_refusal else "")
+                                   preface=LOOKUP_PREFACE if mixture.lookup_after_refusal else "")
         out.append(_record(messages, "qa", tools=tools, question_id=q.id,
                            person=q.person, attribute=q.attribute, k=q.k, refused=not ok,
                            known=None if known is None else known.get(q.id)))
@@ -404,8 +403,7 @@ def build_mixture(world: World, mixture: ChatMixture, identity: Identity,
         raise LabError("the world has no SFT people to build Q&A, tool-use or context conversations from")
     # One stream per component: changing one count leaves every other component's records unchanged.
     rng = {kind: seeded_rng("chat", mixture.seed, kind) for kind in KINDS + ("system", "order")}
-    records = _qa_records(world, people, mixture.qa, known, rng["qa"], Wording(mixture, "qa"), mixture.tools_share,
-                          mixture.qa_balanced, mixture.lookup_after_refusal)
+    records = _qa_records(world, people, known, rng["qa"], mixture)
     records += _math_records(mixture, mixture.math) if mixture.math else []
     records += _spelling_records(mixture, mixture.spelling, rng["spelling"]) if mixture.spelling else []
     records += _tool_records(world, people, mixture, mixture.tool_use, rng["tool_use"])
