@@ -397,17 +397,17 @@ def _profile_summary(rows: list[dict]) -> dict:
 
 
 SUITES: dict[str, Suite] = {s.name: s for s in (
-    Suite("hallucination", "4", _hallucination_samples, _hallucination_grade,
+    Suite("hallucination", "5", _hallucination_samples, _hallucination_grade,
           with_heldout(("correct", "incorrect", "not_attempted", "attempted", "correct_given_attempted",
                         "hallucinated_unseen")) + ("correct_with_tools", "hallucinated_unseen_with_tools", "looked_up"),
           group_by=("k", "condition"), confidence=True, summarize=_hallucination_summary,
           headline=("correct", "hallucinated_unseen", "not_attempted", "correct_given_attempted", "f_score", "ece",
                     "hallucinated_unseen_with_tools", "correct_with_tools", "correct_heldout_wording",
                     "hallucinated_unseen_heldout_wording", f"heldout_minus_canonical_k{WELL_KNOWN_K}")),
-    Suite("spelling", "3", _spelling_samples, _exact_grade, ("correct",),
+    Suite("spelling", "4", _spelling_samples, _exact_grade, ("correct",),
           group_by=("condition", "task", "band", ("task", "condition")), max_new_tokens=96, tools=True,
           summarize=_spelling_summary, headline=("correct", "steps_minus_direct", "tool_minus_direct")),
-    Suite("tooluse", "2", _tooluse_samples, _tooluse_grade,
+    Suite("tooluse", "3", _tooluse_samples, _tooluse_grade,
           ("correct", "called_tool", "well_formed", "right_tool", "argument_faithful", "faithful_call",
            "unnecessary_call"),
           group_by=("condition", "kind", ("kind", "condition")), max_new_tokens=128, tools=True,

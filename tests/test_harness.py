@@ -59,7 +59,7 @@ def outside_model(tmp_path_factory):
 def test_harness_runs_on_a_plain_llama_and_writes_both_files(outside_model, tmp_path):
     model, tok, ctx = outside_model
     results = run_suite(model, tok, SUITES["hallucination"], ctx, tmp_path, limit=12, seed=3)
-    assert results["n"] == 12 and results["suite_version"] == "4" and results["samples_per_s"] > 0
+    assert results["n"] == 12 and results["suite_version"] == "5" and results["samples_per_s"] > 0
     for metric in ("correct", "incorrect", "not_attempted"):
         m = results["metrics"][metric]
         assert {"value", "stderr", "ci95", "n"} <= m.keys() and 0 <= m["value"] <= 1
